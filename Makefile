@@ -1,0 +1,53 @@
+# Joinery: every target installs what it needs first.
+#
+#   make run       embedded PostgreSQL + migrations + gateway on http://127.0.0.1:8000
+#   make test      everything, from nothing, on a throwaway cluster
+#   make migrate   DATABASE_URL=... brings that database to the current schema
+#   make lint      ruff
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test migrate lint deps venv stop-db check
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+deps:
+	@scripts/install-deps
+
+# Development: a persistent cluster (see scripts/devdb), migrated, and the gateway.
+run: deps venv
+	@url=$${DATABASE_URL:-$$(scripts/devdb start)}; \
+	DATABASE_URL=$$url $(PY) -m gateway migrate && \
+	DATABASE_URL=$$url exec $(PY) -m gateway dev
+
+migrate: venv
+	@test -n "$$DATABASE_URL" || url=$$(scripts/devdb start); \
+	DATABASE_URL=$${DATABASE_URL:-$$url} $(PY) -m gateway migrate
+
+stop-db:
+	@scripts/devdb stop
+
+lint: venv
+	@$(VENV)/bin/ruff check gateway tests migrations
+
+# With DATABASE_URL set, tests run against that database; otherwise on a
+# throwaway cluster made for the run and deleted after it.
+test: deps venv
+	@if [ -n "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory check; \
+	else scripts/devdb run $(MAKE) --no-print-directory check; fi
+
+check:
+	@$(VENV)/bin/ruff check gateway tests migrations
+	@$(PY) -m gateway migrate
+	@$(PY) -m pytest -q

@@ -1,0 +1,225 @@
+"""The Starlette application: authenticate, call one `api` function, shape the answer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import db
+from .errors import ApiError, json_response
+from .jwt_auth import InvalidToken, JwtConfig, Verifier
+from .routes import SEED_ROUTES, SeedRoute
+from .settings import Settings
+
+log = logging.getLogger("joinery.access")
+
+# Request headers passed to SQL as request.headers; credentials are left out.
+_PRIVATE_HEADERS = frozenset({"authorization", "apikey", "cookie"})
+# PostgREST exposes one schema here; supabase clients ask for "public" by default.
+_PROFILES = frozenset({"api", "public"})
+
+
+class Gateway:
+    """What a request needs: settings, the token verifier, the pool and the catalogue."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.verifier = Verifier(
+            JwtConfig.from_values(settings.jwt_secret, settings.jwt_jwks, settings.jwt_aud))
+        self.pool = db.make_pool(
+            settings.database_url, settings.pool_min, settings.pool_max,
+            settings.pool_timeout, settings.statement_timeout_ms)
+        self.catalog = db.Catalog()
+
+    def identity(self, request: Request) -> db.Identity:
+        """Bearer token, else an apikey header holding a JWT, else anon."""
+        token = None
+        header = request.headers.get("authorization")
+        if header is not None:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise invalid_token("Authorization header must be 'Bearer <token>'")
+            token = value.strip()
+        else:
+            apikey = request.headers.get("apikey", "")
+            if apikey.count(".") == 2:
+                token = apikey
+        if token is None:
+            return db.Identity("anon", {"role": "anon"})
+        try:
+            claims = self.verifier.verify(token)
+        except InvalidToken as exc:
+            raise invalid_token(str(exc)) from None
+        return db.Identity(claims["role"], claims)
+
+    async def invoke(self, request: Request, name: str, args: dict[str, Any],
+                     who: db.Identity) -> db.Result:
+        fn = await self.catalog.find(self.pool, name, set(args))
+        if request.method == "GET" and fn.volatile:
+            raise ApiError(405, "PGRST101",
+                           "Cannot use the GET method on RPC with volatile functions")
+        headers = {k: v for k, v in request.headers.items() if k not in _PRIVATE_HEADERS}
+        return await db.call(self.pool, fn, args, who, request.method,
+                             request.url.path, headers)
+
+
+def invalid_token(message: str) -> ApiError:
+    code = "PGRST303" if message == "token has expired" else "PGRST301"
+    return ApiError(401, code, message, headers={
+        "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})
+
+
+async def json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object body ({} when empty). 413, 415 and 400 as PostgREST."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "PGRST413", "Request body is too large.")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise ApiError(413, "PGRST413", "Request body is too large.")
+    if not raw.strip():
+        return {}
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        form = urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        return dict(form)
+    if media not in ("application/json", "text/plain", ""):
+        raise ApiError(415, "PGRST107", f"Content-Type {media!r} is not acceptable; send JSON.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "PGRST102", "Request body is not valid JSON.", str(exc)) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "PGRST102", "Request body must be a JSON object of arguments.")
+    return body
+
+
+def check_profile(request: Request) -> None:
+    for header in ("accept-profile", "content-profile"):
+        profile = request.headers.get(header)
+        if profile is not None and profile not in _PROFILES:
+            raise ApiError(406, "PGRST106", f"The schema must be one of {sorted(_PROFILES)}.")
+
+
+def raw_response(result: db.Result) -> Response:
+    if result.body is None:
+        return Response(status_code=result.status if result.status != 200 else 204,
+                        headers=result.headers)
+    return Response(result.body, result.status, result.headers, media_type="application/json")
+
+
+async def rpc(request: Request) -> Response:
+    """POST|GET /rest/v1/rpc/{fn}, as PostgREST answers it."""
+    gw: Gateway = request.app.state.gateway
+    check_profile(request)
+    who = gw.identity(request)
+    if request.method == "POST":
+        args = await json_object(request, gw.settings.max_body_bytes)
+    else:
+        args = dict(request.query_params)
+    result = await gw.invoke(request, request.path_params["fn"], args, who)
+    return raw_response(result)
+
+
+def seed_endpoint(route: SeedRoute):  # noqa: ANN201 - a Starlette endpoint
+    """The handler of one seed route: arguments from the path and body, shaped answer."""
+
+    async def endpoint(request: Request) -> Response:
+        gw: Gateway = request.app.state.gateway
+        who = gw.identity(request)
+        body = await json_object(request, gw.settings.max_body_bytes) if route.takes_body else {}
+        args = route.arguments(request.path_params, body)
+        result = await gw.invoke(request, route.function, args, who)
+        if result.status >= 400 or result.body is None:
+            return raw_response(result)
+        shaped = route.shape(orjson.loads(result.body))
+        status = route.status if result.status == 200 else result.status
+        return json_response(shaped, status, result.headers)
+
+    endpoint.__name__ = f"seed_{route.function}"
+    return endpoint
+
+
+async def healthz(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    try:
+        async with gw.pool.connection(timeout=2) as conn:
+            await conn.execute("select 1")
+    except Exception:  # noqa: BLE001 - any failure means not healthy
+        return json_response({"status": "unavailable", "database": False}, 503)
+    return json_response({"status": "ok", "database": True})
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+class AccessLog:
+    """Pure ASGI middleware: one JSON line per request with the route template,
+    never the raw path or query (they can hold codes and tokens)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            log.info(orjson.dumps({
+                "method": scope["method"],
+                "route": getattr(route, "path", "unmatched"),
+                "function": (scope.get("path_params") or {}).get("fn"),
+                "status": status,
+                "ms": round((time.perf_counter() - start) * 1000, 2),
+            }).decode())
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    gateway = Gateway(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.pool.open(wait=False)
+        with contextlib.suppress(Exception):
+            await gateway.catalog.load(gateway.pool)
+        try:
+            yield
+        finally:
+            await gateway.pool.close()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/rest/v1/rpc/{fn}", rpc, methods=["GET", "POST"]),
+        *(Route(r.path, seed_endpoint(r), methods=[r.method]) for r in SEED_ROUTES),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={ApiError: api_error})
+    app.state.gateway = gateway
+    return AccessLog(app)  # type: ignore[return-value]

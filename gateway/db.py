@@ -1,0 +1,208 @@
+"""The database side of a request: the pool, the catalogue of `api` functions, and
+one transaction per call with the caller's role and claims set locally."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from .errors import ApiError, from_database, unavailable
+
+CATALOG_QUERY = """
+select p.proname,
+       p.provolatile,
+       p.proretset,
+       p.prorettype = 'pg_catalog.void'::pg_catalog.regtype,
+       coalesce(p.proargnames[1:p.pronargs], '{}'),
+       array(select pg_catalog.format_type(t, null) from unnest(p.proargtypes) t),
+       p.pronargdefaults,
+       coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '')
+from pg_catalog.pg_proc p
+where p.pronamespace = 'api'::regnamespace and p.prokind = 'f'
+  and (p.proargmodes is null or 'o' <> all (p.proargmodes))
+order by p.proname, p.pronargs
+"""
+
+
+@dataclass(frozen=True)
+class Function:
+    """One function of schema `api`, as the gateway needs to call it."""
+
+    name: str
+    volatile: bool
+    returns_set: bool
+    returns_void: bool
+    arg_names: tuple[str, ...]
+    arg_types: tuple[str, ...]
+    required: frozenset[str]
+    comment: str
+    query: sql.Composed = field(compare=False)
+
+    def accepts(self, given: set[str]) -> bool:
+        return given <= set(self.arg_names) and self.required <= given
+
+
+def _build_query(name: str, names: tuple[str, ...], types: tuple[str, ...],
+                 retset: bool, void: bool) -> sql.Composed:
+    """SELECT running api.name(arg => _a.arg, ...) with the arguments taken from one
+    JSON object (the only parameter) by json_to_record, so PostgreSQL converts every
+    type; the response settings are read after the call, in the same statement."""
+    call = sql.SQL("{}({})").format(
+        sql.Identifier("api", name),
+        sql.SQL(", ").join(
+            sql.SQL("{0} => _a.{0}").format(sql.Identifier(n)) for n in names))
+    sources: list[sql.Composable] = []
+    if names:
+        sources.append(sql.SQL("json_to_record(%s::json) as _a({})").format(
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))
+                for n, t in zip(names, types, strict=True))))
+    if retset:
+        body = sql.SQL("coalesce(json_agg(_r), '[]')::text")
+        sources.append(sql.SQL("lateral {} _r").format(call))
+    elif void:
+        body = sql.SQL("null::text")
+        sources.append(sql.SQL("lateral (select {}) _r").format(call))
+    else:
+        body = sql.SQL("to_json({})::text").format(call)
+    source = sql.SQL("select {} as body").format(body)
+    if sources:
+        source = sql.SQL("{} from {}").format(source, sql.SQL(", ").join(sources))
+    return sql.SQL(
+        "with _c as materialized ({}) select _c.body, current_setting('response.status', true), "
+        "current_setting('response.headers', true) from _c"
+    ).format(source)
+
+
+class Catalog:
+    """The functions of schema `api`, loaded at start and reloaded when a name is
+    not found (at most once a second), so new migrations need no restart."""
+
+    def __init__(self) -> None:
+        self.functions: dict[str, list[Function]] = {}
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def load(self, pool: AsyncConnectionPool) -> None:
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(CATALOG_QUERY)).fetchall()
+        functions: dict[str, list[Function]] = {}
+        for name, volatility, retset, void, names, types, ndefaults, comment in rows:
+            names_t, types_t = tuple(names), tuple(types)
+            required = frozenset(names_t[: len(names_t) - ndefaults])
+            functions.setdefault(name, []).append(Function(
+                name, volatility == "v", retset, void, names_t, types_t, required, comment,
+                _build_query(name, names_t, types_t, retset, void)))
+        self.functions = functions
+        self._loaded_at = time.monotonic()
+
+    async def find(self, pool: AsyncConnectionPool, name: str, given: set[str]) -> Function:
+        for attempt in range(2):
+            for fn in self.functions.get(name, ()):
+                if fn.accepts(given):
+                    return fn
+            if attempt == 0 and time.monotonic() - self._loaded_at > 1.0:
+                async with self._lock:
+                    try:
+                        await self.load(pool)
+                    except (psycopg.OperationalError, PoolTimeout):
+                        raise unavailable() from None
+        args = ", ".join(sorted(given))
+        raise ApiError(
+            404, "PGRST202",
+            f"Could not find the function api.{name}({args}) in the schema cache",
+            hint="Check the function's name and its argument names.",
+        )
+
+
+@dataclass
+class Identity:
+    role: str
+    claims: dict[str, Any]
+
+
+@dataclass
+class Result:
+    status: int
+    body: str | None
+    headers: dict[str, str]
+
+
+SETUP = sql.SQL(
+    "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true), "
+    "set_config('request.method', %s, true), set_config('request.path', %s, true), "
+    "set_config('request.headers', %s, true)"
+)
+
+
+async def call(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any], who: Identity,
+               method: str, path: str, headers: dict[str, str]) -> Result:
+    """One transaction: role and claims set locally, one function call, commit."""
+    try:
+        async with pool.connection() as conn:
+            await conn.set_read_only(not fn.volatile and method == "GET")
+            try:
+                await conn.execute(SETUP, (
+                    who.role, orjson.dumps(who.claims).decode(), method, path,
+                    orjson.dumps(headers).decode()))
+                params = (orjson.dumps(args).decode(),) if fn.arg_names else ()
+                row = await (await conn.execute(fn.query, params)).fetchone()
+            except psycopg.errors.Error as exc:
+                if isinstance(exc, psycopg.OperationalError) and conn.broken:
+                    raise
+                await conn.rollback()
+                raise from_database(exc, who.role) from None
+    except (psycopg.OperationalError, PoolTimeout):
+        raise unavailable() from None
+    assert row is not None
+    body, status_text, headers_text = row
+    status = int(status_text) if status_text else (204 if body is None else 200)
+    return Result(status, body, parse_response_headers(headers_text))
+
+
+def parse_response_headers(text: str | None) -> dict[str, str]:
+    """response.headers as PostgREST reads it: a JSON array of one-key objects (or
+    one object)."""
+    if not text:
+        return {}
+    value = orjson.loads(text)
+    items = value if isinstance(value, list) else [value]
+    out: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, dict):
+            out.update({str(k): str(v) for k, v in item.items()})
+    return out
+
+
+def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float,
+              statement_timeout_ms: int) -> AsyncConnectionPool:
+    async def configure(conn: psycopg.AsyncConnection) -> None:
+        # Same value on every connection, so harmless behind PgBouncer too.
+        await conn.execute(f"set statement_timeout = {int(statement_timeout_ms)}")
+        await conn.execute("set timezone = 'UTC'")
+        await conn.commit()
+
+    return AsyncConnectionPool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        configure=configure,
+        open=False,
+        reconnect_timeout=3600,
+        kwargs={
+            "connect_timeout": 3,
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 2,
+            "application_name": "joinery-gateway",
+        },
+    )

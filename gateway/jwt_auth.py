@@ -1,0 +1,220 @@
+"""JWT verification (PostgREST/Supabase-compatible) and development token minting."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+from jwt import PyJWK
+
+__all__ = ["ALLOWED_ROLES", "InvalidToken", "JwtConfig", "Verifier", "mint"]
+
+ALLOWED_ROLES = frozenset({"anon", "authenticated", "service_role"})
+ALLOWED_ALGS = frozenset({"HS256", "ES256", "RS256"})
+_KTY_FOR_ALG = {"HS256": "oct", "ES256": "EC", "RS256": "RSA"}
+_MIN_SECRET_LEN = 32
+
+
+class InvalidToken(Exception):
+    """message is safe to show the client (never contains the token)."""
+
+
+@dataclass(frozen=True)
+class JwtConfig:
+    secret: str | None
+    jwks: dict[str, Any] | None
+    audience: str | None
+    leeway: int = 30
+
+    def __post_init__(self) -> None:
+        if self.secret is not None and len(self.secret) < _MIN_SECRET_LEN:
+            raise ValueError(f"JWT secret must be at least {_MIN_SECRET_LEN} characters")
+        if self.jwks is not None and not isinstance(self.jwks.get("keys"), list):
+            raise ValueError('JWKS must be a JSON object with a "keys" list')
+        if self.leeway < 0:
+            raise ValueError("JWT leeway must not be negative")
+
+    @classmethod
+    def from_values(
+        cls, secret: str | None, jwks_text: str | None, audience: str | None
+    ) -> JwtConfig:
+        """jwks_text is JSON text of a JWKS, or a path to a file holding it (if it does not
+        start with '{'). Empty strings mean unset."""
+        jwks: dict[str, Any] | None = None
+        text = (jwks_text or "").strip()
+        if text:
+            if not text.startswith("{"):
+                try:
+                    text = Path(text).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ValueError(f"cannot read JWKS file: {exc.strerror}") from None
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                raise ValueError("JWKS is not valid JSON") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("JWKS must be a JSON object")
+            # A single JWK is accepted as a one-key set.
+            jwks = parsed if "keys" in parsed else {"keys": [parsed]}
+        return cls(secret=secret or None, jwks=jwks, audience=audience or None)
+
+
+@dataclass(frozen=True)
+class _Key:
+    kid: str | None
+    kty: str
+    alg: str
+    crv: str | None
+    key: Any  # prepared key object usable by jwt.decode
+
+    def fits(self, alg: str) -> bool:
+        if self.kty != _KTY_FOR_ALG[alg] or self.alg != alg:
+            return False
+        return alg != "ES256" or self.crv in (None, "P-256")
+
+
+def _build_keys(jwks: dict[str, Any] | None) -> list[_Key]:
+    keys: list[_Key] = []
+    for index, data in enumerate((jwks or {}).get("keys", [])):
+        if not isinstance(data, dict):
+            raise ValueError(f"JWKS key #{index} is not an object")
+        if data.get("use") == "enc" or data.get("kty") not in _KTY_FOR_ALG.values():
+            continue  # not a signing key we could ever use
+        try:
+            key = PyJWK(data)
+        except jwt.PyJWTError:
+            # The library's message may embed key material: do not propagate it.
+            raise ValueError(f"JWKS key #{index} is invalid or unsupported") from None
+        kid, crv = data.get("kid"), data.get("crv")
+        keys.append(
+            _Key(
+                kid=kid if isinstance(kid, str) else None,
+                kty=data["kty"],
+                alg=key.algorithm_name,
+                crv=crv if isinstance(crv, str) else None,
+                key=key.key,
+            )
+        )
+    return keys
+
+
+def _role_text(value: object) -> str:
+    if isinstance(value, str):
+        return json.dumps(value[:40] + ("..." if len(value) > 40 else ""))
+    return f"of type {type(value).__name__}"
+
+
+class Verifier:
+    def __init__(self, config: JwtConfig) -> None:
+        self._config = config
+        self._secret: bytes | None = config.secret.encode() if config.secret else None
+        self._has_jwks = config.jwks is not None
+        keys = _build_keys(config.jwks)
+        self._by_kid: dict[str, list[_Key]] = {}
+        for key in keys:
+            if key.kid is not None:
+                self._by_kid.setdefault(key.kid, []).append(key)
+        self._by_alg: dict[str, list[Any]] = {
+            alg: [k.key for k in keys if k.fits(alg)] for alg in ALLOWED_ALGS
+        }
+        if self._secret is not None:
+            self._by_alg["HS256"].insert(0, self._secret)
+        aud = config.audience is not None
+        # iat is checked in verify() (PyJWT's check varies between versions).
+        self._jwt = jwt.PyJWT(
+            options={"verify_aud": aud, "verify_iat": False, "require": ["aud"] if aud else []}
+        )
+
+    def _candidates(self, header: dict[str, Any], alg: str) -> list[Any]:
+        kid = header.get("kid")
+        if kid is None:
+            return self._by_alg[alg]
+        if alg == "HS256" and not self._has_jwks:
+            return [self._secret] if self._secret is not None else []
+        matches = self._by_kid.get(kid)
+        if not matches:
+            raise InvalidToken("unknown key id")
+        fitting = [k.key for k in matches if k.fits(alg)]
+        if not fitting:
+            raise InvalidToken("key id does not match the token algorithm")
+        return fitting
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Return the verified claims or raise InvalidToken."""
+        if not isinstance(token, str) or not token:
+            raise InvalidToken("malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("malformed token") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGS:
+            raise InvalidToken("token algorithm is not allowed")
+        candidates = self._candidates(header, alg)
+        if not candidates:
+            raise InvalidToken(f"no key configured for {alg}")
+        claims = self._decode(token, alg, candidates)
+        iat = claims.get("iat")
+        if iat is not None:
+            if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
+                raise InvalidToken("invalid iat claim")
+            if iat > time.time() + self._config.leeway:
+                raise InvalidToken("token issued in the future")
+        role = claims.get("role")
+        if role is None:
+            raise InvalidToken("role (missing) is not allowed")
+        if not isinstance(role, str) or role not in ALLOWED_ROLES:
+            raise InvalidToken(f"role {_role_text(role)} is not allowed")
+        return claims
+
+    def _decode(self, token: str, alg: str, candidates: list[Any]) -> dict[str, Any]:
+        for key in candidates:
+            try:
+                return self._jwt.decode(
+                    token,
+                    key,
+                    algorithms=[alg],
+                    audience=self._config.audience,
+                    leeway=self._config.leeway,
+                )
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.ExpiredSignatureError:
+                raise InvalidToken("token has expired") from None
+            except jwt.ImmatureSignatureError:
+                raise InvalidToken("token is not yet valid") from None
+            except jwt.MissingRequiredClaimError:
+                raise InvalidToken("token is missing the aud claim") from None
+            except jwt.InvalidAudienceError:
+                raise InvalidToken("token audience is not accepted") from None
+            except jwt.DecodeError:  # e.g. payload is not a JSON object
+                raise InvalidToken("malformed token") from None
+            except jwt.PyJWTError:
+                raise InvalidToken("invalid token") from None
+        raise InvalidToken("invalid signature")
+
+
+def mint(
+    secret: str,
+    sub: str | None,
+    role: str = "authenticated",
+    *,
+    expires_in: int = 3600,
+    email: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """HS256 development token with iat, exp, sub (if given), role, aud 'authenticated' only
+    if extra says so; used by `python -m gateway token` and tests."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"role": role, "iat": now, "exp": now + expires_in}
+    if sub is not None:
+        claims["sub"] = sub
+    if email is not None:
+        claims["email"] = email
+    claims.update(extra or {})
+    return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,0 +1,123 @@
+"""Brings a database to the current schema.
+
+Versioned table changes are yoyo migrations in migrations/. Functions, triggers,
+grants and policies live in sql/ and are rebuilt as one unit, in one
+transaction, whenever their text changes: every function in the `api` and
+`private` schemas is dropped with what depends on it (policies, triggers), and
+sql/ is run again in file order. The hash of sql/ is kept as the comment of
+schema `api`, so running the command twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = ROOT / "migrations"
+SQL_DIR = ROOT / "sql"
+CODE_LOCK = 7_311_402_221  # advisory lock key held while code is rebuilt
+MARK = "joinery code "
+
+
+def code_files() -> list[Path]:
+    """sql/ files in the order they run: top-level, then functions, then policies."""
+    files = sorted(SQL_DIR.glob("*.sql"))
+    files += sorted((SQL_DIR / "functions").glob("*.sql"))
+    files += sorted((SQL_DIR / "policies").glob("*.sql"))
+    return files
+
+
+def code_hash(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(SQL_DIR).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+DROP_CODE = """
+do $drop$
+declare
+    r record;
+begin
+    for r in select p.polname, c.oid::regclass as tbl
+             from pg_catalog.pg_policy p join pg_catalog.pg_class c on c.oid = p.polrelid
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+             where n.nspname = 'app'
+    loop
+        execute format('drop policy %I on %s', r.polname, r.tbl);
+    end loop;
+    for r in select p.oid::regprocedure as fn, p.prokind
+             from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+             where n.nspname in ('api', 'private')
+    loop
+        execute format('drop %s if exists %s cascade',
+                       case r.prokind when 'p' then 'procedure' else 'function' end, r.fn);
+    end loop;
+end
+$drop$;
+"""
+
+
+def apply_code(conn: psycopg.Connection, force: bool = False) -> bool:
+    """Rebuilds sql/ in the database unless it is already current. True if rebuilt."""
+    files = code_files()
+    wanted = MARK + code_hash(files)
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(%s)", (CODE_LOCK,))
+        current = conn.execute(
+            "select obj_description('api'::regnamespace, 'pg_namespace')"
+        ).fetchone()
+        if not force and current and current[0] == wanted:
+            return False
+        conn.execute(DROP_CODE)
+        for path in files:
+            conn.execute(path.read_text())  # type: ignore[arg-type]  # trusted files of the repo
+        conn.execute(
+            "revoke execute on all functions in schema api, private from public"
+        )
+        conn.execute(sql.SQL("comment on schema api is {}").format(sql.Literal(wanted)))
+    return True
+
+
+def yoyo_url(database_url: str) -> str:
+    """yoyo names its psycopg 3 backend postgresql+psycopg://."""
+    for prefix in ("postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix):]
+    return database_url
+
+
+def apply_migrations(database_url: str) -> int:
+    """Applies pending yoyo migrations; returns how many were applied."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(yoyo_url(database_url))
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        # The post-apply hook (plain `yoyo apply`) is replaced here by apply_code.
+        backend.apply_migrations_only(pending)
+    return len(pending)
+
+
+def set_authenticator_password(conn: psycopg.Connection, password: str) -> None:
+    conn.execute(
+        sql.SQL("alter role authenticator with login password {}").format(sql.Literal(password))
+    )
+
+
+def migrate(database_url: str, force_code: bool = False) -> str:
+    """The whole of `make migrate`: tables, then code, then the gateway role's password."""
+    applied = apply_migrations(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rebuilt = apply_code(conn, force=force_code)
+        password = os.environ.get("AUTHENTICATOR_PASSWORD")
+        if password:
+            set_authenticator_password(conn, password)
+    return f"{applied} migration(s) applied; sql/ {'rebuilt' if rebuilt else 'unchanged'}"

@@ -1,0 +1,50 @@
+"""The seeds' own routes, declared as data: which function each calls, where its
+arguments come from, and how the answer is shaped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Shape = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class SeedRoute:
+    method: str
+    path: str
+    function: str
+    # argument name -> path parameter name
+    from_path: Mapping[str, str] = field(default_factory=dict)
+    # argument name -> body field name (a field absent from the body is passed as null)
+    from_body: Mapping[str, str] = field(default_factory=dict)
+    status: int = 200
+    shape: Shape = lambda value: value
+
+    @property
+    def takes_body(self) -> bool:
+        return bool(self.from_body)
+
+    def arguments(self, path: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
+        args: dict[str, Any] = {arg: path[param] for arg, param in self.from_path.items()}
+        args.update({arg: body.get(key) for arg, key in self.from_body.items()})
+        return args
+
+
+def success(key: str | None = None) -> Shape:
+    """{"success": true, key: value}, or the value's own keys merged in when key is None."""
+    if key is None:
+        return lambda value: {"success": True, **value}
+    return lambda value: {"success": True, key: value}
+
+
+SEED_ROUTES: list[SeedRoute] = [
+    # Group invite codes (seed 000).
+    SeedRoute("POST", "/api/groups/{id}/invite", "create_group_invite",
+              from_path={"group_id": "id"},
+              from_body={"expires_in": "expires_in", "max_uses": "max_uses"},
+              status=201, shape=success("invite")),
+    SeedRoute("POST", "/api/groups/join", "join_group",
+              from_body={"code": "code"}, shape=success()),
+]

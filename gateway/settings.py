@@ -1,0 +1,69 @@
+"""Settings, read from the environment in one place, with development defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# Development only: `make run` and the tests use it when JWT_SECRET is unset.
+DEV_JWT_SECRET = "joinery-development-secret-change-me-0123456789"
+DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329/joinery"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name, "")
+    return value if value != "" else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    jwt_secret: str | None
+    jwt_jwks: str | None
+    jwt_aud: str | None
+    host: str
+    port: int
+    pool_min: int
+    pool_max: int
+    pool_timeout: float
+    statement_timeout_ms: int
+    max_body_bytes: int
+    smtp_url: str | None
+    mail_from: str
+    app_url: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        jwks = _env("JWT_JWKS")
+        return cls(
+            database_url=_env("GATEWAY_DATABASE_URL")
+            or authenticator_url(_env("DATABASE_URL", DEV_DATABASE_URL) or DEV_DATABASE_URL),
+            # With a JWKS alone, no shared secret is assumed.
+            jwt_secret=_env("JWT_SECRET", None if jwks else DEV_JWT_SECRET),
+            jwt_jwks=jwks,
+            jwt_aud=_env("JWT_AUD"),
+            host=_env("HOST", "127.0.0.1") or "127.0.0.1",
+            port=int(_env("PORT", "8000") or 8000),
+            pool_min=int(_env("POOL_MIN", "2") or 2),
+            pool_max=int(_env("POOL_MAX", "20") or 20),
+            pool_timeout=float(_env("POOL_TIMEOUT", "5") or 5),
+            statement_timeout_ms=int(_env("STATEMENT_TIMEOUT_MS", "10000") or 10000),
+            max_body_bytes=int(_env("MAX_BODY_BYTES", str(1024 * 1024)) or 1024 * 1024),
+            smtp_url=_env("SMTP_URL"),
+            mail_from=_env("MAIL_FROM", "Joinery <no-reply@localhost>") or "",
+            app_url=_env("APP_URL", "http://127.0.0.1:8000") or "",
+        )
+
+
+def authenticator_url(database_url: str) -> str:
+    """The same server and database as `database_url`, as the `authenticator` role
+    (password from AUTHENTICATOR_PASSWORD when given)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(database_url)
+    params["user"] = "authenticator"
+    params.pop("password", None)
+    password = _env("AUTHENTICATOR_PASSWORD")
+    if password:
+        params["password"] = password
+    return make_conninfo(**params)

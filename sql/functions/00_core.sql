@@ -1,0 +1,137 @@
+-- Core helpers every flow uses: who is calling, errors that commit, the audit
+-- log and the rate limiter. None of these is part of the API.
+
+/**
+ * The signed-in caller's id, or an error when there is none. Every api
+ * function that needs a user starts here, so identity is read in one place.
+ */
+create function private.require_user() returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_uid uuid := auth.uid();
+begin
+    if v_uid is null then
+        raise exception using errcode = 'PT401', message = 'You must be signed in.';
+    end if;
+    return v_uid;
+end;
+$$;
+
+/**
+ * SHA-256 of a secret (invite codes, tokens). Secrets are random with at least
+ * 122 bits, so an unsalted fast hash is enough and lets us look them up by index.
+ */
+create function private.hash_secret(secret text) returns bytea
+language sql immutable strict parallel safe
+set search_path = ''
+as $$
+    select pg_catalog.sha256(pg_catalog.convert_to(secret, 'UTF8'))
+$$;
+
+/**
+ * Answers an error without raising, PostgREST's way: sets response.status and
+ * returns the error body, so the transaction commits. Used where a failed
+ * attempt must still be counted and audited (joins, invites, accepts).
+ */
+create function private.fail(
+    status integer, message text, details text default null, hint text default null
+) returns jsonb
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+    perform pg_catalog.set_config('response.status', status::text, true);
+    return pg_catalog.jsonb_build_object(
+        'code', 'PT' || status::text, 'message', message, 'details', details, 'hint', hint);
+end;
+$$;
+
+/**
+ * Appends one entry to the audit log for the current caller. Never stores
+ * codes or tokens: callers pass ids and outcomes only.
+ */
+create function private.audit(
+    action text, outcome text, status integer,
+    subject_id uuid default null, details jsonb default '{}'::jsonb
+) returns void
+language sql volatile
+set search_path = ''
+as $$
+    insert into app.audit_log (actor_id, action, outcome, status, subject_id, details)
+    values (auth.uid(), action, outcome, status, subject_id, coalesce(details, '{}'::jsonb))
+$$;
+
+/**
+ * Refuses changes to the audit log: it is append-only, for everyone.
+ */
+create function private.forbid_audit_change() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+    raise exception using errcode = '42501', message = 'The audit log is append-only.';
+end;
+$$;
+create trigger audit_log_append_only
+    before update or delete on app.audit_log
+    for each row execute function private.forbid_audit_change();
+create trigger audit_log_no_truncate
+    before truncate on app.audit_log
+    for each statement execute function private.forbid_audit_change();
+
+/**
+ * Sliding-window rate limiter. Counts the caller's attempts in `bucket` over the
+ * bucket's window (app.rate_limits). Returns 0 and records the attempt when it
+ * is allowed; otherwise returns the seconds until the oldest attempt leaves the
+ * window and records nothing. Concurrent attempts by one user are serialised by
+ * a transaction-scoped advisory lock, so the count cannot be overrun.
+ */
+create function private.rate_limit(bucket text) returns integer
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_limit app.rate_limits;
+    v_since timestamptz;
+    v_count integer;
+    v_oldest timestamptz;
+begin
+    select * into v_limit from app.rate_limits l where l.bucket = rate_limit.bucket;
+    if not found then
+        raise exception using errcode = '22023', message = 'Unknown rate limit bucket ' || bucket;
+    end if;
+    perform pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtextextended(v_uid::text || '/' || rate_limit.bucket, 0));
+    v_since := pg_catalog.now() - pg_catalog.make_interval(secs => v_limit.window_seconds);
+    delete from app.rate_limit_hits h
+    where h.user_id = v_uid and h.bucket = rate_limit.bucket and h.created_at <= v_since;
+    select pg_catalog.count(*), pg_catalog.min(h.created_at) into v_count, v_oldest
+    from app.rate_limit_hits h
+    where h.user_id = v_uid and h.bucket = rate_limit.bucket;
+    if v_count >= v_limit.max_attempts then
+        return greatest(1, pg_catalog.ceil(extract(epoch from (v_oldest - v_since)))::integer);
+    end if;
+    insert into app.rate_limit_hits (user_id, bucket) values (v_uid, rate_limit.bucket);
+    return 0;
+end;
+$$;
+
+/**
+ * The 429 answer for a refused attempt: Retry-After header, status, error body.
+ */
+create function private.too_many_attempts(retry_after integer) returns jsonb
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+    perform pg_catalog.set_config('response.headers',
+        pg_catalog.jsonb_build_array(
+            pg_catalog.jsonb_build_object('Retry-After', retry_after::text))::text,
+        true);
+    return private.fail(429, 'Too many attempts. Try again later.',
+        pg_catalog.format('retry after %s seconds', retry_after), null);
+end;
+$$;

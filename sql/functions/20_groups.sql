@@ -1,0 +1,435 @@
+-- Groups and invite codes (seed flow 1).
+--
+-- Invite codes are UUID v4 strings, shown once at creation and stored as
+-- SHA-256 hashes. A join locks the invite row, so use_count is read and raised
+-- in one serialised step and can never pass max_uses (a check constraint backs
+-- this up). Joins and previews are rate limited and audited, failures included:
+-- those answers set response.status instead of raising, so they commit.
+
+/**
+ * True when the caller is a member of the group. Used by policies, so it is a
+ * small stable definer function instead of a policy querying another table.
+ */
+create function private.is_group_member(group_id uuid) returns boolean
+language sql stable security definer
+set search_path = ''
+as $$
+    select exists (
+        select from app.group_members m
+        where m.group_id = is_group_member.group_id and m.user_id = auth.uid())
+$$;
+grant execute on function private.is_group_member(uuid) to authenticated, service_role;
+
+/**
+ * The public shape of an invite for its group's members. The code itself is
+ * never stored, so only its last four characters are shown.
+ */
+create function private.group_invite_json(i app.group_invites) returns jsonb
+language sql stable
+set search_path = ''
+as $$
+    select pg_catalog.jsonb_build_object(
+        'id', i.id,
+        'group_id', i.group_id,
+        'code_hint', i.code_hint,
+        'created_by', i.created_by,
+        'created_at', i.created_at,
+        'expires_at', i.expires_at,
+        'max_uses', i.max_uses,
+        'use_count', i.use_count,
+        'revoked_at', i.revoked_at,
+        'active', i.revoked_at is null
+            and (i.expires_at is null or i.expires_at > pg_catalog.now())
+            and (i.max_uses is null or i.use_count < i.max_uses))
+$$;
+
+/**
+ * Why an invite can no longer be used ('revoked', 'expired', 'used_up'), or null.
+ */
+create function private.group_invite_unusable_reason(i app.group_invites) returns text
+language sql stable
+set search_path = ''
+as $$
+    select case
+        when i.revoked_at is not null then 'revoked'
+        when i.expires_at is not null and i.expires_at <= pg_catalog.now() then 'expired'
+        when i.max_uses is not null and i.use_count >= i.max_uses then 'used_up'
+    end
+$$;
+
+/**
+ * True when `code` has the shape of an invite code (a UUID, any case).
+ */
+create function private.is_uuid_text(code text) returns boolean
+language sql immutable
+set search_path = ''
+as $$
+    select coalesce(code ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', false)
+$$;
+
+/**
+ * Raises 404 when the group does not exist and 403 when the caller is not a
+ * member; returns the caller's membership otherwise.
+ */
+create function private.require_group_member(group_id uuid) returns app.group_members
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_member app.group_members;
+begin
+    select * into v_member from app.group_members m
+    where m.group_id = require_group_member.group_id and m.user_id = private.require_user();
+    if found then
+        return v_member;
+    end if;
+    if not exists (select from app.groups g where g.id = require_group_member.group_id) then
+        raise exception using errcode = 'PT404', message = 'Group not found.';
+    end if;
+    raise exception using errcode = '42501', message = 'Only members of the group can do this.';
+end;
+$$;
+
+/**
+ * Creates a group; the caller becomes its owner.
+ * Returns {id, name, creator_id, created_at}.
+ */
+create function api.create_group(name text) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_name text := pg_catalog.btrim(create_group.name);
+    v_group app.groups;
+begin
+    if v_name is null or pg_catalog.char_length(v_name) not between 1 and 100 then
+        raise exception using errcode = '22023', message = 'name must be 1 to 100 characters.';
+    end if;
+    insert into app.groups (name, creator_id) values (v_name, v_uid) returning * into v_group;
+    insert into app.group_members (group_id, user_id, role) values (v_group.id, v_uid, 'owner');
+    return pg_catalog.jsonb_build_object(
+        'id', v_group.id, 'name', v_group.name,
+        'creator_id', v_group.creator_id, 'created_at', v_group.created_at);
+end;
+$$;
+grant execute on function api.create_group(text) to authenticated, service_role;
+
+/**
+ * The caller's groups, newest membership first:
+ * [{id, name, creator_id, role, member_count, created_at, joined_at}].
+ */
+create function api.my_groups() returns jsonb
+language sql stable security definer
+set search_path = ''
+as $$
+    select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+            'id', g.id, 'name', g.name, 'creator_id', g.creator_id, 'role', m.role,
+            'member_count', (select pg_catalog.count(*) from app.group_members c where c.group_id = g.id),
+            'created_at', g.created_at, 'joined_at', m.created_at)
+        order by m.created_at desc, g.id), '[]'::jsonb)
+    from app.group_members m
+    join app.groups g on g.id = m.group_id
+    where m.user_id = private.require_user()
+$$;
+grant execute on function api.my_groups() to authenticated, service_role;
+
+/**
+ * Members of a group, for its members only (403 otherwise, 404 if no group):
+ * [{user_id, display_name, role, joined_at}], oldest first.
+ */
+create function api.group_members(group_id uuid) returns jsonb
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+    perform private.require_group_member(group_members.group_id);
+    return (
+        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'user_id', m.user_id, 'display_name', p.display_name,
+                'role', m.role, 'joined_at', m.created_at)
+            order by m.created_at, m.user_id), '[]'::jsonb)
+        from app.group_members m
+        left join app.profiles p on p.id = m.user_id
+        where m.group_id = group_members.group_id);
+end;
+$$;
+grant execute on function api.group_members(uuid) to authenticated, service_role;
+
+/**
+ * Leaves a group. When the owner leaves, the longest-standing member becomes
+ * owner; when the last member leaves, the group and its invites are deleted.
+ */
+create function api.leave_group(group_id uuid) returns void
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_member app.group_members := private.require_group_member(leave_group.group_id);
+    v_next uuid;
+begin
+    -- Serialise membership changes of this group (ownership hand-over).
+    perform from app.groups g where g.id = leave_group.group_id for update;
+    delete from app.group_members m
+    where m.group_id = leave_group.group_id and m.user_id = v_member.user_id;
+    if v_member.role = 'owner' then
+        select m.user_id into v_next from app.group_members m
+        where m.group_id = leave_group.group_id
+        order by m.created_at, m.user_id limit 1;
+        if v_next is null then
+            delete from app.groups g where g.id = leave_group.group_id;
+        else
+            update app.group_members m set role = 'owner'
+            where m.group_id = leave_group.group_id and m.user_id = v_next;
+        end if;
+    end if;
+    perform private.audit('group.leave', 'left', 200, leave_group.group_id);
+end;
+$$;
+grant execute on function api.leave_group(uuid) to authenticated, service_role;
+
+/**
+ * Creates an invite code for a group the caller belongs to. `expires_in`
+ * (seconds, > 0) and `max_uses` (>= 1) are optional. Rate limited
+ * ('create_invite'); refused and invalid attempts are counted and audited.
+ * Returns {id, code, group_id, created_at, expires_at, max_uses}; the code is
+ * shown only here.
+ */
+create function api.create_group_invite(
+    group_id uuid, expires_in integer default null, max_uses integer default null
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_retry integer := private.rate_limit('create_invite');
+    v_code text;
+    v_invite app.group_invites;
+begin
+    if v_retry > 0 then
+        perform private.audit('group_invite.create', 'rate_limited', 429, create_group_invite.group_id);
+        return private.too_many_attempts(v_retry);
+    end if;
+    if create_group_invite.group_id is null then
+        perform private.audit('group_invite.create', 'invalid', 400);
+        return private.fail(400, 'group_id is required.');
+    end if;
+    if create_group_invite.expires_in is not null and create_group_invite.expires_in <= 0 then
+        perform private.audit('group_invite.create', 'invalid', 400, create_group_invite.group_id);
+        return private.fail(400, 'expires_in must be a positive number of seconds.', 'expires_in');
+    end if;
+    if create_group_invite.max_uses is not null and create_group_invite.max_uses < 1 then
+        perform private.audit('group_invite.create', 'invalid', 400, create_group_invite.group_id);
+        return private.fail(400, 'max_uses must be at least 1.', 'max_uses');
+    end if;
+    if not exists (select from app.groups g where g.id = create_group_invite.group_id) then
+        perform private.audit('group_invite.create', 'not_found', 404, create_group_invite.group_id);
+        return private.fail(404, 'Group not found.');
+    end if;
+    if not exists (select from app.group_members m
+                   where m.group_id = create_group_invite.group_id and m.user_id = v_uid) then
+        perform private.audit('group_invite.create', 'forbidden', 403, create_group_invite.group_id);
+        return private.fail(403, 'Only members of the group can create invite codes.');
+    end if;
+
+    v_code := pg_catalog.gen_random_uuid()::text;
+    insert into app.group_invites (group_id, created_by, code_hash, code_hint, expires_at, max_uses)
+    values (
+        create_group_invite.group_id, v_uid, private.hash_secret(v_code), pg_catalog.right(v_code, 4),
+        pg_catalog.now() + pg_catalog.make_interval(secs => create_group_invite.expires_in),
+        create_group_invite.max_uses)
+    returning * into v_invite;
+    perform private.audit('group_invite.create', 'created', 201, v_invite.id,
+        pg_catalog.jsonb_build_object('group_id', v_invite.group_id));
+    return pg_catalog.jsonb_build_object(
+        'id', v_invite.id, 'code', v_code, 'group_id', v_invite.group_id,
+        'created_at', v_invite.created_at, 'expires_at', v_invite.expires_at,
+        'max_uses', v_invite.max_uses);
+end;
+$$;
+grant execute on function api.create_group_invite(uuid, integer, integer) to authenticated, service_role;
+
+/**
+ * Joins the group of an invite code. Malformed code 400, unknown 404, revoked,
+ * expired or used up 410, too many attempts 429. A caller already in the group
+ * gets their membership back and consumes no use. Every attempt is counted
+ * ('join_code') and audited. Returns
+ * {group: {id, name}, membership: {user_id, group_id, role, joined_at}}.
+ */
+create function api.join_group(code text) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_retry integer := private.rate_limit('join_code');
+    v_invite app.group_invites;
+    v_member app.group_members;
+    v_reason text;
+    v_consumed boolean := false;
+begin
+    if v_retry > 0 then
+        perform private.audit('group.join', 'rate_limited', 429);
+        return private.too_many_attempts(v_retry);
+    end if;
+    if not private.is_uuid_text(join_group.code) then
+        perform private.audit('group.join', 'malformed', 400);
+        return private.fail(400, 'The invite code is malformed.', 'malformed',
+            'An invite code looks like 7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b.');
+    end if;
+
+    -- The row lock serialises every join on this code: use_count is read and
+    -- raised by one transaction at a time.
+    select * into v_invite from app.group_invites i
+    where i.code_hash = private.hash_secret(pg_catalog.lower(join_group.code))
+    for update;
+    if not found then
+        perform private.audit('group.join', 'not_found', 404);
+        return private.fail(404, 'No invite with this code.', 'not_found');
+    end if;
+
+    select * into v_member from app.group_members m
+    where m.group_id = v_invite.group_id and m.user_id = v_uid;
+    if not found then
+        v_reason := private.group_invite_unusable_reason(v_invite);
+        if v_reason is not null then
+            perform private.audit('group.join', v_reason, 410, v_invite.id,
+                pg_catalog.jsonb_build_object('group_id', v_invite.group_id));
+            return private.fail(410, case v_reason
+                    when 'revoked' then 'This invite code has been revoked.'
+                    when 'expired' then 'This invite code has expired.'
+                    else 'This invite code has been used up.' end,
+                v_reason);
+        end if;
+        -- A join through another code of the same group may have just won.
+        insert into app.group_members (group_id, user_id, role, invite_id)
+        values (v_invite.group_id, v_uid, 'member', v_invite.id)
+        on conflict on constraint group_members_pkey do nothing
+        returning * into v_member;
+        v_consumed := found;
+        if v_consumed then
+            update app.group_invites i set use_count = i.use_count + 1 where i.id = v_invite.id;
+        else
+            select * into v_member from app.group_members m
+            where m.group_id = v_invite.group_id and m.user_id = v_uid;
+        end if;
+    end if;
+
+    perform private.audit('group.join', case when v_consumed then 'joined' else 'already_member' end,
+        200, v_invite.id, pg_catalog.jsonb_build_object('group_id', v_invite.group_id));
+    return (
+        select pg_catalog.jsonb_build_object(
+            'group', pg_catalog.jsonb_build_object('id', g.id, 'name', g.name),
+            'membership', pg_catalog.jsonb_build_object(
+                'user_id', v_member.user_id, 'group_id', v_member.group_id,
+                'role', v_member.role, 'joined_at', v_member.created_at))
+        from app.groups g where g.id = v_invite.group_id);
+end;
+$$;
+grant execute on function api.join_group(text) to authenticated, service_role;
+
+/**
+ * What an invite code leads to, without joining:
+ * {group: {id, name, member_count}, expires_at, uses_left}. Statuses and
+ * counting as join_group (it is an attempt to use a code).
+ */
+create function api.preview_group_invite(code text) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_retry integer := private.rate_limit('join_code');
+    v_invite app.group_invites;
+    v_reason text;
+begin
+    if v_retry > 0 then
+        perform private.audit('group.preview', 'rate_limited', 429);
+        return private.too_many_attempts(v_retry);
+    end if;
+    if not private.is_uuid_text(preview_group_invite.code) then
+        perform private.audit('group.preview', 'malformed', 400);
+        return private.fail(400, 'The invite code is malformed.', 'malformed');
+    end if;
+    select * into v_invite from app.group_invites i
+    where i.code_hash = private.hash_secret(pg_catalog.lower(preview_group_invite.code));
+    if not found then
+        perform private.audit('group.preview', 'not_found', 404);
+        return private.fail(404, 'No invite with this code.', 'not_found');
+    end if;
+    v_reason := private.group_invite_unusable_reason(v_invite);
+    if v_reason is not null then
+        perform private.audit('group.preview', v_reason, 410, v_invite.id);
+        return private.fail(410, 'This invite code can no longer be used.', v_reason);
+    end if;
+    perform private.audit('group.preview', 'shown', 200, v_invite.id);
+    return (
+        select pg_catalog.jsonb_build_object(
+            'group', pg_catalog.jsonb_build_object(
+                'id', g.id, 'name', g.name,
+                'member_count', (select pg_catalog.count(*) from app.group_members m where m.group_id = g.id)),
+            'expires_at', v_invite.expires_at,
+            'uses_left', v_invite.max_uses - v_invite.use_count)
+        from app.groups g where g.id = v_invite.group_id);
+end;
+$$;
+grant execute on function api.preview_group_invite(text) to authenticated, service_role;
+
+/**
+ * A group's invites, for its members (403 otherwise, 404 if no group), newest
+ * first: [{id, group_id, code_hint, created_by, created_at, expires_at,
+ * max_uses, use_count, revoked_at, active}].
+ */
+create function api.list_group_invites(group_id uuid) returns jsonb
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+    perform private.require_group_member(list_group_invites.group_id);
+    return (
+        select coalesce(pg_catalog.jsonb_agg(private.group_invite_json(i)
+            order by i.created_at desc, i.id), '[]'::jsonb)
+        from app.group_invites i
+        where i.group_id = list_group_invites.group_id);
+end;
+$$;
+grant execute on function api.list_group_invites(uuid) to authenticated, service_role;
+
+/**
+ * Revokes an invite, by its code or by its id (as listed by
+ * list_group_invites, since codes are not kept). Allowed to the invite's
+ * creator and the group's owner (403 otherwise); 404 when there is no such
+ * invite; revoking twice changes nothing.
+ */
+create function api.revoke_group_invite(code text) returns void
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_invite app.group_invites;
+begin
+    if not private.is_uuid_text(revoke_group_invite.code) then
+        raise exception using errcode = '22023', message = 'The invite code is malformed.';
+    end if;
+    select * into v_invite from app.group_invites i
+    where i.code_hash = private.hash_secret(pg_catalog.lower(revoke_group_invite.code))
+       or i.id = revoke_group_invite.code::uuid
+    for update;
+    if not found then
+        raise exception using errcode = 'PT404', message = 'No invite with this code.';
+    end if;
+    if v_invite.created_by <> v_uid and not exists (
+        select from app.group_members m
+        where m.group_id = v_invite.group_id and m.user_id = v_uid and m.role = 'owner'
+    ) then
+        raise exception using errcode = '42501',
+            message = 'Only the invite''s creator or the group''s owner can revoke it.';
+    end if;
+    if v_invite.revoked_at is null then
+        update app.group_invites i set revoked_at = pg_catalog.now() where i.id = v_invite.id;
+        perform private.audit('group_invite.revoke', 'revoked', 200, v_invite.id);
+    end if;
+end;
+$$;
+grant execute on function api.revoke_group_invite(text) to authenticated, service_role;
