@@ -86,11 +86,25 @@ def apply_code(conn: psycopg.Connection, force: bool = False) -> bool:
 
 
 def yoyo_url(database_url: str) -> str:
-    """yoyo names its psycopg 3 backend postgresql+psycopg://."""
+    """yoyo takes a URL and names its psycopg 3 backend postgresql+psycopg://.
+    Accepts a URL or a key=value connection string."""
+    from urllib.parse import quote
+
+    from psycopg.conninfo import conninfo_to_dict
+
     for prefix in ("postgresql://", "postgres://"):
         if database_url.startswith(prefix):
             return "postgresql+psycopg://" + database_url[len(prefix):]
-    return database_url
+    params = conninfo_to_dict(database_url)
+    auth = quote(str(params.pop("user", "")), safe="")
+    if "password" in params:
+        auth += ":" + quote(str(params.pop("password")), safe="")
+    host = str(params.pop("host", "localhost"))
+    port = params.pop("port", None)
+    dbname = quote(str(params.pop("dbname", "")), safe="")
+    netloc = (auth + "@" if auth else "") + host + (f":{port}" if port else "")
+    query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
+    return f"postgresql+psycopg://{netloc}/{dbname}" + (f"?{query}" if query else "")
 
 
 def apply_migrations(database_url: str) -> int:

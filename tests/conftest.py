@@ -1,0 +1,149 @@
+"""Shared fixtures: the database (DATABASE_URL, migrated by `make test`), users
+with tokens, and a real gateway process serving HTTP on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from gateway.jwt_auth import mint
+from gateway.settings import authenticator_url
+
+ROOT = Path(__file__).resolve().parent.parent
+JWT_SECRET = "joinery-test-secret-0123456789-abcdefghijklmnop"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        pytest.fail("DATABASE_URL is not set: run the tests with `make test`")
+    return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pgtap_extension() -> None:
+    """pgTAP lives in its own schema, in the test database only."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("create extension if not exists pgtap")
+
+
+@pytest.fixture
+def admin(database_url: str) -> Iterator[psycopg.Connection]:
+    """A superuser connection (autocommit) for arranging and inspecting rows."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def create_user(database_url: str, display_name: str | None = None) -> User:
+    email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+    meta = {"display_name": display_name} if display_name else {}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "insert into auth.users (email, raw_user_meta_data) values (%s, %s) returning id",
+            (email, psycopg.types.json.Jsonb(meta)),
+        ).fetchone()
+    assert row is not None
+    user_id = str(row[0])
+    return User(user_id, email, mint(JWT_SECRET, user_id, email=email))
+
+
+@pytest.fixture
+def make_user(database_url: str):  # noqa: ANN201 - a factory
+    def factory(display_name: str | None = None) -> User:
+        return create_user(database_url, display_name)
+
+    return factory
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class GatewayProcess:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+def start_gateway(database_url: str, log_path: Path, **env: str) -> GatewayProcess:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": authenticator_url(database_url),
+        "JWT_SECRET": JWT_SECRET,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "POOL_MAX": "20",
+        **env,
+    }
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=environment,
+        stdout=log_file, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited early:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return GatewayProcess(url, process, log_path)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"gateway did not become healthy:\n{log_path.read_text()}")
+
+
+def stop_gateway(gateway: GatewayProcess) -> None:
+    gateway.process.terminate()
+    try:
+        gateway.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        gateway.process.kill()
+
+
+@pytest.fixture(scope="session")
+def gateway(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """One real gateway process (uvicorn) for the whole session."""
+    proc = start_gateway(database_url, tmp_path_factory.mktemp("gateway") / "gateway.log")
+    yield proc
+    stop_gateway(proc)
+
+
+@pytest.fixture
+def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, timeout=30) as http:
+        yield http

@@ -1,0 +1,121 @@
+"""Migrations on a database of their own: from nothing, twice, rolled back and
+re-applied, through `python -m gateway migrate` and through plain yoyo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from gateway.migrate import yoyo_url
+
+from conftest import ROOT
+
+
+@pytest.fixture
+def scratch_url(database_url: str) -> Iterator[str]:
+    """A new, empty database on the same server, dropped afterwards."""
+    name = f"joinery_mig_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(database_url)
+    params["dbname"] = name
+    yield make_conninfo(**params)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+
+
+def run(args: list[str], url: str) -> str:
+    env = {**os.environ, "DATABASE_URL": url}
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def migrate(url: str) -> str:
+    return run([sys.executable, "-m", "gateway", "migrate"], url).strip()
+
+
+def yoyo(url: str, *args: str) -> str:
+    return run([os.path.join(os.path.dirname(sys.executable), "yoyo"), *args,
+                "--database", yoyo_url(url)], url)
+
+
+def schema_snapshot(url: str) -> list[tuple]:
+    """Tables, columns, functions (with their definitions), policies and grants."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("""
+            select 'column', table_schema || '.' || table_name || '.' || column_name, data_type
+            from information_schema.columns where table_schema in ('app', 'api', 'private')
+            union all
+            select 'function', p.oid::regprocedure::text,
+                   md5(pg_get_functiondef(p.oid)) || coalesce(p.proacl::text, '')
+            from pg_proc p where p.pronamespace in ('api'::regnamespace, 'private'::regnamespace)
+            union all
+            select 'policy', schemaname || '.' || tablename || '.' || policyname,
+                   coalesce(qual, '') || coalesce(with_check, '')
+            from pg_policies where schemaname = 'app'
+            union all
+            select 'table', c.oid::regclass::text, coalesce(c.relacl::text, '')
+            from pg_class c where c.relnamespace = 'app'::regnamespace
+            order by 1, 2, 3
+        """).fetchall()
+    return rows
+
+
+def test_migrate_from_nothing_twice_changes_nothing(scratch_url: str) -> None:
+    assert migrate(scratch_url) == "2 migration(s) applied; sql/ rebuilt"
+    first = schema_snapshot(scratch_url)
+    assert migrate(scratch_url) == "0 migration(s) applied; sql/ unchanged"
+    assert schema_snapshot(scratch_url) == first
+    names = {row[1] for row in first if row[0] == "function"}
+    assert "api.join_group(text)" in names
+    assert "api.create_group_invite(uuid,integer,integer)" in names
+
+
+def test_rollback_last_migration_and_reapply(scratch_url: str) -> None:
+    migrate(scratch_url)
+    before = schema_snapshot(scratch_url)
+    yoyo(scratch_url, "rollback", "--revision", "0002_groups")
+    with psycopg.connect(scratch_url) as conn:
+        left = conn.execute(
+            "select count(*) from pg_class where relnamespace = 'app'::regnamespace "
+            "and relname in ('groups', 'group_members', 'group_invites')").fetchone()
+        assert left == (0,)
+        profiles = conn.execute("select to_regclass('app.profiles') is not null").fetchone()
+        assert profiles == (True,)
+    # A rollback clears the code mark: the next migrate rebuilds sql/ on the new tables.
+    assert migrate(scratch_url) == "1 migration(s) applied; sql/ rebuilt"
+    assert schema_snapshot(scratch_url) == before
+
+
+def test_plain_yoyo_apply_builds_everything(scratch_url: str) -> None:
+    yoyo(scratch_url, "apply")
+    with psycopg.connect(scratch_url) as conn:
+        found = conn.execute(
+            "select to_regprocedure('api.join_group(text)') is not null, "
+            "(select count(*) from pg_policies where schemaname = 'app') > 0").fetchone()
+    assert found == (True, True)
+    assert migrate(scratch_url) == "0 migration(s) applied; sql/ unchanged"
+
+
+def test_authenticator_password_is_set_when_given(scratch_url: str) -> None:
+    env_password = "s3cret-for-the-test"
+    env = {**os.environ, "DATABASE_URL": scratch_url, "AUTHENTICATOR_PASSWORD": env_password}
+    done = subprocess.run([sys.executable, "-m", "gateway", "migrate"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(scratch_url) as conn:
+        row = conn.execute(
+            "select rolpassword is not null from pg_authid where rolname = 'authenticator'"
+        ).fetchone()
+    assert row == (True,)
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute("alter role authenticator with password null")
