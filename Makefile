@@ -27,9 +27,7 @@ deps:
 
 # Development: a persistent cluster (see scripts/devdb), migrated, and the gateway.
 run: deps venv
-	@url=$${DATABASE_URL:-$$(scripts/devdb start)}; \
-	DATABASE_URL=$$url $(PY) -m gateway migrate && \
-	DATABASE_URL=$$url exec $(PY) -m gateway dev
+	@scripts/run
 
 migrate: venv
 	@test -n "$$DATABASE_URL" || url=$$(scripts/devdb start); \

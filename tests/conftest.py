@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +73,7 @@ def create_user(database_url: str, display_name: str | None = None) -> User:
 
 
 @pytest.fixture
-def make_user(database_url: str):  # noqa: ANN201 - a factory
+def make_user(database_url: str) -> Callable[..., User]:
     def factory(display_name: str | None = None) -> User:
         return create_user(database_url, display_name)
 
@@ -136,7 +136,9 @@ def stop_gateway(gateway: GatewayProcess) -> None:
 
 
 @pytest.fixture(scope="session")
-def gateway(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def gateway(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     """One real gateway process (uvicorn) for the whole session."""
     proc = start_gateway(database_url, tmp_path_factory.mktemp("gateway") / "gateway.log")
     yield proc

@@ -14,9 +14,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gateway.migrate import yoyo_url
-
 from conftest import ROOT
+from gateway.migrate import yoyo_url
 
 
 @pytest.fixture
