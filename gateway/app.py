@@ -12,12 +12,13 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from . import db
 from .errors import ApiError, json_response
 from .jwt_auth import InvalidToken, JwtConfig, Verifier
+from .realtime import Hub
 from .routes import SEED_ROUTES, SeedRoute
 from .settings import Settings
 
@@ -40,9 +41,11 @@ class Gateway:
             settings.database_url, settings.pool_min, settings.pool_max,
             settings.pool_timeout, settings.statement_timeout_ms)
         self.catalog = db.Catalog()
+        self.hub = Hub(settings.database_url)
 
-    def identity(self, request: Request) -> db.Identity:
-        """Bearer token, else an apikey header holding a JWT, else anon."""
+    def identity(self, request: Request, query_token: bool = False) -> db.Identity:
+        """Bearer token, else an apikey header holding a JWT, else (where allowed) an
+        access_token query parameter, else anon."""
         token = None
         header = request.headers.get("authorization")
         if header is not None:
@@ -54,6 +57,8 @@ class Gateway:
             apikey = request.headers.get("apikey", "")
             if apikey.count(".") == 2:
                 token = apikey
+            elif query_token:
+                token = request.query_params.get("access_token") or None
         if token is None:
             return db.Identity("anon", {"role": "anon"})
         try:
@@ -152,6 +157,25 @@ def seed_endpoint(route: SeedRoute) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
+async def realtime(request: Request) -> Response:
+    """GET /realtime/v1/sse?topic=...: Server-Sent Events for the topics the caller
+    may subscribe to (api.can_subscribe decides each one)."""
+    gw: Gateway = request.app.state.gateway
+    topics = list(dict.fromkeys(request.query_params.getlist("topic")))
+    if not 1 <= len(topics) <= 20:
+        raise ApiError(400, "PGRST100", "Give between 1 and 20 topic parameters.")
+    who = gw.identity(request, query_token=True)
+    for topic in topics:
+        allowed = await gw.invoke(request, "can_subscribe", {"topic": topic}, who)
+        if allowed.status != 200:
+            return raw_response(allowed)
+        if allowed.body != "true":
+            raise ApiError(403, "PT403", f"You cannot subscribe to {topic[:80]!r}.")
+    return StreamingResponse(
+        gw.hub.stream(topics, gw.settings.sse_heartbeat), media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
 async def healthz(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     try:
@@ -209,14 +233,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await gateway.pool.open(wait=False)
         with contextlib.suppress(Exception):
             await gateway.catalog.load(gateway.pool)
+        gateway.hub.start()
         try:
             yield
         finally:
+            await gateway.hub.stop()
             await gateway.pool.close()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/rest/v1/rpc/{fn}", rpc, methods=["GET", "POST"]),
+        Route("/realtime/v1/sse", realtime, methods=["GET"]),
         *(Route(r.path, seed_endpoint(r), methods=[r.method]) for r in SEED_ROUTES),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,

@@ -39,6 +39,22 @@ def success(key: str | None = None) -> Shape:
     return lambda value: {"success": True, key: value}
 
 
+def _camel_key(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(word.capitalize() for word in rest)
+
+
+def camel(value: Any) -> Any:
+    """snake_case keys to camelCase, recursively, as the like-groups seed answers."""
+    if isinstance(value, dict):
+        return {_camel_key(k): camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel(v) for v in value]
+    return value
+
+
+_GROUP = {"group_id": "id"}
+
 SEED_ROUTES: list[SeedRoute] = [
     # Group invite codes (seed 000).
     SeedRoute("POST", "/api/groups/{id}/invite", "create_group_invite",
@@ -47,4 +63,18 @@ SEED_ROUTES: list[SeedRoute] = [
               status=201, shape=success("invite")),
     SeedRoute("POST", "/api/groups/join", "join_group",
               from_body={"code": "code"}, shape=success()),
+    # Like groups (seed 003), in camelCase.
+    SeedRoute("GET", "/groups", "my_like_groups", shape=camel),
+    SeedRoute("GET", "/groups/{id}", "get_like_group", from_path=_GROUP, shape=camel),
+    SeedRoute("POST", "/groups/{id}/members", "add_like_group_member", from_path=_GROUP,
+              from_body={"user_id": "userId"}, shape=camel),
+    SeedRoute("DELETE", "/groups/{id}/members/{userId}", "remove_like_group_member",
+              from_path={"group_id": "id", "user_id": "userId"}, shape=camel),
+    SeedRoute("GET", "/groups/{id}/approvals", "list_like_group_approvals", from_path=_GROUP,
+              shape=camel),
+    SeedRoute("POST", "/groups/{id}/approve", "approve_like_group", from_path=_GROUP,
+              shape=camel),
+    SeedRoute("POST", "/groups/{id}/reject", "reject_like_group", from_path=_GROUP, shape=camel),
+    SeedRoute("POST", "/events/{id}/like", "like_event", from_path={"event_id": "id"},
+              from_body={"member_ids": "memberIds"}, status=201, shape=camel),
 ]

@@ -28,6 +28,7 @@ class Settings:
     pool_timeout: float
     statement_timeout_ms: int
     max_body_bytes: int
+    sse_heartbeat: float
     smtp_url: str | None
     mail_from: str
     app_url: str
@@ -49,6 +50,7 @@ class Settings:
             pool_timeout=float(_env("POOL_TIMEOUT", "5") or 5),
             statement_timeout_ms=int(_env("STATEMENT_TIMEOUT_MS", "10000") or 10000),
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(1024 * 1024)) or 1024 * 1024),
+            sse_heartbeat=float(_env("SSE_HEARTBEAT", "15") or 15),
             smtp_url=_env("SMTP_URL"),
             mail_from=_env("MAIL_FROM", "Joinery <no-reply@localhost>") or "",
             app_url=_env("APP_URL", "http://127.0.0.1:8000") or "",

@@ -1,0 +1,97 @@
+"""Realtime over Server-Sent Events: one LISTEN connection per gateway process,
+fanned out to every subscriber by topic. The database decides who may
+subscribe (api.can_subscribe) and what is published (private.publish, which
+NOTIFYs at commit); this module only carries messages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable, Iterator
+
+import orjson
+import psycopg
+
+CHANNEL = "joinery_realtime"
+QUEUE_SIZE = 256
+log = logging.getLogger("joinery.realtime")
+
+
+class Hub:
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self.topics: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
+        self.connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._listen_forever(), name="realtime-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _listen_forever(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True, connect_timeout=3,
+                    application_name="joinery-realtime",
+                ) as conn:
+                    await conn.execute(f"listen {CHANNEL}")
+                    self.connected.set()
+                    delay = 0.2
+                    async for note in conn.notifies():
+                        self._dispatch(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database went away: keep trying
+                log.warning("realtime listener: %s; reconnecting", type(exc).__name__)
+            self.connected.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _dispatch(self, payload: str) -> None:
+        try:
+            message = orjson.loads(payload)
+            topic = message["topic"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return
+        frame = b"event: " + str(message.get("type", "message")).encode() + b"\ndata: " + \
+            orjson.dumps(message) + b"\n\n"
+        for queue in self.topics.get(topic, ()):
+            # A subscriber that does not read is dropped rather than slowing the rest.
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(frame)
+
+    @contextlib.contextmanager
+    def subscribe(self, topics: Iterable[str]) -> Iterator[asyncio.Queue[bytes]]:
+        queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_SIZE)
+        names = list(dict.fromkeys(topics))
+        for name in names:
+            self.topics[name].add(queue)
+        try:
+            yield queue
+        finally:
+            for name in names:
+                subscribers = self.topics.get(name)
+                if subscribers is not None:
+                    subscribers.discard(queue)
+                    if not subscribers:
+                        del self.topics[name]
+
+    async def stream(self, topics: list[str], heartbeat: float) -> AsyncIterator[bytes]:
+        """SSE frames for `topics`: a ready event, messages, and a comment line
+        every `heartbeat` seconds; ends when the client goes away."""
+        with self.subscribe(topics) as queue:
+            yield b"event: ready\ndata: " + orjson.dumps({"topics": topics}) + b"\n\n"
+            while True:
+                try:
+                    yield await asyncio.wait_for(queue.get(), timeout=heartbeat)
+                except TimeoutError:
+                    yield b": heartbeat\n\n"

@@ -1,0 +1,10 @@
+drop table if exists app.notifications cascade;
+drop table if exists app.chat_participants cascade;
+drop table if exists app.chats cascade;
+drop table if exists app.like_group_approvals cascade;
+drop table if exists app.like_group_members cascade;
+drop table if exists app.like_groups cascade;
+drop table if exists app.event_authors cascade;
+drop table if exists app.events cascade;
+drop table if exists app.friendships cascade;
+comment on schema api is null;

@@ -1,0 +1,132 @@
+-- Friendships: a request, accepted by the other person (or by asking back).
+
+/**
+ * True when a and b are friends (an accepted friendship).
+ */
+create function private.are_friends(a uuid, b uuid) returns boolean
+language sql stable
+set search_path = ''
+as $$
+    select exists (
+        select from app.friendships f
+        where f.user_low = least(a, b) and f.user_high = greatest(a, b) and f.status = 'accepted')
+$$;
+
+/**
+ * Raises 400 when the other person is the caller and 404 when they have no account.
+ */
+create function private.require_other_user(caller uuid, other uuid) returns void
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    if other is null then
+        raise exception using errcode = '22023', message = 'user_id is required.';
+    end if;
+    if other = caller then
+        raise exception using errcode = '22023', message = 'You cannot do this with yourself.';
+    end if;
+    if not exists (select from auth.users u where u.id = other) then
+        raise exception using errcode = 'PT404', message = 'User not found.';
+    end if;
+end;
+$$;
+
+/**
+ * Asks user_id to be friends. A request to someone who already asked you
+ * makes you friends. Returns {user_id, status} with status 'pending' or 'accepted'.
+ */
+create function api.request_friend(user_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_row app.friendships;
+begin
+    perform private.require_other_user(v_uid, request_friend.user_id);
+    insert into app.friendships (user_low, user_high, requester_id)
+    values (least(v_uid, request_friend.user_id), greatest(v_uid, request_friend.user_id), v_uid)
+    on conflict (user_low, user_high) do update
+        set status = 'accepted', accepted_at = pg_catalog.now()
+        where app.friendships.status = 'pending' and app.friendships.requester_id <> v_uid
+    returning * into v_row;
+    if not found then
+        select * into v_row from app.friendships f
+        where f.user_low = least(v_uid, request_friend.user_id)
+          and f.user_high = greatest(v_uid, request_friend.user_id);
+    end if;
+    return pg_catalog.jsonb_build_object('user_id', request_friend.user_id, 'status', v_row.status);
+end;
+$$;
+grant execute on function api.request_friend(uuid) to authenticated, service_role;
+
+/**
+ * Accepts user_id's pending request. 404 when there is none.
+ */
+create function api.accept_friend(user_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+begin
+    perform private.require_other_user(v_uid, accept_friend.user_id);
+    update app.friendships f set status = 'accepted', accepted_at = pg_catalog.now()
+    where f.user_low = least(v_uid, accept_friend.user_id)
+      and f.user_high = greatest(v_uid, accept_friend.user_id)
+      and f.requester_id = accept_friend.user_id and f.status = 'pending';
+    if not found then
+        if private.are_friends(v_uid, accept_friend.user_id) then
+            return pg_catalog.jsonb_build_object('user_id', accept_friend.user_id, 'status', 'accepted');
+        end if;
+        raise exception using errcode = 'PT404', message = 'No friend request from this user.';
+    end if;
+    return pg_catalog.jsonb_build_object('user_id', accept_friend.user_id, 'status', 'accepted');
+end;
+$$;
+grant execute on function api.accept_friend(uuid) to authenticated, service_role;
+
+/**
+ * Ends a friendship, or withdraws or declines a request. 404 when there is none.
+ */
+create function api.remove_friend(user_id uuid) returns void
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+begin
+    perform private.require_other_user(v_uid, remove_friend.user_id);
+    delete from app.friendships f
+    where f.user_low = least(v_uid, remove_friend.user_id)
+      and f.user_high = greatest(v_uid, remove_friend.user_id);
+    if not found then
+        raise exception using errcode = 'PT404', message = 'No friendship or request with this user.';
+    end if;
+end;
+$$;
+grant execute on function api.remove_friend(uuid) to authenticated, service_role;
+
+/**
+ * The caller's friends and requests:
+ * [{user_id, display_name, status, direction, created_at, accepted_at}] where
+ * direction is 'incoming' or 'outgoing' for pending requests and null for friends.
+ */
+create function api.list_friends() returns jsonb
+language sql stable security definer
+set search_path = ''
+as $$
+    with me as (select private.require_user() as id)
+    select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+            'user_id', o.other, 'display_name', p.display_name, 'status', f.status,
+            'direction', case when f.status = 'accepted' then null
+                              when f.requester_id = me.id then 'outgoing' else 'incoming' end,
+            'created_at', f.created_at, 'accepted_at', f.accepted_at)
+        order by p.display_name, o.other), '[]'::jsonb)
+    from me
+    join app.friendships f on me.id in (f.user_low, f.user_high)
+    cross join lateral (select case when f.user_low = me.id then f.user_high else f.user_low end as other) o
+    left join app.profiles p on p.id = o.other
+$$;
+grant execute on function api.list_friends() to authenticated, service_role;

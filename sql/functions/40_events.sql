@@ -1,0 +1,163 @@
+-- Events and their authors. The creator is the first author and the only one
+-- who adds or removes authors.
+
+/**
+ * True when user_id is a current author of the event.
+ */
+create function private.is_event_author(event_id uuid, user_id uuid) returns boolean
+language sql stable
+set search_path = ''
+as $$
+    select exists (
+        select from app.event_authors a
+        where a.event_id = is_event_author.event_id and a.user_id = is_event_author.user_id)
+$$;
+
+/**
+ * The public shape of an event: {id, title, creator_id, starts_at,
+ * registration_deadline, capacity, status, author_ids, created_at}.
+ */
+create function private.event_json(e app.events) returns jsonb
+language sql stable
+set search_path = ''
+as $$
+    select pg_catalog.jsonb_build_object(
+        'id', e.id, 'title', e.title, 'creator_id', e.creator_id, 'starts_at', e.starts_at,
+        'registration_deadline', e.registration_deadline, 'capacity', e.capacity,
+        'status', e.status,
+        'author_ids', (select coalesce(pg_catalog.jsonb_agg(a.user_id order by a.created_at, a.user_id), '[]')
+                       from app.event_authors a where a.event_id = e.id),
+        'created_at', e.created_at)
+$$;
+
+/**
+ * Creates an event; the caller is its creator and first author.
+ * capacity (seats) must be positive; registration_deadline is optional.
+ */
+create function api.create_event(
+    title text, starts_at timestamptz default null,
+    registration_deadline timestamptz default null, capacity integer default null
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_title text := pg_catalog.btrim(create_event.title);
+    v_event app.events;
+begin
+    if v_title is null or pg_catalog.char_length(v_title) not between 1 and 200 then
+        raise exception using errcode = '22023', message = 'title must be 1 to 200 characters.';
+    end if;
+    if create_event.capacity is not null and create_event.capacity < 1 then
+        raise exception using errcode = '22023', message = 'capacity must be at least 1.';
+    end if;
+    insert into app.events (creator_id, title, starts_at, registration_deadline, capacity)
+    values (v_uid, v_title, create_event.starts_at, create_event.registration_deadline,
+            create_event.capacity)
+    returning * into v_event;
+    insert into app.event_authors (event_id, user_id) values (v_event.id, v_uid);
+    return private.event_json(v_event);
+end;
+$$;
+grant execute on function api.create_event(text, timestamptz, timestamptz, integer)
+    to authenticated, service_role;
+
+/**
+ * An event, for any signed-in user (events are what people apply to). 404 if none.
+ */
+create function api.get_event(event_id uuid) returns jsonb
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+    v_event app.events;
+begin
+    perform private.require_user();
+    select * into v_event from app.events e where e.id = get_event.event_id;
+    if not found then
+        raise exception using errcode = 'PT404', message = 'Event not found.';
+    end if;
+    return private.event_json(v_event);
+end;
+$$;
+grant execute on function api.get_event(uuid) to authenticated, service_role;
+
+/**
+ * Locks and returns the event when the caller is its creator: 404 when there
+ * is no such event, 403 when the caller did not create it.
+ */
+create function private.lock_event_as_creator(event_id uuid) returns app.events
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_event app.events;
+begin
+    select * into v_event from app.events e where e.id = lock_event_as_creator.event_id for update;
+    if not found then
+        raise exception using errcode = 'PT404', message = 'Event not found.';
+    end if;
+    if v_event.creator_id <> private.require_user() then
+        raise exception using errcode = '42501', message = 'Only the event''s creator can change its authors.';
+    end if;
+    return v_event;
+end;
+$$;
+
+/**
+ * Adds an author to the event (creator only). Adding an author again changes
+ * nothing. Returns the event. Pending like groups are re-evaluated: the
+ * threshold min(authors, members) may rise, never fall, so none is approved here.
+ */
+create function api.add_event_author(event_id uuid, user_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_event app.events := private.lock_event_as_creator(add_event_author.event_id);
+begin
+    if add_event_author.user_id is null
+       or not exists (select from auth.users u where u.id = add_event_author.user_id) then
+        raise exception using errcode = 'PT404', message = 'User not found.';
+    end if;
+    insert into app.event_authors (event_id, user_id)
+    values (v_event.id, add_event_author.user_id)
+    on conflict do nothing;
+    return private.event_json(v_event);
+end;
+$$;
+grant execute on function api.add_event_author(uuid, uuid) to authenticated, service_role;
+
+/**
+ * Removes an author (creator only; the creator stays an author). Only current
+ * authors' approvals count, so every pending like group of the event is
+ * re-evaluated in this transaction and may be approved by it.
+ */
+create function api.remove_event_author(event_id uuid, user_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_event app.events := private.lock_event_as_creator(remove_event_author.event_id);
+    v_group uuid;
+begin
+    if remove_event_author.user_id = v_event.creator_id then
+        raise exception using errcode = '22023', message = 'The event''s creator is always an author.';
+    end if;
+    delete from app.event_authors a
+    where a.event_id = v_event.id and a.user_id = remove_event_author.user_id;
+    if not found then
+        raise exception using errcode = 'PT404', message = 'This user is not an author of the event.';
+    end if;
+    for v_group in
+        select g.id from app.like_groups g
+        where g.event_id = v_event.id and g.status = 'pending'
+        order by g.id
+    loop
+        perform private.evaluate_like_group(v_group);
+    end loop;
+    return private.event_json(v_event);
+end;
+$$;
+grant execute on function api.remove_event_author(uuid, uuid) to authenticated, service_role;

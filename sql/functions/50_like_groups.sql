@@ -1,0 +1,453 @@
+-- Like groups (seed flow 2): a user applies to attend an event with up to 9
+-- friends; the event's authors approve or reject.
+--
+-- Every change to a group locks its row first, so member counts, approvals and
+-- the decision are serialised per group. Nobody is in two pending groups of one
+-- event: a partial unique index says so (app.like_group_members), not a read.
+-- A group is approved when approvals from current authors reach
+-- min(authors, members); approving creates the chat, its participants, the
+-- members' notifications and the realtime messages in the same transaction.
+
+/**
+ * Publishes a small realtime message on `topic` (delivered at commit, if any).
+ * The gateway listens on channel 'joinery_realtime' and fans out by topic.
+ */
+create function private.publish(topic text, message jsonb) returns void
+language sql volatile
+set search_path = ''
+as $$
+    select pg_catalog.pg_notify('joinery_realtime',
+        (message || pg_catalog.jsonb_build_object('topic', topic))::text)
+$$;
+
+/**
+ * Writes a notification for a user and publishes it on their topic.
+ */
+create function private.notify_user(user_id uuid, type text, data jsonb) returns void
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_id uuid;
+begin
+    insert into app.notifications (user_id, type, data)
+    values (notify_user.user_id, notify_user.type, notify_user.data)
+    returning id into v_id;
+    perform private.publish('user:' || notify_user.user_id::text,
+        pg_catalog.jsonb_build_object('type', notify_user.type, 'notification_id', v_id) || notify_user.data);
+end;
+$$;
+
+/**
+ * True when the caller may see the like group: a member, or the event's
+ * creator or a current author.
+ */
+create function private.can_view_like_group(group_id uuid) returns boolean
+language sql stable security definer
+set search_path = ''
+as $$
+    select exists (
+        select from app.like_groups g
+        join app.events e on e.id = g.event_id
+        where g.id = can_view_like_group.group_id
+          and (e.creator_id = auth.uid()
+               or exists (select from app.like_group_members m
+                          where m.group_id = g.id and m.user_id = auth.uid())
+               or exists (select from app.event_authors a
+                          where a.event_id = g.event_id and a.user_id = auth.uid())))
+$$;
+grant execute on function private.can_view_like_group(uuid) to authenticated, service_role;
+
+/**
+ * The threshold and the approvals that count: {received, needed}.
+ */
+create function private.like_group_tally(group_id uuid, event_id uuid)
+returns table (received integer, needed integer)
+language sql stable
+set search_path = ''
+as $$
+    select
+        (select pg_catalog.count(*)::integer from app.like_group_approvals v
+         join app.event_authors a on a.event_id = like_group_tally.event_id and a.user_id = v.author_id
+         where v.group_id = like_group_tally.group_id and v.approved),
+        least(
+            (select pg_catalog.count(*)::integer from app.event_authors a
+             where a.event_id = like_group_tally.event_id),
+            (select pg_catalog.count(*)::integer from app.like_group_members m
+             where m.group_id = like_group_tally.group_id))
+$$;
+
+/**
+ * {id, event_id, creator_id, status, member_ids, created_at,
+ *  approvals_received, approvals_needed, chat_id}
+ */
+create function private.like_group_json(group_id uuid) returns jsonb
+language sql stable
+set search_path = ''
+as $$
+    select pg_catalog.jsonb_build_object(
+        'id', g.id, 'event_id', g.event_id, 'creator_id', g.creator_id, 'status', g.status,
+        'member_ids', (select coalesce(pg_catalog.jsonb_agg(m.user_id order by m.created_at, m.user_id), '[]')
+                       from app.like_group_members m where m.group_id = g.id),
+        'created_at', g.created_at,
+        'approvals_received', t.received, 'approvals_needed', t.needed,
+        'chat_id', (select c.id from app.chats c where c.like_group_id = g.id))
+    from app.like_groups g
+    cross join lateral private.like_group_tally(g.id, g.event_id) t
+    where g.id = like_group_json.group_id
+$$;
+
+/**
+ * Locks the like group; 404 when it does not exist.
+ */
+create function private.lock_like_group(group_id uuid) returns app.like_groups
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_group app.like_groups;
+begin
+    select * into v_group from app.like_groups g where g.id = lock_like_group.group_id for update;
+    if not found then
+        raise exception using errcode = 'PT404', message = 'Like group not found.';
+    end if;
+    return v_group;
+end;
+$$;
+
+/**
+ * Raises 400 unless the group is pending.
+ */
+create function private.require_pending(g app.like_groups) returns void
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+    if g.status <> 'pending' then
+        raise exception using errcode = 'PT400',
+            message = pg_catalog.format('The group is %s, not pending.', g.status);
+    end if;
+end;
+$$;
+
+/**
+ * Approves a locked, pending group when approvals from current authors reach
+ * min(authors, members): status, chat with every member and author, a
+ * group_approved notification per member, realtime messages. Returns the
+ * group's status afterwards.
+ */
+create function private.evaluate_like_group(group_id uuid) returns text
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_group app.like_groups := private.lock_like_group(evaluate_like_group.group_id);
+    v_tally record;
+    v_chat uuid;
+    v_member uuid;
+begin
+    if v_group.status <> 'pending' then
+        return v_group.status;
+    end if;
+    select * into v_tally from private.like_group_tally(v_group.id, v_group.event_id);
+    if v_tally.received < v_tally.needed then
+        return 'pending';
+    end if;
+
+    update app.like_groups g set status = 'approved', decided_at = pg_catalog.now()
+    where g.id = v_group.id;
+    update app.like_group_members m set pending = false where m.group_id = v_group.id;
+    insert into app.chats (type, like_group_id) values ('approved_group', v_group.id)
+    returning id into v_chat;
+    insert into app.chat_participants (chat_id, user_id)
+    select v_chat, m.user_id from app.like_group_members m where m.group_id = v_group.id
+    union
+    select v_chat, a.user_id from app.event_authors a where a.event_id = v_group.event_id;
+    for v_member in
+        select m.user_id from app.like_group_members m where m.group_id = v_group.id order by m.user_id
+    loop
+        perform private.notify_user(v_member, 'group_approved', pg_catalog.jsonb_build_object(
+            'group_id', v_group.id, 'event_id', v_group.event_id, 'chat_id', v_chat));
+    end loop;
+    perform private.publish('group:' || v_group.id::text, pg_catalog.jsonb_build_object(
+        'type', 'group_approved', 'group_id', v_group.id, 'chat_id', v_chat));
+    return 'approved';
+end;
+$$;
+
+/**
+ * Applies to attend an event with friends: creates a pending like group of the
+ * caller and member_ids (friends of the caller, at most 9). Authors cannot like
+ * their own event (403); members must be friends (403) and not authors (403);
+ * more than 10 people 409; anyone already in a pending group of this event 409.
+ */
+create function api.like_event(event_id uuid, member_ids uuid[] default '{}') returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_members uuid[];
+    v_group app.like_groups;
+    v_bad uuid;
+begin
+    if not exists (select from app.events e where e.id = like_event.event_id) then
+        raise exception using errcode = 'PT404', message = 'Event not found.';
+    end if;
+    if private.is_event_author(like_event.event_id, v_uid) then
+        raise exception using errcode = '42501', message = 'Authors cannot like their own event.';
+    end if;
+    select coalesce(pg_catalog.array_agg(distinct x), '{}') into v_members
+    from pg_catalog.unnest(coalesce(like_event.member_ids, '{}')) x
+    where x is not null and x <> v_uid;
+    if pg_catalog.cardinality(v_members) > 9 then
+        raise exception using errcode = 'PT409',
+            message = 'A like group has at most 10 people, its creator included.';
+    end if;
+    select x into v_bad from pg_catalog.unnest(v_members) x
+    where not private.are_friends(v_uid, x) limit 1;
+    if found then
+        raise exception using errcode = '42501', message = 'Only friends can be added to a like group.',
+            detail = v_bad::text;
+    end if;
+    select x into v_bad from pg_catalog.unnest(v_members) x
+    where private.is_event_author(like_event.event_id, x) limit 1;
+    if found then
+        raise exception using errcode = '42501', message = 'An author of the event cannot be in a like group.',
+            detail = v_bad::text;
+    end if;
+
+    insert into app.like_groups (event_id, creator_id) values (like_event.event_id, v_uid)
+    returning * into v_group;
+    begin
+        insert into app.like_group_members (group_id, event_id, user_id)
+        select v_group.id, v_group.event_id, x
+        from pg_catalog.unnest(pg_catalog.array_prepend(v_uid, v_members)) x;
+    exception when unique_violation then
+        raise exception using errcode = 'PT409',
+            message = 'Someone in this group is already in a pending like group for this event.';
+    end;
+    return private.like_group_json(v_group.id);
+end;
+$$;
+grant execute on function api.like_event(uuid, uuid[]) to authenticated, service_role;
+
+/**
+ * Like groups the caller created or belongs to, newest first.
+ */
+create function api.my_like_groups() returns jsonb
+language sql stable security definer
+set search_path = ''
+as $$
+    select coalesce(pg_catalog.jsonb_agg(private.like_group_json(m.group_id)
+        order by m.created_at desc, m.group_id), '[]'::jsonb)
+    from app.like_group_members m
+    where m.user_id = private.require_user()
+$$;
+grant execute on function api.my_like_groups() to authenticated, service_role;
+
+/**
+ * Raises 404 when the like group does not exist and 403 when the caller may
+ * not see it (members, the event's creator and authors may).
+ */
+create function private.require_like_group_viewer(group_id uuid) returns void
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    perform private.require_user();
+    if not exists (select from app.like_groups g where g.id = require_like_group_viewer.group_id) then
+        raise exception using errcode = 'PT404', message = 'Like group not found.';
+    end if;
+    if not private.can_view_like_group(require_like_group_viewer.group_id) then
+        raise exception using errcode = '42501', message = 'You cannot see this like group.';
+    end if;
+end;
+$$;
+
+/**
+ * A like group, for its members and the event's creator and authors.
+ */
+create function api.get_like_group(group_id uuid) returns jsonb
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+    perform private.require_like_group_viewer(get_like_group.group_id);
+    return private.like_group_json(get_like_group.group_id);
+end;
+$$;
+grant execute on function api.get_like_group(uuid) to authenticated, service_role;
+
+/**
+ * Adds a friend of the creator to a pending group (creator only). At most 10
+ * members, enforced under the group's row lock; nobody in two pending groups
+ * of one event, enforced by a unique index. Returns the group.
+ */
+create function api.add_like_group_member(group_id uuid, user_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_group app.like_groups := private.lock_like_group(add_like_group_member.group_id);
+begin
+    if v_group.creator_id <> v_uid then
+        raise exception using errcode = '42501', message = 'Only the group''s creator can add members.';
+    end if;
+    perform private.require_pending(v_group);
+    if add_like_group_member.user_id is null
+       or not exists (select from auth.users u where u.id = add_like_group_member.user_id) then
+        raise exception using errcode = 'PT404', message = 'User not found.';
+    end if;
+    if exists (select from app.like_group_members m
+               where m.group_id = v_group.id and m.user_id = add_like_group_member.user_id) then
+        return private.like_group_json(v_group.id);
+    end if;
+    if not private.are_friends(v_uid, add_like_group_member.user_id) then
+        raise exception using errcode = '42501', message = 'Only friends can be added to a like group.';
+    end if;
+    if private.is_event_author(v_group.event_id, add_like_group_member.user_id) then
+        raise exception using errcode = '42501', message = 'An author of the event cannot be in a like group.';
+    end if;
+    if (select pg_catalog.count(*) from app.like_group_members m where m.group_id = v_group.id) >= 10 then
+        raise exception using errcode = 'PT409',
+            message = 'A like group has at most 10 people, its creator included.';
+    end if;
+    begin
+        insert into app.like_group_members (group_id, event_id, user_id)
+        values (v_group.id, v_group.event_id, add_like_group_member.user_id);
+    exception when unique_violation then
+        raise exception using errcode = 'PT409',
+            message = 'This user is already in a pending like group for this event.';
+    end;
+    return private.like_group_json(v_group.id);
+end;
+$$;
+grant execute on function api.add_like_group_member(uuid, uuid) to authenticated, service_role;
+
+/**
+ * Removes a member from a pending group: the creator removes others, a member
+ * removes themself (the creator cannot leave their own group: 400). Approvals
+ * already given still count, so the smaller threshold may approve the group
+ * here, with every side effect. Returns the group.
+ */
+create function api.remove_like_group_member(group_id uuid, user_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_group app.like_groups := private.lock_like_group(remove_like_group_member.group_id);
+begin
+    if v_uid <> v_group.creator_id and v_uid is distinct from remove_like_group_member.user_id then
+        raise exception using errcode = '42501',
+            message = 'Only the group''s creator can remove other members.';
+    end if;
+    perform private.require_pending(v_group);
+    if remove_like_group_member.user_id = v_group.creator_id then
+        raise exception using errcode = 'PT400', message = 'The creator cannot leave their own like group.';
+    end if;
+    delete from app.like_group_members m
+    where m.group_id = v_group.id and m.user_id = remove_like_group_member.user_id;
+    if not found then
+        raise exception using errcode = 'PT404', message = 'This user is not a member of the group.';
+    end if;
+    perform private.evaluate_like_group(v_group.id);
+    return private.like_group_json(v_group.id);
+end;
+$$;
+grant execute on function api.remove_like_group_member(uuid, uuid) to authenticated, service_role;
+
+/**
+ * The decisions on a group: [{id, group_id, author_id, approved, created_at}],
+ * for whoever may see the group.
+ */
+create function api.list_like_group_approvals(group_id uuid) returns jsonb
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+    perform private.require_like_group_viewer(list_like_group_approvals.group_id);
+    return (
+        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'id', v.id, 'group_id', v.group_id, 'author_id', v.author_id,
+                'approved', v.approved, 'created_at', v.created_at)
+            order by v.created_at, v.id), '[]'::jsonb)
+        from app.like_group_approvals v
+        where v.group_id = list_like_group_approvals.group_id);
+end;
+$$;
+grant execute on function api.list_like_group_approvals(uuid) to authenticated, service_role;
+
+/**
+ * Locks the group and checks that the caller is a current author of its event
+ * (403) and that the group is pending (400).
+ */
+create function private.lock_like_group_for_author(group_id uuid) returns app.like_groups
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_group app.like_groups := private.lock_like_group(lock_like_group_for_author.group_id);
+begin
+    if not private.is_event_author(v_group.event_id, private.require_user()) then
+        raise exception using errcode = '42501', message = 'Only the event''s authors can decide on its like groups.';
+    end if;
+    perform private.require_pending(v_group);
+    return v_group;
+end;
+$$;
+
+/**
+ * An author approves a pending group; a second approval by the same author
+ * changes nothing. Returns {id, status, chat_id}.
+ */
+create function api.approve_like_group(group_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_group app.like_groups := private.lock_like_group_for_author(approve_like_group.group_id);
+    v_status text;
+begin
+    insert into app.like_group_approvals (group_id, author_id, approved)
+    values (v_group.id, auth.uid(), true)
+    on conflict on constraint like_group_approvals_one_per_author do nothing;
+    v_status := private.evaluate_like_group(v_group.id);
+    return pg_catalog.jsonb_build_object('id', v_group.id, 'status', v_status,
+        'chat_id', (select c.id from app.chats c where c.like_group_id = v_group.id));
+end;
+$$;
+grant execute on function api.approve_like_group(uuid) to authenticated, service_role;
+
+/**
+ * An author rejects a pending group: it is rejected at once, its members are
+ * notified (group_rejected), no chat is created. Returns {id, status}.
+ */
+create function api.reject_like_group(group_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_group app.like_groups := private.lock_like_group_for_author(reject_like_group.group_id);
+    v_member uuid;
+begin
+    insert into app.like_group_approvals (group_id, author_id, approved)
+    values (v_group.id, auth.uid(), false)
+    on conflict on constraint like_group_approvals_one_per_author do update set approved = false;
+    update app.like_groups g set status = 'rejected', decided_at = pg_catalog.now()
+    where g.id = v_group.id;
+    update app.like_group_members m set pending = false where m.group_id = v_group.id;
+    for v_member in
+        select m.user_id from app.like_group_members m where m.group_id = v_group.id order by m.user_id
+    loop
+        perform private.notify_user(v_member, 'group_rejected', pg_catalog.jsonb_build_object(
+            'group_id', v_group.id, 'event_id', v_group.event_id));
+    end loop;
+    perform private.publish('group:' || v_group.id::text, pg_catalog.jsonb_build_object(
+        'type', 'group_rejected', 'group_id', v_group.id));
+    return pg_catalog.jsonb_build_object('id', v_group.id, 'status', 'rejected');
+end;
+$$;
+grant execute on function api.reject_like_group(uuid) to authenticated, service_role;

@@ -1,0 +1,101 @@
+-- Chats, notifications and who may subscribe to which realtime topic.
+
+/**
+ * The caller's chats, newest first:
+ * [{id, type, like_group_id, participant_ids, created_at}].
+ */
+create function api.my_chats() returns jsonb
+language sql stable security definer
+set search_path = ''
+as $$
+    select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+            'id', c.id, 'type', c.type, 'like_group_id', c.like_group_id,
+            'participant_ids', (select pg_catalog.jsonb_agg(o.user_id order by o.user_id)
+                                from app.chat_participants o where o.chat_id = c.id),
+            'created_at', c.created_at)
+        order by c.created_at desc, c.id), '[]'::jsonb)
+    from app.chat_participants p
+    join app.chats c on c.id = p.chat_id
+    where p.user_id = private.require_user()
+$$;
+grant execute on function api.my_chats() to authenticated, service_role;
+
+/**
+ * The caller's notifications, newest first (at most 200):
+ * [{id, type, data, read_at, created_at}].
+ */
+create function api.my_notifications(unread_only boolean default false) returns jsonb
+language sql stable security definer
+set search_path = ''
+as $$
+    select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+            'id', n.id, 'type', n.type, 'data', n.data, 'read_at', n.read_at,
+            'created_at', n.created_at)
+        order by n.created_at desc, n.id), '[]'::jsonb)
+    from (
+        select * from app.notifications n
+        where n.user_id = private.require_user()
+          and (not coalesce(my_notifications.unread_only, false) or n.read_at is null)
+        order by n.created_at desc, n.id
+        limit 200
+    ) n
+$$;
+grant execute on function api.my_notifications(boolean) to authenticated, service_role;
+
+/**
+ * Marks the caller's notifications read: those in `ids`, or all when ids is
+ * null. Returns {updated: n}.
+ */
+create function api.mark_notifications_read(ids uuid[] default null) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_count integer;
+begin
+    update app.notifications n set read_at = pg_catalog.now()
+    where n.user_id = private.require_user() and n.read_at is null
+      and (mark_notifications_read.ids is null or n.id = any (mark_notifications_read.ids));
+    get diagnostics v_count = row_count;
+    return pg_catalog.jsonb_build_object('updated', v_count);
+end;
+$$;
+grant execute on function api.mark_notifications_read(uuid[]) to authenticated, service_role;
+
+/**
+ * Whether the caller may subscribe to a realtime topic: 'user:{id}' for
+ * themself, 'group:{like_group_id}' for whoever may see that like group.
+ */
+create function api.can_subscribe(topic text) returns boolean
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_kind text := pg_catalog.split_part(can_subscribe.topic, ':', 1);
+    v_id text := pg_catalog.substr(can_subscribe.topic, pg_catalog.length(v_kind) + 2);
+begin
+    if not private.is_uuid_text(v_id) then
+        return false;
+    end if;
+    return case v_kind
+        when 'user' then v_id::uuid = v_uid
+        when 'group' then private.can_view_like_group(v_id::uuid)
+        else false
+    end;
+end;
+$$;
+grant execute on function api.can_subscribe(text) to authenticated, service_role;
+
+/**
+ * True when the caller takes part in the chat. Used by policies.
+ */
+create function private.is_chat_participant(chat_id uuid) returns boolean
+language sql stable security definer
+set search_path = ''
+as $$
+    select exists (
+        select from app.chat_participants p
+        where p.chat_id = is_chat_participant.chat_id and p.user_id = auth.uid())
+$$;
+grant execute on function private.is_chat_participant(uuid) to authenticated, service_role;
