@@ -78,7 +78,7 @@ as $$
 $$;
 
 /**
- * {id, event_id, creator_id, status, member_ids, created_at,
+ * {id, event_id, creator_id, status, member_ids (creator first), created_at,
  *  approvals_received, approvals_needed, chat_id}
  */
 create function private.like_group_json(group_id uuid) returns jsonb
@@ -87,7 +87,8 @@ set search_path = ''
 as $$
     select pg_catalog.jsonb_build_object(
         'id', g.id, 'event_id', g.event_id, 'creator_id', g.creator_id, 'status', g.status,
-        'member_ids', (select coalesce(pg_catalog.jsonb_agg(m.user_id order by m.created_at, m.user_id), '[]')
+        'member_ids', (select coalesce(pg_catalog.jsonb_agg(m.user_id
+                                   order by m.user_id = g.creator_id desc, m.created_at, m.user_id), '[]')
                        from app.like_group_members m where m.group_id = g.id),
         'created_at', g.created_at,
         'approvals_received', t.received, 'approvals_needed', t.needed,
