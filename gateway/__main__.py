@@ -1,8 +1,9 @@
-"""python -m gateway serve | dev | token | migrate"""
+"""python -m gateway serve | dev | token | migrate | mailer"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                          choices=["anon", "authenticated", "service_role"])
     p_token.add_argument("--email")
     p_token.add_argument("--expires-in", type=int, default=3600)
+    sub.add_parser("mailer", help="deliver the mail outbox over SMTP (SMTP_URL)")
     p_migrate = sub.add_parser("migrate", help="bring DATABASE_URL to the current schema")
     p_migrate.add_argument("--force-code", action="store_true",
                            help="rebuild sql/ even when unchanged")
@@ -59,6 +61,16 @@ def main(argv: list[str] | None = None) -> int:
         from .migrate import migrate
 
         print(migrate(database_url, force_code=args.force_code))
+    elif args.command == "mailer":
+        import asyncio
+
+        from .app import make_mailer
+
+        if not settings.smtp_url:
+            parser.error("SMTP_URL is not set")
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(make_mailer(settings).run_forever())
     elif args.command == "token":
         from .jwt_auth import mint
 

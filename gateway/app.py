@@ -18,6 +18,7 @@ from starlette.routing import Route
 from . import db
 from .errors import ApiError, json_response
 from .jwt_auth import InvalidToken, JwtConfig, Verifier
+from .mailer import Mailer
 from .realtime import Hub
 from .routes import SEED_ROUTES, SeedRoute
 from .settings import Settings
@@ -42,6 +43,7 @@ class Gateway:
             settings.pool_timeout, settings.statement_timeout_ms)
         self.catalog = db.Catalog()
         self.hub = Hub(settings.database_url)
+        self.mailer = make_mailer(settings) if settings.smtp_url else None
 
     def identity(self, request: Request, query_token: bool = False) -> db.Identity:
         """Bearer token, else an apikey header holding a JWT, else (where allowed) an
@@ -76,6 +78,12 @@ class Gateway:
         headers = {k: v for k, v in request.headers.items() if k not in _PRIVATE_HEADERS}
         return await db.call(self.pool, fn, args, who, request.method,
                              request.url.path, headers)
+
+
+def make_mailer(settings: Settings) -> Mailer:
+    assert settings.smtp_url
+    return Mailer(settings.database_url, settings.smtp_url, settings.mail_from, settings.app_url,
+                  settings.mail_poll_seconds, settings.mail_retry_max)
 
 
 def invalid_token(message: str) -> ApiError:
@@ -234,9 +242,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         with contextlib.suppress(Exception):
             await gateway.catalog.load(gateway.pool)
         gateway.hub.start()
+        if gateway.mailer is not None:
+            gateway.mailer.start()
         try:
             yield
         finally:
+            if gateway.mailer is not None:
+                await gateway.mailer.stop()
             await gateway.hub.stop()
             await gateway.pool.close()
 

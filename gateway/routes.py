@@ -77,4 +77,18 @@ SEED_ROUTES: list[SeedRoute] = [
     SeedRoute("POST", "/groups/{id}/reject", "reject_like_group", from_path=_GROUP, shape=camel),
     SeedRoute("POST", "/events/{id}/like", "like_event", from_path={"event_id": "id"},
               from_body={"member_ids": "memberIds"}, status=201, shape=camel),
+    # Pair registration (seed 004). The token comes in the path or in the body.
+    SeedRoute("POST", "/api/events/{id}/invite", "create_pair_invite",
+              from_path={"event_id": "id"}, from_body={"invitee_email": "email"},
+              status=201, shape=success()),
+    SeedRoute("POST", "/api/invites/join", "join_pair_invite",
+              from_body={"code": "code"}, shape=success()),
+    SeedRoute("POST", "/api/invites/{token}/accept", "accept_pair_invite",
+              from_path={"token": "token"}, shape=success()),
+    SeedRoute("POST", "/api/invites/accept", "accept_pair_invite",
+              from_body={"token": "token"}, shape=success()),
+    SeedRoute("POST", "/api/invites/{token}/decline", "decline_pair_invite",
+              from_path={"token": "token"}, shape=success()),
+    SeedRoute("POST", "/api/invites/decline", "decline_pair_invite",
+              from_body={"token": "token"}, shape=success()),
 ]

@@ -32,6 +32,8 @@ class Settings:
     smtp_url: str | None
     mail_from: str
     app_url: str
+    mail_poll_seconds: float
+    mail_retry_max: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +56,8 @@ class Settings:
             smtp_url=_env("SMTP_URL"),
             mail_from=_env("MAIL_FROM", "Joinery <no-reply@localhost>") or "",
             app_url=_env("APP_URL", "http://127.0.0.1:8000") or "",
+            mail_poll_seconds=float(_env("MAIL_POLL_SECONDS", "5") or 5),
+            mail_retry_max=int(_env("MAIL_RETRY_MAX", "300") or 300),
         )
 
 

@@ -1,0 +1,156 @@
+"""The mail worker: delivers the outbox (app.mail_outbox) over SMTP.
+
+The database decides what to send and when to retry (private.mail_claim,
+private.mail_sent, private.mail_failed); this module renders the message and
+speaks SMTP. One message per transaction: the row stays locked (FOR UPDATE SKIP
+LOCKED) while it is sent, so several workers never send one message twice.
+Delivery is at least once: a worker that dies between the SMTP server's
+acceptance and its commit leaves the message to be sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import unquote, urlencode, urlsplit
+
+import psycopg
+from psycopg.rows import dict_row
+
+log = logging.getLogger("joinery.mailer")
+CHANNEL = "joinery_mail"
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    host: str
+    port: int
+    tls: str  # "none", "starttls" or "ssl"
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> SmtpTarget:
+        """smtp://[user:pass@]host[:port], smtp+starttls://..., smtps://..."""
+        parts = urlsplit(url)
+        tls = {"smtp": "none", "smtp+starttls": "starttls", "smtps": "ssl"}.get(parts.scheme)
+        if tls is None or not parts.hostname:
+            raise ValueError("SMTP_URL must look like smtp://host:port, smtp+starttls:// or smtps://")
+        default_port = {"none": 25, "starttls": 587, "ssl": 465}[tls]
+        return cls(parts.hostname, parts.port or default_port, tls,
+                   unquote(parts.username) if parts.username else None,
+                   unquote(parts.password) if parts.password else None)
+
+
+def render(template: str, data: dict[str, Any], app_url: str) -> tuple[str, str, str]:
+    """(subject, text, html) of an outbox message."""
+    if template != "pair_invite":
+        raise ValueError(f"unknown mail template {template!r}")
+    code = str(data["short_code"])
+    link = f"{app_url.rstrip('/')}/invite/accept?{urlencode({'code': code})}"
+    inviter, event = str(data.get("inviter_name") or "Someone"), str(data["event_title"])
+    expires = str(data.get("expires_at", ""))[:16].replace("T", " ")
+    subject = f"{inviter} invites you to register as a pair for {event}"
+    text = (
+        f"{inviter} invites you to register together for {event}.\n\n"
+        f"Your code: {code}\n\nAccept or decline here: {link}\n\n"
+        f"The invitation expires at {expires} UTC. If you did not expect it, ignore this message.\n"
+    )
+    e = html.escape
+    body = (
+        f"<p>{e(inviter)} invites you to register together for <strong>{e(event)}</strong>.</p>"
+        f"<p>Your code: <strong style=\"font-family:monospace\">{e(code)}</strong></p>"
+        f"<p><a href=\"{e(link)}\">Accept or decline the invitation</a></p>"
+        f"<p>The invitation expires at {e(expires)} UTC. "
+        "If you did not expect it, ignore this message.</p>"
+    )
+    return subject, text, body
+
+
+class Mailer:
+    def __init__(self, conninfo: str, smtp_url: str, mail_from: str, app_url: str,
+                 poll_seconds: float = 5.0, max_backoff: int = 300) -> None:
+        self.conninfo = conninfo
+        self.smtp = SmtpTarget.parse(smtp_url)
+        self.mail_from = mail_from
+        self.app_url = app_url
+        self.poll_seconds = poll_seconds
+        self.max_backoff = max_backoff
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run_forever(), name="mailer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run_forever(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True, connect_timeout=3,
+                    application_name="joinery-mailer",
+                ) as conn:
+                    await conn.execute(f"listen {CHANNEL}")
+                    delay = 0.5
+                    while True:
+                        while await self.send_one(conn):
+                            pass
+                        # Woken by a new message, or polling for retries that fall due.
+                        async for _ in conn.notifies(timeout=self.poll_seconds, stop_after=1):
+                            pass
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error as exc:
+                log.warning("mailer: database unavailable (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def send_one(self, conn: psycopg.AsyncConnection) -> bool:
+        """Claims, sends and marks one due message; False when none is due."""
+        async with conn.transaction():
+            await conn.execute("set local role service_role")
+            cur = conn.cursor(row_factory=dict_row)
+            message = await (await cur.execute("select * from private.mail_claim()")).fetchone()
+            if message is None:
+                return False
+            try:
+                await asyncio.to_thread(self.deliver, message)
+            except (OSError, smtplib.SMTPException, ValueError, KeyError) as exc:
+                log.warning("mailer: delivery of %s failed: %s", message["id"], type(exc).__name__)
+                error = f"{type(exc).__name__}: {exc}"
+                await conn.execute("select private.mail_failed(%s, %s, %s)",
+                                   (message["id"], error, self.max_backoff))
+            else:
+                await conn.execute("select private.mail_sent(%s)", (message["id"],))
+                log.info("mailer: sent %s", message["id"])
+        return True
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        subject, text, body = render(message["template"], message["data"], self.app_url)
+        mail = EmailMessage()
+        mail["From"] = self.mail_from
+        mail["To"] = message["to_email"]
+        mail["Subject"] = subject
+        mail["Message-ID"] = f"<{message['id']}@joinery>"
+        mail.set_content(text)
+        mail.add_alternative(body, subtype="html")
+        target = self.smtp
+        smtp_class = smtplib.SMTP_SSL if target.tls == "ssl" else smtplib.SMTP
+        with smtp_class(target.host, target.port, timeout=10) as client:
+            if target.tls == "starttls":
+                client.starttls(context=ssl.create_default_context())
+            if target.username:
+                client.login(target.username, target.password or "")
+            client.send_message(mail)

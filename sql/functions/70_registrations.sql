@@ -1,0 +1,562 @@
+-- Registrations and pair invitations (seed flow 3).
+--
+-- Seats are taken by one UPDATE of the event's seats_taken guarded by the
+-- capacity (and a check constraint), so concurrent registrations can never
+-- overbook: the row lock serialises them. Nobody holds two confirmed
+-- registrations for one event: a partial unique index says so. Accepting a
+-- pair invite registers both people with one pair_id in one transaction.
+--
+-- Counted attempts (create, join by code, accept, decline) never raise when
+-- refused: they set response.status and return the error body, so the
+-- rate-limit hit and the audit entry commit.
+
+/**
+ * n random bytes from the server's strong random source (gen_random_uuid
+ * reads it): 14 random bytes per UUID, skipping its version and variant bytes.
+ */
+create function private.random_bytes(n integer) returns bytea
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_out bytea := ''::bytea;
+    v_uuid bytea;
+begin
+    while pg_catalog.length(v_out) < n loop
+        v_uuid := pg_catalog.uuid_send(pg_catalog.gen_random_uuid());
+        v_out := v_out || pg_catalog.substr(v_uuid, 1, 6)
+                       || pg_catalog.substr(v_uuid, 8, 1)
+                       || pg_catalog.substr(v_uuid, 10, 7);
+    end loop;
+    return pg_catalog.substr(v_out, 1, n);
+end;
+$$;
+
+/**
+ * A short code people can read aloud and type: 8 characters from 31 with no
+ * look-alikes (no 0, O, 1, I, L), about 40 bits, without modulo bias.
+ */
+create function private.new_short_code() returns text
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    c_alphabet constant text := '23456789ABCDEFGHJKMNPQRSTUVWXYZ';
+    v_code text := '';
+    v_bytes bytea;
+    v_byte integer;
+begin
+    while pg_catalog.length(v_code) < 8 loop
+        v_bytes := private.random_bytes(16);
+        for i in 0 .. 15 loop
+            v_byte := pg_catalog.get_byte(v_bytes, i);
+            if v_byte < 248 and pg_catalog.length(v_code) < 8 then  -- 248 = 8 * 31
+                v_code := v_code || pg_catalog.substr(c_alphabet, v_byte % 31 + 1, 1);
+            end if;
+        end loop;
+    end loop;
+    return v_code;
+end;
+$$;
+
+/**
+ * A short code as typed by a person: case and spaces or dashes ignored.
+ */
+create function private.normalize_short_code(code text) returns text
+language sql immutable
+set search_path = ''
+as $$
+    select pg_catalog.upper(pg_catalog.regexp_replace(coalesce(code, ''), '[\s-]', '', 'g'))
+$$;
+
+/**
+ * The status as reported: 'expired' once expires_at has passed for an open invite.
+ */
+create function private.pair_invite_status(i app.pair_invites) returns text
+language sql stable
+set search_path = ''
+as $$
+    select case when i.status = 'sent' and i.expires_at <= pg_catalog.now() then 'expired'
+                else i.status end
+$$;
+
+/**
+ * Why an event takes no registrations now ('closed', 'deadline'), or null.
+ */
+create function private.registration_closed_reason(e app.events) returns text
+language sql stable
+set search_path = ''
+as $$
+    select case
+        when e.status <> 'open' then 'closed'
+        when e.registration_deadline is not null and e.registration_deadline <= pg_catalog.now()
+            then 'deadline'
+    end
+$$;
+
+/**
+ * Takes `seats` seats of an event, or returns false when they are not free.
+ */
+create function private.take_seats(event_id uuid, seats integer) returns boolean
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+    update app.events e set seats_taken = e.seats_taken + take_seats.seats
+    where e.id = take_seats.event_id
+      and (e.capacity is null or e.seats_taken + take_seats.seats <= e.capacity);
+    return found;
+end;
+$$;
+
+/**
+ * {id, event_id, user_id, status, pair_id, created_at}
+ */
+create function private.registration_json(r app.registrations) returns jsonb
+language sql immutable
+set search_path = ''
+as $$
+    select pg_catalog.jsonb_build_object(
+        'id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'status', r.status,
+        'pair_id', r.pair_id, 'created_at', r.created_at)
+$$;
+
+/**
+ * Registers the caller alone: event open and before its deadline (400), a
+ * seat free (409). Registering again returns the existing registration.
+ */
+create function api.register_for_event(event_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_event app.events;
+    v_reg app.registrations;
+begin
+    select * into v_event from app.events e where e.id = register_for_event.event_id;
+    if not found then
+        raise exception using errcode = 'PT404', message = 'Event not found.';
+    end if;
+    select * into v_reg from app.registrations r
+    where r.event_id = v_event.id and r.user_id = v_uid and r.status = 'confirmed';
+    if found then
+        return private.registration_json(v_reg);
+    end if;
+    if private.registration_closed_reason(v_event) is not null then
+        raise exception using errcode = 'PT400', message = 'Registration for this event is closed.',
+            detail = private.registration_closed_reason(v_event);
+    end if;
+    if not private.take_seats(v_event.id, 1) then
+        raise exception using errcode = 'PT409', message = 'The event is full.';
+    end if;
+    begin
+        insert into app.registrations (event_id, user_id) values (v_event.id, v_uid)
+        returning * into v_reg;
+    exception when unique_violation then
+        -- A concurrent registration of the caller won; raising undoes the seat too.
+        raise exception using errcode = 'PT409', message = 'You are already registered for this event.';
+    end;
+    return private.registration_json(v_reg);
+end;
+$$;
+grant execute on function api.register_for_event(uuid) to authenticated, service_role;
+
+/**
+ * Cancels the caller's registration and frees its seat. A partner registered
+ * with the caller stays registered. 404 when the caller is not registered.
+ */
+create function api.cancel_registration(event_id uuid) returns void
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+begin
+    update app.registrations r set status = 'cancelled', cancelled_at = pg_catalog.now()
+    where r.event_id = cancel_registration.event_id and r.user_id = v_uid and r.status = 'confirmed';
+    if not found then
+        raise exception using errcode = 'PT404', message = 'You are not registered for this event.';
+    end if;
+    update app.events e set seats_taken = e.seats_taken - 1 where e.id = cancel_registration.event_id;
+end;
+$$;
+grant execute on function api.cancel_registration(uuid) to authenticated, service_role;
+
+/**
+ * Invites a partner to register as a pair, by email or by sharing the short
+ * code. The event must be open and before its deadline (400), with two seats
+ * free (409), and the inviter not registered yet (409). A new invite revokes
+ * the inviter's previous open invite for the event. With an email, a message
+ * holding the short code is queued in the outbox in this transaction; the
+ * answer is the same whether or not the address has an account. Lifetime 7
+ * days, never past the registration deadline. Returns {id, short_code,
+ * expires_at}; tokens are never returned here.
+ */
+create function api.create_pair_invite(event_id uuid, invitee_email text default null) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_retry integer := private.rate_limit('create_invite');
+    v_event app.events;
+    v_email text := nullif(pg_catalog.btrim(create_pair_invite.invitee_email), '');
+    v_reason text;
+    v_invite app.pair_invites;
+begin
+    if v_retry > 0 then
+        perform private.audit('pair_invite.create', 'rate_limited', 429, create_pair_invite.event_id);
+        return private.too_many_attempts(v_retry);
+    end if;
+    if v_email is not null and (pg_catalog.length(v_email) > 254
+                                or v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') then
+        perform private.audit('pair_invite.create', 'invalid', 400, create_pair_invite.event_id);
+        return private.fail(400, 'invitee_email is not a valid email address.', 'invitee_email');
+    end if;
+    -- The event row lock orders this with accepts and registrations of the event.
+    select * into v_event from app.events e where e.id = create_pair_invite.event_id for update;
+    if not found then
+        perform private.audit('pair_invite.create', 'not_found', 404, create_pair_invite.event_id);
+        return private.fail(404, 'Event not found.');
+    end if;
+    v_reason := private.registration_closed_reason(v_event);
+    if v_reason is not null then
+        perform private.audit('pair_invite.create', v_reason, 400, v_event.id);
+        return private.fail(400, 'Registration for this event is closed.', v_reason);
+    end if;
+    if v_event.capacity is not null and v_event.capacity - v_event.seats_taken < 2 then
+        perform private.audit('pair_invite.create', 'full', 409, v_event.id);
+        return private.fail(409, 'The event does not have two free seats.', 'full');
+    end if;
+    if exists (select from app.registrations r
+               where r.event_id = v_event.id and r.user_id = v_uid and r.status = 'confirmed') then
+        perform private.audit('pair_invite.create', 'already_registered', 409, v_event.id);
+        return private.fail(409, 'You are already registered for this event.', 'already_registered');
+    end if;
+
+    update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
+        updated_at = pg_catalog.now()
+    where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
+    loop
+        begin
+            insert into app.pair_invites (event_id, inviter_id, invitee_email, short_code, expires_at)
+            values (v_event.id, v_uid, pg_catalog.lower(v_email), private.new_short_code(),
+                    least(pg_catalog.now() + interval '7 days',
+                          coalesce(v_event.registration_deadline, 'infinity')))
+            returning * into v_invite;
+            exit;
+        exception when unique_violation then
+            -- A short code already in use (about one in 10^11): draw another.
+        end;
+    end loop;
+    if v_email is not null then
+        insert into app.mail_outbox (to_email, template, data)
+        select v_invite.invitee_email, 'pair_invite', pg_catalog.jsonb_build_object(
+            'short_code', v_invite.short_code, 'event_title', v_event.title,
+            'inviter_name', p.display_name, 'expires_at', v_invite.expires_at)
+        from app.profiles p where p.id = v_uid;
+        perform pg_catalog.pg_notify('joinery_mail', '');
+    end if;
+    perform private.audit('pair_invite.create', 'created', 200, v_invite.id,
+        pg_catalog.jsonb_build_object('event_id', v_event.id, 'emailed', v_email is not null));
+    return pg_catalog.jsonb_build_object(
+        'id', v_invite.id, 'short_code', v_invite.short_code, 'expires_at', v_invite.expires_at);
+end;
+$$;
+grant execute on function api.create_pair_invite(uuid, text) to authenticated, service_role;
+
+/**
+ * Exchanges a short code for a token to accept or decline with:
+ * {token, event: {id, title}, inviter: {display_name}, expires_at}. An unknown,
+ * expired, revoked or already answered code gets one generic 404. Each call
+ * issues a new token (stored only as its hash). Counted as 'join_code'.
+ */
+create function api.join_pair_invite(code text) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_retry integer := private.rate_limit('join_code');
+    v_invite app.pair_invites;
+    v_token text;
+begin
+    if v_retry > 0 then
+        perform private.audit('pair_invite.join', 'rate_limited', 429);
+        return private.too_many_attempts(v_retry);
+    end if;
+    select * into v_invite from app.pair_invites i
+    where i.short_code = private.normalize_short_code(join_pair_invite.code)
+      and i.status = 'sent' and i.expires_at > pg_catalog.now();
+    if not found then
+        perform private.audit('pair_invite.join', 'not_found', 404);
+        return private.fail(404, 'No open invitation with this code.', 'not_found');
+    end if;
+    v_token := pg_catalog.translate(pg_catalog.encode(private.random_bytes(32), 'base64'), '+/=', '-_');
+    insert into app.pair_invite_tokens (token_hash, invite_id, issued_to)
+    values (private.hash_secret(v_token), v_invite.id, v_uid);
+    perform private.audit('pair_invite.join', 'token_issued', 200, v_invite.id);
+    return (
+        select pg_catalog.jsonb_build_object(
+            'token', v_token,
+            'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+            'inviter', pg_catalog.jsonb_build_object('display_name', p.display_name),
+            'expires_at', v_invite.expires_at)
+        from app.events e, app.profiles p
+        where e.id = v_invite.event_id and p.id = v_invite.inviter_id);
+end;
+$$;
+grant execute on function api.join_pair_invite(text) to authenticated, service_role;
+
+/**
+ * The invite a token was issued for, locked; null when the token is unknown.
+ */
+create function private.lock_invite_by_token(token text) returns app.pair_invites
+language sql volatile
+set search_path = ''
+as $$
+    select i.* from app.pair_invite_tokens t
+    join app.pair_invites i on i.id = t.invite_id
+    where t.token_hash = private.hash_secret(coalesce(token, ''))
+    for update of i
+$$;
+
+/**
+ * Why the caller may not answer this invite (as an error body), or null:
+ * the inviter cannot (403), nor anyone but the addressee of an emailed invite (403).
+ */
+create function private.pair_invite_answer_refusal(i app.pair_invites, caller uuid) returns jsonb
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    if i.inviter_id = caller then
+        return pg_catalog.jsonb_build_object('status', 403, 'reason', 'own_invite',
+            'message', 'You cannot answer your own invitation.');
+    end if;
+    if i.invitee_email is not null and not exists (
+        select from auth.users u where u.id = caller and pg_catalog.lower(u.email) = i.invitee_email
+    ) then
+        return pg_catalog.jsonb_build_object('status', 403, 'reason', 'other_addressee',
+            'message', 'This invitation was sent to another email address.');
+    end if;
+    return null;
+end;
+$$;
+
+/**
+ * {pair_id, event_id, registrations: [{user_id, status}]} of an accepted invite.
+ */
+create function private.pair_result(i app.pair_invites) returns jsonb
+language sql stable
+set search_path = ''
+as $$
+    select pg_catalog.jsonb_build_object(
+        'pair_id', i.pair_id, 'event_id', i.event_id,
+        'registrations', (
+            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                    'user_id', r.user_id, 'status', r.status)
+                order by r.user_id = i.inviter_id desc, r.user_id), '[]'::jsonb)
+            from app.registrations r where r.pair_id = i.pair_id))
+$$;
+
+/**
+ * Accepts a pair invite: both people are registered (confirmed, one pair_id)
+ * in this transaction. Checks: a known token (404), the invite still open
+ * (410: declined, revoked, expired, or accepted by someone else), the caller
+ * not the inviter and, for an emailed invite, the addressee (403), the event
+ * open and before its deadline (410 after the deadline, 400 closed), neither
+ * person registered (409), two seats free (409). Accepting again returns the
+ * same result. Counted as 'respond_invite'.
+ */
+create function api.accept_pair_invite(token text) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_retry integer := private.rate_limit('respond_invite');
+    v_invite app.pair_invites;
+    v_event app.events;
+    v_refusal jsonb;
+    v_status text;
+    v_reason text;
+    v_pair uuid := pg_catalog.gen_random_uuid();
+begin
+    if v_retry > 0 then
+        perform private.audit('pair_invite.accept', 'rate_limited', 429);
+        return private.too_many_attempts(v_retry);
+    end if;
+    v_invite := private.lock_invite_by_token(accept_pair_invite.token);
+    if v_invite.id is null then
+        perform private.audit('pair_invite.accept', 'not_found', 404);
+        return private.fail(404, 'No invitation for this token.', 'not_found');
+    end if;
+    if v_invite.status = 'accepted' and v_invite.invitee_id = v_uid then
+        perform private.audit('pair_invite.accept', 'already_accepted', 200, v_invite.id);
+        return private.pair_result(v_invite);
+    end if;
+    v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
+    if v_refusal is not null then
+        perform private.audit('pair_invite.accept', v_refusal ->> 'reason', 403, v_invite.id);
+        return private.fail(403, v_refusal ->> 'message', v_refusal ->> 'reason');
+    end if;
+    v_status := private.pair_invite_status(v_invite);
+    if v_status <> 'sent' then
+        perform private.audit('pair_invite.accept', v_status, 410, v_invite.id);
+        return private.fail(410, pg_catalog.format('This invitation is %s.', v_status), v_status);
+    end if;
+
+    -- Lock the event: accepts, registrations and invites of one event are serialised.
+    select * into v_event from app.events e where e.id = v_invite.event_id for update;
+    v_reason := private.registration_closed_reason(v_event);
+    if v_reason is not null then
+        perform private.audit('pair_invite.accept', v_reason, case v_reason when 'deadline' then 410 else 400 end,
+            v_invite.id);
+        return private.fail(case v_reason when 'deadline' then 410 else 400 end,
+            'Registration for this event is closed.', v_reason);
+    end if;
+    if exists (select from app.registrations r
+               where r.event_id = v_event.id and r.status = 'confirmed'
+                 and r.user_id in (v_uid, v_invite.inviter_id)) then
+        perform private.audit('pair_invite.accept', 'already_registered', 409, v_invite.id);
+        return private.fail(409, 'One of you is already registered for this event.', 'already_registered');
+    end if;
+    if not private.take_seats(v_event.id, 2) then
+        perform private.audit('pair_invite.accept', 'full', 409, v_invite.id);
+        return private.fail(409, 'The event does not have two free seats.', 'full');
+    end if;
+    insert into app.registrations (event_id, user_id, pair_id)
+    values (v_event.id, v_invite.inviter_id, v_pair), (v_event.id, v_uid, v_pair);
+    update app.pair_invites i
+    set status = 'accepted', invitee_id = v_uid, pair_id = v_pair,
+        accepted_at = pg_catalog.now(), updated_at = pg_catalog.now()
+    where i.id = v_invite.id
+    returning * into v_invite;
+    perform private.audit('pair_invite.accept', 'accepted', 200, v_invite.id,
+        pg_catalog.jsonb_build_object('event_id', v_event.id, 'pair_id', v_pair));
+    return private.pair_result(v_invite);
+end;
+$$;
+grant execute on function api.accept_pair_invite(text) to authenticated, service_role;
+
+/**
+ * Declines a pair invite; nobody is registered. Same checks as accepting for
+ * who may answer (403) and whether the invite is open (404, 410). Declining
+ * again answers the same. Returns {id, status}. Counted as 'respond_invite'.
+ */
+create function api.decline_pair_invite(token text) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_retry integer := private.rate_limit('respond_invite');
+    v_invite app.pair_invites;
+    v_refusal jsonb;
+    v_status text;
+begin
+    if v_retry > 0 then
+        perform private.audit('pair_invite.decline', 'rate_limited', 429);
+        return private.too_many_attempts(v_retry);
+    end if;
+    v_invite := private.lock_invite_by_token(decline_pair_invite.token);
+    if v_invite.id is null then
+        perform private.audit('pair_invite.decline', 'not_found', 404);
+        return private.fail(404, 'No invitation for this token.', 'not_found');
+    end if;
+    if v_invite.status = 'declined' and v_invite.invitee_id = v_uid then
+        return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
+    end if;
+    v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
+    if v_refusal is not null then
+        perform private.audit('pair_invite.decline', v_refusal ->> 'reason', 403, v_invite.id);
+        return private.fail(403, v_refusal ->> 'message', v_refusal ->> 'reason');
+    end if;
+    v_status := private.pair_invite_status(v_invite);
+    if v_status <> 'sent' then
+        perform private.audit('pair_invite.decline', v_status, 410, v_invite.id);
+        return private.fail(410, pg_catalog.format('This invitation is %s.', v_status), v_status);
+    end if;
+    update app.pair_invites i
+    set status = 'declined', invitee_id = v_uid, declined_at = pg_catalog.now(),
+        updated_at = pg_catalog.now()
+    where i.id = v_invite.id;
+    perform private.audit('pair_invite.decline', 'declined', 200, v_invite.id);
+    return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
+end;
+$$;
+grant execute on function api.decline_pair_invite(text) to authenticated, service_role;
+
+/**
+ * The inviter revokes their invite (403 for anyone else, 404 if none). Only an
+ * open invite changes; revoking twice changes nothing. Returns {id, status}.
+ */
+create function api.revoke_pair_invite(invite_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_invite app.pair_invites;
+begin
+    select * into v_invite from app.pair_invites i where i.id = revoke_pair_invite.invite_id for update;
+    if not found then
+        raise exception using errcode = 'PT404', message = 'Invitation not found.';
+    end if;
+    if v_invite.inviter_id <> v_uid then
+        raise exception using errcode = '42501', message = 'Only the inviter can revoke an invitation.';
+    end if;
+    if v_invite.status = 'sent' then
+        update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
+            updated_at = pg_catalog.now()
+        where i.id = v_invite.id
+        returning * into v_invite;
+        perform private.audit('pair_invite.revoke', 'revoked', 200, v_invite.id);
+    end if;
+    return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', private.pair_invite_status(v_invite));
+end;
+$$;
+grant execute on function api.revoke_pair_invite(uuid) to authenticated, service_role;
+
+/**
+ * The caller's invitations: {sent: [...], received: [...]}. Sent ones show the
+ * short code and the address they went to; received ones are those answered
+ * by the caller or sent to the caller's email, and never show other people's
+ * addresses.
+ */
+create function api.my_pair_invites() returns jsonb
+language sql stable security definer
+set search_path = ''
+as $$
+    with me as (
+        select u.id, pg_catalog.lower(u.email) as email
+        from auth.users u where u.id = private.require_user()
+    )
+    select pg_catalog.jsonb_build_object(
+        'sent', (
+            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                    'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                    'status', private.pair_invite_status(i), 'short_code', i.short_code,
+                    'invitee_email', i.invitee_email, 'pair_id', i.pair_id,
+                    'expires_at', i.expires_at, 'created_at', i.created_at,
+                    'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
+                order by i.created_at desc, i.id), '[]'::jsonb)
+            from me join app.pair_invites i on i.inviter_id = me.id
+            join app.events e on e.id = i.event_id),
+        'received', (
+            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                    'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                    'status', private.pair_invite_status(i),
+                    'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
+                    'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
+                    'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
+                order by i.created_at desc, i.id), '[]'::jsonb)
+            from me join app.pair_invites i
+                on i.invitee_id = me.id or (i.invitee_email is not null and i.invitee_email = me.email)
+            join app.events e on e.id = i.event_id
+            join app.profiles p on p.id = i.inviter_id))
+    from me
+$$;
+grant execute on function api.my_pair_invites() to authenticated, service_role;

@@ -1,0 +1,24 @@
+-- Grants and policies of registrations, pair invitations and the outbox.
+-- Emails of invitees are visible to their inviter only; tokens are hashes and
+-- unreadable by users; the outbox is read by nobody but the owner's functions.
+
+grant select on app.registrations to authenticated, service_role;
+create policy "Users can read their own registrations" on app.registrations
+    for select to authenticated
+    using (user_id = (select auth.uid()));
+
+grant select on app.pair_invites to authenticated, service_role;
+create policy "Inviters can read their invitations" on app.pair_invites
+    for select to authenticated
+    using (inviter_id = (select auth.uid()));
+
+-- RLS with no policy for users: only the api functions read tokens.
+grant select on app.pair_invite_tokens to service_role;
+create policy "Service role reads invitation tokens" on app.pair_invite_tokens
+    for select to service_role
+    using (true);
+
+grant select on app.mail_outbox to service_role;
+create policy "Service role reads the outbox" on app.mail_outbox
+    for select to service_role
+    using (true);
