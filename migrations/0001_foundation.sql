@@ -88,10 +88,11 @@ grant usage on schema api to anon, authenticated, service_role;
 grant usage on schema app to authenticated, service_role;
 grant usage on schema private to anon, authenticated, service_role;
 
--- Functions are not executable by PUBLIC unless granted one by one.
-alter default privileges revoke execute on functions from public;
-alter default privileges in schema api revoke execute on functions from public;
-alter default privileges in schema private revoke execute on functions from public;
+-- Functions are not executable by PUBLIC: every rebuild of sql/ revokes EXECUTE
+-- from PUBLIC on all functions of api and private before it commits, and grants
+-- them one by one. (A global ALTER DEFAULT PRIVILEGES would also strip PUBLIC from
+-- every function the migrating role ever creates elsewhere in a shared database,
+-- Supabase's included; a per-schema one cannot revoke what PUBLIC gets globally.)
 
 create table app.profiles (
     id uuid primary key references auth.users (id) on delete cascade,

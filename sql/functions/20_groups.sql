@@ -211,9 +211,15 @@ begin
         perform private.audit('group_invite.create', 'rate_limited', 429, create_group_invite.group_id);
         return private.too_many_attempts(v_retry);
     end if;
-    if create_group_invite.group_id is null then
-        perform private.audit('group_invite.create', 'invalid', 400);
-        return private.fail(400, 'group_id is required.');
+    if create_group_invite.group_id is null
+       or not exists (select from app.groups g where g.id = create_group_invite.group_id) then
+        perform private.audit('group_invite.create', 'not_found', 404, create_group_invite.group_id);
+        return private.fail(404, 'Group not found.');
+    end if;
+    if not exists (select from app.group_members m
+                   where m.group_id = create_group_invite.group_id and m.user_id = v_uid) then
+        perform private.audit('group_invite.create', 'forbidden', 403, create_group_invite.group_id);
+        return private.fail(403, 'Only members of the group can create invite codes.');
     end if;
     if create_group_invite.expires_in is not null and create_group_invite.expires_in <= 0 then
         perform private.audit('group_invite.create', 'invalid', 400, create_group_invite.group_id);
@@ -222,15 +228,6 @@ begin
     if create_group_invite.max_uses is not null and create_group_invite.max_uses < 1 then
         perform private.audit('group_invite.create', 'invalid', 400, create_group_invite.group_id);
         return private.fail(400, 'max_uses must be at least 1.', 'max_uses');
-    end if;
-    if not exists (select from app.groups g where g.id = create_group_invite.group_id) then
-        perform private.audit('group_invite.create', 'not_found', 404, create_group_invite.group_id);
-        return private.fail(404, 'Group not found.');
-    end if;
-    if not exists (select from app.group_members m
-                   where m.group_id = create_group_invite.group_id and m.user_id = v_uid) then
-        perform private.audit('group_invite.create', 'forbidden', 403, create_group_invite.group_id);
-        return private.fail(403, 'Only members of the group can create invite codes.');
     end if;
 
     v_code := pg_catalog.gen_random_uuid()::text;

@@ -11,7 +11,11 @@ create policy "Members can read their groups' members" on app.group_members
     for select to authenticated
     using (private.is_group_member(group_id));
 
-grant select on app.group_invites to authenticated, service_role;
+-- Every column but code_hash: members have no use for the hash.
+grant select (id, group_id, created_by, code_hint, expires_at, max_uses, use_count, revoked_at,
+              created_at)
+    on app.group_invites to authenticated;
+grant select on app.group_invites to service_role;
 create policy "Members can read their groups' invites" on app.group_invites
     for select to authenticated
     using (private.is_group_member(group_id));

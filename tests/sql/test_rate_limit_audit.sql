@@ -1,0 +1,321 @@
+-- Abuse limits and the audit log (contract section 3, "Abuse limits"): per
+-- user sliding windows read from app.rate_limits, failed attempts counted,
+-- 429 with Retry-After over the limit, and one audit row per join attempt
+-- that never holds the code. The whole file is one transaction, so now() is
+-- the same for every attempt: all hits made here share one timestamp.
+begin;
+select plan(22);
+
+-- ---------------------------------------------------------------------------
+-- Arrange (as the superuser)
+-- ---------------------------------------------------------------------------
+
+-- pgTAP's functions are not executable by PUBLIC in this database (the
+-- migrations revoke that by default): let the test roles call them, inside
+-- this transaction only.
+do $grant$
+declare
+    v_schema name := (select e.extnamespace::regnamespace::name
+                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
+begin
+    execute format('grant usage on schema %I to anon, authenticated', v_schema);
+    execute format('grant execute on all functions in schema %I to anon, authenticated', v_schema);
+end
+$grant$;
+
+insert into auth.users (id, email) values
+    ('00000000-0000-4000-8000-000000000001', 'guesser@example.com'),
+    ('00000000-0000-4000-8000-000000000002', 'neighbour@example.com'),
+    ('00000000-0000-4000-8000-000000000003', 'owner@example.com'),
+    ('00000000-0000-4000-8000-000000000004', 'returning@example.com');
+
+-- Well-formed codes that lead nowhere, in the order they are tried.
+create temp table tried (n integer primary key, code text not null);
+insert into tried select n, gen_random_uuid()::text from generate_series(1, 20) n;
+grant select on tried to authenticated;
+
+-- Values carried from one statement to the next.
+create temp table vars (name text primary key, value jsonb);
+grant all on vars to authenticated;
+
+create function pg_temp.v(text) returns jsonb
+language sql stable as $$ select value from vars where name = $1 $$;
+
+-- Runs one call (an SQL expression returning json) and returns
+-- {status, headers, body}: response.status and response.headers as the call
+-- left them (null when it set none) and what it returned; or {raised:
+-- SQLSTATE, message} when the call raised instead of answering.
+create function pg_temp.attempt(call text) returns jsonb
+language plpgsql as $$
+declare
+    v_body jsonb;
+begin
+    perform set_config('response.status', '', true);
+    perform set_config('response.headers', '', true);
+    execute 'select (' || call || ')::jsonb' into v_body;
+    return jsonb_build_object(
+        'status', nullif(current_setting('response.status', true), ''),
+        'headers', nullif(current_setting('response.headers', true), '')::jsonb,
+        'body', v_body);
+exception when others then
+    return jsonb_build_object('raised', sqlstate, 'message', sqlerrm);
+end;
+$$;
+
+-- A join attempt with the n-th tried code.
+create function pg_temp.try_code(n integer) returns jsonb
+language sql as $$
+    select pg_temp.attempt(format('api.join_group(%L)', (select code from tried where tried.n = $1)))
+$$;
+
+grant execute on function pg_temp.v(text), pg_temp.attempt(text), pg_temp.try_code(integer)
+    to authenticated;
+
+select results_eq(
+    $$select bucket, max_attempts, window_seconds from app.rate_limits
+      where bucket in ('join_code', 'create_invite', 'respond_invite') order by bucket$$,
+    $$values ('create_invite'::text, 30, 3600), ('join_code', 10, 60), ('respond_invite', 20, 60)$$,
+    'the limits start at the contract''s numbers: 10 joins a minute, 30 invites an hour, 20 answers a minute'
+);
+
+-- The owner makes a group and a code that the others try to join with.
+set local role authenticated;
+select set_config('request.jwt.claims',
+    '{"sub":"00000000-0000-4000-8000-000000000003","role":"authenticated"}', true);
+
+insert into vars values ('group', api.create_group('Limited club'));
+insert into vars values ('invite', api.create_group_invite((pg_temp.v('group') ->> 'id')::uuid));
+
+-- ---------------------------------------------------------------------------
+-- Guesser: ten wrong codes, then refused, even with the right code
+-- ---------------------------------------------------------------------------
+
+set local role authenticated;
+select set_config('request.jwt.claims',
+    '{"sub":"00000000-0000-4000-8000-000000000001","role":"authenticated"}', true);
+
+insert into vars
+select 'first_ten', jsonb_agg(pg_temp.try_code(t.n))
+from (select n from tried where n <= 10 order by n) t;
+
+select is(
+    (select array_agg(concat_ws(' ', e ->> 'status', e #>> '{body,code}', e #>> '{body,details}'))
+     from jsonb_array_elements(pg_temp.v('first_ten')) e),
+    array_fill('404 PT404 not_found'::text, array[10]),
+    'guesser: ten unknown codes are each answered 404 not_found'
+);
+
+insert into vars select 'eleventh', pg_temp.try_code(11);
+
+select is(
+    jsonb_build_object('status', pg_temp.v('eleventh') -> 'status',
+                       'code', pg_temp.v('eleventh') #> '{body,code}'),
+    '{"status": "429", "code": "PT429"}'::jsonb,
+    'guesser: the eleventh attempt within a minute is answered 429 (status set, nothing raised)'
+);
+
+select is(
+    (select case when jsonb_typeof(h) = 'array' and jsonb_typeof(h -> 0) = 'object'
+                 then format('array of %s, keys %s', jsonb_array_length(h),
+                             (select string_agg(k, ',') from jsonb_object_keys(h -> 0) k))
+                 else coalesce(jsonb_typeof(h), 'no headers') end
+     from (select pg_temp.v('eleventh') -> 'headers' as h) x),
+    'array of 1, keys Retry-After',
+    'guesser: the 429 sets response.headers to [{"Retry-After": ...}]'
+);
+
+select ok(
+    (select case when r ~ '^[0-9]{1,9}$' then r::integer between 1 and 60 else false end
+     from (select pg_temp.v('eleventh') #>> '{headers,0,Retry-After}' as r) x),
+    'guesser: Retry-After is a number of seconds between 1 and 60'
+);
+
+select is(
+    (select jsonb_build_object('status', a -> 'status', 'code', a #> '{body,code}')
+     from pg_temp.attempt(format('api.join_group(%L)', pg_temp.v('invite') ->> 'code')) a),
+    '{"status": "429", "code": "PT429"}'::jsonb,
+    'guesser: the right code on the twelfth attempt is still answered 429'
+);
+
+reset role;
+
+select results_eq(
+    format($$select (select count(*) from app.group_members
+                     where group_id = %1$L and user_id = '00000000-0000-4000-8000-000000000001'),
+                    (select use_count from app.group_invites where group_id = %1$L)$$,
+           pg_temp.v('group') ->> 'id'),
+    $$values (0::bigint, 0)$$,
+    'the refused right code neither joined the guesser nor used the invite'
+);
+
+select is(
+    (select count(*) from app.rate_limit_hits
+     where user_id = '00000000-0000-4000-8000-000000000001' and bucket = 'join_code'),
+    10::bigint,
+    'refused attempts are not recorded as hits: the guesser has ten'
+);
+
+-- ---------------------------------------------------------------------------
+-- Neighbour: another user is not affected
+-- ---------------------------------------------------------------------------
+
+set local role authenticated;
+select set_config('request.jwt.claims',
+    '{"sub":"00000000-0000-4000-8000-000000000002","role":"authenticated"}', true);
+
+select is(
+    (select jsonb_build_object('status', a -> 'status', 'user_id', a #> '{body,membership,user_id}')
+     from pg_temp.attempt(format('api.join_group(%L)', pg_temp.v('invite') ->> 'code')) a),
+    '{"status": null, "user_id": "00000000-0000-4000-8000-000000000002"}'::jsonb,
+    'neighbour: joins with the right code while the guesser is limited'
+);
+
+reset role;
+
+-- ---------------------------------------------------------------------------
+-- The audit log
+-- ---------------------------------------------------------------------------
+
+select results_eq(
+    $$select outcome, status, count(*) from app.audit_log
+      where actor_id = '00000000-0000-4000-8000-000000000001' and action = 'group.join'
+      group by outcome, status order by outcome$$,
+    $$values ('not_found'::text, 404, 10::bigint), ('rate_limited', 429, 2::bigint)$$,
+    'every attempt of the guesser is audited: ten not_found (404), two rate_limited (429)'
+);
+
+select is(
+    (select count(*) from app.audit_log where actor_id = '00000000-0000-4000-8000-000000000001'),
+    12::bigint,
+    'the guesser has exactly twelve audit rows, one per attempt'
+);
+
+select results_eq(
+    $$select action, outcome, status, subject_id::text from app.audit_log
+      where actor_id = '00000000-0000-4000-8000-000000000002'$$,
+    format($$values ('group.join'::text, 'joined'::text, 200, %L)$$, pg_temp.v('invite') ->> 'id'),
+    'the neighbour''s successful join is audited with the invite as subject'
+);
+
+-- ---------------------------------------------------------------------------
+-- The operator lowers the limit
+-- ---------------------------------------------------------------------------
+
+update app.rate_limits set max_attempts = 3 where bucket = 'join_code';
+
+set local role authenticated;
+select set_config('request.jwt.claims',
+    '{"sub":"00000000-0000-4000-8000-000000000002","role":"authenticated"}', true);
+
+-- The neighbour has one attempt in the window: two more are allowed, not nine.
+select is(
+    (select array_agg(r ->> 'status')
+     from (select pg_temp.try_code(t.n) as r
+           from (select n from tried where n between 12 and 14 order by n) t) x),
+    array['404', '404', '429'],
+    'neighbour: with max_attempts lowered to 3, the fourth attempt is answered 429'
+);
+
+-- ---------------------------------------------------------------------------
+-- Returning user: only hits inside the window count
+-- ---------------------------------------------------------------------------
+
+reset role;
+
+insert into app.rate_limit_hits (user_id, bucket, created_at)
+select '00000000-0000-4000-8000-000000000004', 'join_code', now() - interval '2 minutes'
+from generate_series(1, 20);
+insert into app.rate_limit_hits (user_id, bucket, created_at) values
+    ('00000000-0000-4000-8000-000000000004', 'join_code', now() - interval '30 seconds'),
+    ('00000000-0000-4000-8000-000000000004', 'join_code', now() - interval '30 seconds'),
+    ('00000000-0000-4000-8000-000000000004', 'create_invite', now() - interval '2 minutes');
+
+set local role authenticated;
+select set_config('request.jwt.claims',
+    '{"sub":"00000000-0000-4000-8000-000000000004","role":"authenticated"}', true);
+
+select is(
+    pg_temp.try_code(15) ->> 'status',
+    '404',
+    'returning: twenty hits from two minutes ago do not count; with two recent ones, the third is allowed'
+);
+
+reset role;
+
+select results_eq(
+    $$select count(*) filter (where created_at <= now() - interval '60 seconds'), count(*)
+      from app.rate_limit_hits
+      where user_id = '00000000-0000-4000-8000-000000000004' and bucket = 'join_code'$$,
+    $$values (0::bigint, 3::bigint)$$,
+    'returning: hits older than the window were pruned; the three recent ones remain'
+);
+
+select is(
+    (select count(*) from app.rate_limit_hits
+     where user_id = '00000000-0000-4000-8000-000000000004' and bucket = 'create_invite'),
+    1::bigint,
+    'returning: pruning join_code hits leaves the other buckets alone'
+);
+
+set local role authenticated;
+select set_config('request.jwt.claims',
+    '{"sub":"00000000-0000-4000-8000-000000000004","role":"authenticated"}', true);
+
+-- The oldest hit in the window is 30 seconds old: it leaves the window in 30 s.
+select is(
+    pg_temp.try_code(16) - 'body',
+    '{"status": "429", "headers": [{"Retry-After": "30"}]}'::jsonb,
+    'returning: the fourth attempt is answered 429 with Retry-After 30 (when the oldest hit leaves the window)'
+);
+
+reset role;
+
+select results_eq(
+    $$select action, outcome, status from app.audit_log
+      where actor_id = '00000000-0000-4000-8000-000000000004' order by id$$,
+    $$values ('group.join'::text, 'not_found'::text, 404), ('group.join', 'rate_limited', 429)$$,
+    'returning: both attempts are audited, the allowed one and the refused one'
+);
+
+-- ---------------------------------------------------------------------------
+-- Owner: 30 invites an hour
+-- ---------------------------------------------------------------------------
+
+set local role authenticated;
+select set_config('request.jwt.claims',
+    '{"sub":"00000000-0000-4000-8000-000000000003","role":"authenticated"}', true);
+
+-- One invite was made above; 29 more fill the hour's allowance.
+select is(
+    (select count(*) from generate_series(1, 29)
+     where api.create_group_invite((pg_temp.v('group') ->> 'id')::uuid) ? 'code'),
+    29::bigint,
+    'owner: thirty invites within the hour are created'
+);
+
+select is(
+    (select jsonb_build_object('status', a -> 'status', 'code', a #> '{body,code}', 'headers', a -> 'headers')
+     from pg_temp.attempt(format('api.create_group_invite(%L)', pg_temp.v('group') ->> 'id')) a),
+    '{"status": "429", "code": "PT429", "headers": [{"Retry-After": "3600"}]}'::jsonb,
+    'owner: the thirty-first invite within the hour is answered 429 with Retry-After'
+);
+
+reset role;
+
+select results_eq(
+    $$select outcome, status, count(*) from app.audit_log
+      where actor_id = '00000000-0000-4000-8000-000000000003' and action = 'group_invite.create'
+      group by outcome, status order by outcome$$,
+    $$values ('created'::text, 201, 30::bigint), ('rate_limited', 429, 1::bigint)$$,
+    'every invite creation attempt is audited: thirty created, one rate_limited'
+);
+
+select is_empty(
+    $$select a.id from app.audit_log a
+      where exists (select from tried t where to_jsonb(a)::text ilike '%' || t.code || '%')
+         or to_jsonb(a)::text ilike '%' || (pg_temp.v('invite') ->> 'code') || '%'$$,
+    'no audit row holds an invite code, right or wrong, in any column'
+);
+
+select * from finish();
+rollback;
