@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .errors import ApiError, from_database, unavailable
@@ -140,24 +141,37 @@ SETUP = sql.SQL(
     "set_config('request.method', %s, true), set_config('request.path', %s, true), "
     "set_config('request.headers', %s, true)"
 )
+BEGIN = sql.SQL("begin")
+BEGIN_READ_ONLY = sql.SQL("begin read only")
+COMMIT = sql.SQL("commit")
+ROLLBACK = sql.SQL("rollback")
 
 
 async def call(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any], who: Identity,
                method: str, path: str, headers: dict[str, str]) -> Result:
-    """One transaction: role and claims set locally, one function call, commit."""
+    """One transaction: role and claims set locally, one function call, commit.
+
+    The four statements go out together in pipeline mode: one network round trip.
+    Connections are in autocommit mode, so the transaction is spelled out, and a
+    GET of a function that is not volatile runs read-only, as PostgREST does."""
+    setup = (who.role, orjson.dumps(who.claims).decode(), method, path,
+             orjson.dumps(headers).decode())
+    params = (orjson.dumps(args).decode(),) if fn.arg_names else ()
     try:
         async with pool.connection() as conn:
-            await conn.set_read_only(not fn.volatile and method == "GET")
             try:
-                await conn.execute(SETUP, (
-                    who.role, orjson.dumps(who.claims).decode(), method, path,
-                    orjson.dumps(headers).decode()))
-                params = (orjson.dumps(args).decode(),) if fn.arg_names else ()
-                row = await (await conn.execute(fn.query, params)).fetchone()
+                async with conn.pipeline():
+                    await conn.execute(BEGIN_READ_ONLY if method == "GET" and not fn.volatile
+                                       else BEGIN)
+                    await conn.execute(SETUP, setup)
+                    cursor = await conn.execute(fn.query, params)
+                    await conn.execute(COMMIT)
+                row = await cursor.fetchone()
             except psycopg.errors.Error as exc:
-                if isinstance(exc, psycopg.OperationalError) and conn.broken:
-                    raise
-                await conn.rollback()
+                if conn.broken:
+                    raise psycopg.OperationalError(str(exc)) from None
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    await conn.execute(ROLLBACK)
                 raise from_database(exc, who.role) from None
     except (psycopg.OperationalError, PoolTimeout):
         raise unavailable() from None
@@ -184,10 +198,10 @@ def parse_response_headers(text: str | None) -> dict[str, str]:
 def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float,
               statement_timeout_ms: int) -> AsyncConnectionPool:
     async def configure(conn: psycopg.AsyncConnection) -> None:
-        # Same value on every connection, so harmless behind PgBouncer too.
+        # Same values on every connection, so harmless behind PgBouncer too.
+        await conn.set_autocommit(True)
         await conn.execute(f"set statement_timeout = {int(statement_timeout_ms)}")
         await conn.execute("set timezone = 'UTC'")
-        await conn.commit()
 
     return AsyncConnectionPool(
         conninfo,
