@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from . import db
 from .errors import ApiError, json_response
-from .jwt_auth import InvalidToken, JwtConfig, Verifier
+from .jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from .mailer import Mailer
 from .realtime import Hub
 from .routes import SEED_ROUTES, SeedRoute
@@ -36,8 +36,8 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.verifier = Verifier(
-            JwtConfig.from_values(settings.jwt_secret, settings.jwt_jwks, settings.jwt_aud))
+        self.verifier = CachedVerifier(Verifier(
+            JwtConfig.from_values(settings.jwt_secret, settings.jwt_jwks, settings.jwt_aud)))
         self.pool = db.make_pool(
             settings.database_url, settings.pool_min, settings.pool_max,
             settings.pool_timeout, settings.statement_timeout_ms)

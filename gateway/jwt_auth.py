@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 from jwt import PyJWK
 
-__all__ = ["ALLOWED_ROLES", "InvalidToken", "JwtConfig", "Verifier", "mint"]
+__all__ = ["ALLOWED_ROLES", "CachedVerifier", "InvalidToken", "JwtConfig", "Verifier", "mint"]
 
 ALLOWED_ROLES = frozenset({"anon", "authenticated", "service_role"})
 ALLOWED_ALGS = frozenset({"HS256", "ES256", "RS256"})
@@ -197,6 +197,36 @@ class Verifier:
             except jwt.PyJWTError:
                 raise InvalidToken("invalid token") from None
         raise InvalidToken("invalid signature")
+
+
+class CachedVerifier:
+    """Remembers verified tokens until they expire (and at most `max_age` seconds),
+    so a client's repeated requests pay for one signature check. Bounded: the
+    oldest entry goes when it is full. Only successes are kept."""
+
+    def __init__(self, verifier: Verifier, size: int = 10_000, max_age: float = 300.0) -> None:
+        self._verifier = verifier
+        self._size = size
+        self._max_age = max_age
+        self._leeway = verifier._config.leeway
+        self._cache: dict[str, tuple[dict[str, Any], float]] = {}
+
+    def verify(self, token: str) -> dict[str, Any]:
+        now = time.time()
+        hit = self._cache.get(token)
+        if hit is not None:
+            if now < hit[1]:
+                return hit[0]
+            del self._cache[token]
+        claims = self._verifier.verify(token)
+        until = now + self._max_age
+        exp = claims.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            until = min(until, exp + self._leeway)
+        if len(self._cache) >= self._size:
+            del self._cache[next(iter(self._cache))]
+        self._cache[token] = (claims, until)
+        return claims
 
 
 def mint(

@@ -264,3 +264,43 @@ def test_message_never_contains_token() -> None:
         for part in token.split("."):
             if len(part) > 8:
                 assert part not in message
+
+
+def test_cached_verifier_serves_repeats_and_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.jwt_auth import CachedVerifier
+
+    calls: list[str] = []
+    inner = _verifier()
+    original = inner.verify
+
+    def counting(token: str) -> dict[str, Any]:
+        calls.append(token)
+        return original(token)
+
+    monkeypatch.setattr(inner, "verify", counting)
+    cached = CachedVerifier(inner, size=2)
+    now = int(time.time())
+    token = _hs(_claims(exp=now + 100))
+    assert cached.verify(token)["sub"] == "u1"
+    assert cached.verify(token)["sub"] == "u1"
+    assert len(calls) == 1
+    # Past exp + leeway the cache no longer answers: the token is checked again
+    # (the inner verifier, on its own clock, is what refuses an expired token).
+    monkeypatch.setattr(time, "time", lambda: now + 100 + 31)
+    cached.verify(token)
+    assert len(calls) == 2
+
+
+def test_cached_verifier_does_not_cache_failures_and_stays_bounded() -> None:
+    from gateway.jwt_auth import CachedVerifier
+
+    cached = CachedVerifier(_verifier(), size=2)
+    bad = _hs(_claims(), secret=OTHER_SECRET)
+    for _ in range(2):
+        with pytest.raises(InvalidToken, match="invalid signature"):
+            cached.verify(bad)
+    tokens = [_hs(_claims(sub=f"u{i}")) for i in range(3)]
+    for token in tokens:
+        cached.verify(token)
+    assert len(cached._cache) == 2
+    assert tokens[0] not in cached._cache
