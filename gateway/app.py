@@ -16,10 +16,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from . import db
-from .errors import ApiError, json_response
+from .errors import ApiError, json_response, unavailable
 from .jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from .mailer import Mailer
-from .realtime import Hub
+from .realtime import LISTENER_WAIT, Hub
 from .routes import SEED_ROUTES, SeedRoute
 from .settings import Settings
 
@@ -179,6 +179,8 @@ async def realtime(request: Request) -> Response:
             return raw_response(allowed)
         if allowed.body != "true":
             raise ApiError(403, "PT403", f"You cannot subscribe to {topic[:80]!r}.")
+    if not await gw.hub.wait_connected(LISTENER_WAIT):
+        raise unavailable()
     return StreamingResponse(
         gw.hub.stream(topics, gw.settings.sse_heartbeat), media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -16,13 +16,30 @@ import psycopg
 
 CHANNEL = "joinery_realtime"
 QUEUE_SIZE = 256
+LISTENER_WAIT = 3.0  # seconds a new subscriber waits for the listener
 log = logging.getLogger("joinery.realtime")
+
+
+class Subscription:
+    """One client's queue. A client that falls QUEUE_SIZE messages behind is
+    marked lost and its stream ends, so it reconnects instead of silently
+    missing messages."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_SIZE)
+        self.lost = False
+
+    def offer(self, frame: bytes) -> None:
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.lost = True
 
 
 class Hub:
     def __init__(self, conninfo: str) -> None:
         self.conninfo = conninfo
-        self.topics: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
+        self.topics: dict[str, set[Subscription]] = defaultdict(set)
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -53,6 +70,10 @@ class Hub:
             except Exception as exc:  # the database went away: keep trying
                 log.warning("realtime listener: %s; reconnecting", type(exc).__name__)
             self.connected.clear()
+            # Subscribers may have missed messages while the listener was down.
+            for subscribers in self.topics.values():
+                for subscription in subscribers:
+                    subscription.lost = True
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
@@ -64,34 +85,39 @@ class Hub:
             return
         frame = b"event: " + str(message.get("type", "message")).encode() + b"\ndata: " + \
             orjson.dumps(message) + b"\n\n"
-        for queue in self.topics.get(topic, ()):
-            # A subscriber that does not read is dropped rather than slowing the rest.
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(frame)
+        for subscription in self.topics.get(topic, ()):
+            subscription.offer(frame)
 
     @contextlib.contextmanager
-    def subscribe(self, topics: Iterable[str]) -> Iterator[asyncio.Queue[bytes]]:
-        queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_SIZE)
+    def subscribe(self, topics: Iterable[str]) -> Iterator[Subscription]:
+        subscription = Subscription()
         names = list(dict.fromkeys(topics))
         for name in names:
-            self.topics[name].add(queue)
+            self.topics[name].add(subscription)
         try:
-            yield queue
+            yield subscription
         finally:
             for name in names:
                 subscribers = self.topics.get(name)
                 if subscribers is not None:
-                    subscribers.discard(queue)
+                    subscribers.discard(subscription)
                     if not subscribers:
                         del self.topics[name]
 
+    async def wait_connected(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        return self.connected.is_set()
+
     async def stream(self, topics: list[str], heartbeat: float) -> AsyncIterator[bytes]:
-        """SSE frames for `topics`: a ready event, messages, and a comment line
-        every `heartbeat` seconds; ends when the client goes away."""
-        with self.subscribe(topics) as queue:
+        """SSE frames for `topics`: a ready event once listening, messages, and a
+        comment line every `heartbeat` seconds. Ends when the client goes away, or
+        with a `reconnect` event when messages may have been missed."""
+        with self.subscribe(topics) as subscription:
             yield b"event: ready\ndata: " + orjson.dumps({"topics": topics}) + b"\n\n"
-            while True:
+            while not subscription.lost:
                 try:
-                    yield await asyncio.wait_for(queue.get(), timeout=heartbeat)
+                    yield await asyncio.wait_for(subscription.queue.get(), timeout=heartbeat)
                 except TimeoutError:
                     yield b": heartbeat\n\n"
+            yield b"event: reconnect\ndata: {}\n\n"

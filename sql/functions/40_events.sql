@@ -106,9 +106,30 @@ end;
 $$;
 
 /**
+ * Re-evaluates every pending like group of a locked event after its authors
+ * changed (private.evaluate_like_group approves those that reach the threshold).
+ */
+create function private.evaluate_event_groups(event_id uuid) returns void
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_group uuid;
+begin
+    for v_group in
+        select g.id from app.like_groups g
+        where g.event_id = evaluate_event_groups.event_id and g.status = 'pending'
+        order by g.id
+    loop
+        perform private.evaluate_like_group(v_group);
+    end loop;
+end;
+$$;
+
+/**
  * Adds an author to the event (creator only). Adding an author again changes
- * nothing. Returns the event. Pending like groups are re-evaluated: the
- * threshold min(authors, members) may rise, never fall, so none is approved here.
+ * nothing. Returns the event. An author removed and added back finds their
+ * earlier approvals counting again, so pending groups are re-evaluated.
  */
 create function api.add_event_author(event_id uuid, user_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -124,6 +145,9 @@ begin
     insert into app.event_authors (event_id, user_id)
     values (v_event.id, add_event_author.user_id)
     on conflict do nothing;
+    if found then
+        perform private.evaluate_event_groups(v_event.id);
+    end if;
     return private.event_json(v_event);
 end;
 $$;
@@ -140,7 +164,6 @@ set search_path = ''
 as $$
 declare
     v_event app.events := private.lock_event_as_creator(remove_event_author.event_id);
-    v_group uuid;
 begin
     if remove_event_author.user_id = v_event.creator_id then
         raise exception using errcode = '22023', message = 'The event''s creator is always an author.';
@@ -150,13 +173,7 @@ begin
     if not found then
         raise exception using errcode = 'PT404', message = 'This user is not an author of the event.';
     end if;
-    for v_group in
-        select g.id from app.like_groups g
-        where g.event_id = v_event.id and g.status = 'pending'
-        order by g.id
-    loop
-        perform private.evaluate_like_group(v_group);
-    end loop;
+    perform private.evaluate_event_groups(v_event.id);
     return private.event_json(v_event);
 end;
 $$;
