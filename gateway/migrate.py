@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import psycopg
@@ -64,6 +65,28 @@ $drop$;
 """
 
 
+DOCBLOCK = re.compile(
+    r"/\*\*(?P<doc>(?:(?!\*/).)*)\*/\s*create\s+(?:or\s+replace\s+)?function\s+(?P<name>api\.\w+)\s*\(",
+    re.S | re.I,
+)
+
+
+def comment_functions(conn: psycopg.Connection, text: str) -> None:
+    """The /** ... */ docblock over each api function becomes its COMMENT, so psql's
+    \\df+ and the gateway's OpenAPI document show it."""
+    for match in DOCBLOCK.finditer(text):
+        doc = "\n".join(
+            line.strip().removeprefix("*").strip() for line in match["doc"].strip().splitlines()
+        ).strip()
+        schema, name = match["name"].split(".")
+        for (oid,) in conn.execute(
+            "select p.oid::regprocedure::text from pg_proc p "
+            "where p.pronamespace = %s::regnamespace and p.proname = %s", (schema, name)
+        ).fetchall():
+            conn.execute(sql.SQL("comment on function {} is {}").format(
+                sql.SQL(oid), sql.Literal(doc)))
+
+
 def apply_code(conn: psycopg.Connection, force: bool = False) -> bool:
     """Rebuilds sql/ in the database unless it is already current. True if rebuilt."""
     files = code_files()
@@ -77,7 +100,9 @@ def apply_code(conn: psycopg.Connection, force: bool = False) -> bool:
             return False
         conn.execute(DROP_CODE)
         for path in files:
-            conn.execute(path.read_text())  # type: ignore[arg-type]  # trusted files of the repo
+            text = path.read_text()
+            conn.execute(text)  # type: ignore[arg-type]  # trusted files of the repo
+            comment_functions(conn, text)
         conn.execute(
             "revoke execute on all functions in schema api, private from public"
         )
