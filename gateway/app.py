@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from . import db
+from . import db, openapi
 from .errors import ApiError, json_response, unavailable
 from .jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from .mailer import Mailer
@@ -186,6 +186,16 @@ async def realtime(request: Request) -> Response:
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+async def openapi_json(request: Request) -> Response:
+    gw: Gateway = request.app.state.gateway
+    if not gw.catalog.functions:
+        try:
+            await gw.catalog.load(gw.pool)
+        except Exception:  # the database is down: no catalogue to describe
+            raise unavailable() from None
+    return json_response(openapi.document(gw.catalog))
+
+
 async def healthz(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     try:
@@ -256,6 +266,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/rest/v1/rpc/{fn}", rpc, methods=["GET", "POST"]),
         Route("/realtime/v1/sse", realtime, methods=["GET"]),
         *(Route(r.path, seed_endpoint(r), methods=[r.method]) for r in SEED_ROUTES),
