@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,11 +17,10 @@ from . import db, openapi
 from .errors import ApiError, json_response, unavailable
 from .jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from .mailer import Mailer
+from .observe import FUNCTION_KEY, Metrics, Observe
 from .realtime import LISTENER_WAIT, Hub
 from .routes import SEED_ROUTES, SeedRoute
 from .settings import Settings
-
-log = logging.getLogger("joinery.access")
 
 # Request headers passed to SQL as request.headers; credentials are left out.
 _PRIVATE_HEADERS = frozenset({"authorization", "apikey", "cookie"})
@@ -40,8 +37,9 @@ class Gateway:
             JwtConfig.from_values(settings.jwt_secret, settings.jwt_jwks, settings.jwt_aud)))
         self.pool = db.make_pool(
             settings.database_url, settings.pool_min, settings.pool_max,
-            settings.pool_timeout, settings.statement_timeout_ms)
+            settings.pool_timeout, settings.statement_timeout_ms, settings.prepared_statements)
         self.catalog = db.Catalog()
+        self.metrics = Metrics()
         self.hub = Hub(settings.database_url)
         self.mailer = make_mailer(settings) if settings.smtp_url else None
 
@@ -71,6 +69,7 @@ class Gateway:
 
     async def invoke(self, request: Request, name: str, args: dict[str, Any],
                      who: db.Identity) -> db.Result:
+        request.scope[FUNCTION_KEY] = name
         fn = await self.catalog.find(self.pool, name, set(args))
         if request.method == "GET" and fn.volatile:
             raise ApiError(405, "PGRST101",
@@ -196,6 +195,27 @@ async def openapi_json(request: Request) -> Response:
     return json_response(openapi.document(gw.catalog))
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text: requests, latency, pool use, realtime subscribers and, when
+    the database answers, the mail queue depth. Per process."""
+    gw: Gateway = request.app.state.gateway
+    stats = gw.pool.get_stats()
+    gauges: dict[str, float] = {
+        "pool_size": stats.get("pool_size", 0),
+        "pool_available": stats.get("pool_available", 0),
+        "pool_max": stats.get("pool_max", 0),
+        "pool_requests_waiting": stats.get("requests_waiting", 0),
+        "realtime_topics": len(gw.hub.topics),
+    }
+    with contextlib.suppress(Exception):
+        async with gw.pool.connection(timeout=1) as conn, conn.transaction():
+            await conn.execute("set local role service_role")
+            row = await (await conn.execute("select private.mail_queue_depth()")).fetchone()
+            if row is not None:
+                gauges["mail_queue_depth"] = row[0]
+    return Response(gw.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+
+
 async def healthz(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     try:
@@ -209,39 +229,6 @@ async def healthz(request: Request) -> Response:
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return exc.response()
-
-
-class AccessLog:
-    """Pure ASGI middleware: one JSON line per request with the route template,
-    never the raw path or query (they can hold codes and tokens)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            log.info(orjson.dumps({
-                "method": scope["method"],
-                "route": getattr(route, "path", "unmatched"),
-                "function": (scope.get("path_params") or {}).get("fn"),
-                "status": status,
-                "ms": round((time.perf_counter() - start) * 1000, 2),
-            }).decode())
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -267,6 +254,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/rest/v1/rpc/{fn}", rpc, methods=["GET", "POST"]),
         Route("/realtime/v1/sse", realtime, methods=["GET"]),
         *(Route(r.path, seed_endpoint(r), methods=[r.method]) for r in SEED_ROUTES),
@@ -274,4 +262,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ApiError: api_error})
     app.state.gateway = gateway
-    return AccessLog(app)  # type: ignore[return-value]
+    return Observe(app, gateway.metrics)  # type: ignore[return-value]

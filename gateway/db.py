@@ -196,7 +196,9 @@ def parse_response_headers(text: str | None) -> dict[str, str]:
 
 
 def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float,
-              statement_timeout_ms: int) -> AsyncConnectionPool:
+              statement_timeout_ms: int, prepared_statements: bool = True) -> AsyncConnectionPool:
+    """Autocommit connections as `authenticator`. Statements are prepared after
+    their second use on a connection unless prepared_statements is off."""
     async def configure(conn: psycopg.AsyncConnection) -> None:
         # Same values on every connection, so harmless behind PgBouncer too.
         await conn.set_autocommit(True)
@@ -218,5 +220,6 @@ def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float,
             "keepalives_interval": 2,
             "keepalives_count": 2,
             "application_name": "joinery-gateway",
+            "prepare_threshold": 2 if prepared_statements else None,
         },
     )

@@ -1,0 +1,426 @@
+"""SQL lints: our own equivalents of Supabase's database-linter rules that apply here.
+
+    python -m gateway.lint      lints DATABASE_URL; exit 1 with one line per problem
+
+Each check is a query over the catalogs returning one row per offending object,
+named as `\\d` would name it: `app.t`, `api.f(uuid)`, `app.t.constraint`,
+`app.t."Policy name"`. The project's objects live in schemas `app`, `api` and
+`private`; `auth` and the other schemas Supabase manages are theirs, not ours.
+The session runs with an empty search_path, so every name the catalogs print
+comes schema-qualified (`auth.uid()`, never `uid()`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+PROJECT_SCHEMAS = ["app", "api", "private"]
+# Schemas that Supabase (or an extension) owns: left to their owners.
+MANAGED_SCHEMAS = [
+    "auth", "extensions", "graphql", "graphql_public", "realtime", "storage", "vault",
+    "net", "cron", "pgbouncer", "pgsodium", "pgsodium_masks", "pgtle",
+    "supabase_functions", "supabase_migrations", "information_schema",
+]
+PARAMS = {"project": PROJECT_SCHEMAS, "managed": MANAGED_SCHEMAS}
+
+# Reused inside queries: the object is not part of an extension.
+NOT_IN_EXTENSION = """not exists (select from pg_depend d
+    where d.classid = '{catalog}'::regclass and d.objid = {oid} and d.deptype = 'e')"""
+TABLE_NOT_IN_EXTENSION = NOT_IN_EXTENSION.format(catalog="pg_class", oid="c.oid")
+FUNCTION_NOT_IN_EXTENSION = NOT_IN_EXTENSION.format(catalog="pg_proc", oid="p.oid")
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    rule: str
+    object: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.object}: {self.detail}"
+
+
+Check = Callable[[psycopg.Connection], list[Problem]]
+CHECKS: list[tuple[str, Check]] = []
+
+
+def check(rule: str) -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        CHECKS.append((rule, fn))
+        return fn
+
+    return register
+
+
+def rows(conn: psycopg.Connection, rule: str, query: str) -> list[Problem]:
+    """Runs a check's query, which returns (object, detail) rows."""
+    return [Problem(rule, obj, detail) for obj, detail in conn.execute(query, PARAMS)]
+
+
+@check("definer_search_path")
+def definer_search_path(conn: psycopg.Connection) -> list[Problem]:
+    """A SECURITY DEFINER function without `set search_path = ''`.
+
+    A definer function runs with its owner's rights; with the caller's search_path,
+    a caller who can create objects in a schema on that path (or set the path)
+    substitutes their own `=` operator, table or function and runs it as the owner.
+    An empty path forces every name in the body to be qualified.
+    """
+    return rows(conn, "definer_search_path", f"""
+        select p.oid::regprocedure::text,
+               coalesce('has ' || (select string_agg(c, ', ') from unnest(p.proconfig) c
+                                   where c like 'search_path=%%'),
+                        'has no search_path') || ', not search_path=""'
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = any(%(project)s) and p.prosecdef and {FUNCTION_NOT_IN_EXTENSION}
+          and 'search_path=""' <> all (coalesce(p.proconfig, '{{}}'))
+        order by 1""")
+
+
+@check("rls_disabled")
+def rls_disabled(conn: psycopg.Connection) -> list[Problem]:
+    """A table without row level security that anon or authenticated can read, in
+    any schema that is not the system's or Supabase's; and any table of `app`
+    without RLS, readable or not.
+
+    Without RLS a grant is the whole story: every row goes to every holder of the
+    role, and a later grant of USAGE on the schema exposes it at once. Tables in
+    `app` hold user data, so RLS is on from the start, before any grant.
+    """
+    return rows(conn, "rls_disabled", f"""
+        select c.oid::regclass::text,
+               case when readers is not null
+                    then 'row level security is off and ' || readers || ' can read it'
+                    else 'row level security is off (every table in app needs it)' end
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        cross join lateral (
+            select string_agg(r.rolname, ' and ' order by r.rolname) as readers
+            from pg_roles r
+            where r.rolname in ('anon', 'authenticated')
+              and has_any_column_privilege(r.oid, c.oid, 'SELECT')) g
+        where c.relkind in ('r', 'p') and not c.relrowsecurity
+          and n.nspname not like 'pg\\_%%' and n.nspname <> all (%(managed)s)
+          and {TABLE_NOT_IN_EXTENSION}
+          and (n.nspname = 'app' or readers is not null)
+        order by 1""")
+
+
+@check("function_executable")
+def function_executable(conn: psycopg.Connection) -> list[Problem]:
+    """A function of our schemas that PUBLIC can execute, or a SECURITY DEFINER
+    function that anon can execute.
+
+    PostgreSQL grants EXECUTE to PUBLIC on every new function (a null proacl means
+    exactly that), so anything not revoked is callable by every role, anon
+    included. A definer function runs with its owner's rights and past RLS: anon,
+    which anyone holding the public key becomes, must not reach one.
+    """
+    return rows(conn, "function_executable", f"""
+        select p.oid::regprocedure::text,
+               concat_ws(' and ',
+                   case when by_public then 'executable by PUBLIC' end,
+                   case when p.prosecdef and by_anon
+                        then 'SECURITY DEFINER and executable by anon' end)
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        cross join lateral (
+            select p.proacl is null
+                   or exists (select from aclexplode(p.proacl) a
+                              where a.grantee = 0 and a.privilege_type = 'EXECUTE') as by_public,
+                   exists (select from pg_roles r where r.rolname = 'anon'
+                           and has_function_privilege(r.oid, p.oid, 'EXECUTE')) as by_anon) x
+        where n.nspname = any(%(project)s) and {FUNCTION_NOT_IN_EXTENSION}
+          and (by_public or (p.prosecdef and by_anon))
+        order by 1""")
+
+
+CALL = re.compile(
+    r"\b(?:auth\.(?:uid|jwt|role|email)|(?:pg_catalog\.)?current_setting)\s*\(", re.IGNORECASE)
+SUBSELECT = re.compile(r"\(\s*select\b", re.IGNORECASE)
+CLAUSE = re.compile(r"\b(?:from|where)\b", re.IGNORECASE)
+QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
+
+def unwrapped_calls(expr: str) -> list[str]:
+    """The calls to auth.uid(), auth.jwt(), auth.role(), auth.email() and
+    current_setting() in a deparsed policy expression that do not sit in the
+    select list of a sub-select, as `(select auth.uid())` or
+    `(select auth.jwt() ->> 'role')` do."""
+    text = QUOTED.sub(lambda m: m[0][0] + " " * (len(m[0]) - 2) + m[0][-1], expr)
+    calls = {m.start(): m for m in CALL.finditer(text)}
+    found: list[str] = []
+    opened: list[tuple[int, bool]] = []  # each open parenthesis: where, opens a sub-select
+    for i, ch in enumerate(text):
+        if i in calls:
+            selects = [pos for pos, is_select in opened if is_select]
+            if not selects or CLAUSE.search(text, selects[-1], i):
+                found.append(re.sub(r"\s*\($", "()", calls[i][0]))
+        if ch == "(":
+            opened.append((i, SUBSELECT.match(text, i) is not None))
+        elif ch == ")" and opened:
+            opened.pop()
+    return found
+
+
+@check("auth_rls_initplan")
+def auth_rls_initplan(conn: psycopg.Connection) -> list[Problem]:
+    """A policy calling auth.uid(), auth.jwt(), auth.role(), auth.email() or
+    current_setting() outside a `(select ...)`.
+
+    A bare call is evaluated again for every row the policy filters; wrapped as
+    `(select auth.uid())` it becomes an InitPlan, evaluated once per statement.
+    Like Supabase's rule this reads the deparsed expression; a call counts as
+    wrapped only in the select list of a sub-select, since in its WHERE clause
+    (an `exists (...)`, say) it still runs per row.
+    """
+    found = []
+    for obj, clause, expr in conn.execute("""
+            select format('%%s.%%I', c.oid::regclass, p.polname), x.clause, x.expr
+            from pg_policy p join pg_class c on c.oid = p.polrelid
+            join pg_namespace n on n.oid = c.relnamespace
+            cross join lateral (values ('USING', pg_get_expr(p.polqual, p.polrelid)),
+                                       ('WITH CHECK', pg_get_expr(p.polwithcheck, p.polrelid)))
+                 x(clause, expr)
+            where n.nspname = any(%(project)s)
+              and x.expr ~* '(auth\\.(uid|jwt|role|email)|current_setting)\\s*\\('
+            order by 1, 2 desc""", PARAMS):
+        calls = unwrapped_calls(expr)
+        if calls:
+            found.append(Problem("auth_rls_initplan", obj,
+                                 f"{clause} calls {', '.join(calls)} outside (select ...)"))
+    return found
+
+
+@check("unindexed_foreign_key")
+def unindexed_foreign_key(conn: psycopg.Connection) -> list[Problem]:
+    """A foreign key whose columns do not lead any index of its table.
+
+    Deleting or updating a referenced row makes PostgreSQL look up the referencing
+    rows: without an index whose first n columns are the key's n columns (in any
+    order), that is a sequential scan of the referencing table under a lock, for
+    every row deleted. A partial index counts only when its predicate is
+    `col is not null` on key columns, which every such lookup implies.
+    """
+    return rows(conn, "unindexed_foreign_key", """
+        select format('%%s.%%I', c.oid::regclass, k.conname),
+               format('foreign key (%%s) has no index leading with its columns',
+                      (select string_agg(quote_ident(a.attname), ', ' order by u.ord)
+                       from unnest(k.conkey) with ordinality u(attnum, ord)
+                       join pg_attribute a on a.attrelid = k.conrelid and a.attnum = u.attnum))
+        from pg_constraint k join pg_class c on c.oid = k.conrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        where k.contype = 'f' and n.nspname = any(%(project)s)
+          and not exists (
+            select from pg_index i
+            where i.indrelid = k.conrelid and i.indisvalid
+              and i.indnkeyatts >= cardinality(k.conkey)
+              and (select array_agg(x order by x)
+                   from unnest((string_to_array(i.indkey::text, ' ')::int2[])
+                               [1:cardinality(k.conkey)]) x)
+                  = (select array_agg(x order by x) from unnest(k.conkey) x)
+              and (i.indpred is null or (
+                select bool_and(t in (select quote_ident(a.attname) || ' IS NOT NULL'
+                                      from pg_attribute a
+                                      where a.attrelid = k.conrelid
+                                        and a.attnum = any(k.conkey)))
+                from regexp_split_to_table(pg_get_expr(i.indpred, i.indrelid), ' AND ') s,
+                     btrim(s, '() ') t)))
+        order by 1""")
+
+
+@check("multiple_permissive_policies")
+def multiple_permissive_policies(conn: psycopg.Connection) -> list[Problem]:
+    """Two or more permissive policies of one table for the same role and action.
+
+    Permissive policies are OR-ed: every one of them is evaluated for every row,
+    and the rule a reader has to hold in mind is spread over several places. One
+    policy per role and action, with its conditions combined, says it once. Roles
+    that bypass RLS are left out; a policy `to public` applies to every other role.
+    """
+    return rows(conn, "multiple_permissive_policies", """
+        with applies as (
+            select p.polrelid, p.polname, r.rolname, act
+            from pg_policy p
+            join pg_class c on c.oid = p.polrelid
+            join pg_namespace n on n.oid = c.relnamespace
+            join pg_roles r on (r.oid = any(p.polroles) or 0::oid = any(p.polroles))
+                           and not r.rolbypassrls and not r.rolsuper
+                           and r.rolname !~ '^pg_'
+            cross join lateral unnest(case p.polcmd when '*'
+                                      then array['SELECT', 'INSERT', 'UPDATE', 'DELETE']
+                                      else array[case p.polcmd when 'r' then 'SELECT'
+                                                 when 'a' then 'INSERT' when 'w' then 'UPDATE'
+                                                 when 'd' then 'DELETE' end] end) act
+            where p.polpermissive and n.nspname = any(%(project)s)
+        ), overlaps as (
+            select polrelid, rolname, act,
+                   string_agg(quote_ident(polname), ', ' order by polname) as policies
+            from applies group by polrelid, rolname, act having count(*) > 1
+        )
+        select polrelid::regclass::text,
+               format('permissive policies %%s overlap for role %%s on %%s', policies,
+                      string_agg(distinct rolname, ', '), string_agg(distinct act, ', '))
+        from overlaps group by polrelid, policies
+        order by 1, 2""")
+
+
+@check("rls_enabled_no_policy")
+def rls_enabled_no_policy(conn: psycopg.Connection) -> list[Problem]:
+    """A table with row level security on and no policy at all.
+
+    Every row is then hidden from every role subject to RLS, whatever the grants
+    say: either the grants are dead or a policy is missing. Saying which, with a
+    policy, keeps the intent readable.
+    """
+    return rows(conn, "rls_enabled_no_policy", f"""
+        select c.oid::regclass::text, 'row level security is on but the table has no policy'
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.relkind in ('r', 'p') and c.relrowsecurity and n.nspname = any(%(project)s)
+          and {TABLE_NOT_IN_EXTENSION}
+          and not exists (select from pg_policy p where p.polrelid = c.oid)
+        order by 1""")
+
+
+@check("policy_without_rls")
+def policy_without_rls(conn: psycopg.Connection) -> list[Problem]:
+    """A policy on a table whose row level security is off.
+
+    The policy is not applied at all: a reader of the schema believes the rows
+    are filtered, while every grantee reads all of them.
+    """
+    return rows(conn, "policy_without_rls", """
+        select format('%%s.%%I', c.oid::regclass, p.polname),
+               'policy on a table whose row level security is off'
+        from pg_policy p join pg_class c on c.oid = p.polrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        where not c.relrowsecurity and n.nspname = any(%(project)s)
+        order by 1""")
+
+
+@check("duplicate_index")
+def duplicate_index(conn: psycopg.Connection) -> list[Problem]:
+    """An index identical to another of the same table: same access method, key and
+    included columns, expressions, operator classes, collations, sort options,
+    predicate and uniqueness.
+
+    It serves no query the other does not, and every write pays for both. The one
+    backing a constraint (else the first by name) is kept; the others are named.
+    """
+    return rows(conn, "duplicate_index", """
+        with indexes as (
+            select i.indexrelid, i.indrelid, ic.relname,
+                   exists (select from pg_constraint k where k.conindid = i.indexrelid) as backs,
+                   concat_ws('|', ic.relam, i.indkey, i.indnkeyatts, i.indclass, i.indcollation,
+                             i.indoption, i.indisunique, i.indnullsnotdistinct, i.indisexclusion,
+                             pg_get_expr(i.indexprs, i.indrelid),
+                             pg_get_expr(i.indpred, i.indrelid)) as shape
+            from pg_index i join pg_class ic on ic.oid = i.indexrelid
+            join pg_namespace n on n.oid = ic.relnamespace
+            where n.nspname = any(%(project)s)
+        ), ranked as (
+            select *, first_value(indexrelid) over w as kept, row_number() over w as n
+            from indexes
+            window w as (partition by indrelid, shape order by backs desc, relname)
+        )
+        select indexrelid::regclass::text, format('same definition as %%s', kept::regclass)
+        from ranked where n > 1
+        order by 1""")
+
+
+@check("no_primary_key")
+def no_primary_key(conn: psycopg.Connection) -> list[Problem]:
+    """A table without a primary key.
+
+    Without one a row cannot be named reliably: updates and deletes by key,
+    logical replication of updates and deletes, and distribution all need it.
+    """
+    return rows(conn, "no_primary_key", f"""
+        select c.oid::regclass::text, 'table has no primary key'
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.relkind in ('r', 'p') and n.nspname = any(%(project)s)
+          and {TABLE_NOT_IN_EXTENSION}
+          and not exists (select from pg_constraint k where k.conrelid = c.oid and k.contype = 'p')
+        order by 1""")
+
+
+@check("policy_always_true_for_writes")
+def policy_always_true_for_writes(conn: psycopg.Connection) -> list[Problem]:
+    """A permissive INSERT, UPDATE, DELETE or ALL policy whose USING or WITH CHECK
+    is `true`.
+
+    It lets its roles write any row: row level security in name only. Reading
+    everything (`for select using (true)`) can be intended and is not flagged;
+    writes in this project go through the api functions. A restrictive policy
+    that is always true opens nothing and is not flagged either.
+    """
+    return rows(conn, "policy_always_true_for_writes", """
+        select format('%%s.%%I', c.oid::regclass, p.polname),
+               format('%%s policy with %%s (true)',
+                      case p.polcmd when 'a' then 'INSERT' when 'w' then 'UPDATE'
+                                    when 'd' then 'DELETE' else 'ALL' end,
+                      concat_ws(' and ',
+                                case when pg_get_expr(p.polqual, p.polrelid) = 'true'
+                                     then 'USING' end,
+                                case when pg_get_expr(p.polwithcheck, p.polrelid) = 'true'
+                                     then 'WITH CHECK' end))
+        from pg_policy p join pg_class c on c.oid = p.polrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        where p.polcmd in ('a', 'w', 'd', '*') and p.polpermissive
+          and n.nspname = any(%(project)s)
+          and 'true' in (pg_get_expr(p.polqual, p.polrelid),
+                         pg_get_expr(p.polwithcheck, p.polrelid))
+        order by 1""")
+
+
+def lint(conn: psycopg.Connection) -> list[Problem]:
+    """Every check, in one read-only transaction with an empty search_path."""
+    problems: list[Problem] = []
+    with conn.transaction(force_rollback=True):
+        conn.execute("set transaction read only")
+        conn.execute("select set_config('search_path', '', true)")
+        for _, fn in CHECKS:
+            problems.extend(fn(conn))
+    return problems
+
+
+def lint_url(database_url: str) -> list[Problem]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return lint(conn)
+
+
+def summary(conn: psycopg.Connection) -> str:
+    row: Any = conn.execute("""
+        select (select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                where c.relkind in ('r', 'p') and n.nspname = any(%(project)s)),
+               (select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+                where n.nspname = any(%(project)s)),
+               (select count(*) from pg_policy p join pg_class c on c.oid = p.polrelid
+                join pg_namespace n on n.oid = c.relnamespace
+                where n.nspname = any(%(project)s))""", PARAMS).fetchone()
+    return (f"sql lint: {len(CHECKS)} checks passed on {row[0]} tables, {row[1]} functions "
+            f"and {row[2]} policies")
+
+
+def main() -> int:
+    from .settings import DEV_DATABASE_URL
+
+    database_url = os.environ.get("DATABASE_URL") or DEV_DATABASE_URL
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        problems = lint(conn)
+        if not problems:
+            print(summary(conn))
+            return 0
+    for problem in problems:
+        print(problem)
+    print(f"sql lint: {len(problems)} problem(s)", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

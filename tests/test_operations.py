@@ -1,0 +1,115 @@
+"""Operations: JSON access log with request ids, Prometheus metrics, and a
+graceful shutdown that finishes the requests in flight."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from conftest import GatewayProcess, User, start_gateway
+from gateway.jwt_auth import mint
+
+
+def _group_with_code(client: httpx.Client, owner: User) -> tuple[str, str]:
+    group = client.post("/rest/v1/rpc/create_group", json={"name": "Ops"}, headers=owner.headers)
+    assert group.status_code == 200
+    invite = client.post(f"/api/groups/{group.json()['id']}/invite", json={},
+                         headers=owner.headers)
+    assert invite.status_code == 201
+    return group.json()["id"], invite.json()["invite"]["code"]
+
+
+def test_access_log_names_route_and_function_never_the_code(
+        gateway: GatewayProcess, client: httpx.Client, make_user) -> None:
+    owner, joiner = make_user(), make_user()
+    _, code = _group_with_code(client, owner)
+    answer = client.post("/api/groups/join", json={"code": code},
+                         headers={**joiner.headers, "X-Request-Id": "req-ops-1"})
+    assert answer.status_code == 200
+    assert answer.headers["x-request-id"] == "req-ops-1"
+    generated = client.get("/healthz").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    time.sleep(0.2)  # the log line is written as the response completes
+    lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("request_id") == "req-ops-1"]
+    assert len(mine) == 1
+    assert mine[0]["method"] == "POST"
+    assert mine[0]["route"] == "/api/groups/join"
+    assert mine[0]["function"] == "join_group"
+    assert mine[0]["status"] == 200
+    assert isinstance(mine[0]["ms"], float | int)
+    assert code not in gateway.log()
+    assert joiner.token not in gateway.log()
+
+
+def test_metrics_count_requests_and_show_pool_and_mail_queue(
+        gateway: GatewayProcess, client: httpx.Client, make_user) -> None:
+    user = make_user()
+    before = client.get("/metrics").text
+    pattern = re.compile(
+        r'^joinery_http_requests_total\{method="GET",route="/rest/v1/rpc/\{fn\}",'
+        r'status="200"\} (\d+)$', re.M)
+    count_before = int(m[1]) if (m := pattern.search(before)) else 0
+    for _ in range(3):
+        assert client.get("/rest/v1/rpc/my_groups", headers=user.headers).status_code == 200
+    page = client.get("/metrics")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/plain")
+    match = pattern.search(page.text)
+    assert match is not None and int(match[1]) >= count_before + 3
+    assert re.search(r'^joinery_http_request_duration_seconds_bucket\{route="/rest/v1/rpc/\{fn\}",'
+                     r'le="\+Inf"\} \d+$', page.text, re.M)
+    for gauge in ("pool_size", "pool_available", "pool_max", "mail_queue_depth",
+                  "realtime_topics"):
+        assert re.search(rf"^joinery_{gauge} \d+$", page.text, re.M), gauge
+
+
+def test_shutdown_finishes_requests_in_flight(database_url: str, tmp_path: Path,
+                                              make_user, admin: psycopg.Connection) -> None:
+    proc = start_gateway(database_url, tmp_path / "gateway.log")
+    owner, joiner = make_user(), make_user()
+    with httpx.Client(base_url=proc.url, timeout=30) as http:
+        group_id, code = _group_with_code(http, owner)
+    results: list[httpx.Response] = []
+    with psycopg.connect(database_url) as blocker:
+        # Hold the invite's row lock: the join below waits on it inside the database.
+        blocker.execute("select 1 from app.group_invites where group_id = %s for update",
+                        (group_id,))
+        thread = threading.Thread(target=lambda: results.append(httpx.post(
+            f"{proc.url}/api/groups/join", json={"code": code}, headers=joiner.headers,
+            timeout=30)))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not admin.execute(
+                "select 1 from pg_stat_activity where application_name = 'joinery-gateway' "
+                "and wait_event_type = 'Lock'").fetchone():
+            time.sleep(0.05)
+        proc.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert proc.process.poll() is None  # still finishing the request in flight
+        blocker.rollback()
+    thread.join(15)
+    # uvicorn re-raises the signal once it has shut down cleanly.
+    assert proc.process.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert "Traceback" not in proc.log()
+    assert len(results) == 1 and results[0].status_code == 200
+    assert results[0].json()["membership"]["user_id"] == joiner.id
+    member = admin.execute("select role from app.group_members where group_id = %s "
+                           "and user_id = %s", (group_id, joiner.id)).fetchone()
+    assert member == ("member",)
+
+
+def test_request_with_token_for_unknown_role_is_not_logged_with_token(
+        gateway: GatewayProcess, client: httpx.Client) -> None:
+    token = mint("joinery-test-secret-0123456789-abcdefghijklmnop", None, "postgres")
+    answer = client.post("/rest/v1/rpc/me", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 401
+    time.sleep(0.2)
+    assert token not in gateway.log()
