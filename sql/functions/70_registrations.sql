@@ -467,6 +467,7 @@ begin
         return private.fail(404, 'No invitation for this token.', 'not_found');
     end if;
     if v_invite.status = 'declined' and v_invite.invitee_id = v_uid then
+        perform private.audit('pair_invite.decline', 'already_declined', 200, v_invite.id);
         return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
     end if;
     v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
