@@ -3,7 +3,7 @@
 #   make run       embedded PostgreSQL + migrations + gateway on http://127.0.0.1:8000
 #   make test      everything, from nothing, on a throwaway cluster
 #   make migrate   DATABASE_URL=... brings that database to the current schema
-#   make lint      ruff
+#   make lint      ruff, then the SQL linter on DATABASE_URL (else on a throwaway cluster)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -36,8 +36,13 @@ migrate: venv
 stop-db:
 	@scripts/devdb stop
 
+# The SQL linter (gateway/lint.py) reads DATABASE_URL as it is; without one it
+# runs on a throwaway cluster, migrated first.
 lint: venv
 	@$(VENV)/bin/ruff check gateway tests migrations
+	@if [ -n "$$DATABASE_URL" ]; then $(PY) -m gateway.lint; \
+	else scripts/install-deps && scripts/devdb run bash -c \
+		'$(PY) -m gateway migrate >/dev/null && $(PY) -m gateway.lint'; fi
 
 # With DATABASE_URL set, tests run against that database; otherwise on a
 # throwaway cluster made for the run and deleted after it.
@@ -48,4 +53,12 @@ test: deps venv
 check:
 	@$(VENV)/bin/ruff check gateway tests migrations
 	@$(PY) -m gateway migrate
+	@$(PY) -m gateway.lint
 	@$(PY) -m pytest -q
+
+# Benchmark (not part of `make test`): its own throwaway cluster and gateway, data at
+# two sizes, pgbench (direct) beside wrk (HTTP); see bench/README.md.
+.PHONY: bench
+bench: venv
+	@scripts/install-deps --bench
+	@scripts/devdb run $(PY) -m bench $(BENCH_ARGS)

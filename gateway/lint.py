@@ -47,25 +47,22 @@ class Problem:
         return f"{self.rule}: {self.object}: {self.detail}"
 
 
-Check = Callable[[psycopg.Connection], list[Problem]]
-CHECKS: list[tuple[str, Check]] = []
+# A check returns (object, detail) pairs; its function's name is the rule's.
+Check = Callable[[psycopg.Connection], list[tuple[str, str]]]
+CHECKS: list[Check] = []
 
 
-def check(rule: str) -> Callable[[Check], Check]:
-    def register(fn: Check) -> Check:
-        CHECKS.append((rule, fn))
-        return fn
-
-    return register
+def check(fn: Check) -> Check:
+    CHECKS.append(fn)
+    return fn
 
 
-def rows(conn: psycopg.Connection, rule: str, query: str) -> list[Problem]:
-    """Runs a check's query, which returns (object, detail) rows."""
-    return [Problem(rule, obj, detail) for obj, detail in conn.execute(query, PARAMS)]
+def rows(conn: psycopg.Connection, query: str) -> list[tuple[str, str]]:
+    return conn.execute(query, PARAMS).fetchall()
 
 
-@check("definer_search_path")
-def definer_search_path(conn: psycopg.Connection) -> list[Problem]:
+@check
+def definer_search_path(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """A SECURITY DEFINER function without `set search_path = ''`.
 
     A definer function runs with its owner's rights; with the caller's search_path,
@@ -73,19 +70,19 @@ def definer_search_path(conn: psycopg.Connection) -> list[Problem]:
     substitutes their own `=` operator, table or function and runs it as the owner.
     An empty path forces every name in the body to be qualified.
     """
-    return rows(conn, "definer_search_path", f"""
+    return rows(conn, f"""
         select p.oid::regprocedure::text,
-               coalesce('has ' || (select string_agg(c, ', ') from unnest(p.proconfig) c
-                                   where c like 'search_path=%%'),
-                        'has no search_path') || ', not search_path=""'
+               coalesce((select string_agg(c, ', ') from unnest(p.proconfig) c
+                         where c like 'search_path=%%'),
+                        'search_path is not set') || ' (needs search_path="")'
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where n.nspname = any(%(project)s) and p.prosecdef and {FUNCTION_NOT_IN_EXTENSION}
           and 'search_path=""' <> all (coalesce(p.proconfig, '{{}}'))
         order by 1""")
 
 
-@check("rls_disabled")
-def rls_disabled(conn: psycopg.Connection) -> list[Problem]:
+@check
+def rls_disabled(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """A table without row level security that anon or authenticated can read, in
     any schema that is not the system's or Supabase's; and any table of `app`
     without RLS, readable or not.
@@ -94,7 +91,7 @@ def rls_disabled(conn: psycopg.Connection) -> list[Problem]:
     role, and a later grant of USAGE on the schema exposes it at once. Tables in
     `app` hold user data, so RLS is on from the start, before any grant.
     """
-    return rows(conn, "rls_disabled", f"""
+    return rows(conn, f"""
         select c.oid::regclass::text,
                case when readers is not null
                     then 'row level security is off and ' || readers || ' can read it'
@@ -112,8 +109,8 @@ def rls_disabled(conn: psycopg.Connection) -> list[Problem]:
         order by 1""")
 
 
-@check("function_executable")
-def function_executable(conn: psycopg.Connection) -> list[Problem]:
+@check
+def function_executable(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """A function of our schemas that PUBLIC can execute, or a SECURITY DEFINER
     function that anon can execute.
 
@@ -122,7 +119,7 @@ def function_executable(conn: psycopg.Connection) -> list[Problem]:
     included. A definer function runs with its owner's rights and past RLS: anon,
     which anyone holding the public key becomes, must not reach one.
     """
-    return rows(conn, "function_executable", f"""
+    return rows(conn, f"""
         select p.oid::regprocedure::text,
                concat_ws(' and ',
                    case when by_public then 'executable by PUBLIC' end,
@@ -168,8 +165,8 @@ def unwrapped_calls(expr: str) -> list[str]:
     return found
 
 
-@check("auth_rls_initplan")
-def auth_rls_initplan(conn: psycopg.Connection) -> list[Problem]:
+@check
+def auth_rls_initplan(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """A policy calling auth.uid(), auth.jwt(), auth.role(), auth.email() or
     current_setting() outside a `(select ...)`.
 
@@ -179,7 +176,7 @@ def auth_rls_initplan(conn: psycopg.Connection) -> list[Problem]:
     wrapped only in the select list of a sub-select, since in its WHERE clause
     (an `exists (...)`, say) it still runs per row.
     """
-    found = []
+    found: list[tuple[str, str]] = []
     for obj, clause, expr in conn.execute("""
             select format('%%s.%%I', c.oid::regclass, p.polname), x.clause, x.expr
             from pg_policy p join pg_class c on c.oid = p.polrelid
@@ -192,22 +189,22 @@ def auth_rls_initplan(conn: psycopg.Connection) -> list[Problem]:
             order by 1, 2 desc""", PARAMS):
         calls = unwrapped_calls(expr)
         if calls:
-            found.append(Problem("auth_rls_initplan", obj,
-                                 f"{clause} calls {', '.join(calls)} outside (select ...)"))
+            found.append((obj, f"{clause} calls {', '.join(calls)} outside (select ...)"))
     return found
 
 
-@check("unindexed_foreign_key")
-def unindexed_foreign_key(conn: psycopg.Connection) -> list[Problem]:
+@check
+def unindexed_foreign_key(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """A foreign key whose columns do not lead any index of its table.
 
     Deleting or updating a referenced row makes PostgreSQL look up the referencing
     rows: without an index whose first n columns are the key's n columns (in any
-    order), that is a sequential scan of the referencing table under a lock, for
-    every row deleted. A partial index counts only when its predicate is
-    `col is not null` on key columns, which every such lookup implies.
+    order), that is a sequential scan of the referencing table for every row
+    deleted or re-keyed, while the referenced row stays locked. A partial index
+    counts only when its predicate is `col is not null` on key columns, which
+    every such lookup implies.
     """
-    return rows(conn, "unindexed_foreign_key", """
+    return rows(conn, """
         select format('%%s.%%I', c.oid::regclass, k.conname),
                format('foreign key (%%s) has no index leading with its columns',
                       (select string_agg(quote_ident(a.attname), ', ' order by u.ord)
@@ -234,8 +231,8 @@ def unindexed_foreign_key(conn: psycopg.Connection) -> list[Problem]:
         order by 1""")
 
 
-@check("multiple_permissive_policies")
-def multiple_permissive_policies(conn: psycopg.Connection) -> list[Problem]:
+@check
+def multiple_permissive_policies(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """Two or more permissive policies of one table for the same role and action.
 
     Permissive policies are OR-ed: every one of them is evaluated for every row,
@@ -243,7 +240,7 @@ def multiple_permissive_policies(conn: psycopg.Connection) -> list[Problem]:
     policy per role and action, with its conditions combined, says it once. Roles
     that bypass RLS are left out; a policy `to public` applies to every other role.
     """
-    return rows(conn, "multiple_permissive_policies", """
+    return rows(conn, """
         with applies as (
             select p.polrelid, p.polname, r.rolname, act
             from pg_policy p
@@ -258,7 +255,7 @@ def multiple_permissive_policies(conn: psycopg.Connection) -> list[Problem]:
                                                  when 'a' then 'INSERT' when 'w' then 'UPDATE'
                                                  when 'd' then 'DELETE' end] end) act
             where p.polpermissive and n.nspname = any(%(project)s)
-        ), overlaps as (
+        ), crowded as (
             select polrelid, rolname, act,
                    string_agg(quote_ident(polname), ', ' order by polname) as policies
             from applies group by polrelid, rolname, act having count(*) > 1
@@ -266,19 +263,19 @@ def multiple_permissive_policies(conn: psycopg.Connection) -> list[Problem]:
         select polrelid::regclass::text,
                format('permissive policies %%s overlap for role %%s on %%s', policies,
                       string_agg(distinct rolname, ', '), string_agg(distinct act, ', '))
-        from overlaps group by polrelid, policies
+        from crowded group by polrelid, policies
         order by 1, 2""")
 
 
-@check("rls_enabled_no_policy")
-def rls_enabled_no_policy(conn: psycopg.Connection) -> list[Problem]:
+@check
+def rls_enabled_no_policy(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """A table with row level security on and no policy at all.
 
     Every row is then hidden from every role subject to RLS, whatever the grants
     say: either the grants are dead or a policy is missing. Saying which, with a
     policy, keeps the intent readable.
     """
-    return rows(conn, "rls_enabled_no_policy", f"""
+    return rows(conn, f"""
         select c.oid::regclass::text, 'row level security is on but the table has no policy'
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where c.relkind in ('r', 'p') and c.relrowsecurity and n.nspname = any(%(project)s)
@@ -287,14 +284,14 @@ def rls_enabled_no_policy(conn: psycopg.Connection) -> list[Problem]:
         order by 1""")
 
 
-@check("policy_without_rls")
-def policy_without_rls(conn: psycopg.Connection) -> list[Problem]:
+@check
+def policy_without_rls(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """A policy on a table whose row level security is off.
 
     The policy is not applied at all: a reader of the schema believes the rows
     are filtered, while every grantee reads all of them.
     """
-    return rows(conn, "policy_without_rls", """
+    return rows(conn, """
         select format('%%s.%%I', c.oid::regclass, p.polname),
                'policy on a table whose row level security is off'
         from pg_policy p join pg_class c on c.oid = p.polrelid
@@ -303,8 +300,8 @@ def policy_without_rls(conn: psycopg.Connection) -> list[Problem]:
         order by 1""")
 
 
-@check("duplicate_index")
-def duplicate_index(conn: psycopg.Connection) -> list[Problem]:
+@check
+def duplicate_index(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """An index identical to another of the same table: same access method, key and
     included columns, expressions, operator classes, collations, sort options,
     predicate and uniqueness.
@@ -312,7 +309,7 @@ def duplicate_index(conn: psycopg.Connection) -> list[Problem]:
     It serves no query the other does not, and every write pays for both. The one
     backing a constraint (else the first by name) is kept; the others are named.
     """
-    return rows(conn, "duplicate_index", """
+    return rows(conn, """
         with indexes as (
             select i.indexrelid, i.indrelid, ic.relname,
                    exists (select from pg_constraint k where k.conindid = i.indexrelid) as backs,
@@ -333,14 +330,14 @@ def duplicate_index(conn: psycopg.Connection) -> list[Problem]:
         order by 1""")
 
 
-@check("no_primary_key")
-def no_primary_key(conn: psycopg.Connection) -> list[Problem]:
+@check
+def no_primary_key(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """A table without a primary key.
 
     Without one a row cannot be named reliably: updates and deletes by key,
     logical replication of updates and deletes, and distribution all need it.
     """
-    return rows(conn, "no_primary_key", f"""
+    return rows(conn, f"""
         select c.oid::regclass::text, 'table has no primary key'
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where c.relkind in ('r', 'p') and n.nspname = any(%(project)s)
@@ -349,8 +346,8 @@ def no_primary_key(conn: psycopg.Connection) -> list[Problem]:
         order by 1""")
 
 
-@check("policy_always_true_for_writes")
-def policy_always_true_for_writes(conn: psycopg.Connection) -> list[Problem]:
+@check
+def policy_always_true_for_writes(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """A permissive INSERT, UPDATE, DELETE or ALL policy whose USING or WITH CHECK
     is `true`.
 
@@ -359,7 +356,7 @@ def policy_always_true_for_writes(conn: psycopg.Connection) -> list[Problem]:
     writes in this project go through the api functions. A restrictive policy
     that is always true opens nothing and is not flagged either.
     """
-    return rows(conn, "policy_always_true_for_writes", """
+    return rows(conn, """
         select format('%%s.%%I', c.oid::regclass, p.polname),
                format('%%s policy with %%s (true)',
                       case p.polcmd when 'a' then 'INSERT' when 'w' then 'UPDATE'
@@ -384,8 +381,8 @@ def lint(conn: psycopg.Connection) -> list[Problem]:
     with conn.transaction(force_rollback=True):
         conn.execute("set transaction read only")
         conn.execute("select set_config('search_path', '', true)")
-        for _, fn in CHECKS:
-            problems.extend(fn(conn))
+        for fn in CHECKS:
+            problems.extend(Problem(fn.__name__, obj, detail) for obj, detail in fn(conn))
     return problems
 
 
