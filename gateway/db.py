@@ -160,18 +160,26 @@ async def call(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any], wh
     try:
         async with pool.connection() as conn:
             try:
+                # Only the call is ever prepared. When a statement fails in a
+                # pipeline the server skips the rest, Parse messages included; a
+                # statement after the call that psycopg chose to prepare just then
+                # would be remembered as prepared without existing on the server.
                 async with conn.pipeline():
                     await conn.execute(BEGIN_READ_ONLY if method == "GET" and not fn.volatile
-                                       else BEGIN)
-                    await conn.execute(SETUP, setup)
+                                       else BEGIN, prepare=False)
+                    await conn.execute(SETUP, setup, prepare=False)
                     cursor = await conn.execute(fn.query, params)
-                    await conn.execute(COMMIT)
+                    await conn.execute(COMMIT, prepare=False)
                 row = await cursor.fetchone()
             except psycopg.errors.Error as exc:
                 if conn.broken:
                     raise psycopg.OperationalError(str(exc)) from None
                 if conn.info.transaction_status != TransactionStatus.IDLE:
-                    await conn.execute(ROLLBACK)
+                    await conn.execute(ROLLBACK, prepare=False)
+                if isinstance(exc, psycopg.errors.InvalidSqlStatementName):
+                    # The server lost a prepared statement (e.g. PgBouncer switched
+                    # servers): drop this connection rather than fail again on it.
+                    await conn.close()
                 raise from_database(exc, who.role) from None
     except (psycopg.OperationalError, PoolTimeout):
         raise unavailable() from None
