@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psycopg
 import pytest
-from smtp_sink import SmtpSink, wait_until
 
 from conftest import ROOT, free_port, start_gateway, stop_gateway
 from gateway.settings import authenticator_url
+from smtp_sink import SmtpSink, wait_until
 
 if TYPE_CHECKING:
     from conftest import User
