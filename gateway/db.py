@@ -115,10 +115,11 @@ class Catalog:
                         await self.load(pool)
                     except (psycopg.OperationalError, PoolTimeout):
                         raise unavailable() from None
-        args = ", ".join(sorted(given))
+        # PostgREST's wording, so clients matching on it keep working.
+        signature = f"({', '.join(sorted(given))})" if given else " without parameters"
         raise ApiError(
             404, "PGRST202",
-            f"Could not find the function api.{name}({args}) in the schema cache",
+            f"Could not find the function api.{name}{signature} in the schema cache",
             hint="Check the function's name and its argument names.",
         )
 

@@ -32,13 +32,21 @@ $roles$;
 create schema if not exists auth;
 grant usage on schema auth to anon, authenticated, service_role;
 
-create table if not exists auth.users (
-    id uuid primary key default gen_random_uuid(),
-    email text,
-    raw_user_meta_data jsonb not null default '{}'::jsonb,
-    created_at timestamptz not null default now(),
-    updated_at timestamptz not null default now()
-);
+-- Checked first: on Supabase the migrating role may not create in schema auth,
+-- and CREATE TABLE IF NOT EXISTS asks for that right before it looks.
+do $users$
+begin
+    if to_regclass('auth.users') is null then
+        create table auth.users (
+            id uuid primary key default gen_random_uuid(),
+            email text,
+            raw_user_meta_data jsonb not null default '{}'::jsonb,
+            created_at timestamptz not null default now(),
+            updated_at timestamptz not null default now()
+        );
+    end if;
+end
+$users$;
 
 do $auth$
 begin
