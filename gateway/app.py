@@ -37,10 +37,10 @@ class Gateway:
             JwtConfig.from_values(settings.jwt_secret, settings.jwt_jwks, settings.jwt_aud)))
         self.pool = db.make_pool(
             settings.database_url, settings.pool_min, settings.pool_max,
-            settings.pool_timeout, settings.statement_timeout_ms, settings.prepared_statements)
+            settings.pool_timeout, settings.prepared_statements)
         self.catalog = db.Catalog()
         self.metrics = Metrics()
-        self.hub = Hub(settings.database_url)
+        self.hub = Hub(settings.listen_database_url)
         self.mailer = make_mailer(settings) if settings.smtp_url else None
 
     def identity(self, request: Request, query_token: bool = False) -> db.Identity:
@@ -76,13 +76,13 @@ class Gateway:
                            "Cannot use the GET method on RPC with volatile functions")
         headers = {k: v for k, v in request.headers.items() if k not in _PRIVATE_HEADERS}
         return await db.call(self.pool, fn, args, who, request.method,
-                             request.url.path, headers)
+                             request.url.path, headers, self.settings.statement_timeout_ms)
 
 
 def make_mailer(settings: Settings) -> Mailer:
     assert settings.smtp_url
-    return Mailer(settings.database_url, settings.smtp_url, settings.mail_from, settings.app_url,
-                  settings.mail_poll_seconds, settings.mail_retry_max)
+    return Mailer(settings.listen_database_url, settings.smtp_url, settings.mail_from,
+                  settings.app_url, settings.mail_poll_seconds, settings.mail_retry_max)
 
 
 def invalid_token(message: str) -> ApiError:

@@ -137,26 +137,55 @@ class Result:
     headers: dict[str, str]
 
 
+# Everything a request sets is local to its transaction, the statement timeout and
+# time zone included, so nothing survives into the next request on a connection
+# (and nothing is lost when PgBouncer hands the next transaction another server).
 SETUP = sql.SQL(
     "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true), "
     "set_config('request.method', %s, true), set_config('request.path', %s, true), "
-    "set_config('request.headers', %s, true)"
+    "set_config('request.headers', %s, true), set_config('statement_timeout', %s, true), "
+    "set_config('timezone', 'UTC', true)"
 )
 BEGIN = sql.SQL("begin")
 BEGIN_READ_ONLY = sql.SQL("begin read only")
 COMMIT = sql.SQL("commit")
 ROLLBACK = sql.SQL("rollback")
+# Beyond the pool's wait and the statement timeout, this long for an answer.
+NETWORK_GRACE = 0.5
 
 
 async def call(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any], who: Identity,
-               method: str, path: str, headers: dict[str, str]) -> Result:
+               method: str, path: str, headers: dict[str, str],
+               statement_timeout_ms: int) -> Result:
     """One transaction: role and claims set locally, one function call, commit.
 
-    The four statements go out together in pipeline mode: one network round trip.
-    Connections are in autocommit mode, so the transaction is spelled out, and a
-    GET of a function that is not volatile runs read-only, as PostgREST does."""
+    The answer is bounded: a call that has not answered within the pool's wait
+    plus the statement timeout plus a second gets 503 at once (the server is gone
+    or unreachable; PgBouncer would otherwise hold the query until a server comes
+    back), and its work is cancelled in the background."""
+    work = asyncio.ensure_future(_transaction(pool, fn, args, who, method, path, headers,
+                                              statement_timeout_ms))
+    deadline = pool.timeout + statement_timeout_ms / 1000 + NETWORK_GRACE
+    try:
+        return await asyncio.wait_for(asyncio.shield(work), deadline)
+    except TimeoutError:
+        work.cancel()  # psycopg cancels the query; the pool drops the connection
+        _abandoned.add(work)
+        work.add_done_callback(_abandoned.discard)
+        raise unavailable() from None
+
+
+_abandoned: set[asyncio.Future[Result]] = set()
+
+
+async def _transaction(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any],
+                       who: Identity, method: str, path: str, headers: dict[str, str],
+                       statement_timeout_ms: int) -> Result:
+    """The four statements go out together in pipeline mode: one network round
+    trip. Connections are in autocommit mode, so the transaction is spelled out,
+    and a GET of a function that is not volatile runs read-only, as PostgREST does."""
     setup = (who.role, orjson.dumps(who.claims).decode(), method, path,
-             orjson.dumps(headers).decode())
+             orjson.dumps(headers).decode(), str(statement_timeout_ms))
     params = (orjson.dumps(args).decode(),) if fn.arg_names else ()
     try:
         async with pool.connection() as conn:
@@ -166,12 +195,16 @@ async def call(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any], wh
                 # statement after the call that psycopg chose to prepare just then
                 # would be remembered as prepared without existing on the server.
                 async with conn.pipeline():
-                    await conn.execute(BEGIN_READ_ONLY if method == "GET" and not fn.volatile
-                                       else BEGIN, prepare=False)
+                    await conn.execute(
+                        BEGIN_READ_ONLY if method == "GET" and not fn.volatile else BEGIN,
+                        prepare=False)
                     await conn.execute(SETUP, setup, prepare=False)
                     cursor = await conn.execute(fn.query, params)
                     await conn.execute(COMMIT, prepare=False)
                 row = await cursor.fetchone()
+            except asyncio.CancelledError:
+                await conn.close()  # abandoned by call(): the pool replaces it
+                raise
             except psycopg.errors.Error as exc:
                 if conn.broken:
                     raise psycopg.OperationalError(str(exc)) from None
@@ -205,14 +238,15 @@ def parse_response_headers(text: str | None) -> dict[str, str]:
 
 
 def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float,
-              statement_timeout_ms: int, prepared_statements: bool = True) -> AsyncConnectionPool:
-    """Autocommit connections as `authenticator`. Statements are prepared after
-    their second use on a connection unless prepared_statements is off."""
+              prepared_statements: bool = True) -> AsyncConnectionPool:
+    """Autocommit connections as `authenticator`, holding no session state.
+    Statements are prepared after their second use on a connection unless
+    prepared_statements is off (PgBouncer in transaction mode without support
+    for them). After an outage the pool retries connecting with backoff for a few
+    seconds at a time; each request that finds it empty starts it again, so it
+    serves again soon after the database is back, however long it was away."""
     async def configure(conn: psycopg.AsyncConnection) -> None:
-        # Same values on every connection, so harmless behind PgBouncer too.
         await conn.set_autocommit(True)
-        await conn.execute(f"set statement_timeout = {int(statement_timeout_ms)}")
-        await conn.execute("set timezone = 'UTC'")
 
     return AsyncConnectionPool(
         conninfo,
@@ -221,7 +255,7 @@ def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float,
         timeout=timeout,
         configure=configure,
         open=False,
-        reconnect_timeout=3600,
+        reconnect_timeout=4,
         kwargs={
             "connect_timeout": 3,
             "keepalives": 1,

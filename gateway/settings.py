@@ -18,6 +18,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 @dataclass(frozen=True)
 class Settings:
     database_url: str
+    listen_database_url: str
     jwt_secret: str | None
     jwt_jwks: str | None
     jwt_aud: str | None
@@ -39,9 +40,13 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         jwks = _env("JWT_JWKS")
+        database_url = _env("GATEWAY_DATABASE_URL") or authenticator_url(
+            _env("DATABASE_URL", DEV_DATABASE_URL) or DEV_DATABASE_URL)
         return cls(
-            database_url=_env("GATEWAY_DATABASE_URL")
-            or authenticator_url(_env("DATABASE_URL", DEV_DATABASE_URL) or DEV_DATABASE_URL),
+            database_url=database_url,
+            # LISTEN needs a session: behind PgBouncer in transaction mode, point this
+            # at PostgreSQL itself (or a session-mode pool).
+            listen_database_url=_env("LISTEN_DATABASE_URL", database_url) or database_url,
             # With a JWKS alone, no shared secret is assumed.
             jwt_secret=_env("JWT_SECRET", None if jwks else DEV_JWT_SECRET),
             jwt_jwks=jwks,
@@ -51,7 +56,7 @@ class Settings:
             pool_min=int(_env("POOL_MIN", "2") or 2),
             pool_max=int(_env("POOL_MAX", "20") or 20),
             pool_timeout=float(_env("POOL_TIMEOUT", "5") or 5),
-            statement_timeout_ms=int(_env("STATEMENT_TIMEOUT_MS", "10000") or 10000),
+            statement_timeout_ms=int(_env("STATEMENT_TIMEOUT_MS", "8000") or 8000),
             # Off behind PgBouncer in transaction mode without prepared-statement support.
             prepared_statements=(_env("PREPARED_STATEMENTS", "on") or "on").lower()
             not in ("off", "false", "0", "no"),

@@ -127,6 +127,16 @@ def start_gateway(database_url: str, log_path: Path, **env: str) -> GatewayProce
     raise RuntimeError(f"gateway did not become healthy:\n{log_path.read_text()}")
 
 
+@dataclass
+class RunningElsewhere:
+    """A gateway process this session did not start: its pid, and whether it runs."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        return None if Path(f"/proc/{self.pid}").exists() else 0
+
+
 def stop_gateway(gateway: GatewayProcess) -> None:
     gateway.process.terminate()
     try:
@@ -139,7 +149,15 @@ def stop_gateway(gateway: GatewayProcess) -> None:
 def gateway(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    """One real gateway process (uvicorn) for the whole session."""
+    """One real gateway process (uvicorn) for the whole session; or, when
+    TEST_GATEWAY_URL and TEST_GATEWAY_LOG name one started by someone else (the
+    PgBouncer test runs the suite through a gateway behind PgBouncer), and
+    TEST_GATEWAY_PID its process, that one."""
+    url, log = os.environ.get("TEST_GATEWAY_URL"), os.environ.get("TEST_GATEWAY_LOG")
+    pid = os.environ.get("TEST_GATEWAY_PID")
+    if url and log and pid:
+        yield GatewayProcess(url, RunningElsewhere(int(pid)), Path(log))  # type: ignore[arg-type]
+        return
     proc = start_gateway(database_url, tmp_path_factory.mktemp("gateway") / "gateway.log")
     yield proc
     stop_gateway(proc)

@@ -68,7 +68,9 @@ def test_schemathesis_finds_no_server_error_and_no_broken_answer(
          "--request-timeout", "10"],
         capture_output=True, text=True, timeout=600,
     )
-    summary = done.stdout[-3000:]
+    errors = done.stdout.find("ERRORS")
+    summary = (done.stdout[errors:errors + 3000] + "\n...\n" if errors >= 0 else "") \
+        + done.stdout[-3000:]
     assert done.returncode == 0, summary
     assert re.search(r"\d+ generated, \d+ passed", summary), summary
     assert "failed" not in summary.split("Test cases:")[-1], summary

@@ -1,0 +1,109 @@
+"""Direct runs: the transaction a gateway request runs, driven by pgbench.
+
+One pipelined round trip per call, as the gateway sends it: begin; the
+set_config select of role, claims, method, path and headers; the call wrapped
+as the gateway wraps it; commit. pgbench connects as `authenticator` and runs
+with -M prepared (the gateway's driver prepares repeated statements too).
+
+pgbench prepares a pipeline's statements before running it, so the call is parsed
+before the transaction's role is set; the connections therefore start with
+`role = authenticated` as their session default (PGOPTIONS), which gives the
+parser USAGE on schema api. Each transaction still sets its role and claims
+locally, as the gateway does."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .calls import Call
+from .layout import Layout
+from .stats import percentile
+
+# What the gateway passes as request.headers for a wrk request (credentials left out).
+HEADERS_JSON = '{"host":"127.0.0.1","content-type":"application/json","content-length":"60"}'
+
+
+def script(call: Call, s: Layout, clients: int) -> str:
+    lines: list[str] = []
+    if call.sequential:
+        lines += [f"\\set i :off + :seq * {clients} + :client_id", "\\set seq :seq + 1"]
+    lines += list(call.pgbench_sets)
+    claims = ("json_build_object('role', 'authenticated', 'sub', md5('bench-user-' || :u)::uuid, "
+              "'iat', 1700000000, 'exp', 4000000000)::text")
+    setup = (f"select set_config('role', 'authenticated', true), "
+             f"set_config('request.jwt.claims', {claims}, true), "
+             f"set_config('request.method', 'POST', true), "
+             f"set_config('request.path', '/rest/v1/rpc/{call.name}', true), "
+             f"set_config('request.headers', '{HEADERS_JSON}', true);")
+    if call.arg:
+        source = (f"select to_json(api.{call.name}({call.arg} => _a.{call.arg}))::text as body "
+                  f"from json_to_record(json_build_object('{call.arg}', {call.arg_sql})) "
+                  f"as _a({call.arg} {call.arg_type})")
+    else:
+        source = f"select to_json(api.{call.name}())::text as body"
+    query = (f"with _c as materialized ({source}) select _c.body, "
+             "current_setting('response.status', true), "
+             "current_setting('response.headers', true) from _c;")
+    lines += ["\\startpipeline", "begin;", setup, query, "commit;", "\\endpipeline"]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class DirectResult:
+    calls_s: float
+    p50_ms: float
+    p99_ms: float
+    transactions: int
+    failed: int
+    aborted_clients: int
+    next_offset: int     # first request index not used (sequential calls)
+
+    def summary(self) -> dict[str, float | int]:
+        return {"calls_s": round(self.calls_s, 1), "p50_ms": round(self.p50_ms, 2),
+                "p99_ms": round(self.p99_ms, 2), "transactions": self.transactions,
+                "failed": self.failed, "aborted_clients": self.aborted_clients}
+
+
+def run(url: str, call: Call, s: Layout, offset: int, clients: int, threads: int,
+        seconds: int, workdir: Path) -> DirectResult:
+    """pgbench against url (the authenticator's), logging every transaction's latency."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"{call.name}.sql"
+    path.write_text(script(call, s, clients))
+    prefix = workdir / f"{call.name}.log"
+    for old in workdir.glob(f"{call.name}.log*"):
+        old.unlink()
+    cmd = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(threads),
+           "-T", str(seconds), "-l", f"--log-prefix={prefix}", "-f", str(path),
+           "-D", f"off={offset}", "-D", "seq=0", url]
+    env = {**os.environ, "PGOPTIONS": "-c role=authenticated"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env, check=False)
+    out = proc.stdout + proc.stderr
+    (workdir / f"{call.name}.out").write_text(out)
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+    if proc.returncode not in (0, 2) or tps is None:
+        raise RuntimeError(f"pgbench failed for {call.name}:\n{out[-2000:]}")
+    latencies: list[float] = []
+    per_client: dict[str, int] = {}
+    failed = 0
+    for log in workdir.glob(f"{call.name}.log*"):
+        for line in log.read_text().splitlines():
+            fields = line.split()
+            if len(fields) < 3:
+                continue
+            per_client[fields[0]] = per_client.get(fields[0], 0) + 1
+            if fields[2] == "failed":
+                failed += 1
+            else:
+                latencies.append(int(fields[2]) / 1000.0)
+    latencies.sort()
+    aborted = len(re.findall(r"client \d+ aborted", out))
+    most = max(per_client.values(), default=0)
+    return DirectResult(
+        calls_s=float(tps.group(1)), p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99), transactions=len(latencies), failed=failed,
+        aborted_clients=aborted, next_offset=offset + most * clients)

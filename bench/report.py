@@ -1,0 +1,200 @@
+"""The machine, the table printed at the end, and the JSON results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from .stats import ratio
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _first_line(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError:
+        return "missing"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) \
+        else "unknown"
+
+
+def machine(database_url: str) -> dict[str, Any]:
+    cpu = "unknown"
+    memory_gib = 0.0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("select current_setting('server_version'), "
+                           "current_setting('shared_buffers')").fetchone()
+    assert row is not None
+    commit = _first_line(["git", "rev-parse", "--short", "HEAD"])
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, check=False).stdout.strip())
+    return {
+        "cores": os.cpu_count(), "cpu": cpu, "memory_gib": memory_gib,
+        "postgresql": row[0], "shared_buffers": row[1],
+        "python": platform.python_version(), "os": platform.platform(terse=True),
+        "wrk": _first_line(["wrk", "--version"]).split(" [")[0],
+        "pgbench": _first_line(["pgbench", "--version"]),
+        "commit": commit + ("+changes" if dirty else ""),
+    }
+
+
+def comparisons(sizes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per call and size: gateway/direct calls/s; per call: p50 at the largest size
+    over p50 at the smallest."""
+    labels = list(sizes)
+    out: dict[str, dict[str, Any]] = {}
+    for label in labels:
+        for name, c in sizes[label]["calls"].items():
+            row = out.setdefault(name, {})
+            row[f"gateway_over_direct_{label}"] = ratio(c["gateway"]["calls_s"],
+                                                        c["direct"]["calls_s"])
+    if len(labels) >= 2:
+        small, big = labels[0], labels[-1]
+        for name in out:
+            a, b = sizes[small]["calls"].get(name), sizes[big]["calls"].get(name)
+            if a and b:
+                for mode in ("direct", "gateway"):
+                    out[name][f"p50_{big}_over_{small}_{mode}"] = ratio(
+                        b[mode]["p50_ms"], a[mode]["p50_ms"])
+    return out
+
+
+def targets(sizes: dict[str, dict[str, Any]], comp: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets, each with the worst value measured and whether it is met."""
+    gw = [v for c in comp.values() for k, v in c.items() if k.startswith("gateway_over")]
+    growth = [v for c in comp.values() for k, v in c.items() if k.startswith("p50_")]
+    tail = [c["half_load"]["p99_over_p50"] for s in sizes.values() for c in s["calls"].values()
+            if c.get("half_load") and c["half_load"].get("p99_over_p50")]
+    return {
+        "gateway_over_direct >= 0.5": _target(min(gw, default=None), lambda v: v >= 0.5),
+        "half_load_p99_over_p50 <= 4": _target(max(tail, default=None), lambda v: v <= 4),
+        "p50_1M_over_10k <= 1.3": _target(max(growth, default=None), lambda v: v <= 1.3),
+    }
+
+
+def _target(worst: float | None, test: Any) -> dict[str, Any]:
+    return {"worst": worst, "met": None if worst is None else bool(test(worst))}
+
+
+def table(sizes: dict[str, dict[str, Any]], comp: dict[str, dict[str, Any]]) -> str:
+    head = (f"{'call':20} {'size':4} {'direct/s':>9} {'gateway/s':>9} {'gw/dir':>6}  "
+            f"{'direct p50/p99 ms':>17}  {'gateway p50/p99 ms':>18}  {'half-load p50/p99':>17}  "
+            f"{'p50 1M/10k dir|gw':>17}")
+    lines = [head, "-" * len(head)]
+    labels = list(sizes)
+    for name in comp:
+        for label in labels:
+            c = sizes[label]["calls"].get(name)
+            if not c:
+                continue
+            d, g, h = c["direct"], c["gateway"], c.get("half_load") or {}
+            growth = ""
+            if label == labels[-1] and len(labels) > 1:
+                small = labels[0]
+                growth = (f"{_fmt(comp[name].get(f'p50_{label}_over_{small}_direct'))} | "
+                          f"{_fmt(comp[name].get(f'p50_{label}_over_{small}_gateway'))}")
+            half = f"{h.get('p50_ms', 0):.1f}/{h.get('p99_ms', 0):.1f}" if h else "-"
+            lines.append(
+                f"{name:20} {label:4} {d['calls_s']:9.0f} {g['calls_s']:9.0f} "
+                f"{_fmt(comp[name].get(f'gateway_over_direct_{label}')):>6}  "
+                f"{d['p50_ms']:8.1f}/{d['p99_ms']:<8.1f}  {g['p50_ms']:9.1f}/{g['p99_ms']:<8.1f}  "
+                f"{half:>17}  {growth:>17}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def compact_json(value: Any, depth: int = 0) -> str:
+    """JSON with one line per object or list that holds no object or list."""
+    pad = "  " * (depth + 1)
+    if isinstance(value, dict) and any(isinstance(v, dict | list) for v in value.values()):
+        items = [f"{pad}{json.dumps(k)}: {compact_json(v, depth + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + "  " * depth + "}"
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        items = [pad + compact_json(v, depth + 1) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + "  " * depth + "]"
+    return json.dumps(value)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The results table and machine, for bench/README.md."""
+    m = result["machine"]
+    lines = [
+        f"Measured {result['date']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
+        f"PostgreSQL {m['postgresql'].split()[0]}, Python {m['python']}, commit {m['commit']}; "
+        f"{result['settings']['clients']} clients, {result['settings']['seconds']} s per run, "
+        f"whole run {result['elapsed_seconds']} s.",
+        "",
+        "| call | size | direct/s | gateway/s | gateway/direct | direct p50/p99 ms "
+        "| gateway p50/p99 ms | half load p50/p99 ms | p50 1M/10k direct, gateway |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    comp = result["comparisons"]
+    labels = list(result["sizes"])
+    for name in comp:
+        for label in labels:
+            c = result["sizes"][label]["calls"].get(name)
+            if not c:
+                continue
+            d, g, h = c["direct"], c["gateway"], c.get("half_load") or {}
+            growth = ""
+            if label == labels[-1] and len(labels) > 1:
+                growth = (f"{_fmt(comp[name].get(f'p50_{label}_over_{labels[0]}_direct'))}, "
+                          f"{_fmt(comp[name].get(f'p50_{label}_over_{labels[0]}_gateway'))}")
+            half = f"{h['p50_ms']:.1f} / {h['p99_ms']:.1f}" if h else "-"
+            lines.append(
+                f"| {name} | {label} | {d['calls_s']:.0f} | {g['calls_s']:.0f} | "
+                f"{_fmt(comp[name].get(f'gateway_over_direct_{label}'))} | "
+                f"{d['p50_ms']:.1f} / {d['p99_ms']:.1f} | {g['p50_ms']:.1f} / {g['p99_ms']:.1f} | "
+                f"{half} | {growth} |")
+    lines.append("")
+    for label, sized in result["sizes"].items():
+        b = sized.get("baseline")
+        if b:
+            lines.append(
+                f"- Baseline join at {label}: {b['join']['calls_s']:.0f}/s (ours "
+                f"{sized['calls'].get('join_group', {}).get('gateway', {}).get('calls_s', 0):.0f}/s"
+                f"). Race, 40 users on a max_uses = 5 code, joins let through per round: "
+                f"ours {b['race']['ours_joined']}, baseline {b['race']['baseline_joined']}.")
+    for name, target in result["targets"].items():
+        met = {True: "met", False: "not met", None: "-"}[target["met"]]
+        lines.append(f"- Target {name}: worst {target['worst']} ({met}).")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(result: dict[str, Any]) -> None:
+    readme = Path(__file__).resolve().parent / "README.md"
+    marker = "<!-- results -->"
+    text = readme.read_text()
+    if marker in text:
+        readme.write_text(text.split(marker)[0] + marker + "\n\n" + markdown(result))
+
+
+def write(result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = compact_json(result) + "\n"
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / f"{stamp}.json").write_text(text)
+    latest = RESULTS / "latest.json"
+    latest.write_text(text)
+    return latest
