@@ -58,19 +58,22 @@ def test_schemathesis_finds_no_server_error_and_no_broken_answer(
         gateway: GatewayProcess, fuzz_user: User) -> None:
     """Every operation, examples generated from the document (coverage, fuzzing and
     stateful phases); the run fails on any 5xx or any status, content type or body
-    the document does not allow."""
+    the document does not allow. One worker: schemathesis' own generation cache
+    has failed now and then with two (a KeyError inside schemathesis)."""
     done = subprocess.run(
         [str(Path(sys.executable).with_name("schemathesis")), "run", f"{gateway.url}/openapi.json",
          "--header", f"Authorization: Bearer {fuzz_user.token}",
          "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
                      "response_schema_conformance",
-         "--max-examples", "15", "--workers", "2", "--seed", "20261122",
+         "--max-examples", "15", "--workers", "1", "--seed", "20261122",
          "--request-timeout", "10"],
         capture_output=True, text=True, timeout=600,
     )
-    errors = done.stdout.find("ERRORS")
-    summary = (done.stdout[errors:errors + 3000] + "\n...\n" if errors >= 0 else "") \
-        + done.stdout[-3000:]
+    # Failures and errors are reported above the summary: keep both in the message.
+    report = done.stdout
+    first = min((i for i in (report.find("FAILURES"), report.find("ERRORS")) if i >= 0),
+                default=-1)
+    summary = (report[first:first + 6000] + "\n...\n" if first >= 0 else "") + report[-3000:]
     assert done.returncode == 0, summary
     assert re.search(r"\d+ generated, \d+ passed", summary), summary
     assert "failed" not in summary.split("Test cases:")[-1], summary

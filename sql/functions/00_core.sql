@@ -1,5 +1,12 @@
 -- Core helpers every flow uses: who is calling, errors that commit, the audit
 -- log and the rate limiter. None of these is part of the API.
+--
+-- search_path: every SECURITY DEFINER function sets it to '' and qualifies every
+-- name. The helpers in `private` that are not definers (EXECUTE granted to
+-- nobody: only definer functions, as the owner, call them) set nothing, so they
+-- run under their caller's empty search_path and PostgreSQL can inline the SQL
+-- ones (a SET clause forbids inlining and forces a fresh plan on every call).
+-- Helpers that cannot be inlined are plpgsql, whose plans are cached.
 
 /**
  * The signed-in caller's id, or an error when there is none. Every api
@@ -7,7 +14,6 @@
  */
 create function private.require_user() returns uuid
 language plpgsql stable
-set search_path = ''
 as $$
 declare
     v_uid uuid := auth.uid();
@@ -25,7 +31,6 @@ $$;
  */
 create function private.hash_secret(secret text) returns bytea
 language sql immutable strict parallel safe
-set search_path = ''
 as $$
     select pg_catalog.sha256(pg_catalog.convert_to(secret, 'UTF8'))
 $$;
@@ -39,7 +44,6 @@ create function private.fail(
     status integer, message text, details text default null, hint text default null
 ) returns jsonb
 language plpgsql volatile
-set search_path = ''
 as $$
 begin
     perform pg_catalog.set_config('response.status', status::text, true);
@@ -56,11 +60,12 @@ create function private.audit(
     action text, outcome text, status integer,
     subject_id uuid default null, details jsonb default '{}'::jsonb
 ) returns void
-language sql volatile
-set search_path = ''
+language plpgsql volatile
 as $$
+begin
     insert into app.audit_log (actor_id, action, outcome, status, subject_id, details)
-    values (auth.uid(), action, outcome, status, subject_id, coalesce(details, '{}'::jsonb))
+    values (auth.uid(), action, outcome, status, subject_id, coalesce(details, '{}'::jsonb));
+end;
 $$;
 
 /**
@@ -68,7 +73,6 @@ $$;
  */
 create function private.forbid_audit_change() returns trigger
 language plpgsql
-set search_path = ''
 as $$
 begin
     raise exception using errcode = '42501', message = 'The audit log is append-only.';
@@ -90,7 +94,6 @@ create trigger audit_log_no_truncate
  */
 create function private.rate_limit(bucket text) returns integer
 language plpgsql volatile
-set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
@@ -124,7 +127,6 @@ $$;
  */
 create function private.too_many_attempts(retry_after integer) returns jsonb
 language plpgsql volatile
-set search_path = ''
 as $$
 begin
     perform pg_catalog.set_config('response.headers',

@@ -11,12 +11,15 @@
  * small stable definer function instead of a policy querying another table.
  */
 create function private.is_group_member(group_id uuid) returns boolean
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-    select exists (
-        select from app.group_members m
-        where m.group_id = is_group_member.group_id and m.user_id = auth.uid())
+begin
+    return (
+        select exists (
+            select from app.group_members m
+            where m.group_id = is_group_member.group_id and m.user_id = auth.uid()));
+end;
 $$;
 grant execute on function private.is_group_member(uuid) to authenticated, service_role;
 
@@ -26,7 +29,6 @@ grant execute on function private.is_group_member(uuid) to authenticated, servic
  */
 create function private.group_invite_json(i app.group_invites) returns jsonb
 language sql stable
-set search_path = ''
 as $$
     select pg_catalog.jsonb_build_object(
         'id', i.id,
@@ -48,7 +50,6 @@ $$;
  */
 create function private.group_invite_unusable_reason(i app.group_invites) returns text
 language sql stable
-set search_path = ''
 as $$
     select case
         when i.revoked_at is not null then 'revoked'
@@ -62,7 +63,6 @@ $$;
  */
 create function private.is_uuid_text(code text) returns boolean
 language sql immutable
-set search_path = ''
 as $$
     select coalesce(code ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', false)
 $$;
@@ -73,7 +73,6 @@ $$;
  */
 create function private.require_group_member(group_id uuid) returns app.group_members
 language plpgsql stable
-set search_path = ''
 as $$
 declare
     v_member app.group_members;
@@ -120,17 +119,20 @@ grant execute on function api.create_group(text) to authenticated, service_role;
  * [{id, name, creator_id, role, member_count, created_at, joined_at}].
  */
 create function api.my_groups() returns jsonb
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-    select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-            'id', g.id, 'name', g.name, 'creator_id', g.creator_id, 'role', m.role,
-            'member_count', (select pg_catalog.count(*) from app.group_members c where c.group_id = g.id),
-            'created_at', g.created_at, 'joined_at', m.created_at)
-        order by m.created_at desc, g.id), '[]'::jsonb)
-    from app.group_members m
-    join app.groups g on g.id = m.group_id
-    where m.user_id = private.require_user()
+begin
+    return (
+        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'id', g.id, 'name', g.name, 'creator_id', g.creator_id, 'role', m.role,
+                'member_count', (select pg_catalog.count(*) from app.group_members c where c.group_id = g.id),
+                'created_at', g.created_at, 'joined_at', m.created_at)
+            order by m.created_at desc, g.id), '[]'::jsonb)
+        from app.group_members m
+        join app.groups g on g.id = m.group_id
+        where m.user_id = private.require_user());
+end;
 $$;
 grant execute on function api.my_groups() to authenticated, service_role;
 

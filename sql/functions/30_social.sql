@@ -5,7 +5,6 @@
  */
 create function private.are_friends(a uuid, b uuid) returns boolean
 language sql stable
-set search_path = ''
 as $$
     select exists (
         select from app.friendships f
@@ -17,7 +16,6 @@ $$;
  */
 create function private.require_other_user(caller uuid, other uuid) returns void
 language plpgsql stable
-set search_path = ''
 as $$
 begin
     if other is null then
@@ -114,19 +112,22 @@ grant execute on function api.remove_friend(uuid) to authenticated, service_role
  * direction is 'incoming' or 'outgoing' for pending requests and null for friends.
  */
 create function api.list_friends() returns jsonb
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-    with me as (select private.require_user() as id)
-    select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-            'user_id', o.other, 'display_name', p.display_name, 'status', f.status,
-            'direction', case when f.status = 'accepted' then null
-                              when f.requester_id = me.id then 'outgoing' else 'incoming' end,
-            'created_at', f.created_at, 'accepted_at', f.accepted_at)
-        order by p.display_name, o.other), '[]'::jsonb)
-    from me
-    join app.friendships f on me.id in (f.user_low, f.user_high)
-    cross join lateral (select case when f.user_low = me.id then f.user_high else f.user_low end as other) o
-    left join app.profiles p on p.id = o.other
+begin
+    return (
+        with me as (select private.require_user() as id)
+        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'user_id', o.other, 'display_name', p.display_name, 'status', f.status,
+                'direction', case when f.status = 'accepted' then null
+                                  when f.requester_id = me.id then 'outgoing' else 'incoming' end,
+                'created_at', f.created_at, 'accepted_at', f.accepted_at)
+            order by p.display_name, o.other), '[]'::jsonb)
+        from me
+        join app.friendships f on me.id in (f.user_low, f.user_high)
+        cross join lateral (select case when f.user_low = me.id then f.user_high else f.user_low end as other) o
+        left join app.profiles p on p.id = o.other);
+end;
 $$;
 grant execute on function api.list_friends() to authenticated, service_role;

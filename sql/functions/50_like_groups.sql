@@ -14,7 +14,6 @@
  */
 create function private.publish(topic text, message jsonb) returns void
 language sql volatile
-set search_path = ''
 as $$
     select pg_catalog.pg_notify('joinery_realtime',
         (message || pg_catalog.jsonb_build_object('topic', topic))::text)
@@ -25,7 +24,6 @@ $$;
  */
 create function private.notify_user(user_id uuid, type text, data jsonb) returns void
 language plpgsql volatile
-set search_path = ''
 as $$
 declare
     v_id uuid;
@@ -43,18 +41,21 @@ $$;
  * creator or a current author.
  */
 create function private.can_view_like_group(group_id uuid) returns boolean
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-    select exists (
-        select from app.like_groups g
-        join app.events e on e.id = g.event_id
-        where g.id = can_view_like_group.group_id
-          and (e.creator_id = auth.uid()
-               or exists (select from app.like_group_members m
-                          where m.group_id = g.id and m.user_id = auth.uid())
-               or exists (select from app.event_authors a
-                          where a.event_id = g.event_id and a.user_id = auth.uid())))
+begin
+    return (
+        select exists (
+            select from app.like_groups g
+            join app.events e on e.id = g.event_id
+            where g.id = can_view_like_group.group_id
+              and (e.creator_id = auth.uid()
+                   or exists (select from app.like_group_members m
+                              where m.group_id = g.id and m.user_id = auth.uid())
+                   or exists (select from app.event_authors a
+                              where a.event_id = g.event_id and a.user_id = auth.uid()))));
+end;
 $$;
 grant execute on function private.can_view_like_group(uuid) to authenticated, service_role;
 
@@ -64,7 +65,6 @@ grant execute on function private.can_view_like_group(uuid) to authenticated, se
 create function private.like_group_tally(group_id uuid, event_id uuid)
 returns table (received integer, needed integer)
 language sql stable
-set search_path = ''
 as $$
     select
         (select pg_catalog.count(*)::integer from app.like_group_approvals v
@@ -82,20 +82,22 @@ $$;
  *  approvals_received, approvals_needed, chat_id}
  */
 create function private.like_group_json(group_id uuid) returns jsonb
-language sql stable
-set search_path = ''
+language plpgsql stable
 as $$
-    select pg_catalog.jsonb_build_object(
-        'id', g.id, 'event_id', g.event_id, 'creator_id', g.creator_id, 'status', g.status,
-        'member_ids', (select coalesce(pg_catalog.jsonb_agg(m.user_id
-                                   order by m.user_id = g.creator_id desc, m.created_at, m.user_id), '[]')
-                       from app.like_group_members m where m.group_id = g.id),
-        'created_at', g.created_at,
-        'approvals_received', t.received, 'approvals_needed', t.needed,
-        'chat_id', (select c.id from app.chats c where c.like_group_id = g.id))
-    from app.like_groups g
-    cross join lateral private.like_group_tally(g.id, g.event_id) t
-    where g.id = like_group_json.group_id
+begin
+    return (
+        select pg_catalog.jsonb_build_object(
+            'id', g.id, 'event_id', g.event_id, 'creator_id', g.creator_id, 'status', g.status,
+            'member_ids', (select coalesce(pg_catalog.jsonb_agg(m.user_id
+                                       order by m.user_id = g.creator_id desc, m.created_at, m.user_id), '[]')
+                           from app.like_group_members m where m.group_id = g.id),
+            'created_at', g.created_at,
+            'approvals_received', t.received, 'approvals_needed', t.needed,
+            'chat_id', (select c.id from app.chats c where c.like_group_id = g.id))
+        from app.like_groups g
+        cross join lateral private.like_group_tally(g.id, g.event_id) t
+        where g.id = like_group_json.group_id);
+end;
 $$;
 
 /**
@@ -103,7 +105,6 @@ $$;
  */
 create function private.lock_like_group(group_id uuid) returns app.like_groups
 language plpgsql volatile
-set search_path = ''
 as $$
 declare
     v_group app.like_groups;
@@ -121,7 +122,6 @@ $$;
  */
 create function private.require_pending(g app.like_groups) returns void
 language plpgsql immutable
-set search_path = ''
 as $$
 begin
     if g.status <> 'pending' then
@@ -139,7 +139,6 @@ $$;
  */
 create function private.evaluate_like_group(group_id uuid) returns text
 language plpgsql volatile
-set search_path = ''
 as $$
 declare
     v_group app.like_groups := private.lock_like_group(evaluate_like_group.group_id);
@@ -237,13 +236,16 @@ grant execute on function api.like_event(uuid, uuid[]) to authenticated, service
  * Like groups the caller created or belongs to, newest first.
  */
 create function api.my_like_groups() returns jsonb
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-    select coalesce(pg_catalog.jsonb_agg(private.like_group_json(m.group_id)
-        order by m.created_at desc, m.group_id), '[]'::jsonb)
-    from app.like_group_members m
-    where m.user_id = private.require_user()
+begin
+    return (
+        select coalesce(pg_catalog.jsonb_agg(private.like_group_json(m.group_id)
+            order by m.created_at desc, m.group_id), '[]'::jsonb)
+        from app.like_group_members m
+        where m.user_id = private.require_user());
+end;
 $$;
 grant execute on function api.my_like_groups() to authenticated, service_role;
 
@@ -253,7 +255,6 @@ grant execute on function api.my_like_groups() to authenticated, service_role;
  */
 create function private.require_like_group_viewer(group_id uuid) returns void
 language plpgsql stable
-set search_path = ''
 as $$
 begin
     perform private.require_user();
@@ -387,7 +388,6 @@ grant execute on function api.list_like_group_approvals(uuid) to authenticated, 
  */
 create function private.lock_like_group_for_author(group_id uuid) returns app.like_groups
 language plpgsql volatile
-set search_path = ''
 as $$
 declare
     v_group app.like_groups := private.lock_like_group(lock_like_group_for_author.group_id);

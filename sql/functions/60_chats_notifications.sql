@@ -5,18 +5,21 @@
  * [{id, type, like_group_id, participant_ids, created_at}].
  */
 create function api.my_chats() returns jsonb
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-    select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-            'id', c.id, 'type', c.type, 'like_group_id', c.like_group_id,
-            'participant_ids', (select pg_catalog.jsonb_agg(o.user_id order by o.user_id)
-                                from app.chat_participants o where o.chat_id = c.id),
-            'created_at', c.created_at)
-        order by c.created_at desc, c.id), '[]'::jsonb)
-    from app.chat_participants p
-    join app.chats c on c.id = p.chat_id
-    where p.user_id = private.require_user()
+begin
+    return (
+        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'id', c.id, 'type', c.type, 'like_group_id', c.like_group_id,
+                'participant_ids', (select pg_catalog.jsonb_agg(o.user_id order by o.user_id)
+                                    from app.chat_participants o where o.chat_id = c.id),
+                'created_at', c.created_at)
+            order by c.created_at desc, c.id), '[]'::jsonb)
+        from app.chat_participants p
+        join app.chats c on c.id = p.chat_id
+        where p.user_id = private.require_user());
+end;
 $$;
 grant execute on function api.my_chats() to authenticated, service_role;
 
@@ -25,20 +28,23 @@ grant execute on function api.my_chats() to authenticated, service_role;
  * [{id, type, data, read_at, created_at}].
  */
 create function api.my_notifications(unread_only boolean default false) returns jsonb
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-    select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-            'id', n.id, 'type', n.type, 'data', n.data, 'read_at', n.read_at,
-            'created_at', n.created_at)
-        order by n.created_at desc, n.id), '[]'::jsonb)
-    from (
-        select * from app.notifications n
-        where n.user_id = private.require_user()
-          and (not coalesce(my_notifications.unread_only, false) or n.read_at is null)
-        order by n.created_at desc, n.id
-        limit 200
-    ) n
+begin
+    return (
+        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'id', n.id, 'type', n.type, 'data', n.data, 'read_at', n.read_at,
+                'created_at', n.created_at)
+            order by n.created_at desc, n.id), '[]'::jsonb)
+        from (
+            select * from app.notifications n
+            where n.user_id = private.require_user()
+              and (not coalesce(my_notifications.unread_only, false) or n.read_at is null)
+            order by n.created_at desc, n.id
+            limit 200
+        ) n);
+end;
 $$;
 grant execute on function api.my_notifications(boolean) to authenticated, service_role;
 
@@ -91,11 +97,14 @@ grant execute on function api.can_subscribe(text) to authenticated, service_role
  * True when the caller takes part in the chat. Used by policies.
  */
 create function private.is_chat_participant(chat_id uuid) returns boolean
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-    select exists (
-        select from app.chat_participants p
-        where p.chat_id = is_chat_participant.chat_id and p.user_id = auth.uid())
+begin
+    return (
+        select exists (
+            select from app.chat_participants p
+            where p.chat_id = is_chat_participant.chat_id and p.user_id = auth.uid()));
+end;
 $$;
 grant execute on function private.is_chat_participant(uuid) to authenticated, service_role;

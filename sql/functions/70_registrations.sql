@@ -16,7 +16,6 @@
  */
 create function private.random_bytes(n integer) returns bytea
 language plpgsql volatile
-set search_path = ''
 as $$
 declare
     v_out bytea := ''::bytea;
@@ -38,7 +37,6 @@ $$;
  */
 create function private.new_short_code() returns text
 language plpgsql volatile
-set search_path = ''
 as $$
 declare
     c_alphabet constant text := '23456789ABCDEFGHJKMNPQRSTUVWXYZ';
@@ -64,7 +62,6 @@ $$;
  */
 create function private.normalize_short_code(code text) returns text
 language sql immutable
-set search_path = ''
 as $$
     select pg_catalog.upper(pg_catalog.regexp_replace(coalesce(code, ''), '[\s-]', '', 'g'))
 $$;
@@ -74,7 +71,6 @@ $$;
  */
 create function private.pair_invite_status(i app.pair_invites) returns text
 language sql stable
-set search_path = ''
 as $$
     select case when i.status = 'sent' and i.expires_at <= pg_catalog.now() then 'expired'
                 else i.status end
@@ -85,7 +81,6 @@ $$;
  */
 create function private.registration_closed_reason(e app.events) returns text
 language sql stable
-set search_path = ''
 as $$
     select case
         when e.status <> 'open' then 'closed'
@@ -99,7 +94,6 @@ $$;
  */
 create function private.take_seats(event_id uuid, seats integer) returns boolean
 language plpgsql volatile
-set search_path = ''
 as $$
 begin
     update app.events e set seats_taken = e.seats_taken + take_seats.seats
@@ -114,7 +108,6 @@ $$;
  */
 create function private.registration_json(r app.registrations) returns jsonb
 language sql immutable
-set search_path = ''
 as $$
     select pg_catalog.jsonb_build_object(
         'id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'status', r.status,
@@ -313,13 +306,17 @@ grant execute on function api.join_pair_invite(text) to authenticated, service_r
  * The invite a token was issued for, locked; null when the token is unknown.
  */
 create function private.lock_invite_by_token(token text) returns app.pair_invites
-language sql volatile
-set search_path = ''
+language plpgsql volatile
 as $$
-    select i.* from app.pair_invite_tokens t
+declare
+    v_invite app.pair_invites;
+begin
+    select i.* into v_invite from app.pair_invite_tokens t
     join app.pair_invites i on i.id = t.invite_id
     where t.token_hash = private.hash_secret(coalesce(token, ''))
-    for update of i
+    for update of i;
+    return v_invite;
+end;
 $$;
 
 /**
@@ -328,7 +325,6 @@ $$;
  */
 create function private.pair_invite_answer_refusal(i app.pair_invites, caller uuid) returns jsonb
 language plpgsql stable
-set search_path = ''
 as $$
 begin
     if i.inviter_id = caller then
@@ -350,7 +346,6 @@ $$;
  */
 create function private.pair_result(i app.pair_invites) returns jsonb
 language sql stable
-set search_path = ''
 as $$
     select pg_catalog.jsonb_build_object(
         'pair_id', i.pair_id, 'event_id', i.event_id,
@@ -528,36 +523,39 @@ grant execute on function api.revoke_pair_invite(uuid) to authenticated, service
  * addresses.
  */
 create function api.my_pair_invites() returns jsonb
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-    with me as (
-        select u.id, pg_catalog.lower(u.email) as email
-        from auth.users u where u.id = private.require_user()
-    )
-    select pg_catalog.jsonb_build_object(
-        'sent', (
-            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                    'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
-                    'status', private.pair_invite_status(i), 'short_code', i.short_code,
-                    'invitee_email', i.invitee_email, 'pair_id', i.pair_id,
-                    'expires_at', i.expires_at, 'created_at', i.created_at,
-                    'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
-                order by i.created_at desc, i.id), '[]'::jsonb)
-            from me join app.pair_invites i on i.inviter_id = me.id
-            join app.events e on e.id = i.event_id),
-        'received', (
-            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                    'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
-                    'status', private.pair_invite_status(i),
-                    'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
-                    'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
-                    'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
-                order by i.created_at desc, i.id), '[]'::jsonb)
-            from me join app.pair_invites i
-                on i.invitee_id = me.id or (i.invitee_email is not null and i.invitee_email = me.email)
-            join app.events e on e.id = i.event_id
-            join app.profiles p on p.id = i.inviter_id))
-    from me
+begin
+    return (
+        with me as (
+            select u.id, pg_catalog.lower(u.email) as email
+            from auth.users u where u.id = private.require_user()
+        )
+        select pg_catalog.jsonb_build_object(
+            'sent', (
+                select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                        'status', private.pair_invite_status(i), 'short_code', i.short_code,
+                        'invitee_email', i.invitee_email, 'pair_id', i.pair_id,
+                        'expires_at', i.expires_at, 'created_at', i.created_at,
+                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
+                    order by i.created_at desc, i.id), '[]'::jsonb)
+                from me join app.pair_invites i on i.inviter_id = me.id
+                join app.events e on e.id = i.event_id),
+            'received', (
+                select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                        'status', private.pair_invite_status(i),
+                        'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
+                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
+                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
+                    order by i.created_at desc, i.id), '[]'::jsonb)
+                from me join app.pair_invites i
+                    on i.invitee_id = me.id or (i.invitee_email is not null and i.invitee_email = me.email)
+                join app.events e on e.id = i.event_id
+                join app.profiles p on p.id = i.inviter_id))
+        from me);
+end;
 $$;
 grant execute on function api.my_pair_invites() to authenticated, service_role;
