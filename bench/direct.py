@@ -1,19 +1,13 @@
 """Direct runs: the transaction a gateway request runs, driven by pgbench.
 
-One pipelined round trip per call, as the gateway sends it: begin; the
-set_config select of role, claims, method, path and headers; the call wrapped
-as the gateway wraps it; commit. pgbench connects as `authenticator` and runs
-with -M prepared (the gateway's driver prepares repeated statements too).
-
-pgbench prepares a pipeline's statements before running it, so the call is parsed
-before the transaction's role is set; the connections therefore start with
-`role = authenticated` as their session default (PGOPTIONS), which gives the
-parser USAGE on schema api. Each transaction still sets its role and claims
-locally, as the gateway does."""
+One simple-query script per call, as the gateway sends it: begin; the set_config
+select of role, claims, method, path, headers, statement timeout and time zone;
+the call wrapped as the gateway wraps it; commit -- one compound statement
+(`\\;`), one packet, one round trip, run with -M simple and no prepared
+statement, as the gateway. pgbench connects as `authenticator`."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -38,7 +32,9 @@ def script(call: Call, s: Layout, clients: int) -> str:
              f"set_config('request.jwt.claims', {claims}, true), "
              f"set_config('request.method', 'POST', true), "
              f"set_config('request.path', '/rest/v1/rpc/{call.name}', true), "
-             f"set_config('request.headers', '{HEADERS_JSON}', true);")
+             f"set_config('request.headers', '{HEADERS_JSON}', true), "
+             f"set_config('statement_timeout', '8000', true), "
+             f"set_config('timezone', 'UTC', true)")
     if call.arg:
         source = (f"select to_json(api.{call.name}({call.arg} => _a.{call.arg}))::text as body "
                   f"from json_to_record(json_build_object('{call.arg}', {call.arg_sql})) "
@@ -47,8 +43,8 @@ def script(call: Call, s: Layout, clients: int) -> str:
         source = f"select to_json(api.{call.name}())::text as body"
     query = (f"with _c as materialized ({source}) select _c.body, "
              "current_setting('response.status', true), "
-             "current_setting('response.headers', true) from _c;")
-    lines += ["\\startpipeline", "begin;", setup, query, "commit;", "\\endpipeline"]
+             "current_setting('response.headers', true) from _c")
+    lines += [f"begin \\; {setup} \\; {query} \\; commit;"]
     return "\n".join(lines) + "\n"
 
 
@@ -77,11 +73,10 @@ def run(url: str, call: Call, s: Layout, offset: int, clients: int, threads: int
     prefix = workdir / f"{call.name}.log"
     for old in workdir.glob(f"{call.name}.log*"):
         old.unlink()
-    cmd = ["pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", str(threads),
+    cmd = ["pgbench", "-n", "-M", "simple", "-c", str(clients), "-j", str(threads),
            "-T", str(seconds), "-l", f"--log-prefix={prefix}", "-f", str(path),
            "-D", f"off={offset}", "-D", "seq=0", url]
-    env = {**os.environ, "PGOPTIONS": "-c role=authenticated"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, check=False)
     out = proc.stdout + proc.stderr
     (workdir / f"{call.name}.out").write_text(out)
     tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg import sql
+from psycopg import AsyncClientCursor, sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -44,7 +44,9 @@ class Function:
     arg_types: tuple[str, ...]
     required: frozenset[str]
     comment: str
-    query: sql.Composed = field(compare=False)
+    # The whole transaction as one simple-query script, and its read-only twin.
+    script: str = field(compare=False)
+    read_only_script: str = field(compare=False)
 
     def accepts(self, given: set[str]) -> bool:
         return given <= set(self.arg_names) and self.required <= given
@@ -82,6 +84,14 @@ def _build_query(name: str, names: tuple[str, ...], types: tuple[str, ...],
     ).format(source)
 
 
+def _scripts(query: sql.Composed) -> tuple[str, str]:
+    """begin; SETUP; the call; commit -- sent as one simple query (one packet, one
+    round trip, no prepared statement: PgBouncer in any pool mode is fine).
+    Values are bound client-side by psycopg, with the server's quoting rules."""
+    body = sql.SQL("{}; {}; commit").format(SETUP, query).as_string(None)
+    return "begin; " + body, "begin read only; " + body
+
+
 class Catalog:
     """The functions of schema `api`, loaded at start and reloaded when a name is
     not found (at most once a second), so new migrations need no restart."""
@@ -98,9 +108,10 @@ class Catalog:
         for name, volatility, retset, void, names, types, ndefaults, comment in rows:
             names_t, types_t = tuple(names), tuple(types)
             required = frozenset(names_t[: len(names_t) - ndefaults])
+            scripts = _scripts(_build_query(name, names_t, types_t, retset, void))
             functions.setdefault(name, []).append(Function(
                 name, volatility == "v", retset, void, names_t, types_t, required, comment,
-                _build_query(name, names_t, types_t, retset, void)))
+                *scripts))
         self.functions = functions
         self._loaded_at = time.monotonic()
 
@@ -146,9 +157,6 @@ SETUP = sql.SQL(
     "set_config('request.headers', %s, true), set_config('statement_timeout', %s, true), "
     "set_config('timezone', 'UTC', true)"
 )
-BEGIN = sql.SQL("begin")
-BEGIN_READ_ONLY = sql.SQL("begin read only")
-COMMIT = sql.SQL("commit")
 ROLLBACK = sql.SQL("rollback")
 # Beyond the pool's wait and the statement timeout, this long for an answer.
 NETWORK_GRACE = 0.5
@@ -181,26 +189,22 @@ _abandoned: set[asyncio.Future[Result]] = set()
 async def _transaction(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any],
                        who: Identity, method: str, path: str, headers: dict[str, str],
                        statement_timeout_ms: int) -> Result:
-    """The four statements go out together in pipeline mode: one network round
-    trip. Connections are in autocommit mode, so the transaction is spelled out,
-    and a GET of a function that is not volatile runs read-only, as PostgREST does."""
-    setup = (who.role, orjson.dumps(who.claims).decode(), method, path,
-             orjson.dumps(headers).decode(), str(statement_timeout_ms))
-    params = (orjson.dumps(args).decode(),) if fn.arg_names else ()
+    """The transaction goes out as one script (see _scripts); its third result is
+    the call's. A GET of a function that is not volatile runs read-only, as
+    PostgREST does."""
+    values: tuple[Any, ...] = (
+        who.role, orjson.dumps(who.claims).decode(), method, path,
+        orjson.dumps(headers).decode(), str(statement_timeout_ms))
+    if fn.arg_names:
+        values += (orjson.dumps(args).decode(),)
+    script = fn.read_only_script if method == "GET" and not fn.volatile else fn.script
     try:
         async with pool.connection() as conn:
+            cursor = AsyncClientCursor(conn)
             try:
-                # Only the call is ever prepared. When a statement fails in a
-                # pipeline the server skips the rest, Parse messages included; a
-                # statement after the call that psycopg chose to prepare just then
-                # would be remembered as prepared without existing on the server.
-                async with conn.pipeline():
-                    await conn.execute(
-                        BEGIN_READ_ONLY if method == "GET" and not fn.volatile else BEGIN,
-                        prepare=False)
-                    await conn.execute(SETUP, setup, prepare=False)
-                    cursor = await conn.execute(fn.query, params)
-                    await conn.execute(COMMIT, prepare=False)
+                await cursor.execute(script, values)  # type: ignore[arg-type]
+                cursor.nextset()  # begin -> setup
+                cursor.nextset()  # setup -> the call
                 row = await cursor.fetchone()
             except asyncio.CancelledError:
                 await conn.close()  # abandoned by call(): the pool replaces it
@@ -209,11 +213,7 @@ async def _transaction(pool: AsyncConnectionPool, fn: Function, args: dict[str, 
                 if conn.broken:
                     raise psycopg.OperationalError(str(exc)) from None
                 if conn.info.transaction_status != TransactionStatus.IDLE:
-                    await conn.execute(ROLLBACK, prepare=False)
-                if isinstance(exc, psycopg.errors.InvalidSqlStatementName):
-                    # The server lost a prepared statement (e.g. PgBouncer switched
-                    # servers): drop this connection rather than fail again on it.
-                    await conn.close()
+                    await conn.execute(ROLLBACK)
                 raise from_database(exc, who.role) from None
     except (psycopg.OperationalError, PoolTimeout):
         raise unavailable() from None
@@ -237,14 +237,12 @@ def parse_response_headers(text: str | None) -> dict[str, str]:
     return out
 
 
-def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float,
-              prepared_statements: bool = True) -> AsyncConnectionPool:
-    """Autocommit connections as `authenticator`, holding no session state.
-    Statements are prepared after their second use on a connection unless
-    prepared_statements is off (PgBouncer in transaction mode without support
-    for them). After an outage the pool retries connecting with backoff for a few
-    seconds at a time; each request that finds it empty starts it again, so it
-    serves again soon after the database is back, however long it was away."""
+def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float) -> AsyncConnectionPool:
+    """Autocommit connections as `authenticator`, holding no session state and no
+    prepared statements. After an outage the pool retries connecting with
+    backoff for a few seconds at a time; each request that finds it empty starts
+    it again, so it serves again soon after the database is back, however long
+    it was away."""
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await conn.set_autocommit(True)
 
@@ -263,6 +261,6 @@ def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float,
             "keepalives_interval": 2,
             "keepalives_count": 2,
             "application_name": "joinery-gateway",
-            "prepare_threshold": 2 if prepared_statements else None,
+            "prepare_threshold": None,
         },
     )

@@ -28,7 +28,6 @@ class Settings:
     pool_max: int
     pool_timeout: float
     statement_timeout_ms: int
-    prepared_statements: bool
     max_body_bytes: int
     sse_heartbeat: float
     smtp_url: str | None
@@ -57,9 +56,6 @@ class Settings:
             pool_max=int(_env("POOL_MAX", "20") or 20),
             pool_timeout=float(_env("POOL_TIMEOUT", "5") or 5),
             statement_timeout_ms=int(_env("STATEMENT_TIMEOUT_MS", "8000") or 8000),
-            # Off behind PgBouncer in transaction mode without prepared-statement support.
-            prepared_statements=(_env("PREPARED_STATEMENTS", "on") or "on").lower()
-            not in ("off", "false", "0", "no"),
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(1024 * 1024)) or 1024 * 1024),
             sse_heartbeat=float(_env("SSE_HEARTBEAT", "15") or 15),
             smtp_url=_env("SMTP_URL"),

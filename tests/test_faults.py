@@ -388,7 +388,7 @@ def test_postgres_stopped_under_load_behind_pgbouncer(running_cluster: Cluster,
                                      settings={"server_login_retry": "1"}) as bouncer:
         gateway = start_gateway(running_cluster.url, tmp_path / "gateway.log",
                                 GATEWAY_DATABASE_URL=bouncer.authenticator_url,
-                                PREPARED_STATEMENTS="off", **FAULT_ENV)
+                                **FAULT_ENV)
         try:
             load, outcome = run_fault(gateway, running_cluster, users, "pgbouncer")
             check_nothing_half_done(running_cluster.url, load)
