@@ -31,6 +31,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls", default="", help="comma-separated hot calls (default: all)")
     parser.add_argument("--seconds", type=int, default=10, help="length of each measured run")
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="gateway processes")
+    parser.add_argument("--pool", type=int, default=0,
+                        help="connections per gateway process (default: clients / workers)")
     parser.add_argument("--no-half-load", action="store_true")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-plans", action="store_true")
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     started = time.monotonic()
     sizes = [s for s in SIZES if s.label in args.sizes.split(",")]
-    opt = Options(clients=args.clients, seconds=args.seconds, pool=max(1, args.clients // 2),
+    opt = Options(clients=args.clients, seconds=args.seconds, workers=args.workers,
+                  pool=args.pool or max(1, args.clients // args.workers),
                   only=tuple(x for x in args.calls.split(",") if x),
                   half_load=not args.no_half_load, baseline=not args.no_baseline,
                   profile=args.profile)

@@ -12,15 +12,10 @@ import uuid
 from .settings import DEV_DATABASE_URL, Settings
 
 
-def serve(settings: Settings, workers: int) -> None:
-    import uvicorn
+def serve(settings: Settings, workers: int) -> int:
+    from .serve import serve as run
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    uvicorn.run(
-        "gateway.app:create_app", factory=True, host=settings.host, port=settings.port,
-        workers=workers or None, access_log=False, log_level="warning",
-        timeout_graceful_shutdown=10,
-    )
+    return run(settings.host, settings.port, workers)
 
 
 def dev_user(database_url: str) -> str:
@@ -91,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"curl -s -X POST {base}/rest/v1/rpc/create_group \\\n"
               f"  -H 'Authorization: Bearer {token}' \\\n"
               "  -H 'Content-Type: application/json' -d '{\"name\": \"My group\"}'\n", flush=True)
-        serve(settings, 0)
+        return serve(settings, 0)
     else:
-        serve(settings, args.workers)
+        return serve(settings, args.workers)
     return 0
 
 

@@ -271,4 +271,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ApiError: api_error})
     app.state.gateway = gateway
-    return Observe(app, gateway.metrics)  # type: ignore[return-value]
+    return Observe(app, gateway.metrics, settings.access_log)  # type: ignore[return-value]

@@ -5,9 +5,10 @@ never the raw path or query string: those can hold codes and tokens."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections import defaultdict
 from typing import Any
 
@@ -66,9 +67,10 @@ class Observe:
     from an X-Request-Id header when it is short and plain, else a new one, and
     is returned in X-Request-Id."""
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: Any, metrics: Metrics, access_log: bool = True) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -92,11 +94,16 @@ class Observe:
             seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.observe(scope["method"], route, status, seconds)
-            log.info(orjson.dumps({
-                "request_id": request_id, "method": scope["method"], "route": route,
-                "function": scope.get(FUNCTION_KEY), "status": status,
-                "ms": round(seconds * 1000, 2),
-            }).decode())
+            if self.access_log:
+                log.info(orjson.dumps({
+                    "request_id": request_id, "method": scope["method"], "route": route,
+                    "function": scope.get(FUNCTION_KEY), "status": status,
+                    "ms": round(seconds * 1000, 2),
+                }).decode())
+
+
+_PREFIX = os.urandom(6).hex()  # this process's part of generated request ids
+_counter = itertools.count(1)
 
 
 def _request_id(scope: Any) -> str:
@@ -104,4 +111,4 @@ def _request_id(scope: Any) -> str:
         if name == b"x-request-id" and 0 < len(value) <= 64 and value.isascii() \
                 and value.replace(b"-", b"").isalnum():
             return value.decode()
-    return uuid.uuid4().hex
+    return f"{_PREFIX}{next(_counter):020x}"

@@ -30,6 +30,7 @@ class Settings:
     statement_timeout_ms: int
     max_body_bytes: int
     sse_heartbeat: float
+    access_log: bool
     smtp_url: str | None
     mail_from: str
     app_url: str
@@ -58,6 +59,7 @@ class Settings:
             statement_timeout_ms=int(_env("STATEMENT_TIMEOUT_MS", "8000") or 8000),
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(1024 * 1024)) or 1024 * 1024),
             sse_heartbeat=float(_env("SSE_HEARTBEAT", "15") or 15),
+            access_log=(_env("ACCESS_LOG", "on") or "on").lower() not in ("off", "false", "0"),
             smtp_url=_env("SMTP_URL"),
             mail_from=_env("MAIL_FROM", "Joinery <no-reply@localhost>") or "",
             app_url=_env("APP_URL", "http://127.0.0.1:8000") or "",

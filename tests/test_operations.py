@@ -113,3 +113,39 @@ def test_request_with_token_for_unknown_role_is_not_logged_with_token(
     assert answer.status_code == 401
     time.sleep(0.2)
     assert token not in gateway.log()
+
+
+def test_workers_share_the_port_and_stop_together(database_url: str, tmp_path: Path,
+                                                   make_user) -> None:
+    """WORKERS=2: two processes each listening on the port (SO_REUSEPORT); both
+    serve, and SIGTERM to the parent stops both cleanly."""
+    proc = start_gateway(database_url, tmp_path / "gateway.log", WORKERS="2")
+    user = make_user()
+    try:
+        statuses = []
+        for _ in range(20):  # new connections: the kernel spreads them over the workers
+            with httpx.Client(base_url=proc.url, timeout=10) as http:
+                statuses.append(http.get("/rest/v1/rpc/my_groups", headers=user.headers)
+                                .status_code)
+        assert statuses == [200] * 20
+        children = Path(f"/proc/{proc.process.pid}/task/{proc.process.pid}/children")
+        workers = children.read_text().split()
+        assert len(workers) >= 2
+    finally:
+        proc.process.send_signal(signal.SIGTERM)
+        assert proc.process.wait(timeout=20) == 0
+    deadline = time.monotonic() + 5
+    left = workers
+    while left and time.monotonic() < deadline:
+        left = [pid for pid in workers if _running(pid)]
+        time.sleep(0.1)
+    assert left == []
+    assert "Traceback" not in proc.log()
+
+
+def _running(pid: str) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

@@ -1,0 +1,71 @@
+"""Running the gateway: one uvicorn server, or one per worker process.
+
+With several workers each process binds its own listening socket on the same
+port with SO_REUSEPORT, so the kernel spreads connections across them. (With
+one shared socket, whichever worker is idle when a client connects takes the
+connection, and a keep-alive load ends up unevenly split between workers.)"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from types import FrameType
+
+import uvicorn
+
+APP = "gateway.app:create_app"
+
+
+def _config(host: str, port: int) -> uvicorn.Config:
+    # Client addresses are not used (the access log leaves them out), so proxy
+    # headers are not parsed; no Server header either.
+    return uvicorn.Config(APP, factory=True, host=host, port=port, access_log=False,
+                          log_level="warning", timeout_graceful_shutdown=10,
+                          proxy_headers=False, server_header=False)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(host: str, port: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    uvicorn.Server(_config(host, port)).run(sockets=[_listen(host, port)])
+
+
+def serve(host: str, port: int, workers: int) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    if workers <= 1:
+        uvicorn.Server(_config(host, port)).run()
+        return 0
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_worker, args=(host, port), name=f"gateway-{i}")
+                for i in range(workers)]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT to every worker: each finishes its requests in flight."""
+        for child in children:
+            if child.is_alive() and child.pid is not None:
+                os.kill(child.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.join()
+    # A worker stopped by the forwarded signal exits with it: that is a clean stop.
+    failed = [c.exitcode for c in children if c.exitcode not in (0, -signal.SIGTERM,
+                                                                 -signal.SIGINT)]
+    return 1 if failed else 0
