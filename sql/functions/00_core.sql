@@ -111,6 +111,16 @@ begin
     v_since := pg_catalog.now() - pg_catalog.make_interval(secs => v_limit.window_seconds);
     delete from app.rate_limit_hits h
     where h.user_id = v_uid and h.bucket = rate_limit.bucket and h.created_at <= v_since;
+    -- Now and then, also hits of anyone that have left every window (users who
+    -- never come back), a bounded batch at a time.
+    if pg_catalog.random() < 0.001 then
+        delete from app.rate_limit_hits h
+        where h.id in (
+            select o.id from app.rate_limit_hits o
+            where o.created_at < pg_catalog.now() - pg_catalog.make_interval(
+                secs => (select pg_catalog.max(l.window_seconds) from app.rate_limits l))
+            limit 1000);
+    end if;
     select pg_catalog.count(*), pg_catalog.min(h.created_at) into v_count, v_oldest
     from app.rate_limit_hits h
     where h.user_id = v_uid and h.bucket = rate_limit.bucket;

@@ -1,0 +1,1 @@
+drop index if exists app.rate_limit_hits_created_at_idx;
