@@ -151,3 +151,45 @@ def test_nothing_leaks_between_requests_on_one_connection(gateway, make_user) ->
             as_anon = http.post("/rest/v1/rpc/me")
             assert as_anon.status_code == 401, as_anon.text
             assert as_anon.json()["code"] == "42501"
+
+
+def _none_alg(claims: dict[str, Any]) -> str:
+    return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+
+
+# The documented answers (README, "Tokens"): status, body code and message, exactly.
+MATRIX = [
+    ("malformed", lambda c: "abc", "PGRST301", "malformed token"),
+    ("alg none", _none_alg, "PGRST301", "token algorithm is not allowed"),
+    ("HS512", lambda c: jwt.encode(c, JWT_SECRET, algorithm="HS512"), "PGRST301",
+     "token algorithm is not allowed"),
+    ("wrong secret", lambda c: jwt.encode(c, WRONG_SECRET, algorithm="HS256"), "PGRST301",
+     "invalid signature"),
+    ("expired beyond the skew",
+     lambda c: jwt.encode({**c, "exp": int(time.time()) - 31}, JWT_SECRET, algorithm="HS256"),
+     "PGRST303", "token has expired"),
+    ("not yet valid",
+     lambda c: jwt.encode({**c, "nbf": int(time.time()) + 120}, JWT_SECRET, algorithm="HS256"),
+     "PGRST301", "token is not yet valid"),
+    ("issued in the future",
+     lambda c: jwt.encode({**c, "iat": int(time.time()) + 120}, JWT_SECRET, algorithm="HS256"),
+     "PGRST301", "token issued in the future"),
+    ("role not allowed",
+     lambda c: jwt.encode({**c, "role": "postgres"}, JWT_SECRET, algorithm="HS256"),
+     "PGRST301", 'role "postgres" is not allowed'),
+    ("service_role signed by another key",
+     lambda c: jwt.encode({**c, "role": "service_role"}, WRONG_SECRET, algorithm="HS256"),
+     "PGRST301", "invalid signature"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:The HMAC key is")  # the HS512 case's own key
+@pytest.mark.parametrize(("case", "build", "code", "message"), MATRIX,
+                         ids=[m[0] for m in MATRIX])
+def test_token_matrix(client: httpx.Client, make_user, case: str, build, code: str,
+                      message: str) -> None:
+    token = build(claims_for(make_user()))
+    response = client.post(PATH, headers={"Authorization": f"Bearer {token}"})
+    assert_invalid_token(response, code)
+    assert response.json() == {"code": code, "message": message, "details": None,
+                               "hint": None}
