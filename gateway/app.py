@@ -43,7 +43,7 @@ class Gateway:
             settings.pool_timeout)
         self.catalog = db.Catalog()
         self.metrics = Metrics()
-        self.hub = Hub(settings.listen_database_url)
+        self.hub = Hub(settings.listen_database_url, self.catalog.invalidate)
         self.mailer = make_mailer(settings) if settings.smtp_url else None
 
     def identity(self, request: Request, query_token: bool = False) -> db.Identity:

@@ -94,7 +94,8 @@ def _scripts(query: sql.Composed) -> tuple[str, str]:
 
 class Catalog:
     """The functions of schema `api`, loaded at start and reloaded when a name is
-    not found (at most once a second), so new migrations need no restart."""
+    not found (at most once a second, or at once after a schema change was
+    announced), so new migrations need no restart."""
 
     def __init__(self) -> None:
         self.functions: dict[str, list[Function]] = {}
@@ -114,6 +115,10 @@ class Catalog:
                 *scripts))
         self.functions = functions
         self._loaded_at = time.monotonic()
+
+    def invalidate(self) -> None:
+        """A schema change was announced: the next miss reloads at once."""
+        self._loaded_at = 0.0
 
     async def find(self, pool: AsyncConnectionPool, name: str, given: set[str]) -> Function:
         for attempt in range(2):

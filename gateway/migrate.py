@@ -107,6 +107,8 @@ def apply_code(conn: psycopg.Connection, force: bool = False) -> bool:
             "revoke execute on all functions in schema api, private from public"
         )
         conn.execute(sql.SQL("comment on schema api is {}").format(sql.Literal(wanted)))
+        # Gateways reload their function catalogue (delivered at commit).
+        conn.execute("notify joinery_schema")
     return True
 
 

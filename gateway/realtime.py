@@ -1,5 +1,6 @@
 """Realtime over Server-Sent Events: one LISTEN connection per gateway process,
-fanned out to every subscriber by topic. The database decides who may
+fanned out to every subscriber by topic. The same connection hears schema
+changes (channel joinery_schema) and tells the function catalogue. The database decides who may
 subscribe (api.can_subscribe) and what is published (private.publish, which
 NOTIFYs at commit); this module only carries messages."""
 
@@ -9,12 +10,13 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
 import orjson
 import psycopg
 
 CHANNEL = "joinery_realtime"
+SCHEMA_CHANNEL = "joinery_schema"  # `python -m gateway migrate` notifies it
 QUEUE_SIZE = 256
 LISTENER_WAIT = 3.0  # seconds a new subscriber waits for the listener
 log = logging.getLogger("joinery.realtime")
@@ -37,8 +39,9 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, on_schema_change: Callable[[], None] = lambda: None) -> None:
         self.conninfo = conninfo
+        self.on_schema_change = on_schema_change
         self.topics: dict[str, set[Subscription]] = defaultdict(set)
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -61,10 +64,14 @@ class Hub:
                     application_name="joinery-realtime",
                 ) as conn:
                     await conn.execute(f"listen {CHANNEL}")
+                    await conn.execute(f"listen {SCHEMA_CHANNEL}")
                     self.connected.set()
                     delay = 0.2
                     async for note in conn.notifies():
-                        self._dispatch(note.payload)
+                        if note.channel == SCHEMA_CHANNEL:
+                            self.on_schema_change()
+                        else:
+                            self._dispatch(note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: keep trying

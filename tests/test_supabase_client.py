@@ -3,12 +3,17 @@ it does against PostgREST on Supabase."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 from postgrest.exceptions import APIError
 from supabase import Client, ClientOptions, create_client
+
+from conftest import JWT_SECRET
+from gateway.jwt_auth import mint
 
 if TYPE_CHECKING:
     from conftest import GatewayProcess, User
@@ -94,3 +99,53 @@ def test_refused_invite_raises_api_error(gateway, make_user) -> None:
             "create_group_invite", {"group_id": group["id"], "max_uses": 2}).execute()
     assert caught.value.code == "PT403"
     assert caught.value.message == "Only members of the group can create invite codes."
+
+
+def test_void_functions_and_anon_key(gateway, make_user) -> None:
+    user = make_user()
+    client = client_for(gateway, user)
+    group = client.rpc("create_group", {"name": "Void"}).execute().data
+    left = client.rpc("leave_group", {"group_id": group["id"]}).execute()
+    assert left.data in (None, [], "")  # 204: postgrest-py reports no data
+    assert client.rpc("my_groups", {}).execute().data == []
+    anon = create_client(gateway.url, mint(JWT_SECRET, None, "anon"),
+                         options=ClientOptions(postgrest_client_timeout=30))
+    with pytest.raises(APIError) as refused:
+        anon.rpc("my_groups", {}).execute()
+    assert refused.value.code == "42501"
+
+
+@pytest.fixture
+def set_returning_function(admin) -> Iterator[str]:
+    """A SETOF function in api for the length of one test (the project's own
+    functions return JSON arrays; PostgREST clients also call set-returning ones)."""
+    admin.execute("""
+        create function api.test_numbers(upto integer)
+        returns table (n integer, square integer)
+        language sql stable security definer set search_path = '' as $$
+            select i, i * i from pg_catalog.generate_series(1, upto) i
+        $$;
+        revoke execute on function api.test_numbers(integer) from public;
+        grant execute on function api.test_numbers(integer) to authenticated;
+        notify joinery_schema""")
+    yield "test_numbers"
+    admin.execute("drop function api.test_numbers(integer)")
+
+
+def test_set_returning_function(gateway, make_user, set_returning_function: str) -> None:
+    client = client_for(gateway, make_user())
+    # The announcement reaches the gateway's listener within moments.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            rows = client.rpc(set_returning_function, {"upto": 3}).execute().data
+            break
+        except APIError as exc:
+            if exc.code != "PGRST202" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    assert rows == [{"n": 1, "square": 1}, {"n": 2, "square": 4}, {"n": 3, "square": 9}]
+    assert client.rpc(set_returning_function, {"upto": 0}).execute().data == []
+    # GET too: the function is stable.
+    rows = client.rpc(set_returning_function, {"upto": 2}, get=True).execute().data
+    assert rows == [{"n": 1, "square": 1}, {"n": 2, "square": 4}]
