@@ -133,17 +133,26 @@ end;
 $$;
 
 /**
- * The 429 answer for a refused attempt: Retry-After header, status, error body.
+ * The gate of every counted attempt: counts it in `bucket` and returns null, or,
+ * over the limit, audits the refusal as `action` and returns the 429 answer
+ * (Retry-After header, status, error body) for the caller to return.
  */
-create function private.too_many_attempts(retry_after integer) returns jsonb
+create function private.rate_limited(bucket text, action text, subject_id uuid default null)
+returns jsonb
 language plpgsql volatile
 as $$
+declare
+    v_retry integer := private.rate_limit(bucket);
 begin
+    if v_retry = 0 then
+        return null;
+    end if;
+    perform private.audit(action, 'rate_limited', 429, subject_id);
     perform pg_catalog.set_config('response.headers',
         pg_catalog.jsonb_build_array(
-            pg_catalog.jsonb_build_object('Retry-After', retry_after::text))::text,
+            pg_catalog.jsonb_build_object('Retry-After', v_retry::text))::text,
         true);
     return private.fail(429, 'Too many attempts. Try again later.',
-        pg_catalog.format('retry after %s seconds', retry_after), null);
+        pg_catalog.format('retry after %s seconds', v_retry), null);
 end;
 $$;

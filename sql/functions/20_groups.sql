@@ -205,13 +205,13 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
-    v_retry integer := private.rate_limit('create_invite');
+    v_limited jsonb := private.rate_limited('create_invite', 'group_invite.create',
+                                            create_group_invite.group_id);
     v_code text;
     v_invite app.group_invites;
 begin
-    if v_retry > 0 then
-        perform private.audit('group_invite.create', 'rate_limited', 429, create_group_invite.group_id);
-        return private.too_many_attempts(v_retry);
+    if v_limited is not null then
+        return v_limited;
     end if;
     if create_group_invite.group_id is null
        or not exists (select from app.groups g where g.id = create_group_invite.group_id) then
@@ -262,15 +262,14 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
-    v_retry integer := private.rate_limit('join_code');
+    v_limited jsonb := private.rate_limited('join_code', 'group.join');
     v_invite app.group_invites;
     v_member app.group_members;
     v_reason text;
     v_consumed boolean := false;
 begin
-    if v_retry > 0 then
-        perform private.audit('group.join', 'rate_limited', 429);
-        return private.too_many_attempts(v_retry);
+    if v_limited is not null then
+        return v_limited;
     end if;
     if not private.is_uuid_text(join_group.code) then
         perform private.audit('group.join', 'malformed', 400);
@@ -338,13 +337,12 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-    v_retry integer := private.rate_limit('join_code');
+    v_limited jsonb := private.rate_limited('join_code', 'group.preview');
     v_invite app.group_invites;
     v_reason text;
 begin
-    if v_retry > 0 then
-        perform private.audit('group.preview', 'rate_limited', 429);
-        return private.too_many_attempts(v_retry);
+    if v_limited is not null then
+        return v_limited;
     end if;
     if not private.is_uuid_text(preview_group_invite.code) then
         perform private.audit('group.preview', 'malformed', 400);

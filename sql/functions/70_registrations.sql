@@ -192,15 +192,15 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
-    v_retry integer := private.rate_limit('create_invite');
+    v_limited jsonb := private.rate_limited('create_invite', 'pair_invite.create',
+                                            create_pair_invite.event_id);
     v_event app.events;
     v_email text := nullif(pg_catalog.btrim(create_pair_invite.invitee_email), '');
     v_reason text;
     v_invite app.pair_invites;
 begin
-    if v_retry > 0 then
-        perform private.audit('pair_invite.create', 'rate_limited', 429, create_pair_invite.event_id);
-        return private.too_many_attempts(v_retry);
+    if v_limited is not null then
+        return v_limited;
     end if;
     if v_email is not null and (pg_catalog.length(v_email) > 254
                                 or v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') then
@@ -271,13 +271,12 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
-    v_retry integer := private.rate_limit('join_code');
+    v_limited jsonb := private.rate_limited('join_code', 'pair_invite.join');
     v_invite app.pair_invites;
     v_token text;
 begin
-    if v_retry > 0 then
-        perform private.audit('pair_invite.join', 'rate_limited', 429);
-        return private.too_many_attempts(v_retry);
+    if v_limited is not null then
+        return v_limited;
     end if;
     select * into v_invite from app.pair_invites i
     where i.short_code = private.normalize_short_code(join_pair_invite.code)
@@ -371,7 +370,7 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
-    v_retry integer := private.rate_limit('respond_invite');
+    v_limited jsonb := private.rate_limited('respond_invite', 'pair_invite.accept');
     v_invite app.pair_invites;
     v_event app.events;
     v_refusal jsonb;
@@ -379,9 +378,8 @@ declare
     v_reason text;
     v_pair uuid := pg_catalog.gen_random_uuid();
 begin
-    if v_retry > 0 then
-        perform private.audit('pair_invite.accept', 'rate_limited', 429);
-        return private.too_many_attempts(v_retry);
+    if v_limited is not null then
+        return v_limited;
     end if;
     v_invite := private.lock_invite_by_token(accept_pair_invite.token);
     if v_invite.id is null then
@@ -447,14 +445,13 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
-    v_retry integer := private.rate_limit('respond_invite');
+    v_limited jsonb := private.rate_limited('respond_invite', 'pair_invite.decline');
     v_invite app.pair_invites;
     v_refusal jsonb;
     v_status text;
 begin
-    if v_retry > 0 then
-        perform private.audit('pair_invite.decline', 'rate_limited', 429);
-        return private.too_many_attempts(v_retry);
+    if v_limited is not null then
+        return v_limited;
     end if;
     v_invite := private.lock_invite_by_token(decline_pair_invite.token);
     if v_invite.id is null then
