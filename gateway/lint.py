@@ -269,18 +269,27 @@ def multiple_permissive_policies(conn: psycopg.Connection) -> list[tuple[str, st
 
 @check
 def rls_enabled_no_policy(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """A table with row level security on and no policy at all.
+    """A table with row level security on, no policy at all, and a privilege held
+    by anon or authenticated.
 
-    Every row is then hidden from every role subject to RLS, whatever the grants
-    say: either the grants are dead or a policy is missing. Saying which, with a
-    policy, keeps the intent readable.
+    Every row is then hidden from those roles whatever the grants say: either the
+    grants are dead or a policy is missing. (A table that only the api functions
+    and service_role touch, granted to neither, needs no policy: RLS there is
+    defence in depth, and a policy would only say `true` to a role that bypasses
+    it anyway.)
     """
     return rows(conn, f"""
-        select c.oid::regclass::text, 'row level security is on but the table has no policy'
+        select c.oid::regclass::text,
+               'row level security is on, anon or authenticated hold a privilege, '
+               'and the table has no policy'
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where c.relkind in ('r', 'p') and c.relrowsecurity and n.nspname = any(%(project)s)
           and {TABLE_NOT_IN_EXTENSION}
           and not exists (select from pg_policy p where p.polrelid = c.oid)
+          and exists (
+              select from pg_catalog.aclexplode(c.relacl) a
+              join pg_catalog.pg_roles r on r.oid = a.grantee
+              where r.rolname in ('anon', 'authenticated'))
         order by 1""")
 
 

@@ -97,9 +97,13 @@ create policy lint_narrow on app.lint_restricted as restrictive for select to au
     using (id < 100);
 create policy lint_anon_too on app.lint_restricted for select to anon using (id > 0);
 
--- rls_enabled_no_policy
+-- rls_enabled_no_policy: granted to authenticated, so its rows are hidden for
+-- nothing; the same table granted to nobody is fine (internal, RLS as defence).
 create table app.lint_no_policy (id integer primary key);
 alter table app.lint_no_policy enable row level security;
+grant select on app.lint_no_policy to authenticated;
+create table app.lint_internal (id integer primary key);
+alter table app.lint_internal enable row level security;
 
 -- policy_without_rls (in private and granted to nobody: rls_disabled stays quiet)
 create table private.lint_policy_off (id integer primary key);

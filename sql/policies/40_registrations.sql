@@ -12,13 +12,8 @@ create policy "Inviters can read their invitations" on app.pair_invites
     for select to authenticated
     using (inviter_id = (select auth.uid()));
 
--- RLS with no policy for users: only the api functions read tokens.
+-- Tokens and the outbox: RLS on, granted to nobody but service_role (which
+-- bypasses RLS), so no policy; only the api functions and the mail workers
+-- (private.mail_*) touch them.
 grant select on app.pair_invite_tokens to service_role;
-create policy "Service role reads invitation tokens" on app.pair_invite_tokens
-    for select to service_role
-    using (true);
-
 grant select on app.mail_outbox to service_role;
-create policy "Service role reads the outbox" on app.mail_outbox
-    for select to service_role
-    using (true);
