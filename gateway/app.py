@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -269,6 +271,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *(Route(r.path, seed_endpoint(r), methods=[r.method]) for r in SEED_ROUTES),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={ApiError: api_error})
+                    exception_handlers={ApiError: api_error},
+                    middleware=[Middleware(
+                        CORSMiddleware, allow_origins=list(settings.cors_origins),
+                        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                        allow_headers=["authorization", "apikey", "content-type", "prefer",
+                                       "accept-profile", "content-profile", "x-client-info",
+                                       "x-request-id"],
+                        expose_headers=["retry-after", "x-request-id", "content-range"],
+                        max_age=86400)])
     app.state.gateway = gateway
     return Observe(app, gateway.metrics, settings.access_log)  # type: ignore[return-value]

@@ -31,6 +31,7 @@ class Settings:
     max_body_bytes: int
     sse_heartbeat: float
     access_log: bool
+    cors_origins: tuple[str, ...]
     smtp_url: str | None
     mail_from: str
     app_url: str
@@ -60,6 +61,10 @@ class Settings:
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(1024 * 1024)) or 1024 * 1024),
             sse_heartbeat=float(_env("SSE_HEARTBEAT", "15") or 15),
             access_log=(_env("ACCESS_LOG", "on") or "on").lower() not in ("off", "false", "0"),
+            # Browsers on other origins call the API, as they call PostgREST: any
+            # origin by default (tokens travel in headers, never in cookies).
+            cors_origins=tuple(o.strip() for o in (_env("CORS_ALLOWED_ORIGINS", "*") or "*")
+                               .split(",") if o.strip()),
             smtp_url=_env("SMTP_URL"),
             mail_from=_env("MAIL_FROM", "Joinery <no-reply@localhost>") or "",
             app_url=_env("APP_URL", "http://127.0.0.1:8000") or "",

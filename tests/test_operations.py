@@ -149,3 +149,21 @@ def _running(pid: str) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def test_browsers_on_other_origins_may_call(client: httpx.Client, make_user) -> None:
+    """CORS as PostgREST answers it: a preflight for the headers supabase-js sends,
+    and the allowed origin on the answer itself."""
+    preflight = client.options("/rest/v1/rpc/my_groups", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,apikey,content-type,x-client-info"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    for header in ("authorization", "apikey", "content-type", "x-client-info"):
+        assert header in allowed
+    answer = client.post("/rest/v1/rpc/my_groups", headers={
+        **make_user().headers, "Origin": "https://app.example"})
+    assert answer.status_code == 200
+    assert answer.headers["access-control-allow-origin"] == "*"
+    assert "retry-after" in answer.headers["access-control-expose-headers"].lower()
