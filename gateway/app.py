@@ -28,7 +28,7 @@ from .routes import SEED_ROUTES, SeedRoute
 from .settings import Settings
 
 # Request headers passed to SQL as request.headers; credentials are left out.
-_PRIVATE_HEADERS = frozenset({"authorization", "apikey", "cookie"})
+_PRIVATE_HEADERS = frozenset({b"authorization", b"apikey", b"cookie"})
 # PostgREST exposes one schema here; supabase clients ask for "public" by default.
 _PROFILES = frozenset({"api", "public"})
 
@@ -79,9 +79,12 @@ class Gateway:
         if request.method == "GET" and fn.volatile:
             raise ApiError(405, "PGRST101",
                            "Cannot use the GET method on RPC with volatile functions")
-        headers = {k: v for k, v in request.headers.items() if k not in _PRIVATE_HEADERS}
+        # Straight from the ASGI scope: header names arrive lower-cased, and the path
+        # needs no URL object built around it.
+        headers = {k.decode("latin-1"): v.decode("latin-1")
+                   for k, v in request.scope["headers"] if k not in _PRIVATE_HEADERS}
         return await db.call(self.pool, fn, args, who, request.method,
-                             request.url.path, headers, self.settings.statement_timeout_ms)
+                             request.scope["path"], headers, self.settings.statement_timeout_ms)
 
 
 def make_mailer(settings: Settings) -> Mailer:

@@ -8,10 +8,12 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 
 from conftest import GatewayProcess, User, start_gateway
 from gateway.jwt_auth import mint
@@ -167,3 +169,47 @@ def test_browsers_on_other_origins_may_call(client: httpx.Client, make_user) -> 
     assert answer.status_code == 200
     assert answer.headers["access-control-allow-origin"] == "*"
     assert "retry-after" in answer.headers["access-control-expose-headers"].lower()
+
+
+@pytest.fixture
+def request_context_function(admin) -> Iterator[str]:
+    """An api function, for one test, that shows what the gateway set for it."""
+    admin.execute("""
+        create function api.test_request_context() returns jsonb
+        language sql stable security definer set search_path = '' as $$
+            select pg_catalog.jsonb_build_object(
+                'role', current_user,
+                'claims', pg_catalog.current_setting('request.jwt.claims', true)::jsonb,
+                'method', pg_catalog.current_setting('request.method', true),
+                'path', pg_catalog.current_setting('request.path', true),
+                'headers', pg_catalog.current_setting('request.headers', true)::jsonb,
+                'statement_timeout', pg_catalog.current_setting('statement_timeout'),
+                'timezone', pg_catalog.current_setting('timezone'))
+        $$;
+        revoke execute on function api.test_request_context() from public;
+        grant execute on function api.test_request_context() to authenticated;
+        notify joinery_schema""")
+    yield "test_request_context"
+    admin.execute("drop function api.test_request_context()")
+
+
+def test_request_context_reaches_sql_without_credentials(
+        client: httpx.Client, make_user, request_context_function: str) -> None:
+    user = make_user()
+    headers = {**user.headers, "apikey": user.token, "Cookie": "session=secret",
+               "X-Custom": "kept"}
+    deadline = time.monotonic() + 5
+    while (answer := client.post(f"/rest/v1/rpc/{request_context_function}",
+                                 headers=headers)).status_code == 404 \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)  # the catalogue reloads on the schema announcement
+    assert answer.status_code == 200, answer.text
+    seen = answer.json()
+    # The function runs as its owner (definer); the caller's role is in the claims.
+    assert seen["claims"]["sub"] == user.id and seen["claims"]["role"] == "authenticated"
+    assert seen["method"] == "POST"
+    assert seen["path"] == f"/rest/v1/rpc/{request_context_function}"
+    assert seen["headers"]["x-custom"] == "kept"
+    assert not {"authorization", "apikey", "cookie"} & set(seen["headers"])
+    assert seen["statement_timeout"] == "8s"
+    assert seen["timezone"] == "UTC"
