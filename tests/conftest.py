@@ -34,11 +34,33 @@ def database_url() -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def _pgtap_extension() -> None:
-    """pgTAP lives in its own schema, in the test database only."""
+    """pgTAP lives in its own schema, in the test database only, with the helpers
+    the pgTAP files share (tests/sql/support.sql, schema test_support). anon and
+    authenticated may call pgTAP and the helpers, whatever the database's default
+    privileges (the files switch to those roles)."""
     url = os.environ.get("DATABASE_URL")
     if url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("create extension if not exists pgtap")
+            conn.execute((ROOT / "tests" / "sql" / "support.sql").read_text())
+            conn.execute(
+                """do $grant$
+                declare
+                    v_schema name;
+                begin
+                    foreach v_schema in array array[
+                        (select e.extnamespace::regnamespace::name
+                         from pg_catalog.pg_extension e where e.extname = 'pgtap'),
+                        'test_support']
+                    loop
+                        execute format('grant usage on schema %I to anon, authenticated', v_schema);
+                        execute format(
+                            'grant execute on all functions in schema %I to anon, authenticated',
+                            v_schema);
+                    end loop;
+                end
+                $grant$"""
+            )
 
 
 @pytest.fixture

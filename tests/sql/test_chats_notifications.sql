@@ -11,19 +11,6 @@ select plan(47);
 -- Arrange (as the superuser)
 -- ---------------------------------------------------------------------------
 
--- pgTAP's functions are not executable by PUBLIC in this database (the
--- migrations revoke that by default): let the test roles call them, inside
--- this transaction only.
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to anon, authenticated', v_schema);
-    execute format('grant execute on all functions in schema %I to anon, authenticated', v_schema);
-end
-$grant$;
-
 create temp table people (name text primary key, id uuid not null unique);
 insert into people values
     ('host',     '00000000-0000-4000-8000-000000000001'),
@@ -50,23 +37,6 @@ insert into app.notifications (id, user_id, type, data, read_at, created_at) val
 
 create temp table vars (name text primary key, value jsonb);
 
-create function pg_temp.u(text) returns uuid
-language sql stable as $$ select id from people where name = $1 $$;
-
-create function pg_temp.v(text) returns jsonb
-language sql stable as $$ select value from vars where name = $1 $$;
-
-create function pg_temp.id(text) returns uuid
-language sql stable as $$ select (value ->> 'id')::uuid from vars where name = $1 $$;
-
--- Acts as the named user; returns a TAP comment for the output.
-create function pg_temp.login(text) returns text
-language sql as $$
-    select set_config('request.jwt.claims',
-        jsonb_build_object('sub', pg_temp.u($1), 'role', 'authenticated')::text, true);
-    select '# as ' || $1
-$$;
-
 -- The caller's notifications as [type, ...], newest first.
 create function pg_temp.note_types(unread_only boolean) returns jsonb
 language sql as $$
@@ -83,32 +53,31 @@ $$;
 
 grant select on people to anon, authenticated;
 grant all on vars to anon, authenticated;
-grant execute on function pg_temp.u(text), pg_temp.v(text), pg_temp.id(text), pg_temp.login(text),
-    pg_temp.note_types(boolean), pg_temp.read_at(uuid) to anon, authenticated;
+grant execute on function pg_temp.note_types(boolean), pg_temp.read_at(uuid) to anon, authenticated;
 
 -- The like group, approved by both authors: the chat and two notifications.
 set local role authenticated;
 
-select pg_temp.login('host');
+select test_support.login('host');
 insert into vars values ('event', api.create_event('Launch party'));
-select '# added ' || (api.add_event_author(pg_temp.id('event'), pg_temp.u('cohost')) ->> 'title');
+select '# added ' || (api.add_event_author(test_support.id('event'), test_support.u('cohost')) ->> 'title');
 
-select pg_temp.login('leader');
-insert into vars values ('g', api.like_event(pg_temp.id('event'), array[pg_temp.u('member')]));
+select test_support.login('leader');
+insert into vars values ('g', api.like_event(test_support.id('event'), array[test_support.u('member')]));
 
-select pg_temp.login('cohost');
-select '# ' || (api.approve_like_group(pg_temp.id('g')) ->> 'status');
-select pg_temp.login('host');
-insert into vars values ('approved', api.approve_like_group(pg_temp.id('g')));
+select test_support.login('cohost');
+select '# ' || (api.approve_like_group(test_support.id('g')) ->> 'status');
+select test_support.login('host');
+insert into vars values ('approved', api.approve_like_group(test_support.id('g')));
 
 reset role;
 
 insert into vars
 select 'member_note', jsonb_build_object('id', n.id) from app.notifications n
-where n.user_id = pg_temp.u('member') and n.type = 'group_approved';
+where n.user_id = test_support.u('member') and n.type = 'group_approved';
 
 select is(
-    pg_temp.v('approved') ->> 'status', 'approved',
+    test_support.v('approved') ->> 'status', 'approved',
     'arrange: the group is approved, which created the chat'
 );
 
@@ -117,13 +86,13 @@ select is(
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select pg_temp.login('leader');
+select test_support.login('leader');
 
 select is(
     api.my_chats(),
     jsonb_build_array(jsonb_build_object(
-        'id', pg_temp.v('approved') -> 'chat_id', 'type', 'approved_group',
-        'like_group_id', pg_temp.id('g'),
+        'id', test_support.v('approved') -> 'chat_id', 'type', 'approved_group',
+        'like_group_id', test_support.id('g'),
         'participant_ids', (select jsonb_agg(id order by id) from people
                             where name in ('host', 'cohost', 'leader', 'member')),
         'created_at', now())),
@@ -144,8 +113,8 @@ select is(
     jsonb_build_object(
         'id', (select id from app.notifications where type = 'group_approved'),
         'type', 'group_approved',
-        'data', jsonb_build_object('group_id', pg_temp.id('g'), 'event_id', pg_temp.id('event'),
-                                   'chat_id', pg_temp.v('approved') -> 'chat_id'),
+        'data', jsonb_build_object('group_id', test_support.id('g'), 'event_id', test_support.id('event'),
+                                   'chat_id', test_support.v('approved') -> 'chat_id'),
         'read_at', null, 'created_at', now()),
     'leader: the group_approved notification is {id, type, data {group_id, event_id, chat_id}, read_at, created_at}'
 );
@@ -217,11 +186,11 @@ select is(
 select is((select count(*) from app.notifications), 4::bigint,
     'leader: reads exactly her own 4 notification rows');
 
-select is(api.can_subscribe('user:' || pg_temp.u('leader')), true,
+select is(api.can_subscribe('user:' || test_support.u('leader')), true,
     'leader: can subscribe to user:<self>');
-select is(api.can_subscribe('user:' || pg_temp.u('member')), false,
+select is(api.can_subscribe('user:' || test_support.u('member')), false,
     'leader: cannot subscribe to user:<other>');
-select is(api.can_subscribe('group:' || pg_temp.id('g')), true,
+select is(api.can_subscribe('group:' || test_support.id('g')), true,
     'leader: can subscribe to group:<her group>');
 
 select is(api.can_subscribe('group:not-a-uuid'), false,
@@ -234,11 +203,11 @@ select is(api.can_subscribe(''), false,
     'leader: the empty topic is false');
 select is(api.can_subscribe(null), false,
     'leader: a null topic is false, not null');
-select is(api.can_subscribe(pg_temp.u('leader')::text), false,
+select is(api.can_subscribe(test_support.u('leader')::text), false,
     'leader: a bare uuid is false');
-select is(api.can_subscribe('chat:' || (pg_temp.v('approved') ->> 'chat_id')), false,
+select is(api.can_subscribe('chat:' || (test_support.v('approved') ->> 'chat_id')), false,
     'leader: an unknown kind (chat:<id>) is false');
-select is(api.can_subscribe('user:' || pg_temp.u('leader') || ':extra'), false,
+select is(api.can_subscribe('user:' || test_support.u('leader') || ':extra'), false,
     'leader: user:<self>:extra is false');
 select is(api.can_subscribe('group:00000000-0000-4000-8000-0000000000ee'), false,
     'leader: group:<unknown id> is false');
@@ -247,38 +216,38 @@ select is(api.can_subscribe('group:00000000-0000-4000-8000-0000000000ee'), false
 -- Member, host (event creator), cohost (author)
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('member');
+select test_support.login('member');
 
 select is(
     (select jsonb_agg(c -> 'id') from jsonb_array_elements(api.my_chats()) c),
-    jsonb_build_array(pg_temp.v('approved') -> 'chat_id'),
+    jsonb_build_array(test_support.v('approved') -> 'chat_id'),
     'member: my_chats lists the chat'
 );
-select is(api.can_subscribe('group:' || pg_temp.id('g')), true,
+select is(api.can_subscribe('group:' || test_support.id('g')), true,
     'member: can subscribe to group:<id>');
 
-select pg_temp.login('host');
+select test_support.login('host');
 
 select is(
     (select jsonb_agg(c -> 'id') from jsonb_array_elements(api.my_chats()) c),
-    jsonb_build_array(pg_temp.v('approved') -> 'chat_id'),
+    jsonb_build_array(test_support.v('approved') -> 'chat_id'),
     'host: the event''s creator, a participant, has the chat'
 );
-select is(api.can_subscribe('group:' || pg_temp.id('g')), true,
+select is(api.can_subscribe('group:' || test_support.id('g')), true,
     'host: the event''s creator can subscribe to group:<id>');
 select is(api.my_notifications(), '[]'::jsonb,
     'host: authors get no notification of the approval');
 
-select pg_temp.login('cohost');
+select test_support.login('cohost');
 
-select is(api.can_subscribe('group:' || pg_temp.id('g')), true,
+select is(api.can_subscribe('group:' || test_support.id('g')), true,
     'cohost: an author can subscribe to group:<id>');
 
 -- ---------------------------------------------------------------------------
 -- Stranger: no chat, only their own notification
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('stranger');
+select test_support.login('stranger');
 
 select is(api.my_chats(), '[]'::jsonb,
     'stranger: my_chats is empty');
@@ -294,21 +263,21 @@ select is(
 );
 
 select is(
-    api.mark_notifications_read(array[pg_temp.id('member_note')]),
+    api.mark_notifications_read(array[test_support.id('member_note')]),
     '{"updated": 0}'::jsonb,
     'stranger: marking the member''s notification updates nothing'
 );
 
-select is(api.can_subscribe('group:' || pg_temp.id('g')), false,
+select is(api.can_subscribe('group:' || test_support.id('g')), false,
     'stranger: cannot subscribe to group:<id>');
-select is(api.can_subscribe('user:' || pg_temp.u('stranger')), true,
+select is(api.can_subscribe('user:' || test_support.u('stranger')), true,
     'stranger: can subscribe to user:<self>');
 
-select pg_temp.login('member');
+select test_support.login('member');
 
 select is(
     (select jsonb_agg(n -> 'id') from jsonb_array_elements(api.my_notifications(true)) n),
-    jsonb_build_array(pg_temp.id('member_note')),
+    jsonb_build_array(test_support.id('member_note')),
     'member: the group_approved notification is still unread after the stranger''s attempt'
 );
 
@@ -320,7 +289,7 @@ set local role anon;
 select set_config('request.jwt.claims', '{"role":"anon"}', true);
 
 select throws_ok(
-    format('select api.can_subscribe(%L)', 'user:' || pg_temp.u('leader')),
+    format('select api.can_subscribe(%L)', 'user:' || test_support.u('leader')),
     '42501', null, 'anon: can_subscribe raises 42501');
 select throws_ok($$select api.my_chats()$$, '42501', null,
     'anon: my_chats raises 42501');

@@ -1,27 +1,15 @@
 -- Groups and invite codes (contract section 3, "Groups and invite codes"),
 -- actor by actor: owner, member, stranger (signed in, not a member),
 -- anonymous. Refused joins, previews and invite creations do not raise: they
--- set response.status and return {code, message, details, hint}, so the
--- helpers below read both the body and response.status of one call.
+-- set response.status and return {code, message, details, hint}, so
+-- test_support.attempt (tests/sql/support.sql) reads both the body and
+-- response.status of one call (its headers play no part here).
 begin;
 select plan(89);
 
 -- ---------------------------------------------------------------------------
 -- Arrange (as the superuser)
 -- ---------------------------------------------------------------------------
-
--- pgTAP's functions are not executable by PUBLIC in this database (the
--- migrations revoke that by default): let the test roles call them, inside
--- this transaction only.
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to anon, authenticated', v_schema);
-    execute format('grant execute on all functions in schema %I to anon, authenticated', v_schema);
-end
-$grant$;
 
 -- Rate limiting has its own file (test_rate_limit_audit.sql); here it must not
 -- get in the way of the many attempts one user makes.
@@ -41,34 +29,9 @@ insert into auth.users (id, email) values
 create temp table vars (name text primary key, value jsonb);
 grant all on vars to anon, authenticated;
 
-create function pg_temp.v(text) returns jsonb
-language sql stable as $$ select value from vars where name = $1 $$;
-
--- The id of a stored group or invite.
-create function pg_temp.id(text) returns uuid
-language sql stable as $$ select (value ->> 'id')::uuid from vars where name = $1 $$;
-
 -- The invite code of a stored invite.
 create function pg_temp.code(text) returns text
 language sql stable as $$ select value ->> 'code' from vars where name = $1 $$;
-
--- Runs one call (an SQL expression returning json) and returns
--- {status: response.status or null, body: what the call returned}, or
--- {raised: SQLSTATE, message} when the call raised instead of answering.
-create function pg_temp.attempt(call text) returns jsonb
-language plpgsql as $$
-declare
-    v_body jsonb;
-begin
-    perform set_config('response.status', '', true);
-    execute 'select (' || call || ')::jsonb' into v_body;
-    return jsonb_build_object(
-        'status', nullif(current_setting('response.status', true), ''),
-        'body', v_body);
-exception when others then
-    return jsonb_build_object('raised', sqlstate, 'message', sqlerrm);
-end;
-$$;
 
 -- The parts of a refused attempt that the contract fixes: {status, code, details}
 -- (or what was raised, if the call raised).
@@ -77,31 +40,29 @@ language sql as $$
     select case when a ? 'raised' then a
                 else jsonb_build_object('status', a -> 'status', 'code', a -> 'body' -> 'code',
                                         'details', a -> 'body' -> 'details') end
-    from pg_temp.attempt(call) a
+    from test_support.attempt(call) a
 $$;
 
-grant execute on function pg_temp.v(text), pg_temp.id(text), pg_temp.code(text),
-    pg_temp.attempt(text), pg_temp.refusal(text) to anon, authenticated;
+grant execute on function pg_temp.code(text), pg_temp.refusal(text) to anon, authenticated;
 
 -- ---------------------------------------------------------------------------
 -- Owner
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000001","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000001');
 
 insert into vars values ('group', api.create_group('  Book club  '));
 
 select is(
-    pg_temp.v('group'),
-    jsonb_build_object('id', pg_temp.v('group') -> 'id', 'name', 'Book club',
+    test_support.v('group'),
+    jsonb_build_object('id', test_support.v('group') -> 'id', 'name', 'Book club',
                        'creator_id', '00000000-0000-4000-8000-000000000001', 'created_at', now()),
     'owner: create_group trims the name and returns {id, name, creator_id, created_at}'
 );
 
 select is(
-    api.group_members(pg_temp.id('group')),
+    api.group_members(test_support.id('group')),
     jsonb_build_array(jsonb_build_object(
         'user_id', '00000000-0000-4000-8000-000000000001', 'display_name', 'owner',
         'role', 'owner', 'joined_at', now())),
@@ -117,7 +78,7 @@ select throws_ok($$select api.create_group('    ')$$, '22023', null,
 select throws_ok(format('select api.create_group(%L)', repeat('x', 101)), '22023', null,
     'owner: a group name over 100 characters is refused with 22023');
 
-insert into vars values ('invite_open', api.create_group_invite(pg_temp.id('group')));
+insert into vars values ('invite_open', api.create_group_invite(test_support.id('group')));
 
 select ok(
     pg_temp.code('invite_open') ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
@@ -125,42 +86,42 @@ select ok(
 );
 
 select is(
-    pg_temp.v('invite_open') - 'id' - 'code',
-    jsonb_build_object('group_id', pg_temp.id('group'), 'created_at', now(),
+    test_support.v('invite_open') - 'id' - 'code',
+    jsonb_build_object('group_id', test_support.id('group'), 'created_at', now(),
                        'expires_at', null, 'max_uses', null),
     'owner: an invite without limits has expires_at and max_uses null'
 );
 
 insert into vars values
-    ('invite_limited', api.create_group_invite(pg_temp.id('group'), 3600, 5)),
-    ('invite_single', api.create_group_invite(pg_temp.id('group'), max_uses => 1)),
-    ('invite_expiring', api.create_group_invite(pg_temp.id('group'), expires_in => 60)),
-    ('invite_to_revoke', api.create_group_invite(pg_temp.id('group'))),
-    ('invite_by_id', api.create_group_invite(pg_temp.id('group')));
+    ('invite_limited', api.create_group_invite(test_support.id('group'), 3600, 5)),
+    ('invite_single', api.create_group_invite(test_support.id('group'), max_uses => 1)),
+    ('invite_expiring', api.create_group_invite(test_support.id('group'), expires_in => 60)),
+    ('invite_to_revoke', api.create_group_invite(test_support.id('group'))),
+    ('invite_by_id', api.create_group_invite(test_support.id('group')));
 
 select is(
-    pg_temp.v('invite_limited') - 'id' - 'code',
-    jsonb_build_object('group_id', pg_temp.id('group'), 'created_at', now(),
+    test_support.v('invite_limited') - 'id' - 'code',
+    jsonb_build_object('group_id', test_support.id('group'), 'created_at', now(),
                        'expires_at', now() + interval '3600 seconds', 'max_uses', 5),
     'owner: expires_in 3600 sets expires_at an hour ahead; max_uses is kept'
 );
 
 select is(
-    pg_temp.refusal(format('api.create_group_invite(%L, expires_in => 0)', pg_temp.id('group')))
+    pg_temp.refusal(format('api.create_group_invite(%L, expires_in => 0)', test_support.id('group')))
         - 'details',
     '{"status": "400", "code": "PT400"}'::jsonb,
     'owner: expires_in 0 is refused with 400'
 );
 
 select is(
-    pg_temp.refusal(format('api.create_group_invite(%L, expires_in => -5)', pg_temp.id('group')))
+    pg_temp.refusal(format('api.create_group_invite(%L, expires_in => -5)', test_support.id('group')))
         - 'details',
     '{"status": "400", "code": "PT400"}'::jsonb,
     'owner: expires_in -5 is refused with 400'
 );
 
 select is(
-    pg_temp.refusal(format('api.create_group_invite(%L, max_uses => 0)', pg_temp.id('group')))
+    pg_temp.refusal(format('api.create_group_invite(%L, max_uses => 0)', test_support.id('group')))
         - 'details',
     '{"status": "400", "code": "PT400"}'::jsonb,
     'owner: max_uses 0 is refused with 400'
@@ -182,7 +143,7 @@ select is_empty(
 
 select is(
     (select count(*) from app.group_invites i
-     where i.group_id = pg_temp.id('group')
+     where i.group_id = test_support.id('group')
        and i.code_hash = sha256(convert_to(pg_temp.code('invite_open'), 'UTF8'))),
     1::bigint,
     'app.group_invites keeps the SHA-256 of the code'
@@ -190,23 +151,22 @@ select is(
 
 -- The member of this group: added directly, the join flow is tested below.
 insert into app.group_members (group_id, user_id, role)
-values (pg_temp.id('group'), '00000000-0000-4000-8000-000000000002', 'member');
+values (test_support.id('group'), '00000000-0000-4000-8000-000000000002', 'member');
 
 -- ---------------------------------------------------------------------------
 -- Member
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000002","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000002');
 
 insert into vars values
-    ('invite_by_member', api.create_group_invite(pg_temp.id('group'))),
-    ('invite_by_member_for_owner', api.create_group_invite(pg_temp.id('group')));
+    ('invite_by_member', api.create_group_invite(test_support.id('group'))),
+    ('invite_by_member_for_owner', api.create_group_invite(test_support.id('group')));
 
 select is(
-    pg_temp.v('invite_by_member') - 'id' - 'code',
-    jsonb_build_object('group_id', pg_temp.id('group'), 'created_at', now(),
+    test_support.v('invite_by_member') - 'id' - 'code',
+    jsonb_build_object('group_id', test_support.id('group'), 'created_at', now(),
                        'expires_at', null, 'max_uses', null),
     'member: a plain member can create an invite code'
 );
@@ -221,38 +181,37 @@ select ok(
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000003","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000003');
 
 select is(
-    pg_temp.refusal(format('api.create_group_invite(%L)', pg_temp.id('group'))),
+    pg_temp.refusal(format('api.create_group_invite(%L)', test_support.id('group'))),
     '{"status": "403", "code": "PT403", "details": null}'::jsonb,
     'stranger: create_group_invite is refused with 403 (status set, nothing raised)'
 );
 
-select throws_ok(format('select api.group_members(%L)', pg_temp.id('group')), '42501', null,
+select throws_ok(format('select api.group_members(%L)', test_support.id('group')), '42501', null,
     'stranger: group_members of a group they are not in raises 42501');
 
 select throws_ok(format('select api.group_members(%L)', gen_random_uuid()), 'PT404', null,
     'stranger: group_members of a group that does not exist raises PT404');
 
-select throws_ok(format('select api.list_group_invites(%L)', pg_temp.id('group')), '42501', null,
+select throws_ok(format('select api.list_group_invites(%L)', test_support.id('group')), '42501', null,
     'stranger: list_group_invites of a group they are not in raises 42501');
 
-select throws_ok(format('select api.leave_group(%L)', pg_temp.id('group')), '42501', null,
+select throws_ok(format('select api.leave_group(%L)', test_support.id('group')), '42501', null,
     'stranger: leave_group of a group they are not in raises 42501');
 
 select is(
-    pg_temp.attempt(format('api.preview_group_invite(%L)', pg_temp.code('invite_limited'))),
+    test_support.attempt(format('api.preview_group_invite(%L)', pg_temp.code('invite_limited'))) - 'headers',
     jsonb_build_object('status', null, 'body', jsonb_build_object(
-        'group', jsonb_build_object('id', pg_temp.id('group'), 'name', 'Book club', 'member_count', 2),
+        'group', jsonb_build_object('id', test_support.id('group'), 'name', 'Book club', 'member_count', 2),
         'expires_at', now() + interval '3600 seconds',
         'uses_left', 5)),
     'stranger: preview_group_invite answers {group: {id, name, member_count}, expires_at, uses_left}'
 );
 
 select is(
-    pg_temp.attempt(format('api.preview_group_invite(%L)', pg_temp.code('invite_open'))) -> 'body'
+    test_support.attempt(format('api.preview_group_invite(%L)', pg_temp.code('invite_open'))) -> 'body'
         -> 'uses_left',
     'null'::jsonb,
     'stranger: uses_left is null for an invite without max_uses'
@@ -265,21 +224,21 @@ select is(
 );
 
 insert into vars
-select 'join', pg_temp.attempt(format('api.join_group(%L)', pg_temp.code('invite_open')));
+select 'join', test_support.attempt(format('api.join_group(%L)', pg_temp.code('invite_open'))) - 'headers';
 
 select is(
-    pg_temp.v('join'),
+    test_support.v('join'),
     jsonb_build_object('status', null, 'body', jsonb_build_object(
-        'group', jsonb_build_object('id', pg_temp.id('group'), 'name', 'Book club'),
+        'group', jsonb_build_object('id', test_support.id('group'), 'name', 'Book club'),
         'membership', jsonb_build_object(
-            'user_id', '00000000-0000-4000-8000-000000000003', 'group_id', pg_temp.id('group'),
+            'user_id', '00000000-0000-4000-8000-000000000003', 'group_id', test_support.id('group'),
             'role', 'member', 'joined_at', now()))),
     'stranger: a valid code joins; the answer is {group: {id, name}, membership: {user_id, group_id, role, joined_at}}'
 );
 
 select is(
-    pg_temp.attempt(format('api.join_group(%L)', pg_temp.code('invite_open'))),
-    pg_temp.v('join'),
+    test_support.attempt(format('api.join_group(%L)', pg_temp.code('invite_open'))) - 'headers',
+    test_support.v('join'),
     'stranger: joining again answers the same membership'
 );
 
@@ -288,13 +247,13 @@ reset role;
 select results_eq(
     format($$select role, invite_id from app.group_members
              where group_id = %L and user_id = '00000000-0000-4000-8000-000000000003'$$,
-           pg_temp.id('group')),
-    format($$values ('member'::text, %L::uuid)$$, pg_temp.id('invite_open')),
+           test_support.id('group')),
+    format($$values ('member'::text, %L::uuid)$$, test_support.id('invite_open')),
     'the join created one membership row with role member, linked to the invite'
 );
 
 select is(
-    (select use_count from app.group_invites where id = pg_temp.id('invite_open')),
+    (select use_count from app.group_invites where id = test_support.id('invite_open')),
     1,
     'the first join used the invite once; joining again consumed no use'
 );
@@ -304,7 +263,7 @@ select results_eq(
       where actor_id = '00000000-0000-4000-8000-000000000003' and action = 'group.join'
       order by id$$,
     format($$values ('joined'::text, 200, %1$L::uuid), ('already_member', 200, %1$L::uuid)$$,
-           pg_temp.id('invite_open')),
+           test_support.id('invite_open')),
     'both join attempts are in the audit log'
 );
 
@@ -314,21 +273,20 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000004","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000004');
 
 select is(
     (select jsonb_build_object('status', a -> 'status',
                                'group_id', a #> '{body,group,id}',
                                'user_id', a #> '{body,membership,user_id}')
-     from pg_temp.attempt(format('api.join_group(%L)', upper(pg_temp.code('invite_limited')))) a),
-    jsonb_build_object('status', null, 'group_id', pg_temp.id('group'),
+     from test_support.attempt(format('api.join_group(%L)', upper(pg_temp.code('invite_limited')))) a),
+    jsonb_build_object('status', null, 'group_id', test_support.id('group'),
                        'user_id', '00000000-0000-4000-8000-000000000004'),
     'joiner: an upper-case code joins the group'
 );
 
 select is(
-    pg_temp.attempt(format('api.join_group(%L)', pg_temp.code('invite_single'))) -> 'status',
+    test_support.attempt(format('api.join_group(%L)', pg_temp.code('invite_single'))) -> 'status',
     'null'::jsonb,
     'joiner: a member joining through another code of the group is answered without error'
 );
@@ -342,11 +300,10 @@ reset role;
 -- use it up with a fresh account, then expire the expiring code.
 insert into auth.users (id, email) values ('00000000-0000-4000-8000-000000000008', 'first@example.com');
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000008","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000008');
 
 select is(
-    pg_temp.attempt(format('api.join_group(%L)', pg_temp.code('invite_single')))
+    test_support.attempt(format('api.join_group(%L)', pg_temp.code('invite_single')))
         #> '{body,membership,user_id}',
     '"00000000-0000-4000-8000-000000000008"'::jsonb,
     'first holder: a single-use code joins its first holder'
@@ -354,16 +311,15 @@ select is(
 
 reset role;
 update app.group_invites set expires_at = now() - interval '1 second'
-where id = pg_temp.id('invite_expiring');
+where id = test_support.id('invite_expiring');
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000005","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000005');
 
 select is(
-    pg_temp.attempt(format('api.preview_group_invite(%L)', pg_temp.code('invite_limited'))),
+    test_support.attempt(format('api.preview_group_invite(%L)', pg_temp.code('invite_limited'))) - 'headers',
     jsonb_build_object('status', null, 'body', jsonb_build_object(
-        'group', jsonb_build_object('id', pg_temp.id('group'), 'name', 'Book club', 'member_count', 5),
+        'group', jsonb_build_object('id', test_support.id('group'), 'name', 'Book club', 'member_count', 5),
         'expires_at', now() + interval '3600 seconds',
         'uses_left', 4)),
     'latecomer: once the joiner used it, the preview shows one use less and one member more'
@@ -410,7 +366,7 @@ select is(
 
 select results_eq(
     format($$select use_count, max_uses from app.group_invites where id = %L$$,
-           pg_temp.id('invite_single')),
+           test_support.id('invite_single')),
     $$values (1, 1)$$,
     'the used-up code was used exactly once'
 );
@@ -420,13 +376,12 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000002","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000002');
 
-insert into vars values ('list_before', api.list_group_invites(pg_temp.id('group')));
+insert into vars values ('list_before', api.list_group_invites(test_support.id('group')));
 
 select is(
-    jsonb_array_length(pg_temp.v('list_before')),
+    jsonb_array_length(test_support.v('list_before')),
     8,
     'member: list_group_invites lists the group''s eight invites'
 );
@@ -434,8 +389,8 @@ select is(
 select is(
     (select jsonb_build_object('code_hint', e -> 'code_hint', 'use_count', e -> 'use_count',
                                'revoked_at', e -> 'revoked_at', 'active', e -> 'active')
-     from jsonb_array_elements(pg_temp.v('list_before')) e
-     where e ->> 'id' = pg_temp.id('invite_open')::text),
+     from jsonb_array_elements(test_support.v('list_before')) e
+     where e ->> 'id' = test_support.id('invite_open')::text),
     jsonb_build_object('code_hint', right(pg_temp.code('invite_open'), 4), 'use_count', 1,
                        'revoked_at', null, 'active', true),
     'member: an invite is listed with code_hint (last four characters), use_count and active'
@@ -443,23 +398,23 @@ select is(
 
 select is(
     (select jsonb_build_object('use_count', e -> 'use_count', 'active', e -> 'active')
-     from jsonb_array_elements(pg_temp.v('list_before')) e
-     where e ->> 'id' = pg_temp.id('invite_single')::text),
+     from jsonb_array_elements(test_support.v('list_before')) e
+     where e ->> 'id' = test_support.id('invite_single')::text),
     '{"use_count": 1, "active": false}'::jsonb,
     'member: a used-up invite is listed as not active'
 );
 
 select is(
     (select jsonb_build_object('active', e -> 'active')
-     from jsonb_array_elements(pg_temp.v('list_before')) e
-     where e ->> 'id' = pg_temp.id('invite_expiring')::text),
+     from jsonb_array_elements(test_support.v('list_before')) e
+     where e ->> 'id' = test_support.id('invite_expiring')::text),
     '{"active": false}'::jsonb,
     'member: an expired invite is listed as not active'
 );
 
 select is_empty(
     $$select v.name from vars v
-      where v.value ? 'code' and pg_temp.v('list_before')::text ilike '%' || (v.value ->> 'code') || '%'$$,
+      where v.value ? 'code' and test_support.v('list_before')::text ilike '%' || (v.value ->> 'code') || '%'$$,
     'member: the listing never shows a whole code'
 );
 
@@ -474,32 +429,30 @@ select throws_ok(format('select api.revoke_group_invite(%L)', pg_temp.code('invi
 select lives_ok(format('select api.revoke_group_invite(%L)', pg_temp.code('invite_by_member')),
     'member: the invite''s creator can revoke it');
 
-insert into vars values ('list_after', api.list_group_invites(pg_temp.id('group')));
+insert into vars values ('list_after', api.list_group_invites(test_support.id('group')));
 
 select is(
     (select jsonb_build_object('revoked', e ->> 'revoked_at' is not null, 'active', e -> 'active')
-     from jsonb_array_elements(pg_temp.v('list_after')) e
-     where e ->> 'id' = pg_temp.id('invite_by_member')::text),
+     from jsonb_array_elements(test_support.v('list_after')) e
+     where e ->> 'id' = test_support.id('invite_by_member')::text),
     '{"revoked": true, "active": false}'::jsonb,
     'member: a revoked invite is listed with revoked_at and active false'
 );
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000006","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000006');
 
 select throws_ok(format('select api.revoke_group_invite(%L)', pg_temp.code('invite_open')),
     '42501', null,
     'outsider: revoking an invite of a group they are not in raises 42501');
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000001","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000001');
 
 select lives_ok(format('select api.revoke_group_invite(%L)', pg_temp.code('invite_by_member_for_owner')),
     'owner: the group''s owner can revoke a member''s invite');
 
-select lives_ok(format('select api.revoke_group_invite(%L)', pg_temp.id('invite_by_id')),
+select lives_ok(format('select api.revoke_group_invite(%L)', test_support.id('invite_by_id')),
     'owner: an invite can be revoked by its id');
 
 select lives_ok(format('select api.revoke_group_invite(%L)', upper(pg_temp.code('invite_to_revoke'))),
@@ -526,11 +479,10 @@ select results_eq(
 );
 
 update app.group_invites set revoked_at = now() - interval '1 hour'
-where id = pg_temp.id('invite_by_id');
+where id = test_support.id('invite_by_id');
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000001","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000001');
 
 select lives_ok(format('select api.revoke_group_invite(%L)', pg_temp.code('invite_by_id')),
     'owner: revoking an invite twice is fine');
@@ -538,14 +490,13 @@ select lives_ok(format('select api.revoke_group_invite(%L)', pg_temp.code('invit
 reset role;
 
 select is(
-    (select revoked_at from app.group_invites where id = pg_temp.id('invite_by_id')),
+    (select revoked_at from app.group_invites where id = test_support.id('invite_by_id')),
     now() - interval '1 hour',
     'revoking twice keeps the first revoked_at'
 );
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000005","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000005');
 
 select is(
     pg_temp.refusal(format('api.join_group(%L)', pg_temp.code('invite_to_revoke'))),
@@ -575,13 +526,12 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000002","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000002');
 
 select is(
     (select jsonb_agg(jsonb_build_object('user_id', e -> 'user_id', 'role', e -> 'role')
                       order by n)
-     from jsonb_array_elements(api.group_members(pg_temp.id('group'))) with ordinality as m(e, n)),
+     from jsonb_array_elements(api.group_members(test_support.id('group'))) with ordinality as m(e, n)),
     '[{"user_id": "00000000-0000-4000-8000-000000000001", "role": "owner"},
       {"user_id": "00000000-0000-4000-8000-000000000002", "role": "member"},
       {"user_id": "00000000-0000-4000-8000-000000000003", "role": "member"},
@@ -591,24 +541,22 @@ select is(
 );
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000003","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000003');
 
 select is(
     (select jsonb_agg(jsonb_build_object('id', e -> 'id', 'name', e -> 'name', 'role', e -> 'role',
                                          'member_count', e -> 'member_count'))
      from jsonb_array_elements(api.my_groups()) e),
-    jsonb_build_array(jsonb_build_object('id', pg_temp.id('group'), 'name', 'Book club',
+    jsonb_build_array(jsonb_build_object('id', test_support.id('group'), 'name', 'Book club',
                                          'role', 'member', 'member_count', 5)),
     'stranger (now a member): my_groups lists the joined group only'
 );
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000006","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000006');
 
 insert into vars values ('outsider_group', api.create_group('Outsider club'));
-insert into vars values ('outsider_invite', api.create_group_invite(pg_temp.id('outsider_group')));
+insert into vars values ('outsider_invite', api.create_group_invite(test_support.id('outsider_group')));
 
 select is(
     (select jsonb_agg(jsonb_build_object('name', e -> 'name', 'role', e -> 'role'))
@@ -618,8 +566,7 @@ select is(
 );
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000005","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000005');
 
 select is(api.my_groups(), '[]'::jsonb, 'latecomer: my_groups is empty for someone in no group');
 
@@ -628,8 +575,7 @@ select is(api.my_groups(), '[]'::jsonb, 'latecomer: my_groups is empty for someo
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000001","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000001');
 
 insert into vars values ('handover', api.create_group('Hand-over'));
 
@@ -637,33 +583,31 @@ reset role;
 -- The elder joined before the younger one but has the higher id, so the
 -- hand-over must follow the joining order, not the ids.
 update app.group_members set created_at = now() - interval '3 days'
-where group_id = pg_temp.id('handover');
+where group_id = test_support.id('handover');
 insert into app.group_members (group_id, user_id, role, created_at) values
-    (pg_temp.id('handover'), '00000000-0000-4000-8000-000000000007', 'member', now() - interval '1 day'),
-    (pg_temp.id('handover'), '00000000-0000-4000-8000-000000000009', 'member', now() - interval '2 days');
+    (test_support.id('handover'), '00000000-0000-4000-8000-000000000007', 'member', now() - interval '1 day'),
+    (test_support.id('handover'), '00000000-0000-4000-8000-000000000009', 'member', now() - interval '2 days');
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000001","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000001');
 
-select lives_ok(format('select api.leave_group(%L)', pg_temp.id('handover')),
+select lives_ok(format('select api.leave_group(%L)', test_support.id('handover')),
     'owner: the owner can leave a group with other members');
 
 reset role;
 
 select results_eq(
     format($$select user_id, role from app.group_members where group_id = %L order by user_id$$,
-           pg_temp.id('handover')),
+           test_support.id('handover')),
     $$values ('00000000-0000-4000-8000-000000000007'::uuid, 'member'::text),
              ('00000000-0000-4000-8000-000000000009'::uuid, 'owner'::text)$$,
     'when the owner leaves, the longest-standing member becomes owner'
 );
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000002","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000002');
 
-select lives_ok(format('select api.leave_group(%L)', pg_temp.id('group')),
+select lives_ok(format('select api.leave_group(%L)', test_support.id('group')),
     'member: a plain member can leave');
 
 reset role;
@@ -672,16 +616,15 @@ select results_eq(
     format($$select user_id, role from app.group_members
              where group_id = %L and user_id in ('00000000-0000-4000-8000-000000000001',
                                                  '00000000-0000-4000-8000-000000000002')$$,
-           pg_temp.id('group')),
+           test_support.id('group')),
     $$values ('00000000-0000-4000-8000-000000000001'::uuid, 'owner'::text)$$,
     'a plain member leaving removes only their membership; the owner stays owner'
 );
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000006","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000006');
 
-select lives_ok(format('select api.leave_group(%L)', pg_temp.id('outsider_group')),
+select lives_ok(format('select api.leave_group(%L)', test_support.id('outsider_group')),
     'outsider: the last member can leave');
 
 reset role;
@@ -690,7 +633,7 @@ select results_eq(
     format($$select (select count(*) from app.groups where id = %1$L),
                     (select count(*) from app.group_invites where group_id = %1$L),
                     (select count(*) from app.group_members where group_id = %1$L)$$,
-           pg_temp.id('outsider_group')),
+           test_support.id('outsider_group')),
     $$values (0::bigint, 0::bigint, 0::bigint)$$,
     'when the last member leaves, the group and its invites are deleted'
 );
@@ -706,18 +649,18 @@ select throws_ok($$select api.create_group('Anon club')$$, '42501', null,
     'anon: create_group raises 42501');
 select throws_ok($$select api.my_groups()$$, '42501', null,
     'anon: my_groups raises 42501');
-select throws_ok(format('select api.group_members(%L)', pg_temp.id('group')), '42501', null,
+select throws_ok(format('select api.group_members(%L)', test_support.id('group')), '42501', null,
     'anon: group_members raises 42501');
-select throws_ok(format('select api.leave_group(%L)', pg_temp.id('group')), '42501', null,
+select throws_ok(format('select api.leave_group(%L)', test_support.id('group')), '42501', null,
     'anon: leave_group raises 42501');
-select throws_ok(format('select api.create_group_invite(%L)', pg_temp.id('group')), '42501', null,
+select throws_ok(format('select api.create_group_invite(%L)', test_support.id('group')), '42501', null,
     'anon: create_group_invite raises 42501');
 select throws_ok(format('select api.join_group(%L)', pg_temp.code('invite_limited')), '42501', null,
     'anon: join_group raises 42501');
 select throws_ok(format('select api.preview_group_invite(%L)', pg_temp.code('invite_limited')),
     '42501', null,
     'anon: preview_group_invite raises 42501');
-select throws_ok(format('select api.list_group_invites(%L)', pg_temp.id('group')), '42501', null,
+select throws_ok(format('select api.list_group_invites(%L)', test_support.id('group')), '42501', null,
     'anon: list_group_invites raises 42501');
 select throws_ok(format('select api.revoke_group_invite(%L)', pg_temp.code('invite_limited')),
     '42501', null,
@@ -734,15 +677,15 @@ select throws_ok($$select api.create_group('Nobody''s club')$$, 'PT401', null,
     'no sub claim: create_group raises PT401');
 select throws_ok(format('select api.join_group(%L)', pg_temp.code('invite_limited')), 'PT401', null,
     'no sub claim: join_group raises PT401');
-select throws_ok(format('select api.create_group_invite(%L)', pg_temp.id('group')), 'PT401', null,
+select throws_ok(format('select api.create_group_invite(%L)', test_support.id('group')), 'PT401', null,
     'no sub claim: create_group_invite raises PT401');
 select throws_ok($$select api.my_groups()$$, 'PT401', null,
     'no sub claim: my_groups raises PT401');
-select throws_ok(format('select api.group_members(%L)', pg_temp.id('group')), 'PT401', null,
+select throws_ok(format('select api.group_members(%L)', test_support.id('group')), 'PT401', null,
     'no sub claim: group_members raises PT401');
-select throws_ok(format('select api.list_group_invites(%L)', pg_temp.id('group')), 'PT401', null,
+select throws_ok(format('select api.list_group_invites(%L)', test_support.id('group')), 'PT401', null,
     'no sub claim: list_group_invites raises PT401');
-select throws_ok(format('select api.leave_group(%L)', pg_temp.id('group')), 'PT401', null,
+select throws_ok(format('select api.leave_group(%L)', test_support.id('group')), 'PT401', null,
     'no sub claim: leave_group raises PT401');
 select throws_ok(format('select api.preview_group_invite(%L)', pg_temp.code('invite_limited')),
     'PT401', null,
@@ -754,7 +697,7 @@ select throws_ok(format('select api.revoke_group_invite(%L)', pg_temp.code('invi
 reset role;
 
 select is(
-    (select use_count from app.group_invites where id = pg_temp.id('invite_limited')),
+    (select use_count from app.group_invites where id = test_support.id('invite_limited')),
     1,
     'the refused attempts of anon and of a caller without sub consumed no use'
 );

@@ -19,19 +19,6 @@ select plan(44);
 -- Arrange (as the superuser)
 -- ---------------------------------------------------------------------------
 
--- pgTAP's functions are not executable by PUBLIC in this database (the
--- migrations revoke that by default): let the test roles call them, inside
--- this transaction only.
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to anon, authenticated', v_schema);
-    execute format('grant execute on all functions in schema %I to anon, authenticated', v_schema);
-end
-$grant$;
-
 create temp table people (name text primary key, id uuid not null unique);
 insert into people values
     -- event A: three authors; group ga of three
@@ -71,42 +58,18 @@ where c.name in ('ga', 'gp', 'gq', 'gx', 'gz');
 
 create temp table vars (name text primary key, value jsonb);
 
-create function pg_temp.u(text) returns uuid
-language sql stable as $$ select id from people where name = $1 $$;
-
-create function pg_temp.v(text) returns jsonb
-language sql stable as $$ select value from vars where name = $1 $$;
-
-create function pg_temp.id(text) returns uuid
-language sql stable as $$ select (value ->> 'id')::uuid from vars where name = $1 $$;
-
--- Acts as the named user; returns a TAP comment for the output.
-create function pg_temp.login(text) returns text
-language sql as $$
-    select set_config('request.jwt.claims',
-        jsonb_build_object('sub', pg_temp.u($1), 'role', 'authenticated')::text, true);
-    select '# as ' || $1
-$$;
-
-create function pg_temp.us(variadic text[]) returns uuid[]
-language sql stable as $$
-    select array_agg(p.id order by n.ord)
-    from unnest($1) with ordinality n(name, ord) join people p on p.name = n.name
-$$;
-
 -- What get_like_group reports about a stored group's decision, as the caller:
 -- {status, approvals_received, approvals_needed}.
 create function pg_temp.tally(text) returns jsonb
 language sql as $$
     select jsonb_build_object('status', g -> 'status', 'approvals_received', g -> 'approvals_received',
                               'approvals_needed', g -> 'approvals_needed')
-    from api.get_like_group(pg_temp.id($1)) g
+    from api.get_like_group(test_support.id($1)) g
 $$;
 
 grant select on people to authenticated;
 grant all on vars to authenticated;
-grant execute on function pg_temp.u(text), pg_temp.v(text), pg_temp.id(text),
-    pg_temp.login(text), pg_temp.us(text[]), pg_temp.tally(text) to authenticated;
+grant execute on function pg_temp.tally(text) to authenticated;
 
 set local role authenticated;
 
@@ -114,13 +77,13 @@ set local role authenticated;
 -- (a) A member's removal lowers the threshold and approves the group
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('a1');
+select test_support.login('a1');
 insert into vars values ('event_a', api.create_event('Event A'));
-select '# added ' || (api.add_event_author(pg_temp.id('event_a'), pg_temp.u('a2')) ->> 'title');
-select '# added ' || (api.add_event_author(pg_temp.id('event_a'), pg_temp.u('a3')) ->> 'title');
+select '# added ' || (api.add_event_author(test_support.id('event_a'), test_support.u('a2')) ->> 'title');
+select '# added ' || (api.add_event_author(test_support.id('event_a'), test_support.u('a3')) ->> 'title');
 
-select pg_temp.login('ga');
-insert into vars values ('ga', api.like_event(pg_temp.id('event_a'), pg_temp.us('ga2', 'ga3')));
+select test_support.login('ga');
+insert into vars values ('ga', api.like_event(test_support.id('event_a'), test_support.us('ga2', 'ga3')));
 
 select is(
     pg_temp.tally('ga'),
@@ -128,18 +91,18 @@ select is(
     '(a) ga: 3 authors, 3 members: needed min(3, 3) = 3, none received'
 );
 
-select pg_temp.login('a2');
+select test_support.login('a2');
 
 select is(
-    api.approve_like_group(pg_temp.id('ga')),
-    jsonb_build_object('id', pg_temp.id('ga'), 'status', 'pending', 'chat_id', null),
+    api.approve_like_group(test_support.id('ga')),
+    jsonb_build_object('id', test_support.id('ga'), 'status', 'pending', 'chat_id', null),
     '(a) a2: the first approval leaves the group pending'
 );
 
 -- (c) the same author approving a second time changes nothing
 select is(
-    api.approve_like_group(pg_temp.id('ga')),
-    jsonb_build_object('id', pg_temp.id('ga'), 'status', 'pending', 'chat_id', null),
+    api.approve_like_group(test_support.id('ga')),
+    jsonb_build_object('id', test_support.id('ga'), 'status', 'pending', 'chat_id', null),
     '(c) a2: a second approval by the same author answers pending'
 );
 
@@ -150,21 +113,21 @@ select is(
 );
 
 select is(
-    (select count(*) from app.like_group_approvals where group_id = pg_temp.id('ga')),
+    (select count(*) from app.like_group_approvals where group_id = test_support.id('ga')),
     1::bigint,
     '(c) a2: one row in app.like_group_approvals for the two approvals'
 );
 
 select is(
-    jsonb_array_length(api.list_like_group_approvals(pg_temp.id('ga'))),
+    jsonb_array_length(api.list_like_group_approvals(test_support.id('ga'))),
     1,
     '(c) a2: list_like_group_approvals shows one approval'
 );
 
-select pg_temp.login('a3');
+select test_support.login('a3');
 
 select is(
-    api.approve_like_group(pg_temp.id('ga')) ->> 'status',
+    api.approve_like_group(test_support.id('ga')) ->> 'status',
     'pending',
     '(a) a3: the second author''s approval (2 of 3) leaves the group pending'
 );
@@ -175,46 +138,46 @@ select is(
     '(a)(e) a3: get_like_group reports 2 of 3'
 );
 
-select pg_temp.login('ga');
+select test_support.login('ga');
 
-insert into vars values ('ga_after_removal', api.remove_like_group_member(pg_temp.id('ga'), pg_temp.u('ga3')));
+insert into vars values ('ga_after_removal', api.remove_like_group_member(test_support.id('ga'), test_support.u('ga3')));
 
 select is(
-    pg_temp.v('ga_after_removal') - 'id' - 'event_id' - 'creator_id' - 'created_at' - 'chat_id',
-    jsonb_build_object('status', 'approved', 'member_ids', to_jsonb(pg_temp.us('ga', 'ga2')),
+    test_support.v('ga_after_removal') - 'id' - 'event_id' - 'creator_id' - 'created_at' - 'chat_id',
+    jsonb_build_object('status', 'approved', 'member_ids', to_jsonb(test_support.us('ga', 'ga2')),
                        'approvals_received', 2, 'approvals_needed', 2),
     '(a) ga: removing ga3 makes needed min(3, 2) = 2 and approves the group in that same call'
 );
 
-select isnt(pg_temp.v('ga_after_removal') -> 'chat_id', 'null'::jsonb,
+select isnt(test_support.v('ga_after_removal') -> 'chat_id', 'null'::jsonb,
     '(a) ga: the group returned by the removal carries its new chat_id');
 
 reset role;
 
 select results_eq(
-    format($$select id::text, type from app.chats where like_group_id = %L$$, pg_temp.id('ga')),
-    format($$values (%L, 'approved_group')$$, pg_temp.v('ga_after_removal') ->> 'chat_id'),
+    format($$select id::text, type from app.chats where like_group_id = %L$$, test_support.id('ga')),
+    format($$values (%L, 'approved_group')$$, test_support.v('ga_after_removal') ->> 'chat_id'),
     '(a) the removal created exactly one approved_group chat'
 );
 
 select bag_eq(
     format($$select p.user_id from app.chat_participants p join app.chats c on c.id = p.chat_id
-             where c.like_group_id = %L$$, pg_temp.id('ga')),
+             where c.like_group_id = %L$$, test_support.id('ga')),
     $$select id from people where name in ('ga', 'ga2', 'a1', 'a2', 'a3')$$,
     '(a) the chat''s participants: the 2 remaining members and the 3 authors, not the removed ga3'
 );
 
 select bag_eq(
     format($$select user_id, data from app.notifications where type = 'group_approved'
-             and data ->> 'group_id' = %L$$, pg_temp.id('ga')),
+             and data ->> 'group_id' = %L$$, test_support.id('ga')),
     format($$select id, jsonb_build_object('group_id', %L::uuid, 'event_id', %L::uuid, 'chat_id', %L::uuid)
              from people where name in ('ga', 'ga2')$$,
-           pg_temp.id('ga'), pg_temp.id('event_a'), pg_temp.v('ga_after_removal') ->> 'chat_id'),
+           test_support.id('ga'), test_support.id('event_a'), test_support.v('ga_after_removal') ->> 'chat_id'),
     '(a) one group_approved notification for each remaining member, none for ga3'
 );
 
 select is(
-    (select status from app.like_groups where id = pg_temp.id('ga')),
+    (select status from app.like_groups where id = test_support.id('ga')),
     'approved',
     '(a) the stored status is approved'
 );
@@ -225,28 +188,28 @@ select is(
 
 set local role authenticated;
 
-select pg_temp.login('b1');
+select test_support.login('b1');
 insert into vars values ('event_b', api.create_event('Event B'));
-select '# added ' || (api.add_event_author(pg_temp.id('event_b'), pg_temp.u('b2')) ->> 'title');
+select '# added ' || (api.add_event_author(test_support.id('event_b'), test_support.u('b2')) ->> 'title');
 
-select pg_temp.login('gp');
-insert into vars values ('gp', api.like_event(pg_temp.id('event_b'), pg_temp.us('gp2', 'gp3')));
-select pg_temp.login('gq');
-insert into vars values ('gq', api.like_event(pg_temp.id('event_b'), pg_temp.us('gq2', 'gq3')));
+select test_support.login('gp');
+insert into vars values ('gp', api.like_event(test_support.id('event_b'), test_support.us('gp2', 'gp3')));
+select test_support.login('gq');
+insert into vars values ('gq', api.like_event(test_support.id('event_b'), test_support.us('gq2', 'gq3')));
 
 -- gp: b2 approves (1 of 2). gq: b1 approves (1 of 2).
-select pg_temp.login('b2');
+select test_support.login('b2');
 
 select is(
-    api.approve_like_group(pg_temp.id('gp')) ->> 'status',
+    api.approve_like_group(test_support.id('gp')) ->> 'status',
     'pending',
     '(b) b2: approving gp gives 1 of min(2, 3) = 2: pending'
 );
 
-select pg_temp.login('b1');
+select test_support.login('b1');
 
 select is(
-    api.approve_like_group(pg_temp.id('gq')) ->> 'status',
+    api.approve_like_group(test_support.id('gq')) ->> 'status',
     'pending',
     '(b) b1: approving gq gives 1 of 2: pending'
 );
@@ -264,8 +227,8 @@ select is(
 );
 
 select is(
-    api.remove_event_author(pg_temp.id('event_b'), pg_temp.u('b2')) -> 'author_ids',
-    to_jsonb(pg_temp.us('b1')),
+    api.remove_event_author(test_support.id('event_b'), test_support.u('b2')) -> 'author_ids',
+    to_jsonb(test_support.us('b1')),
     '(b) b1: remove_event_author(b2) leaves b1 the only author'
 );
 
@@ -282,35 +245,35 @@ select is(
 );
 
 select is(
-    (select jsonb_agg(a -> 'author_id') from jsonb_array_elements(api.list_like_group_approvals(pg_temp.id('gp'))) a),
-    to_jsonb(pg_temp.us('b2')),
+    (select jsonb_agg(a -> 'author_id') from jsonb_array_elements(api.list_like_group_approvals(test_support.id('gp'))) a),
+    to_jsonb(test_support.us('b2')),
     '(b) b1: gp''s list still shows b2''s approval, which no longer counts'
 );
 
 reset role;
 
 select is(
-    (select count(*) from app.chats where like_group_id = pg_temp.id('gp')),
+    (select count(*) from app.chats where like_group_id = test_support.id('gp')),
     0::bigint,
     '(b) gp has no chat'
 );
 
 select is(
-    (select count(*) from app.notifications where data ->> 'group_id' = pg_temp.id('gp')::text),
+    (select count(*) from app.notifications where data ->> 'group_id' = test_support.id('gp')::text),
     0::bigint,
     '(b) gp''s members got no notification'
 );
 
 select bag_eq(
     format($$select p.user_id from app.chat_participants p join app.chats c on c.id = p.chat_id
-             where c.like_group_id = %L and c.type = 'approved_group'$$, pg_temp.id('gq')),
+             where c.like_group_id = %L and c.type = 'approved_group'$$, test_support.id('gq')),
     $$select id from people where name in ('gq', 'gq2', 'gq3', 'b1')$$,
     '(b) gq''s chat: its 3 members and the one current author, not the removed b2'
 );
 
 select bag_eq(
     format($$select user_id from app.notifications where type = 'group_approved'
-             and data ->> 'group_id' = %L and data ->> 'chat_id' is not null$$, pg_temp.id('gq')),
+             and data ->> 'group_id' = %L and data ->> 'chat_id' is not null$$, test_support.id('gq')),
     $$select id from people where name in ('gq', 'gq2', 'gq3')$$,
     '(b) one group_approved notification for each of gq''s members'
 );
@@ -319,25 +282,25 @@ select results_eq(
     format($$select count(*) filter (where pending) from app.like_group_members where group_id = %L
              union all
              select count(*) filter (where pending) from app.like_group_members where group_id = %L$$,
-           pg_temp.id('gp'), pg_temp.id('gq')),
+           test_support.id('gp'), test_support.id('gq')),
     $$values (3::bigint), (0::bigint)$$,
     '(b) gp''s members are still pending, gq''s are not'
 );
 
 set local role authenticated;
-select pg_temp.login('b2');
+select test_support.login('b2');
 
 select throws_ok(
-    format('select api.approve_like_group(%L)', pg_temp.id('gp')),
+    format('select api.approve_like_group(%L)', test_support.id('gp')),
     '42501', null,
     '(b) b2: a removed author can no longer approve (42501)'
 );
 
-select pg_temp.login('b1');
+select test_support.login('b1');
 
 select is(
-    api.approve_like_group(pg_temp.id('gp')) - 'chat_id',
-    jsonb_build_object('id', pg_temp.id('gp'), 'status', 'approved'),
+    api.approve_like_group(test_support.id('gp')) - 'chat_id',
+    jsonb_build_object('id', test_support.id('gp'), 'status', 'approved'),
     '(b) b1: the one current author''s approval now approves gp (1 of 1)'
 );
 
@@ -345,20 +308,20 @@ select is(
 -- (c), (d) Second approvals and decided groups
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('c1');
+select test_support.login('c1');
 insert into vars values ('event_c', api.create_event('Event C'));
-select '# added ' || (api.add_event_author(pg_temp.id('event_c'), pg_temp.u('c2')) ->> 'title');
+select '# added ' || (api.add_event_author(test_support.id('event_c'), test_support.u('c2')) ->> 'title');
 
-select pg_temp.login('gx');
-insert into vars values ('gx', api.like_event(pg_temp.id('event_c'), pg_temp.us('gx2')));
+select test_support.login('gx');
+insert into vars values ('gx', api.like_event(test_support.id('event_c'), test_support.us('gx2')));
 
-select pg_temp.login('c2');
+select test_support.login('c2');
 
-select is(api.approve_like_group(pg_temp.id('gx')) ->> 'status', 'pending',
+select is(api.approve_like_group(test_support.id('gx')) ->> 'status', 'pending',
     '(c) c2: first approval of gx: 1 of min(2, 2) = 2, pending');
-select is(api.approve_like_group(pg_temp.id('gx')) ->> 'status', 'pending',
+select is(api.approve_like_group(test_support.id('gx')) ->> 'status', 'pending',
     '(c) c2: approving gx again is still pending: it does not count as the second approval');
-select is(api.approve_like_group(pg_temp.id('gx')) ->> 'status', 'pending',
+select is(api.approve_like_group(test_support.id('gx')) ->> 'status', 'pending',
     '(c) c2: and a third time, still pending');
 
 select is(
@@ -367,18 +330,18 @@ select is(
     '(c)(e) c2: gx reports 1 of 2 after three approvals by the same author'
 );
 
-select pg_temp.login('c1');
+select test_support.login('c1');
 
 select is(
-    api.reject_like_group(pg_temp.id('gx')),
-    jsonb_build_object('id', pg_temp.id('gx'), 'status', 'rejected'),
+    api.reject_like_group(test_support.id('gx')),
+    jsonb_build_object('id', test_support.id('gx'), 'status', 'rejected'),
     '(d) c1: one rejection rejects gx despite c2''s approval'
 );
 
-select pg_temp.login('c2');
+select test_support.login('c2');
 
 select throws_ok(
-    format('select api.approve_like_group(%L)', pg_temp.id('gx')),
+    format('select api.approve_like_group(%L)', test_support.id('gx')),
     'PT400', null,
     '(d) c2: approving a rejected group raises PT400'
 );
@@ -393,13 +356,13 @@ reset role;
 
 select results_eq(
     format($$select author_id, approved from app.like_group_approvals where group_id = %L
-             order by author_id$$, pg_temp.id('gx')),
-    format($$values (%L::uuid, false), (%L::uuid, true)$$, pg_temp.u('c1'), pg_temp.u('c2')),
+             order by author_id$$, test_support.id('gx')),
+    format($$values (%L::uuid, false), (%L::uuid, true)$$, test_support.u('c1'), test_support.u('c2')),
     '(c)(d) gx has exactly two decisions: c1''s rejection and c2''s one approval'
 );
 
 select is(
-    (select count(*) from app.chats where like_group_id = pg_temp.id('gx')),
+    (select count(*) from app.chats where like_group_id = test_support.id('gx')),
     0::bigint,
     '(d) the rejected group has no chat'
 );
@@ -410,23 +373,23 @@ select is(
 
 set local role authenticated;
 
-select pg_temp.login('d1');
+select test_support.login('d1');
 insert into vars values ('event_d', api.create_event('Event D'));
-select '# added ' || (api.add_event_author(pg_temp.id('event_d'), pg_temp.u('d2')) ->> 'title');
-select '# added ' || (api.add_event_author(pg_temp.id('event_d'), pg_temp.u('d3')) ->> 'title');
+select '# added ' || (api.add_event_author(test_support.id('event_d'), test_support.u('d2')) ->> 'title');
+select '# added ' || (api.add_event_author(test_support.id('event_d'), test_support.u('d3')) ->> 'title');
 
-select pg_temp.login('gz');
-insert into vars values ('gz', api.like_event(pg_temp.id('event_d'), pg_temp.us('gz2')));
+select test_support.login('gz');
+insert into vars values ('gz', api.like_event(test_support.id('event_d'), test_support.us('gz2')));
 
-select pg_temp.login('d3');
-select is(api.approve_like_group(pg_temp.id('gz')) ->> 'status', 'pending',
+select test_support.login('d3');
+select is(api.approve_like_group(test_support.id('gz')) ->> 'status', 'pending',
     '(f) d3: 1 of min(3, 2) = 2: pending');
 
-select pg_temp.login('d1');
+select test_support.login('d1');
 
 select is(
-    api.remove_event_author(pg_temp.id('event_d'), pg_temp.u('d3')) -> 'author_ids',
-    to_jsonb(pg_temp.us('d1', 'd2')),
+    api.remove_event_author(test_support.id('event_d'), test_support.u('d3')) -> 'author_ids',
+    to_jsonb(test_support.us('d1', 'd2')),
     '(f) d1: removes d3'
 );
 
@@ -436,12 +399,12 @@ select is(
     '(f) d1: without d3, gz has 0 of min(2, 2) = 2'
 );
 
-select is(api.approve_like_group(pg_temp.id('gz')) ->> 'status', 'pending',
+select is(api.approve_like_group(test_support.id('gz')) ->> 'status', 'pending',
     '(f) d1: 1 of 2: pending');
 
 select is(
-    api.add_event_author(pg_temp.id('event_d'), pg_temp.u('d3')) -> 'author_ids',
-    to_jsonb(pg_temp.us('d1', 'd2', 'd3')),
+    api.add_event_author(test_support.id('event_d'), test_support.u('d3')) -> 'author_ids',
+    to_jsonb(test_support.us('d1', 'd2', 'd3')),
     '(f) d1: adds d3 back'
 );
 

@@ -10,19 +10,6 @@ select plan(100);
 -- Arrange (as the superuser)
 -- ---------------------------------------------------------------------------
 
--- pgTAP's functions are not executable by PUBLIC in this database (the
--- migrations revoke that by default): let the test roles call them, inside
--- this transaction only.
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to anon, authenticated', v_schema);
-    execute format('grant execute on all functions in schema %I to anon, authenticated', v_schema);
-end
-$grant$;
-
 create temp table people (name text primary key, id uuid not null unique);
 insert into people values
     ('host',     '00000000-0000-4000-8000-000000000001'),
@@ -61,39 +48,13 @@ where o.name = 'outsider' and l.name = 'leader';
 -- Values carried from one statement to the next: name -> the JSON a call returned.
 create temp table vars (name text primary key, value jsonb);
 
-create function pg_temp.u(text) returns uuid
-language sql stable as $$ select id from people where name = $1 $$;
-
-create function pg_temp.v(text) returns jsonb
-language sql stable as $$ select value from vars where name = $1 $$;
-
-create function pg_temp.id(text) returns uuid
-language sql stable as $$ select (value ->> 'id')::uuid from vars where name = $1 $$;
-
--- Acts as the named user (the role is set with `set local role` beforehand).
--- Returns a TAP comment, so the line it adds to the output is a diagnostic.
-create function pg_temp.login(text) returns text
-language sql as $$
-    select set_config('request.jwt.claims',
-        jsonb_build_object('sub', pg_temp.u($1), 'role', 'authenticated')::text, true);
-    select '# as ' || $1
-$$;
-
--- The ids of several named users, in the order given.
-create function pg_temp.us(variadic text[]) returns uuid[]
-language sql stable as $$
-    select array_agg(p.id order by n.ord)
-    from unnest($1) with ordinality n(name, ord) join people p on p.name = n.name
-$$;
-
 -- member_ids as a JSON array of the named users, in the order given.
 create function pg_temp.ids_json(variadic text[]) returns jsonb
-language sql stable as $$ select to_jsonb(pg_temp.us(variadic $1)) $$;
+language sql stable as $$ select to_jsonb(test_support.us(variadic $1)) $$;
 
 grant select on people to anon, authenticated;
 grant all on vars to anon, authenticated;
-grant execute on function pg_temp.u(text), pg_temp.v(text), pg_temp.id(text),
-    pg_temp.login(text), pg_temp.us(text[]), pg_temp.ids_json(text[]) to anon, authenticated;
+grant execute on function pg_temp.ids_json(text[]) to anon, authenticated;
 
 set local role authenticated;
 
@@ -101,25 +62,25 @@ set local role authenticated;
 -- Host: creates the events and adds the cohost as an author
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('host');
+select test_support.login('host');
 
 insert into vars values ('event', api.create_event('Launch party'));
 insert into vars values ('event2', api.create_event('Second event'));
 
 select is(
-    api.add_event_author(pg_temp.id('event'), pg_temp.u('cohost')) -> 'author_ids',
+    api.add_event_author(test_support.id('event'), test_support.u('cohost')) -> 'author_ids',
     pg_temp.ids_json('host', 'cohost'),
     'host: add_event_author makes the cohost the second author, after the creator'
 );
 
 select throws_ok(
-    format('select api.like_event(%L)', pg_temp.id('event')),
+    format('select api.like_event(%L)', test_support.id('event')),
     '42501', null,
     'host: the event''s creator cannot like their own event (42501)'
 );
 
 select throws_ok(
-    format('select api.remove_event_author(%L, %L)', pg_temp.id('event'), pg_temp.u('host')),
+    format('select api.remove_event_author(%L, %L)', test_support.id('event'), test_support.u('host')),
     '22023', null,
     'host: removing the creator from the authors is refused with 22023'
 );
@@ -128,22 +89,22 @@ select throws_ok(
 -- Cohost: an author, but not the event's creator
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('cohost');
+select test_support.login('cohost');
 
 select throws_ok(
-    format('select api.like_event(%L)', pg_temp.id('event')),
+    format('select api.like_event(%L)', test_support.id('event')),
     '42501', null,
     'cohost: an author cannot like the event (42501)'
 );
 
 select throws_ok(
-    format('select api.add_event_author(%L, %L)', pg_temp.id('event'), pg_temp.u('stranger')),
+    format('select api.add_event_author(%L, %L)', test_support.id('event'), test_support.u('stranger')),
     '42501', null,
     'cohost: add_event_author by an author who is not the creator raises 42501'
 );
 
 select throws_ok(
-    format('select api.remove_event_author(%L, %L)', pg_temp.id('event'), pg_temp.u('cohost')),
+    format('select api.remove_event_author(%L, %L)', test_support.id('event'), test_support.u('cohost')),
     '42501', null,
     'cohost: remove_event_author by an author who is not the creator raises 42501'
 );
@@ -152,42 +113,42 @@ select throws_ok(
 -- Leader: creates like groups, adds and removes members
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('leader');
+select test_support.login('leader');
 
 -- f02 before f01 on purpose: member_ids come back creator first, then in order.
 insert into vars values ('g',
-    api.like_event(pg_temp.id('event'), pg_temp.us('f02', 'f01', 'leader', 'f01')));
+    api.like_event(test_support.id('event'), test_support.us('f02', 'f01', 'leader', 'f01')));
 
 select is(
-    pg_temp.v('g'),
+    test_support.v('g'),
     jsonb_build_object(
-        'id', pg_temp.id('g'), 'event_id', pg_temp.id('event'), 'creator_id', pg_temp.u('leader'),
+        'id', test_support.id('g'), 'event_id', test_support.id('event'), 'creator_id', test_support.u('leader'),
         'status', 'pending', 'member_ids', pg_temp.ids_json('leader', 'f01', 'f02'),
         'created_at', now(), 'approvals_received', 0, 'approvals_needed', 2, 'chat_id', null),
     'leader: like_event returns the pending group, creator first, duplicates and self dropped, needed min(2 authors, 3 members) = 2'
 );
 
 select is(
-    (select count(*) from app.like_groups where event_id = pg_temp.id('event')),
+    (select count(*) from app.like_groups where event_id = test_support.id('event')),
     1::bigint,
     'leader: reads the one like group of the event'
 );
 
 select throws_ok(
-    format('select api.like_event(%L)', pg_temp.id('event')),
+    format('select api.like_event(%L)', test_support.id('event')),
     'PT409', null,
     'leader: liking the event again while in a pending group of it raises PT409'
 );
 
 select throws_ok(
-    format('select api.like_event(%L, %L)', pg_temp.id('event2'), pg_temp.us('f05', 'outsider')),
+    format('select api.like_event(%L, %L)', test_support.id('event2'), test_support.us('f05', 'outsider')),
     '42501', null,
     'leader: a non-friend (only a pending request) in member_ids raises 42501'
 );
 
 select throws_ok(
-    format('select api.like_event(%L, %L)', pg_temp.id('event2'),
-           pg_temp.us('f01', 'f02', 'f03', 'f04', 'f05', 'f06', 'f07', 'f08', 'f09', 'f10')),
+    format('select api.like_event(%L, %L)', test_support.id('event2'),
+           test_support.us('f01', 'f02', 'f03', 'f04', 'f05', 'f06', 'f07', 'f08', 'f09', 'f10')),
     'PT409', null,
     'leader: 10 member_ids (11 people) raise PT409'
 );
@@ -199,26 +160,26 @@ select throws_ok(
 );
 
 insert into vars values ('big',
-    api.like_event(pg_temp.id('event2'),
-                   pg_temp.us('f01', 'f02', 'f03', 'f04', 'f05', 'f06', 'f07', 'f08', 'f09')));
+    api.like_event(test_support.id('event2'),
+                   test_support.us('f01', 'f02', 'f03', 'f04', 'f05', 'f06', 'f07', 'f08', 'f09')));
 
 select is(
-    pg_temp.v('big') - 'id' - 'created_at',
+    test_support.v('big') - 'id' - 'created_at',
     jsonb_build_object(
-        'event_id', pg_temp.id('event2'), 'creator_id', pg_temp.u('leader'), 'status', 'pending',
+        'event_id', test_support.id('event2'), 'creator_id', test_support.u('leader'), 'status', 'pending',
         'member_ids', pg_temp.ids_json('leader', 'f01', 'f02', 'f03', 'f04', 'f05', 'f06', 'f07', 'f08', 'f09'),
         'approvals_received', 0, 'approvals_needed', 1, 'chat_id', null),
     'leader: 9 member_ids (10 people) make a group of ten; needed min(1 author, 10) = 1'
 );
 
 select throws_ok(
-    format('select api.add_like_group_member(%L, %L)', pg_temp.id('big'), pg_temp.u('f10')),
+    format('select api.add_like_group_member(%L, %L)', test_support.id('big'), test_support.u('f10')),
     'PT409', null,
     'leader: adding an 11th member raises PT409'
 );
 
 select throws_ok(
-    format('select api.add_like_group_member(%L, %L)', pg_temp.id('g'), pg_temp.u('outsider')),
+    format('select api.add_like_group_member(%L, %L)', test_support.id('g'), test_support.u('outsider')),
     '42501', null,
     'leader: adding a non-friend raises 42501'
 );
@@ -231,37 +192,37 @@ select throws_ok(
 );
 
 select is(
-    api.add_like_group_member(pg_temp.id('g'), pg_temp.u('f03')) -> 'member_ids',
+    api.add_like_group_member(test_support.id('g'), test_support.u('f03')) -> 'member_ids',
     pg_temp.ids_json('leader', 'f01', 'f02', 'f03'),
     'leader: add_like_group_member(f03) returns the group with f03 appended'
 );
 
 select is(
-    api.add_like_group_member(pg_temp.id('g'), pg_temp.u('f04')) -> 'member_ids',
+    api.add_like_group_member(test_support.id('g'), test_support.u('f04')) -> 'member_ids',
     pg_temp.ids_json('leader', 'f01', 'f02', 'f03', 'f04'),
     'leader: add_like_group_member(f04) returns five members'
 );
 
 select throws_ok(
-    format('select api.remove_like_group_member(%L, %L)', pg_temp.id('g'), pg_temp.u('leader')),
+    format('select api.remove_like_group_member(%L, %L)', test_support.id('g'), test_support.u('leader')),
     'PT400', null,
     'leader: the creator removing themself raises PT400'
 );
 
 select is(
-    api.remove_like_group_member(pg_temp.id('g'), pg_temp.u('f03')) -> 'member_ids',
+    api.remove_like_group_member(test_support.id('g'), test_support.u('f03')) -> 'member_ids',
     pg_temp.ids_json('leader', 'f01', 'f02', 'f04'),
     'leader: the creator removes f03'
 );
 
 select throws_ok(
-    format('select api.remove_like_group_member(%L, %L)', pg_temp.id('g'), pg_temp.u('f03')),
+    format('select api.remove_like_group_member(%L, %L)', test_support.id('g'), test_support.u('f03')),
     'PT404', null,
     'leader: removing someone who is no longer a member raises PT404'
 );
 
 select throws_ok(
-    format('select api.approve_like_group(%L)', pg_temp.id('g')),
+    format('select api.approve_like_group(%L)', test_support.id('g')),
     '42501', null,
     'leader: the group''s creator is not an author: approve raises 42501'
 );
@@ -270,36 +231,36 @@ select throws_ok(
 -- Members f01 and f04
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('f01');
+select test_support.login('f01');
 
 select throws_ok(
-    format('select api.add_like_group_member(%L, %L)', pg_temp.id('g'), pg_temp.u('f05')),
+    format('select api.add_like_group_member(%L, %L)', test_support.id('g'), test_support.u('f05')),
     '42501', null,
     'f01: a member who is not the creator cannot add members (42501)'
 );
 
 select throws_ok(
-    format('select api.remove_like_group_member(%L, %L)', pg_temp.id('g'), pg_temp.u('f04')),
+    format('select api.remove_like_group_member(%L, %L)', test_support.id('g'), test_support.u('f04')),
     '42501', null,
     'f01: a member removing another member raises 42501'
 );
 
 select throws_ok(
-    format('select api.reject_like_group(%L)', pg_temp.id('g')),
+    format('select api.reject_like_group(%L)', test_support.id('g')),
     '42501', null,
     'f01: a member cannot reject the group (42501)'
 );
 
-select pg_temp.login('f04');
+select test_support.login('f04');
 
 select is(
-    api.remove_like_group_member(pg_temp.id('g'), pg_temp.u('f04')) -> 'member_ids',
+    api.remove_like_group_member(test_support.id('g'), test_support.u('f04')) -> 'member_ids',
     pg_temp.ids_json('leader', 'f01', 'f02'),
     'f04: a member removes themself'
 );
 
 select throws_ok(
-    format('select api.get_like_group(%L)', pg_temp.id('g')),
+    format('select api.get_like_group(%L)', test_support.id('g')),
     '42501', null,
     'f04: after leaving, the group is no longer visible (42501)'
 );
@@ -308,30 +269,30 @@ select throws_ok(
 -- Rival: competes for the same people in the same event
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('rival');
+select test_support.login('rival');
 
 select throws_ok(
-    format('select api.like_event(%L, %L)', pg_temp.id('event'), pg_temp.us('f01')),
+    format('select api.like_event(%L, %L)', test_support.id('event'), test_support.us('f01')),
     'PT409', null,
     'rival: liking with f01, already in a pending group of the event, raises PT409'
 );
 
-insert into vars values ('r', api.like_event(pg_temp.id('event')));
+insert into vars values ('r', api.like_event(test_support.id('event')));
 
 select is(
-    pg_temp.v('r') -> 'member_ids',
+    test_support.v('r') -> 'member_ids',
     pg_temp.ids_json('rival'),
     'rival: liking alone creates a group of one'
 );
 
 select throws_ok(
-    format('select api.add_like_group_member(%L, %L)', pg_temp.id('r'), pg_temp.u('f01')),
+    format('select api.add_like_group_member(%L, %L)', test_support.id('r'), test_support.u('f01')),
     'PT409', null,
     'rival: adding f01, already in a pending group of the event, raises PT409'
 );
 
 select is(
-    api.add_like_group_member(pg_temp.id('r'), pg_temp.u('f10')) -> 'member_ids',
+    api.add_like_group_member(test_support.id('r'), test_support.u('f10')) -> 'member_ids',
     pg_temp.ids_json('rival', 'f10'),
     'rival: adds f10, who is in no group of this event'
 );
@@ -340,49 +301,49 @@ select is(
 -- Visibility: members, the event's creator and authors; not a stranger
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('f01');
+select test_support.login('f01');
 
 select is(
-    api.get_like_group(pg_temp.id('g')),
+    api.get_like_group(test_support.id('g')),
     jsonb_build_object(
-        'id', pg_temp.id('g'), 'event_id', pg_temp.id('event'), 'creator_id', pg_temp.u('leader'),
+        'id', test_support.id('g'), 'event_id', test_support.id('event'), 'creator_id', test_support.u('leader'),
         'status', 'pending', 'member_ids', pg_temp.ids_json('leader', 'f01', 'f02'),
         'created_at', now(), 'approvals_received', 0, 'approvals_needed', 2, 'chat_id', null),
     'f01: a member reads the group'
 );
 
-select is(api.list_like_group_approvals(pg_temp.id('g')), '[]'::jsonb,
+select is(api.list_like_group_approvals(test_support.id('g')), '[]'::jsonb,
     'f01: a member reads the (empty) approvals');
 
 select is(
     (select jsonb_agg(g ->> 'id' order by g ->> 'id') from jsonb_array_elements(api.my_like_groups()) g),
-    (select jsonb_agg(x order by x) from unnest(array[pg_temp.id('g'), pg_temp.id('big')]::text[]) x),
+    (select jsonb_agg(x order by x) from unnest(array[test_support.id('g'), test_support.id('big')]::text[]) x),
     'f01: my_like_groups lists the two groups f01 is in'
 );
 
-select pg_temp.login('host');
+select test_support.login('host');
 
-select is(api.get_like_group(pg_temp.id('g')) ->> 'status', 'pending',
+select is(api.get_like_group(test_support.id('g')) ->> 'status', 'pending',
     'host: the event''s creator reads the group');
-select is(api.list_like_group_approvals(pg_temp.id('g')), '[]'::jsonb,
+select is(api.list_like_group_approvals(test_support.id('g')), '[]'::jsonb,
     'host: the event''s creator reads its approvals');
 
-select pg_temp.login('cohost');
+select test_support.login('cohost');
 
-select is(api.get_like_group(pg_temp.id('g')) -> 'member_ids', pg_temp.ids_json('leader', 'f01', 'f02'),
+select is(api.get_like_group(test_support.id('g')) -> 'member_ids', pg_temp.ids_json('leader', 'f01', 'f02'),
     'cohost: an author reads the group');
-select is(api.list_like_group_approvals(pg_temp.id('g')), '[]'::jsonb,
+select is(api.list_like_group_approvals(test_support.id('g')), '[]'::jsonb,
     'cohost: an author reads its approvals');
 
-select pg_temp.login('stranger');
+select test_support.login('stranger');
 
 select throws_ok(
-    format('select api.get_like_group(%L)', pg_temp.id('g')),
+    format('select api.get_like_group(%L)', test_support.id('g')),
     '42501', null,
     'stranger: get_like_group raises 42501'
 );
 select throws_ok(
-    format('select api.list_like_group_approvals(%L)', pg_temp.id('g')),
+    format('select api.list_like_group_approvals(%L)', test_support.id('g')),
     '42501', null,
     'stranger: list_like_group_approvals raises 42501'
 );
@@ -397,17 +358,17 @@ select throws_ok(
     'stranger: list_like_group_approvals of an unknown id raises PT404'
 );
 select throws_ok(
-    format('select api.approve_like_group(%L)', pg_temp.id('g')),
+    format('select api.approve_like_group(%L)', test_support.id('g')),
     '42501', null,
     'stranger: approve_like_group raises 42501'
 );
 select throws_ok(
-    format('select api.reject_like_group(%L)', pg_temp.id('g')),
+    format('select api.reject_like_group(%L)', test_support.id('g')),
     '42501', null,
     'stranger: reject_like_group raises 42501'
 );
 select throws_ok(
-    format('select api.remove_like_group_member(%L, %L)', pg_temp.id('g'), pg_temp.u('f01')),
+    format('select api.remove_like_group_member(%L, %L)', test_support.id('g'), test_support.u('f01')),
     '42501', null,
     'stranger: removing a member of someone else''s group raises 42501'
 );
@@ -423,7 +384,7 @@ select is((select count(*) from app.like_group_members), 0::bigint,
 -- Approval: cohost, then host (2 of min(2 authors, 3 members) = 2)
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('cohost');
+select test_support.login('cohost');
 
 select throws_ok(
     $$select api.approve_like_group('00000000-0000-4000-8000-0000000000ee')$$,
@@ -432,26 +393,26 @@ select throws_ok(
 );
 
 select is(
-    api.approve_like_group(pg_temp.id('g')),
-    jsonb_build_object('id', pg_temp.id('g'), 'status', 'pending', 'chat_id', null),
+    api.approve_like_group(test_support.id('g')),
+    jsonb_build_object('id', test_support.id('g'), 'status', 'pending', 'chat_id', null),
     'cohost: the first approval leaves the group pending, no chat'
 );
 
 select is(
-    api.get_like_group(pg_temp.id('g')) - 'id' - 'event_id' - 'creator_id' - 'member_ids' - 'created_at',
+    api.get_like_group(test_support.id('g')) - 'id' - 'event_id' - 'creator_id' - 'member_ids' - 'created_at',
     '{"status": "pending", "approvals_received": 1, "approvals_needed": 2, "chat_id": null}'::jsonb,
     'cohost: get_like_group reports 1 of 2 approvals'
 );
 
 select is(
-    (select jsonb_agg(a - 'id' - 'created_at') from jsonb_array_elements(api.list_like_group_approvals(pg_temp.id('g'))) a),
-    jsonb_build_array(jsonb_build_object('group_id', pg_temp.id('g'), 'author_id', pg_temp.u('cohost'),
+    (select jsonb_agg(a - 'id' - 'created_at') from jsonb_array_elements(api.list_like_group_approvals(test_support.id('g'))) a),
+    jsonb_build_array(jsonb_build_object('group_id', test_support.id('g'), 'author_id', test_support.u('cohost'),
                                          'approved', true)),
     'cohost: list_like_group_approvals shows the one approval'
 );
 
 select is(
-    (select array_agg(k order by k) from jsonb_array_elements(api.list_like_group_approvals(pg_temp.id('g'))) a,
+    (select array_agg(k order by k) from jsonb_array_elements(api.list_like_group_approvals(test_support.id('g'))) a,
          jsonb_object_keys(a) k),
     array['approved', 'author_id', 'created_at', 'group_id', 'id'],
     'cohost: an approval has exactly {id, group_id, author_id, approved, created_at}'
@@ -460,37 +421,37 @@ select is(
 select is((select count(*) from app.chats), 0::bigint,
     'cohost: no chat exists before the threshold');
 
-select pg_temp.login('host');
+select test_support.login('host');
 
-insert into vars values ('g_approved', api.approve_like_group(pg_temp.id('g')));
+insert into vars values ('g_approved', api.approve_like_group(test_support.id('g')));
 
 select is(
-    pg_temp.v('g_approved') - 'chat_id',
-    jsonb_build_object('id', pg_temp.id('g'), 'status', 'approved'),
+    test_support.v('g_approved') - 'chat_id',
+    jsonb_build_object('id', test_support.id('g'), 'status', 'approved'),
     'host: the second approval reaches min(2, 3) = 2 and approves the group'
 );
 
 reset role;
 
 select results_eq(
-    format($$select id, type from app.chats where like_group_id = %L$$, pg_temp.id('g')),
-    format($$values (%L::uuid, 'approved_group'::text)$$, pg_temp.v('g_approved') ->> 'chat_id'),
+    format($$select id, type from app.chats where like_group_id = %L$$, test_support.id('g')),
+    format($$values (%L::uuid, 'approved_group'::text)$$, test_support.v('g_approved') ->> 'chat_id'),
     'approval: exactly one chat of type approved_group, the one approve returned'
 );
 
 select bag_eq(
     format($$select user_id from app.chat_participants where chat_id = %L$$,
-           pg_temp.v('g_approved') ->> 'chat_id'),
+           test_support.v('g_approved') ->> 'chat_id'),
     $$select id from people where name in ('leader', 'f01', 'f02', 'host', 'cohost')$$,
     'approval: the chat''s participants are exactly the 3 members and the 2 authors'
 );
 
 select bag_eq(
     format($$select user_id, data from app.notifications
-             where type = 'group_approved' and data ->> 'group_id' = %L$$, pg_temp.id('g')),
+             where type = 'group_approved' and data ->> 'group_id' = %L$$, test_support.id('g')),
     format($$select id, jsonb_build_object('group_id', %L::uuid, 'event_id', %L::uuid, 'chat_id', %L::uuid)
              from people where name in ('leader', 'f01', 'f02')$$,
-           pg_temp.id('g'), pg_temp.id('event'), pg_temp.v('g_approved') ->> 'chat_id'),
+           test_support.id('g'), test_support.id('event'), test_support.v('g_approved') ->> 'chat_id'),
     'approval: one group_approved notification per member, data {group_id, event_id, chat_id}'
 );
 
@@ -502,28 +463,28 @@ select is(
 
 select results_eq(
     format($$select count(*) filter (where pending), count(*) from app.like_group_members
-             where group_id = %L$$, pg_temp.id('g')),
+             where group_id = %L$$, test_support.id('g')),
     $$values (0::bigint, 3::bigint)$$,
     'approval: the members'' pending flag is cleared'
 );
 
 set local role authenticated;
-select pg_temp.login('leader');
+select test_support.login('leader');
 
 select is(
-    api.get_like_group(pg_temp.id('g')) - 'id' - 'event_id' - 'creator_id' - 'member_ids' - 'created_at',
+    api.get_like_group(test_support.id('g')) - 'id' - 'event_id' - 'creator_id' - 'member_ids' - 'created_at',
     jsonb_build_object('status', 'approved', 'approvals_received', 2, 'approvals_needed', 2,
-                       'chat_id', pg_temp.v('g_approved') -> 'chat_id'),
+                       'chat_id', test_support.v('g_approved') -> 'chat_id'),
     'leader: get_like_group shows the approved group with its chat'
 );
 
-select pg_temp.login('f01');
+select test_support.login('f01');
 
-insert into vars values ('f01_again', api.like_event(pg_temp.id('event')));
+insert into vars values ('f01_again', api.like_event(test_support.id('event')));
 
 select is(
-    pg_temp.v('f01_again') - 'id' - 'created_at',
-    jsonb_build_object('event_id', pg_temp.id('event'), 'creator_id', pg_temp.u('f01'),
+    test_support.v('f01_again') - 'id' - 'created_at',
+    jsonb_build_object('event_id', test_support.id('event'), 'creator_id', test_support.u('f01'),
                        'status', 'pending', 'member_ids', pg_temp.ids_json('f01'),
                        'approvals_received', 0, 'approvals_needed', 1, 'chat_id', null),
     'f01: once approved, a member can be in another pending group of the event'
@@ -532,7 +493,7 @@ select is(
 select results_eq(
     $$select g.id from app.like_groups g order by g.id$$,
     format($$select x from unnest(array[%L, %L, %L]::uuid[]) x order by x$$,
-           pg_temp.id('g'), pg_temp.id('big'), pg_temp.id('f01_again')),
+           test_support.id('g'), test_support.id('big'), test_support.id('f01_again')),
     'f01: reads exactly the like groups f01 is in'
 );
 
@@ -540,46 +501,46 @@ select results_eq(
 -- Rejection: one author rejects the rival's group
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('cohost');
+select test_support.login('cohost');
 
 select is(
-    api.reject_like_group(pg_temp.id('r')),
-    jsonb_build_object('id', pg_temp.id('r'), 'status', 'rejected'),
+    api.reject_like_group(test_support.id('r')),
+    jsonb_build_object('id', test_support.id('r'), 'status', 'rejected'),
     'cohost: one rejection rejects the group: {id, status: rejected}'
 );
 
-select is(api.get_like_group(pg_temp.id('r')) ->> 'status', 'rejected',
+select is(api.get_like_group(test_support.id('r')) ->> 'status', 'rejected',
     'cohost: get_like_group shows rejected');
 
 select is(
-    (select jsonb_agg(a - 'id' - 'created_at') from jsonb_array_elements(api.list_like_group_approvals(pg_temp.id('r'))) a),
-    jsonb_build_array(jsonb_build_object('group_id', pg_temp.id('r'), 'author_id', pg_temp.u('cohost'),
+    (select jsonb_agg(a - 'id' - 'created_at') from jsonb_array_elements(api.list_like_group_approvals(test_support.id('r'))) a),
+    jsonb_build_array(jsonb_build_object('group_id', test_support.id('r'), 'author_id', test_support.u('cohost'),
                                          'approved', false)),
     'cohost: the rejection is listed with approved false'
 );
 
 select throws_ok(
-    format('select api.reject_like_group(%L)', pg_temp.id('g')),
+    format('select api.reject_like_group(%L)', test_support.id('g')),
     'PT400', null,
     'cohost: rejecting an approved group raises PT400'
 );
 
 select throws_ok(
-    format('select api.reject_like_group(%L)', pg_temp.id('r')),
+    format('select api.reject_like_group(%L)', test_support.id('r')),
     'PT400', null,
     'cohost: rejecting a rejected group again raises PT400'
 );
 
-select pg_temp.login('host');
+select test_support.login('host');
 
 select throws_ok(
-    format('select api.approve_like_group(%L)', pg_temp.id('r')),
+    format('select api.approve_like_group(%L)', test_support.id('r')),
     'PT400', null,
     'host: approving a rejected group raises PT400'
 );
 
 select throws_ok(
-    format('select api.approve_like_group(%L)', pg_temp.id('g')),
+    format('select api.approve_like_group(%L)', test_support.id('g')),
     'PT400', null,
     'host: approving an already approved group raises PT400'
 );
@@ -588,53 +549,53 @@ reset role;
 
 select bag_eq(
     format($$select user_id, data from app.notifications
-             where type = 'group_rejected' and data ->> 'group_id' = %L$$, pg_temp.id('r')),
+             where type = 'group_rejected' and data ->> 'group_id' = %L$$, test_support.id('r')),
     format($$select id, jsonb_build_object('group_id', %L::uuid, 'event_id', %L::uuid)
              from people where name in ('rival', 'f10')$$,
-           pg_temp.id('r'), pg_temp.id('event')),
+           test_support.id('r'), test_support.id('event')),
     'rejection: one group_rejected notification per member, data {group_id, event_id}'
 );
 
 select is(
-    (select count(*) from app.chats where like_group_id = pg_temp.id('r')),
+    (select count(*) from app.chats where like_group_id = test_support.id('r')),
     0::bigint,
     'rejection: no chat is created'
 );
 
 select is(
-    (select status from app.like_groups where id = pg_temp.id('r')),
+    (select status from app.like_groups where id = test_support.id('r')),
     'rejected',
     'rejection: the stored status is rejected'
 );
 
 set local role authenticated;
 
-select pg_temp.login('rival');
+select test_support.login('rival');
 
 select throws_ok(
-    format('select api.add_like_group_member(%L, %L)', pg_temp.id('r'), pg_temp.u('f01')),
+    format('select api.add_like_group_member(%L, %L)', test_support.id('r'), test_support.u('f01')),
     'PT400', null,
     'rival: adding to a rejected group raises PT400'
 );
 
-select pg_temp.login('leader');
+select test_support.login('leader');
 
 select throws_ok(
-    format('select api.add_like_group_member(%L, %L)', pg_temp.id('g'), pg_temp.u('f05')),
+    format('select api.add_like_group_member(%L, %L)', test_support.id('g'), test_support.u('f05')),
     'PT400', null,
     'leader: adding to an approved group raises PT400'
 );
 
 select throws_ok(
-    format('select api.remove_like_group_member(%L, %L)', pg_temp.id('g'), pg_temp.u('f02')),
+    format('select api.remove_like_group_member(%L, %L)', test_support.id('g'), test_support.u('f02')),
     'PT400', null,
     'leader: removing from an approved group raises PT400'
 );
 
-select pg_temp.login('f10');
+select test_support.login('f10');
 
 select is(
-    api.like_event(pg_temp.id('event')) ->> 'status',
+    api.like_event(test_support.id('event')) ->> 'status',
     'pending',
     'f10: once the rival''s group is rejected, f10 can like the event in a new group'
 );
@@ -643,7 +604,7 @@ select is(
 -- Stranger again: row-level security on the approvals table
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('stranger');
+select test_support.login('stranger');
 
 select is((select count(*) from app.like_groups), 0::bigint,
     'stranger: after the decisions, still 0 like_groups rows');
@@ -656,75 +617,75 @@ select is((select count(*) from app.like_group_approvals), 0::bigint,
 -- Direct writes, as a member and as an author: none, whatever the policies
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('f01');
+select test_support.login('f01');
 
-select is((select count(*) from app.like_group_approvals where group_id = pg_temp.id('g')), 2::bigint,
+select is((select count(*) from app.like_group_approvals where group_id = test_support.id('g')), 2::bigint,
     'f01: a member reads the group''s two approvals');
 
 select throws_ok(
     format($$insert into app.like_groups (event_id, creator_id) values (%L, %L)$$,
-           pg_temp.id('event2'), pg_temp.u('f01')),
+           test_support.id('event2'), test_support.u('f01')),
     '42501', null, 'f01: cannot insert into app.like_groups');
 select throws_ok(
-    format($$update app.like_groups set status = 'approved' where id = %L$$, pg_temp.id('f01_again')),
+    format($$update app.like_groups set status = 'approved' where id = %L$$, test_support.id('f01_again')),
     '42501', null, 'f01: cannot update app.like_groups');
 select throws_ok(
-    format($$delete from app.like_groups where id = %L$$, pg_temp.id('f01_again')),
+    format($$delete from app.like_groups where id = %L$$, test_support.id('f01_again')),
     '42501', null, 'f01: cannot delete from app.like_groups');
 
 select throws_ok(
     format($$insert into app.like_group_members (group_id, event_id, user_id) values (%L, %L, %L)$$,
-           pg_temp.id('g'), pg_temp.id('event'), pg_temp.u('f05')),
+           test_support.id('g'), test_support.id('event'), test_support.u('f05')),
     '42501', null, 'f01: cannot insert into app.like_group_members');
 select throws_ok(
-    format($$update app.like_group_members set pending = false where group_id = %L$$, pg_temp.id('f01_again')),
+    format($$update app.like_group_members set pending = false where group_id = %L$$, test_support.id('f01_again')),
     '42501', null, 'f01: cannot update app.like_group_members');
 select throws_ok(
-    format($$delete from app.like_group_members where group_id = %L$$, pg_temp.id('g')),
+    format($$delete from app.like_group_members where group_id = %L$$, test_support.id('g')),
     '42501', null, 'f01: cannot delete from app.like_group_members');
 
-select pg_temp.login('cohost');
+select test_support.login('cohost');
 
 select throws_ok(
     format($$insert into app.like_group_approvals (group_id, author_id, approved) values (%L, %L, true)$$,
-           pg_temp.id('f01_again'), pg_temp.u('cohost')),
+           test_support.id('f01_again'), test_support.u('cohost')),
     '42501', null, 'cohost: an author cannot insert into app.like_group_approvals');
 select throws_ok(
-    format($$update app.like_group_approvals set approved = true where group_id = %L$$, pg_temp.id('r')),
+    format($$update app.like_group_approvals set approved = true where group_id = %L$$, test_support.id('r')),
     '42501', null, 'cohost: an author cannot update app.like_group_approvals');
 select throws_ok(
-    format($$delete from app.like_group_approvals where group_id = %L$$, pg_temp.id('g')),
+    format($$delete from app.like_group_approvals where group_id = %L$$, test_support.id('g')),
     '42501', null, 'cohost: an author cannot delete from app.like_group_approvals');
 select throws_ok(
-    format($$update app.like_groups set status = 'pending' where id = %L$$, pg_temp.id('r')),
+    format($$update app.like_groups set status = 'pending' where id = %L$$, test_support.id('r')),
     '42501', null, 'cohost: an author cannot update app.like_groups directly');
 select throws_ok(
     format($$insert into app.event_authors (event_id, user_id) values (%L, %L)$$,
-           pg_temp.id('event'), pg_temp.u('stranger')),
+           test_support.id('event'), test_support.u('stranger')),
     '42501', null, 'cohost: cannot insert into app.event_authors directly');
 
 -- ---------------------------------------------------------------------------
 -- Host: authors can be removed; a removed author loses approval rights
 -- ---------------------------------------------------------------------------
 
-select pg_temp.login('host');
+select test_support.login('host');
 
 select is(
-    api.remove_event_author(pg_temp.id('event'), pg_temp.u('cohost')) -> 'author_ids',
+    api.remove_event_author(test_support.id('event'), test_support.u('cohost')) -> 'author_ids',
     pg_temp.ids_json('host'),
     'host: remove_event_author(cohost) leaves the creator as the only author'
 );
 
 select throws_ok(
-    format('select api.remove_event_author(%L, %L)', pg_temp.id('event'), pg_temp.u('cohost')),
+    format('select api.remove_event_author(%L, %L)', test_support.id('event'), test_support.u('cohost')),
     'PT404', null,
     'host: removing someone who is not an author raises PT404'
 );
 
-select pg_temp.login('cohost');
+select test_support.login('cohost');
 
 select throws_ok(
-    format('select api.approve_like_group(%L)', pg_temp.id('f01_again')),
+    format('select api.approve_like_group(%L)', test_support.id('f01_again')),
     '42501', null,
     'cohost: a removed author can no longer approve (42501)'
 );
@@ -737,19 +698,19 @@ set local role anon;
 select set_config('request.jwt.claims', '{"role":"anon"}', true);
 
 select throws_ok(
-    format('select api.like_event(%L)', pg_temp.id('event')),
+    format('select api.like_event(%L)', test_support.id('event')),
     '42501', null, 'anon: like_event raises 42501');
 select throws_ok(
-    format('select api.get_like_group(%L)', pg_temp.id('g')),
+    format('select api.get_like_group(%L)', test_support.id('g')),
     '42501', null, 'anon: get_like_group raises 42501');
 select throws_ok(
-    format('select api.approve_like_group(%L)', pg_temp.id('f01_again')),
+    format('select api.approve_like_group(%L)', test_support.id('f01_again')),
     '42501', null, 'anon: approve_like_group raises 42501');
 select throws_ok(
-    format('select api.add_like_group_member(%L, %L)', pg_temp.id('f01_again'), pg_temp.u('f02')),
+    format('select api.add_like_group_member(%L, %L)', test_support.id('f01_again'), test_support.u('f02')),
     '42501', null, 'anon: add_like_group_member raises 42501');
 select throws_ok(
-    format('select api.add_event_author(%L, %L)', pg_temp.id('event'), pg_temp.u('f02')),
+    format('select api.add_event_author(%L, %L)', test_support.id('event'), test_support.u('f02')),
     '42501', null, 'anon: add_event_author raises 42501');
 
 reset role;

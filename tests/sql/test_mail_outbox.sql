@@ -17,15 +17,16 @@ select plan(34);
 -- ---------------------------------------------------------------------------
 
 -- pgTAP's functions are not executable by PUBLIC in this database (the
--- migrations revoke that by default): let the test roles call them, inside
--- this transaction only.
+-- migrations revoke that by default; the test session lets anon and
+-- authenticated call them): let the workers' role call them too, inside this
+-- transaction only.
 do $grant$
 declare
     v_schema name := (select e.extnamespace::regnamespace::name
                       from pg_catalog.pg_extension e where e.extname = 'pgtap');
 begin
-    execute format('grant usage on schema %I to anon, authenticated, service_role', v_schema);
-    execute format('grant execute on all functions in schema %I to anon, authenticated, service_role', v_schema);
+    execute format('grant usage on schema %I to service_role', v_schema);
+    execute format('grant execute on all functions in schema %I to service_role', v_schema);
 end
 $grant$;
 
@@ -65,46 +66,6 @@ insert into app.events (id, creator_id, title) values
 -- Values carried from one statement to the next.
 create temp table vars (name text primary key, value jsonb);
 grant all on vars to authenticated;
-
-create function pg_temp.v(text) returns jsonb
-language sql stable as $$ select value from vars where name = $1 $$;
-
-create function pg_temp.sign_in(uid text) returns text
-language sql as $$
-    select set_config('request.jwt.claims',
-        jsonb_build_object('sub', uid, 'role', 'authenticated')::text, true);
-$$;
-
--- Runs one call (an SQL expression returning json) and returns
--- {status, headers, body}: response.status and response.headers as the call
--- left them (null when it set none) and what it returned; or {raised:
--- SQLSTATE, message} when the call raised instead of answering.
-create function pg_temp.attempt(call text) returns jsonb
-language plpgsql as $$
-declare
-    v_body jsonb;
-begin
-    perform set_config('response.status', '', true);
-    perform set_config('response.headers', '', true);
-    execute 'select (' || call || ')::jsonb' into v_body;
-    return jsonb_build_object(
-        'status', nullif(current_setting('response.status', true), ''),
-        'headers', nullif(current_setting('response.headers', true), '')::jsonb,
-        'body', v_body);
-exception when others then
-    return jsonb_build_object('raised', sqlstate, 'message', sqlerrm);
-end;
-$$;
-
--- "status code" of an attempt ('-' when no status was set); "raised SQLSTATE".
-create function pg_temp.sc(a jsonb) returns text
-language sql immutable as $$
-    select case when a ? 'raised' then 'raised ' || (a ->> 'raised')
-                else concat_ws(' ', coalesce(a ->> 'status', '-'), a #>> '{body,code}') end
-$$;
-
-grant execute on function pg_temp.v(text), pg_temp.sign_in(text), pg_temp.attempt(text), pg_temp.sc(jsonb)
-    to authenticated;
 
 -- ---------------------------------------------------------------------------
 -- Worker (service_role): claim, sent, failed
@@ -180,7 +141,7 @@ select results_eq(
 -- Signed-in users and anonymous: no access to the outbox
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('d0000000-0000-4000-8000-000000000001');
+select test_support.sign_in('d0000000-0000-4000-8000-000000000001');
 set local role authenticated;
 
 select throws_ok('select * from private.mail_claim()', '42501', null,
@@ -217,25 +178,25 @@ select results_eq(
 -- Prolific inviter: 30 pair invites an hour
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('d0000000-0000-4000-8000-000000000001');
+select test_support.sign_in('d0000000-0000-4000-8000-000000000001');
 set local role authenticated;
 
 -- Each invite revokes the previous one: one event suffices.
 insert into vars
-select 'create' || n, pg_temp.attempt($$api.create_pair_invite('d1000000-0000-4000-8000-000000000001')$$)
+select 'create' || n, test_support.attempt($$api.create_pair_invite('d1000000-0000-4000-8000-000000000001')$$)
 from generate_series(1, 30) n;
 
 select is(
     (select count(*) from vars
-     where name like 'create%' and pg_temp.sc(value) = '-' and value #>> '{body,short_code}' ~ '^[2-9A-HJKMNP-Z]{8}$'),
+     where name like 'create%' and test_support.sc(value) = '-' and value #>> '{body,short_code}' ~ '^[2-9A-HJKMNP-Z]{8}$'),
     30::bigint,
     'prolific: thirty invites within the hour are created'
 );
 
-insert into vars values ('create31', pg_temp.attempt($$api.create_pair_invite('d1000000-0000-4000-8000-000000000001')$$));
+insert into vars values ('create31', test_support.attempt($$api.create_pair_invite('d1000000-0000-4000-8000-000000000001')$$));
 
 select is(
-    pg_temp.v('create31') - 'body' || jsonb_build_object('code', pg_temp.v('create31') #> '{body,code}'),
+    test_support.v('create31') - 'body' || jsonb_build_object('code', test_support.v('create31') #> '{body,code}'),
     '{"status": "429", "headers": [{"Retry-After": "3600"}], "code": "PT429"}'::jsonb,
     'prolific: the thirty-first is answered 429 with Retry-After 3600 (when the first leaves the hour)'
 );
@@ -253,34 +214,34 @@ select results_eq(
 -- Joiner: group codes and pair codes count in one bucket, 10 a minute
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('d0000000-0000-4000-8000-000000000002');
+select test_support.sign_in('d0000000-0000-4000-8000-000000000002');
 set local role authenticated;
 
 insert into vars
-select 'gjoin' || n, pg_temp.attempt(format('api.join_group(%L)', gen_random_uuid()))
+select 'gjoin' || n, test_support.attempt(format('api.join_group(%L)', gen_random_uuid()))
 from generate_series(1, 5) n;
 
 insert into vars
-select 'pjoin' || n, pg_temp.attempt(format('api.join_pair_invite(%L)', 'QQQQ' || n || n || n || n))
+select 'pjoin' || n, test_support.attempt(format('api.join_pair_invite(%L)', 'QQQQ' || n || n || n || n))
 from generate_series(2, 5) n;
 
-insert into vars values ('pjoin_ok', pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v('create30') #>> '{body,short_code}')));
+insert into vars values ('pjoin_ok', test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('create30') #>> '{body,short_code}')));
 
 select is(
-    (select array_agg(pg_temp.sc(value) order by name collate "C") from vars where name like 'gjoin%' or name like 'pjoin%'),
+    (select array_agg(test_support.sc(value) order by name collate "C") from vars where name like 'gjoin%' or name like 'pjoin%'),
     array['404 PT404', '404 PT404', '404 PT404', '404 PT404', '404 PT404',
           '404 PT404', '404 PT404', '404 PT404', '404 PT404', '-'],
     'joiner: five group codes and four pair codes that lead nowhere (404), then the right pair code (token)'
 );
 
 select is(
-    pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v('create30') #>> '{body,short_code}')) - 'body',
+    test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('create30') #>> '{body,short_code}')) - 'body',
     '{"status": "429", "headers": [{"Retry-After": "60"}]}'::jsonb,
     'joiner: the eleventh attempt, a pair code (the right one), is answered 429 with Retry-After 60'
 );
 
 select is(
-    pg_temp.attempt(format('api.join_group(%L)', gen_random_uuid())) - 'body',
+    test_support.attempt(format('api.join_group(%L)', gen_random_uuid())) - 'body',
     '{"status": "429", "headers": [{"Retry-After": "60"}]}'::jsonb,
     'joiner: a group code is refused as well: one bucket for both'
 );
@@ -298,40 +259,40 @@ select is(
 -- Responder: accepts and declines count in one bucket, 20 a minute
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('d0000000-0000-4000-8000-000000000003');
+select test_support.sign_in('d0000000-0000-4000-8000-000000000003');
 set local role authenticated;
 
 insert into vars
-select 'accept' || lpad(n::text, 2, '0'), pg_temp.attempt(format('api.accept_pair_invite(%L)', 'no-such-token-' || n))
+select 'accept' || lpad(n::text, 2, '0'), test_support.attempt(format('api.accept_pair_invite(%L)', 'no-such-token-' || n))
 from generate_series(1, 10) n;
 
 insert into vars
-select 'decline' || lpad(n::text, 2, '0'), pg_temp.attempt(format('api.decline_pair_invite(%L)', 'no-such-token-' || n))
+select 'decline' || lpad(n::text, 2, '0'), test_support.attempt(format('api.decline_pair_invite(%L)', 'no-such-token-' || n))
 from generate_series(1, 10) n;
 
 select is(
-    (select array_agg(pg_temp.sc(value)) from vars where name ~ '^(accept|decline)[0-9]{2}$'),
+    (select array_agg(test_support.sc(value)) from vars where name ~ '^(accept|decline)[0-9]{2}$'),
     array_fill('404 PT404'::text, array[20]),
     'responder: ten accepts and ten declines with unknown tokens are each answered 404'
 );
 
 select is(
-    pg_temp.attempt($$api.accept_pair_invite('no-such-token-21')$$) - 'body',
+    test_support.attempt($$api.accept_pair_invite('no-such-token-21')$$) - 'body',
     '{"status": "429", "headers": [{"Retry-After": "60"}]}'::jsonb,
     'responder: the twenty-first answer, an accept, is answered 429 with Retry-After 60'
 );
 
 select is(
-    pg_temp.attempt($$api.decline_pair_invite('no-such-token-22')$$) - 'body',
+    test_support.attempt($$api.decline_pair_invite('no-such-token-22')$$) - 'body',
     '{"status": "429", "headers": [{"Retry-After": "60"}]}'::jsonb,
     'responder: a decline is refused as well: one bucket for both'
 );
 
 -- The limit is per user: the responder still joins by code.
-insert into vars values ('rjoin', pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v('create30') #>> '{body,short_code}')));
+insert into vars values ('rjoin', test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('create30') #>> '{body,short_code}')));
 
 select is(
-    pg_temp.sc(pg_temp.v('rjoin')) || ' ' || (length(pg_temp.v('rjoin') #>> '{body,token}') >= 43),
+    test_support.sc(test_support.v('rjoin')) || ' ' || (length(test_support.v('rjoin') #>> '{body,token}') >= 43),
     '- true',
     'responder: joining by code (another bucket) is still allowed'
 );

@@ -7,8 +7,9 @@
 -- another user who cannot be registered, a stranger, and anonymous.
 --
 -- Refusals of counted attempts are answered, not raised: the call sets
--- response.status and returns {code, message, details, hint}. pg_temp.attempt
--- below resets response.status, runs one call and keeps both. The file is one
+-- response.status and returns {code, message, details, hint}.
+-- test_support.attempt (tests/sql/support.sql) resets response.status, runs
+-- one call and keeps both. The file is one
 -- transaction: now() is frozen, and expiry or a passed deadline is made by
 -- moving expires_at / registration_deadline into the past as the superuser.
 begin;
@@ -17,19 +18,6 @@ select plan(80);
 -- ---------------------------------------------------------------------------
 -- Arrange (as the superuser)
 -- ---------------------------------------------------------------------------
-
--- pgTAP's functions are not executable by PUBLIC in this database (the
--- migrations revoke that by default): let the test roles call them, inside
--- this transaction only.
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to anon, authenticated', v_schema);
-    execute format('grant execute on all functions in schema %I to anon, authenticated', v_schema);
-end
-$grant$;
 
 -- The addressee's account spells its email in mixed case; the inviter types it
 -- in another mix: the two must match case-insensitively.
@@ -63,38 +51,6 @@ insert into app.events (id, creator_id, title, registration_deadline, capacity, 
 create temp table vars (name text primary key, value jsonb);
 grant all on vars to anon, authenticated;
 
-create function pg_temp.v(text) returns jsonb
-language sql stable as $$ select value from vars where name = $1 $$;
-
--- Signs in as a user (claims for this transaction only); returns the claims
--- (the test runner wants a value from every select).
-create function pg_temp.sign_in(uid text, email text) returns text
-language sql as $$
-    select set_config('request.jwt.claims',
-        jsonb_build_object('sub', uid, 'role', 'authenticated', 'email', email)::text, true);
-$$;
-
--- Runs one call (an SQL expression returning json) and returns
--- {status, headers, body}: response.status and response.headers as the call
--- left them (null when it set none) and what it returned; or {raised:
--- SQLSTATE, message} when the call raised instead of answering.
-create function pg_temp.attempt(call text) returns jsonb
-language plpgsql as $$
-declare
-    v_body jsonb;
-begin
-    perform set_config('response.status', '', true);
-    perform set_config('response.headers', '', true);
-    execute 'select (' || call || ')::jsonb' into v_body;
-    return jsonb_build_object(
-        'status', nullif(current_setting('response.status', true), ''),
-        'headers', nullif(current_setting('response.headers', true), '')::jsonb,
-        'body', v_body);
-exception when others then
-    return jsonb_build_object('raised', sqlstate, 'message', sqlerrm);
-end;
-$$;
-
 -- "status code details" of an attempt: response.status ('-' when none was
 -- set) and the body's code and details; "raised SQLSTATE" when it raised.
 create function pg_temp.scd(a jsonb) returns text
@@ -104,51 +60,43 @@ language sql immutable as $$
                                a #>> '{body,details}') end
 $$;
 
--- The same without details, where the contract names only the status.
-create function pg_temp.sc(a jsonb) returns text
-language sql immutable as $$
-    select case when a ? 'raised' then 'raised ' || (a ->> 'raised')
-                else concat_ws(' ', coalesce(a ->> 'status', '-'), a #>> '{body,code}') end
-$$;
-
 -- The sorted keys of an object.
 create function pg_temp.keys(o jsonb) returns text[]
 language sql immutable as $$
     select coalesce(array_agg(k order by k), '{}') from jsonb_object_keys(o) k
 $$;
 
-grant execute on function pg_temp.v(text), pg_temp.sign_in(text, text), pg_temp.attempt(text),
-    pg_temp.scd(jsonb), pg_temp.sc(jsonb), pg_temp.keys(jsonb) to anon, authenticated;
+grant execute on function pg_temp.scd(jsonb), pg_temp.keys(jsonb) to anon, authenticated;
 
 -- ---------------------------------------------------------------------------
 -- Inviter: creating invites
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000001', 'inviter@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000001', 'inviter@example.com');
 set local role authenticated;
 
-insert into vars values ('A', pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000001')$$));
+insert into vars values ('A', test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000001')$$));
 
 select is(
-    jsonb_build_object('status', pg_temp.v('A') -> 'status', 'keys', pg_temp.keys(pg_temp.v('A') -> 'body')),
+    jsonb_build_object('status', test_support.v('A') -> 'status', 'keys', pg_temp.keys(test_support.v('A') -> 'body')),
     jsonb_build_object('status', null, 'keys', array['expires_at', 'id', 'short_code']),
     'inviter: a code-only invite answers {id, short_code, expires_at} (no token), with no error status'
 );
 
 select matches(
-    pg_temp.v('A') #>> '{body,short_code}',
+    test_support.v('A') #>> '{body,short_code}',
     '^[2-9A-HJKMNP-Z]{8}$',
     'inviter: the short code is 8 characters without look-alikes'
 );
 
 select is(
-    (pg_temp.v('A') #>> '{body,expires_at}')::timestamptz,
+    (test_support.v('A') #>> '{body,expires_at}')::timestamptz,
     now() + interval '7 days',
     'inviter: with no deadline, the invite expires 7 days from now'
 );
 
 -- A second invite for the same event revokes the first.
-insert into vars values ('B', pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000001')$$));
+insert into vars values ('B', test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000001')$$));
 
 reset role;
 
@@ -156,91 +104,91 @@ select results_eq(
     format($$select id::text, status, short_code from app.pair_invites
              where event_id = 'e0000000-0000-4000-8000-000000000001' order by created_at, status$$),
     format($$values (%L, 'revoked'::text, %L), (%L, 'sent', %L)$$,
-           pg_temp.v('A') #>> '{body,id}', pg_temp.v('A') #>> '{body,short_code}',
-           pg_temp.v('B') #>> '{body,id}', pg_temp.v('B') #>> '{body,short_code}'),
+           test_support.v('A') #>> '{body,id}', test_support.v('A') #>> '{body,short_code}',
+           test_support.v('B') #>> '{body,id}', test_support.v('B') #>> '{body,short_code}'),
     'inviter: the second invite for the event revoked the first; each row keeps the code it answered'
 );
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000001', 'inviter@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000001', 'inviter@example.com');
 set local role authenticated;
 
-insert into vars values ('C', pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000002')$$));
+insert into vars values ('C', test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000002')$$));
 
 select is(
-    (pg_temp.v('C') #>> '{body,expires_at}')::timestamptz,
+    (test_support.v('C') #>> '{body,expires_at}')::timestamptz,
     now() + interval '2 days',
     'inviter: an invite never outlives the registration deadline (2 days away, not 7)'
 );
 
 select is(
-    pg_temp.scd(pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000003')$$)),
+    pg_temp.scd(test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000003')$$)),
     '400 PT400 closed',
     'inviter: a closed event is answered 400 closed'
 );
 
 select is(
-    pg_temp.scd(pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000004')$$)),
+    pg_temp.scd(test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000004')$$)),
     '400 PT400 deadline',
     'inviter: an event whose deadline has passed is answered 400 deadline'
 );
 
 select is(
-    pg_temp.scd(pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000005')$$)),
+    pg_temp.scd(test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000005')$$)),
     '409 PT409 full',
     'inviter: an event with one free seat (3 seats, 2 taken) is answered 409 full'
 );
 
 select is(
-    pg_temp.sc(pg_temp.attempt($$api.register_for_event('e0000000-0000-4000-8000-000000000006')$$)),
+    test_support.sc(test_support.attempt($$api.register_for_event('e0000000-0000-4000-8000-000000000006')$$)),
     '-',
     'inviter: registers alone for Solo Cup'
 );
 
 select is(
-    pg_temp.sc(pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000006')$$)),
+    test_support.sc(test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000006')$$)),
     '409 PT409',
     'inviter: inviting for an event one is already registered for is answered 409'
 );
 
 select is(
-    pg_temp.sc(pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000009', 'not an email')$$)),
+    test_support.sc(test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000009', 'not an email')$$)),
     '400 PT400',
     'inviter: an invalid email is answered 400'
 );
 
 -- Emailed invites: to an address with an account (typed in another case) and
 -- to one without.
-insert into vars values ('D', pg_temp.attempt(
+insert into vars values ('D', test_support.attempt(
     $$api.create_pair_invite('e0000000-0000-4000-8000-000000000007', 'partner@EXAMPLE.com')$$));
-insert into vars values ('E', pg_temp.attempt(
+insert into vars values ('E', test_support.attempt(
     $$api.create_pair_invite('e0000000-0000-4000-8000-000000000008', 'nobody@example.com')$$));
 
 select is(
-    jsonb_build_object('status', pg_temp.v('D') -> 'status', 'keys', pg_temp.keys(pg_temp.v('D') -> 'body'),
-                       'code_ok', pg_temp.v('D') #>> '{body,short_code}' ~ '^[2-9A-HJKMNP-Z]{8}$',
-                       'rest', (pg_temp.v('D') -> 'body') - 'id' - 'short_code'),
-    jsonb_build_object('status', pg_temp.v('E') -> 'status', 'keys', pg_temp.keys(pg_temp.v('E') -> 'body'),
-                       'code_ok', pg_temp.v('E') #>> '{body,short_code}' ~ '^[2-9A-HJKMNP-Z]{8}$',
-                       'rest', (pg_temp.v('E') -> 'body') - 'id' - 'short_code'),
+    jsonb_build_object('status', test_support.v('D') -> 'status', 'keys', pg_temp.keys(test_support.v('D') -> 'body'),
+                       'code_ok', test_support.v('D') #>> '{body,short_code}' ~ '^[2-9A-HJKMNP-Z]{8}$',
+                       'rest', (test_support.v('D') -> 'body') - 'id' - 'short_code'),
+    jsonb_build_object('status', test_support.v('E') -> 'status', 'keys', pg_temp.keys(test_support.v('E') -> 'body'),
+                       'code_ok', test_support.v('E') #>> '{body,short_code}' ~ '^[2-9A-HJKMNP-Z]{8}$',
+                       'rest', (test_support.v('E') -> 'body') - 'id' - 'short_code'),
     'inviter: the answer is the same (status, keys, code shape, expiry) whether or not the email has an account'
 );
 
 select is(
-    pg_temp.keys(pg_temp.v('D') -> 'body'),
+    pg_temp.keys(test_support.v('D') -> 'body'),
     array['expires_at', 'id', 'short_code'],
     'inviter: an emailed invite answers {id, short_code, expires_at} too, no token'
 );
 
 -- Invites whose tokens are used below for expiry, decline, revocation,
 -- an invitee already registered and an event without two seats.
-insert into vars values ('F', pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000010')$$));
-insert into vars values ('G', pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000011')$$));
-insert into vars values ('H', pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000012')$$));
-insert into vars values ('I', pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000013')$$));
-insert into vars values ('J', pg_temp.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000014')$$));
+insert into vars values ('F', test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000010')$$));
+insert into vars values ('G', test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000011')$$));
+insert into vars values ('H', test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000012')$$));
+insert into vars values ('I', test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000013')$$));
+insert into vars values ('J', test_support.attempt($$api.create_pair_invite('e0000000-0000-4000-8000-000000000014')$$));
 
 select is(
-    (select array_agg(pg_temp.sc(value) || ' ' || (value #>> '{body,short_code}' ~ '^[2-9A-HJKMNP-Z]{8}$')
+    (select array_agg(test_support.sc(value) || ' ' || (value #>> '{body,short_code}' ~ '^[2-9A-HJKMNP-Z]{8}$')
                       order by name)
      from vars where name in ('B', 'C', 'F', 'G', 'H', 'I', 'J')),
     array_fill('- true'::text, array[7]),
@@ -248,10 +196,10 @@ select is(
 );
 
 -- The inviter cannot answer their own invite.
-insert into vars values ('T1', pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v('B') #>> '{body,short_code}')));
+insert into vars values ('T1', test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('B') #>> '{body,short_code}')));
 
 select is(
-    pg_temp.scd(pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T1') #>> '{body,token}'))),
+    pg_temp.scd(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T1') #>> '{body,token}'))),
     '403 PT403 own_invite',
     'inviter: accepting one''s own invite is answered 403 own_invite'
 );
@@ -261,17 +209,17 @@ reset role;
 -- The outbox, read as the superuser.
 select results_eq(
     format($$select lower(to_email), template, data ->> 'short_code' from app.mail_outbox
-             where data ->> 'short_code' = %L$$, pg_temp.v('D') #>> '{body,short_code}'),
+             where data ->> 'short_code' = %L$$, test_support.v('D') #>> '{body,short_code}'),
     format($$values ('partner@example.com'::text, 'pair_invite'::text, %L::text)$$,
-           pg_temp.v('D') #>> '{body,short_code}'),
+           test_support.v('D') #>> '{body,short_code}'),
     'outbox: the emailed invite queued exactly one pair_invite message to the addressee, holding the short code'
 );
 
 select results_eq(
     format($$select lower(to_email), template, data ->> 'short_code' from app.mail_outbox
-             where data ->> 'short_code' = %L$$, pg_temp.v('E') #>> '{body,short_code}'),
+             where data ->> 'short_code' = %L$$, test_support.v('E') #>> '{body,short_code}'),
     format($$values ('nobody@example.com'::text, 'pair_invite'::text, %L::text)$$,
-           pg_temp.v('E') #>> '{body,short_code}'),
+           test_support.v('E') #>> '{body,short_code}'),
     'outbox: an email without an account gets its message all the same'
 );
 
@@ -294,22 +242,22 @@ select is(
 -- Wrong account: a signed-in user who is not the addressee of an emailed invite
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000003', 'wrong@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000003', 'wrong@example.com');
 set local role authenticated;
 
-insert into vars values ('T3D', pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v('D') #>> '{body,short_code}')));
+insert into vars values ('T3D', test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('D') #>> '{body,short_code}')));
 
 select is(
-    pg_temp.scd(pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T3D') #>> '{body,token}'))),
+    pg_temp.scd(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T3D') #>> '{body,token}'))),
     '403 PT403 other_addressee',
     'wrong account: accepting an invite emailed to someone else is answered 403 other_addressee'
 );
 
 -- A token for the code-only invite, used after the partner has accepted it.
-insert into vars values ('T3B', pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v('B') #>> '{body,short_code}')));
+insert into vars values ('T3B', test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('B') #>> '{body,short_code}')));
 
 select is(
-    jsonb_build_object('joins', pg_temp.sc(pg_temp.v('T3D')) || ', ' || pg_temp.sc(pg_temp.v('T3B')),
+    jsonb_build_object('joins', test_support.sc(test_support.v('T3D')) || ', ' || test_support.sc(test_support.v('T3B')),
                        'received', api.my_pair_invites() -> 'received'),
     '{"joins": "-, -", "received": []}'::jsonb,
     'wrong account: got tokens by code, but an invite emailed to another address is not in its received list'
@@ -327,15 +275,15 @@ select is(
 -- Latecomer: takes tokens now, answers after things have changed
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000005', 'late@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000005', 'late@example.com');
 set local role authenticated;
 
 insert into vars
-select 'T5' || n, pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v(n) #>> '{body,short_code}'))
+select 'T5' || n, test_support.attempt(format('api.join_pair_invite(%L)', test_support.v(n) #>> '{body,short_code}'))
 from unnest(array['C', 'F', 'G', 'H']) n;
 
 select is(
-    (select array_agg(pg_temp.sc(value) || ' ' || (length(value #>> '{body,token}') >= 43) order by name)
+    (select array_agg(test_support.sc(value) || ' ' || (length(value #>> '{body,token}') >= 43) order by name)
      from vars where name in ('T5C', 'T5F', 'T5G', 'T5H')),
     array_fill('- true'::text, array[4]),
     'latecomer: joins four open invites by code and gets a token for each'
@@ -347,34 +295,34 @@ reset role;
 -- Invitee: the partner, addressee of the emailed invite
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000002', 'Partner@Example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000002', 'Partner@Example.com');
 set local role authenticated;
 
 insert into vars values ('my2_before', api.my_pair_invites());
 
 select is(
-    (select jsonb_agg(r ->> 'id') from jsonb_array_elements(pg_temp.v('my2_before') -> 'received') r),
-    jsonb_build_array(pg_temp.v('D') #>> '{body,id}'),
+    (select jsonb_agg(r ->> 'id') from jsonb_array_elements(test_support.v('my2_before') -> 'received') r),
+    jsonb_build_array(test_support.v('D') #>> '{body,id}'),
     'invitee: before answering, the received list holds the invite sent to their email (case aside), not the code-only one'
 );
 
 -- The code as a person types it: lower case, with spaces and dashes.
-insert into vars values ('T2B', pg_temp.attempt(format('api.join_pair_invite(%L)',
-    format(' %s-%s %s ', lower(substr(pg_temp.v('B') #>> '{body,short_code}', 1, 3)),
-                         lower(substr(pg_temp.v('B') #>> '{body,short_code}', 4, 3)),
-                         lower(substr(pg_temp.v('B') #>> '{body,short_code}', 7, 2))))));
+insert into vars values ('T2B', test_support.attempt(format('api.join_pair_invite(%L)',
+    format(' %s-%s %s ', lower(substr(test_support.v('B') #>> '{body,short_code}', 1, 3)),
+                         lower(substr(test_support.v('B') #>> '{body,short_code}', 4, 3)),
+                         lower(substr(test_support.v('B') #>> '{body,short_code}', 7, 2))))));
 
 select is(
-    (pg_temp.v('T2B') - 'body') || jsonb_build_object('body', (pg_temp.v('T2B') -> 'body') - 'token'),
+    (test_support.v('T2B') - 'body') || jsonb_build_object('body', (test_support.v('T2B') -> 'body') - 'token'),
     jsonb_build_object('status', null, 'headers', null, 'body', jsonb_build_object(
         'event', jsonb_build_object('id', 'e0000000-0000-4000-8000-000000000001', 'title', 'Open Cup'),
         'inviter', jsonb_build_object('display_name', 'Ines Inviter'),
-        'expires_at', pg_temp.v('B') #> '{body,expires_at}')),
+        'expires_at', test_support.v('B') #> '{body,expires_at}')),
     'invitee: a lower-case code with spaces and dashes joins: {token, event {id, title}, inviter {display_name}, expires_at}'
 );
 
 select ok(
-    length(pg_temp.v('T2B') #>> '{body,token}') >= 43,
+    length(test_support.v('T2B') #>> '{body,token}') >= 43,
     'invitee: the token has at least 43 characters'
 );
 
@@ -382,8 +330,8 @@ reset role;
 
 select results_eq(
     format($$select invite_id::text, issued_to from app.pair_invite_tokens
-             where token_hash = sha256(convert_to(%L, 'UTF8'))$$, pg_temp.v('T2B') #>> '{body,token}'),
-    format($$values (%L::text, 'a0000000-0000-4000-8000-000000000002'::uuid)$$, pg_temp.v('B') #>> '{body,id}'),
+             where token_hash = sha256(convert_to(%L, 'UTF8'))$$, test_support.v('T2B') #>> '{body,token}'),
+    format($$values (%L::text, 'a0000000-0000-4000-8000-000000000002'::uuid)$$, test_support.v('B') #>> '{body,id}'),
     'the token is stored as its SHA-256, for the invite and the person it was issued to'
 );
 
@@ -398,26 +346,26 @@ select is_empty(
     'no column of app.pair_invite_tokens or app.pair_invites holds any issued token'
 );
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000002', 'Partner@Example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000002', 'Partner@Example.com');
 set local role authenticated;
 
-insert into vars values ('acceptB', pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T2B') #>> '{body,token}')));
+insert into vars values ('acceptB', test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T2B') #>> '{body,token}')));
 
 reset role;
 
 select is(
     jsonb_build_object(
-        'status', pg_temp.v('acceptB') -> 'status',
-        'keys', pg_temp.keys(pg_temp.v('acceptB') -> 'body'),
-        'pair_id', pg_temp.v('acceptB') #> '{body,pair_id}',
-        'event_id', pg_temp.v('acceptB') #> '{body,event_id}',
+        'status', test_support.v('acceptB') -> 'status',
+        'keys', pg_temp.keys(test_support.v('acceptB') -> 'body'),
+        'pair_id', test_support.v('acceptB') #> '{body,pair_id}',
+        'event_id', test_support.v('acceptB') #> '{body,event_id}',
         'registrations', (select jsonb_agg(r order by r ->> 'user_id')
-                          from jsonb_array_elements(pg_temp.v('acceptB') #> '{body,registrations}') r)),
+                          from jsonb_array_elements(test_support.v('acceptB') #> '{body,registrations}') r)),
     jsonb_build_object(
         'status', null,
         'keys', array['event_id', 'pair_id', 'registrations'],
         'pair_id', (select to_jsonb(pair_id) from app.pair_invites
-                    where id = (pg_temp.v('B') #>> '{body,id}')::uuid),
+                    where id = (test_support.v('B') #>> '{body,id}')::uuid),
         'event_id', 'e0000000-0000-4000-8000-000000000001',
         'registrations', '[{"user_id": "a0000000-0000-4000-8000-000000000001", "status": "confirmed"},
                            {"user_id": "a0000000-0000-4000-8000-000000000002", "status": "confirmed"}]'::jsonb),
@@ -429,15 +377,15 @@ select results_eq(
              where event_id = 'e0000000-0000-4000-8000-000000000001' order by user_id$$),
     format($$values ('a0000000-0000-4000-8000-000000000001'::uuid, 'confirmed'::text, %1$L::text),
                     ('a0000000-0000-4000-8000-000000000002', 'confirmed', %1$L)$$,
-           pg_temp.v('acceptB') #>> '{body,pair_id}'),
+           test_support.v('acceptB') #>> '{body,pair_id}'),
     'invitee: inviter and invitee are both registered, confirmed, with the one pair_id answered'
 );
 
 select results_eq(
     format($$select status, invitee_id, pair_id::text, pair_id is not null from app.pair_invites where id = %L$$,
-           pg_temp.v('B') #>> '{body,id}'),
+           test_support.v('B') #>> '{body,id}'),
     format($$values ('accepted'::text, 'a0000000-0000-4000-8000-000000000002'::uuid, %L::text, true)$$,
-           pg_temp.v('acceptB') #>> '{body,pair_id}'),
+           test_support.v('acceptB') #>> '{body,pair_id}'),
     'invitee: the invite is accepted, with the invitee and the pair recorded'
 );
 
@@ -447,25 +395,25 @@ select is(
     'invitee: the pair took two seats'
 );
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000002', 'Partner@Example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000002', 'Partner@Example.com');
 set local role authenticated;
 
 select is(
-    pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T2B') #>> '{body,token}')),
-    pg_temp.v('acceptB'),
+    test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T2B') #>> '{body,token}')),
+    test_support.v('acceptB'),
     'invitee: accepting again returns the identical answer'
 );
 
 -- The emailed invite: the account's email differs from the typed one in case only.
-insert into vars values ('T2D', pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v('D') #>> '{body,short_code}')));
-insert into vars values ('acceptD', pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T2D') #>> '{body,token}')));
+insert into vars values ('T2D', test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('D') #>> '{body,short_code}')));
+insert into vars values ('acceptD', test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T2D') #>> '{body,token}')));
 
 select is(
     jsonb_build_object(
-        'status', pg_temp.v('acceptD') -> 'status',
-        'event_id', pg_temp.v('acceptD') #> '{body,event_id}',
+        'status', test_support.v('acceptD') -> 'status',
+        'event_id', test_support.v('acceptD') #> '{body,event_id}',
         'users', (select jsonb_agg(r -> 'user_id' order by r ->> 'user_id')
-                  from jsonb_array_elements(pg_temp.v('acceptD') #> '{body,registrations}') r)),
+                  from jsonb_array_elements(test_support.v('acceptD') #> '{body,registrations}') r)),
     '{"status": null, "event_id": "e0000000-0000-4000-8000-000000000007",
       "users": ["a0000000-0000-4000-8000-000000000001", "a0000000-0000-4000-8000-000000000002"]}'::jsonb,
     'invitee: the addressee accepts the emailed invite (emails compared case-insensitively): both registered'
@@ -474,19 +422,19 @@ select is(
 insert into vars values ('my2_after', api.my_pair_invites());
 
 select is(
-    (select jsonb_agg(r ->> 'id' order by r ->> 'id') from jsonb_array_elements(pg_temp.v('my2_after') -> 'received') r),
-    (select jsonb_agg(x order by x) from unnest(array[pg_temp.v('B') #>> '{body,id}', pg_temp.v('D') #>> '{body,id}']) x),
+    (select jsonb_agg(r ->> 'id' order by r ->> 'id') from jsonb_array_elements(test_support.v('my2_after') -> 'received') r),
+    (select jsonb_agg(x order by x) from unnest(array[test_support.v('B') #>> '{body,id}', test_support.v('D') #>> '{body,id}']) x),
     'invitee: after answering, the received list also holds the code-only invite (by invitee_id)'
 );
 
 select is(
-    (select string_agg(coalesce(r ->> 'status', 'null'), ',') from jsonb_array_elements(pg_temp.v('my2_after') -> 'received') r),
+    (select string_agg(coalesce(r ->> 'status', 'null'), ',') from jsonb_array_elements(test_support.v('my2_after') -> 'received') r),
     'accepted,accepted',
     'invitee: both received invites are reported accepted'
 );
 
 select is(
-    strpos(pg_temp.v('my2_before')::text || pg_temp.v('my2_after')::text, '@'),
+    strpos(test_support.v('my2_before')::text || test_support.v('my2_after')::text, '@'),
     0,
     'invitee: the lists show no email address at all (not the inviter''s, not even the invitee''s own)'
 );
@@ -497,11 +445,11 @@ reset role;
 -- Wrong account, again: the invite has been accepted by the partner
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000003', 'wrong@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000003', 'wrong@example.com');
 set local role authenticated;
 
 select is(
-    pg_temp.sc(pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T3B') #>> '{body,token}'))),
+    test_support.sc(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T3B') #>> '{body,token}'))),
     '410 PT410',
     'wrong account: accepting an invite someone else accepted is answered 410'
 );
@@ -520,43 +468,43 @@ select is(
 -- ---------------------------------------------------------------------------
 
 update app.pair_invites set expires_at = now() - interval '1 second'
-where id = (pg_temp.v('F') #>> '{body,id}')::uuid;
+where id = (test_support.v('F') #>> '{body,id}')::uuid;
 update app.events set registration_deadline = now() - interval '1 minute'
 where id = 'e0000000-0000-4000-8000-000000000002';
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000005', 'late@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000005', 'late@example.com');
 set local role authenticated;
 
 select is(
-    pg_temp.scd(pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T5F') #>> '{body,token}'))),
+    pg_temp.scd(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T5F') #>> '{body,token}'))),
     '410 PT410 expired',
     'latecomer: accepting an expired invite is answered 410 expired'
 );
 
 select is(
-    pg_temp.scd(pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T5C') #>> '{body,token}'))),
+    pg_temp.scd(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T5C') #>> '{body,token}'))),
     '410 PT410 deadline',
     'latecomer: accepting after the deadline passed (the invite itself still valid) is answered 410 deadline'
 );
 
 -- Declining.
-insert into vars values ('declineG', pg_temp.attempt(format('api.decline_pair_invite(%L)', pg_temp.v('T5G') #>> '{body,token}')));
+insert into vars values ('declineG', test_support.attempt(format('api.decline_pair_invite(%L)', test_support.v('T5G') #>> '{body,token}')));
 
 select is(
-    pg_temp.v('declineG'),
+    test_support.v('declineG'),
     jsonb_build_object('status', null, 'headers', null,
-                       'body', jsonb_build_object('id', pg_temp.v('G') #>> '{body,id}', 'status', 'declined')),
+                       'body', jsonb_build_object('id', test_support.v('G') #>> '{body,id}', 'status', 'declined')),
     'latecomer: declining answers {id, status: declined}'
 );
 
 select is(
-    pg_temp.attempt(format('api.decline_pair_invite(%L)', pg_temp.v('T5G') #>> '{body,token}')),
-    pg_temp.v('declineG'),
+    test_support.attempt(format('api.decline_pair_invite(%L)', test_support.v('T5G') #>> '{body,token}')),
+    test_support.v('declineG'),
     'latecomer: declining again answers the same'
 );
 
 select is(
-    pg_temp.sc(pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T5G') #>> '{body,token}'))),
+    test_support.sc(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T5G') #>> '{body,token}'))),
     '410 PT410',
     'latecomer: accepting a declined invite is answered 410'
 );
@@ -575,7 +523,7 @@ select results_eq(
 );
 
 select results_eq(
-    format($$select status, invitee_id from app.pair_invites where id = %L$$, pg_temp.v('G') #>> '{body,id}'),
+    format($$select status, invitee_id from app.pair_invites where id = %L$$, test_support.v('G') #>> '{body,id}'),
     $$values ('declined'::text, 'a0000000-0000-4000-8000-000000000005'::uuid)$$,
     'latecomer: the declined invite records who declined it'
 );
@@ -584,11 +532,11 @@ select results_eq(
 -- Revoking: a stranger cannot, the inviter can
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000004', 'stranger@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000004', 'stranger@example.com');
 set local role authenticated;
 
 select throws_ok(
-    format('select api.revoke_pair_invite(%L)', pg_temp.v('H') #>> '{body,id}'),
+    format('select api.revoke_pair_invite(%L)', test_support.v('H') #>> '{body,id}'),
     '42501', null,
     'stranger: revoking someone else''s invite is forbidden (42501)'
 );
@@ -599,11 +547,11 @@ select throws_ok(
     'stranger: revoking an unknown invite is PT404'
 );
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000001', 'inviter@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000001', 'inviter@example.com');
 
 select is(
-    api.revoke_pair_invite((pg_temp.v('H') #>> '{body,id}')::uuid),
-    jsonb_build_object('id', pg_temp.v('H') #>> '{body,id}', 'status', 'revoked'),
+    api.revoke_pair_invite((test_support.v('H') #>> '{body,id}')::uuid),
+    jsonb_build_object('id', test_support.v('H') #>> '{body,id}', 'status', 'revoked'),
     'inviter: revoking answers {id, status: revoked}'
 );
 
@@ -611,15 +559,15 @@ insert into vars values ('my1', api.my_pair_invites());
 
 select is(
     (select jsonb_build_object('short_code', r -> 'short_code', 'invitee_email', r -> 'invitee_email', 'status', r -> 'status')
-     from jsonb_array_elements(pg_temp.v('my1') -> 'sent') r where r ->> 'id' = pg_temp.v('D') #>> '{body,id}'),
-    jsonb_build_object('short_code', pg_temp.v('D') #> '{body,short_code}', 'invitee_email', 'partner@example.com',
+     from jsonb_array_elements(test_support.v('my1') -> 'sent') r where r ->> 'id' = test_support.v('D') #>> '{body,id}'),
+    jsonb_build_object('short_code', test_support.v('D') #> '{body,short_code}', 'invitee_email', 'partner@example.com',
                        'status', 'accepted'),
     'inviter: the sent list shows the short code and the invitee''s email'
 );
 
 select is(
     (select jsonb_object_agg(r ->> 'id', r ->> 'status')
-     from jsonb_array_elements(pg_temp.v('my1') -> 'sent') r),
+     from jsonb_array_elements(test_support.v('my1') -> 'sent') r),
     (select jsonb_object_agg(value #>> '{body,id}', s)
      from vars, (values ('A', 'revoked'), ('B', 'accepted'), ('C', 'sent'), ('D', 'accepted'), ('E', 'sent'),
                         ('F', 'expired'), ('G', 'declined'), ('H', 'revoked'), ('I', 'sent'), ('J', 'sent')) x(n, s)
@@ -628,15 +576,15 @@ select is(
 );
 
 select is(
-    pg_temp.v('my1') -> 'received',
+    test_support.v('my1') -> 'received',
     '[]'::jsonb,
     'inviter: nothing received'
 );
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000005', 'late@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000005', 'late@example.com');
 
 select is(
-    pg_temp.scd(pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T5H') #>> '{body,token}'))),
+    pg_temp.scd(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T5H') #>> '{body,token}'))),
     '410 PT410 revoked',
     'latecomer: accepting a revoked invite is answered 410'
 );
@@ -644,7 +592,7 @@ select is(
 select is(
     (select jsonb_agg(jsonb_build_object('id', r -> 'id', 'status', r -> 'status'))
      from jsonb_array_elements(api.my_pair_invites() -> 'received') r),
-    jsonb_build_array(jsonb_build_object('id', pg_temp.v('G') #>> '{body,id}', 'status', 'declined')),
+    jsonb_build_array(jsonb_build_object('id', test_support.v('G') #>> '{body,id}', 'status', 'declined')),
     'latecomer: the received list holds the invite they declined, and no invite they only looked at'
 );
 
@@ -654,19 +602,19 @@ reset role;
 -- Other user: cannot be registered twice; no two seats left
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000006', 'other@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000006', 'other@example.com');
 set local role authenticated;
 
 select is(
-    pg_temp.sc(pg_temp.attempt($$api.register_for_event('e0000000-0000-4000-8000-000000000013')$$)),
+    test_support.sc(test_support.attempt($$api.register_for_event('e0000000-0000-4000-8000-000000000013')$$)),
     '-',
     'other: registers alone for Taken Cup'
 );
 
-insert into vars values ('T6I', pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v('I') #>> '{body,short_code}')));
+insert into vars values ('T6I', test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('I') #>> '{body,short_code}')));
 
 select is(
-    pg_temp.sc(pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T6I') #>> '{body,token}'))),
+    test_support.sc(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T6I') #>> '{body,token}'))),
     '409 PT409',
     'other: accepting an invite for an event one is already registered for is answered 409'
 );
@@ -675,13 +623,13 @@ reset role;
 
 update app.events set seats_taken = 3 where id = 'e0000000-0000-4000-8000-000000000014';
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000006', 'other@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000006', 'other@example.com');
 set local role authenticated;
 
-insert into vars values ('T6J', pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v('J') #>> '{body,short_code}')));
+insert into vars values ('T6J', test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('J') #>> '{body,short_code}')));
 
 select is(
-    pg_temp.scd(pg_temp.attempt(format('api.accept_pair_invite(%L)', pg_temp.v('T6J') #>> '{body,token}'))),
+    pg_temp.scd(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T6J') #>> '{body,token}'))),
     '409 PT409 full',
     'other: accepting when only one seat is left is answered 409 full'
 );
@@ -699,7 +647,7 @@ select results_eq(
 
 select results_eq(
     format($$select status, invitee_id from app.pair_invites where id in (%L, %L) order by id$$,
-           pg_temp.v('I') #>> '{body,id}', pg_temp.v('J') #>> '{body,id}'),
+           test_support.v('I') #>> '{body,id}', test_support.v('J') #>> '{body,id}'),
     $$values ('sent'::text, null::uuid), ('sent', null)$$,
     'other: the refused invites stay open'
 );
@@ -708,22 +656,22 @@ select results_eq(
 -- Stranger: one generic 404 for every code that leads nowhere; sees nothing
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000004', 'stranger@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000004', 'stranger@example.com');
 set local role authenticated;
 
-insert into vars values ('unknown', pg_temp.attempt($$api.join_pair_invite('ZZZZ2222')$$));
-insert into vars values ('expired', pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v('F') #>> '{body,short_code}')));
-insert into vars values ('revoked', pg_temp.attempt(format('api.join_pair_invite(%L)', pg_temp.v('A') #>> '{body,short_code}')));
+insert into vars values ('unknown', test_support.attempt($$api.join_pair_invite('ZZZZ2222')$$));
+insert into vars values ('expired', test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('F') #>> '{body,short_code}')));
+insert into vars values ('revoked', test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('A') #>> '{body,short_code}')));
 
 select is(
-    pg_temp.sc(pg_temp.v('unknown')),
+    test_support.sc(test_support.v('unknown')),
     '404 PT404',
     'stranger: an unknown code is answered 404'
 );
 
 select is(
-    jsonb_build_array(pg_temp.v('expired'), pg_temp.v('revoked')),
-    jsonb_build_array(pg_temp.v('unknown'), pg_temp.v('unknown')),
+    jsonb_build_array(test_support.v('expired'), test_support.v('revoked')),
+    jsonb_build_array(test_support.v('unknown'), test_support.v('unknown')),
     'stranger: expired and revoked codes get the very same answer as an unknown one (status and whole body)'
 );
 
@@ -773,7 +721,7 @@ select throws_ok(
 );
 
 -- A partner, who can read their own rows, cannot change them either.
-select pg_temp.sign_in('a0000000-0000-4000-8000-000000000001', 'inviter@example.com');
+select test_support.sign_in('a0000000-0000-4000-8000-000000000001', 'inviter@example.com');
 
 select results_eq(
     $$select count(*), count(*) filter (where user_id <> 'a0000000-0000-4000-8000-000000000001')
@@ -812,13 +760,13 @@ select set_config('request.jwt.claims', '{"role":"anon"}', true);
 
 select throws_ok($$select api.create_pair_invite('e0000000-0000-4000-8000-000000000001')$$,
     '42501', null, 'anon: create_pair_invite is refused (42501)');
-select throws_ok(format('select api.join_pair_invite(%L)', pg_temp.v('C') #>> '{body,short_code}'),
+select throws_ok(format('select api.join_pair_invite(%L)', test_support.v('C') #>> '{body,short_code}'),
     '42501', null, 'anon: join_pair_invite is refused (42501)');
-select throws_ok(format('select api.accept_pair_invite(%L)', pg_temp.v('T6J') #>> '{body,token}'),
+select throws_ok(format('select api.accept_pair_invite(%L)', test_support.v('T6J') #>> '{body,token}'),
     '42501', null, 'anon: accept_pair_invite is refused (42501)');
-select throws_ok(format('select api.decline_pair_invite(%L)', pg_temp.v('T6J') #>> '{body,token}'),
+select throws_ok(format('select api.decline_pair_invite(%L)', test_support.v('T6J') #>> '{body,token}'),
     '42501', null, 'anon: decline_pair_invite is refused (42501)');
-select throws_ok(format('select api.revoke_pair_invite(%L)', pg_temp.v('J') #>> '{body,id}'),
+select throws_ok(format('select api.revoke_pair_invite(%L)', test_support.v('J') #>> '{body,id}'),
     '42501', null, 'anon: revoke_pair_invite is refused (42501)');
 select throws_ok('select api.my_pair_invites()',
     '42501', null, 'anon: my_pair_invites is refused (42501)');

@@ -10,19 +10,6 @@ select plan(22);
 -- Arrange (as the superuser)
 -- ---------------------------------------------------------------------------
 
--- pgTAP's functions are not executable by PUBLIC in this database (the
--- migrations revoke that by default): let the test roles call them, inside
--- this transaction only.
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to anon, authenticated', v_schema);
-    execute format('grant execute on all functions in schema %I to anon, authenticated', v_schema);
-end
-$grant$;
-
 insert into auth.users (id, email) values
     ('00000000-0000-4000-8000-000000000001', 'guesser@example.com'),
     ('00000000-0000-4000-8000-000000000002', 'neighbour@example.com'),
@@ -38,38 +25,13 @@ grant select on tried to authenticated;
 create temp table vars (name text primary key, value jsonb);
 grant all on vars to authenticated;
 
-create function pg_temp.v(text) returns jsonb
-language sql stable as $$ select value from vars where name = $1 $$;
-
--- Runs one call (an SQL expression returning json) and returns
--- {status, headers, body}: response.status and response.headers as the call
--- left them (null when it set none) and what it returned; or {raised:
--- SQLSTATE, message} when the call raised instead of answering.
-create function pg_temp.attempt(call text) returns jsonb
-language plpgsql as $$
-declare
-    v_body jsonb;
-begin
-    perform set_config('response.status', '', true);
-    perform set_config('response.headers', '', true);
-    execute 'select (' || call || ')::jsonb' into v_body;
-    return jsonb_build_object(
-        'status', nullif(current_setting('response.status', true), ''),
-        'headers', nullif(current_setting('response.headers', true), '')::jsonb,
-        'body', v_body);
-exception when others then
-    return jsonb_build_object('raised', sqlstate, 'message', sqlerrm);
-end;
-$$;
-
 -- A join attempt with the n-th tried code.
 create function pg_temp.try_code(n integer) returns jsonb
 language sql as $$
-    select pg_temp.attempt(format('api.join_group(%L)', (select code from tried where tried.n = $1)))
+    select test_support.attempt(format('api.join_group(%L)', (select code from tried where tried.n = $1)))
 $$;
 
-grant execute on function pg_temp.v(text), pg_temp.attempt(text), pg_temp.try_code(integer)
-    to authenticated;
+grant execute on function pg_temp.try_code(integer) to authenticated;
 
 select results_eq(
     $$select bucket, max_attempts, window_seconds from app.rate_limits
@@ -80,19 +42,17 @@ select results_eq(
 
 -- The owner makes a group and a code that the others try to join with.
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000003","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000003');
 
 insert into vars values ('group', api.create_group('Limited club'));
-insert into vars values ('invite', api.create_group_invite((pg_temp.v('group') ->> 'id')::uuid));
+insert into vars values ('invite', api.create_group_invite(test_support.id('group')));
 
 -- ---------------------------------------------------------------------------
 -- Guesser: ten wrong codes, then refused, even with the right code
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000001","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000001');
 
 insert into vars
 select 'first_ten', jsonb_agg(pg_temp.try_code(t.n))
@@ -100,7 +60,7 @@ from (select n from tried where n <= 10 order by n) t;
 
 select is(
     (select array_agg(concat_ws(' ', e ->> 'status', e #>> '{body,code}', e #>> '{body,details}'))
-     from jsonb_array_elements(pg_temp.v('first_ten')) e),
+     from jsonb_array_elements(test_support.v('first_ten')) e),
     array_fill('404 PT404 not_found'::text, array[10]),
     'guesser: ten unknown codes are each answered 404 not_found'
 );
@@ -108,8 +68,8 @@ select is(
 insert into vars select 'eleventh', pg_temp.try_code(11);
 
 select is(
-    jsonb_build_object('status', pg_temp.v('eleventh') -> 'status',
-                       'code', pg_temp.v('eleventh') #> '{body,code}'),
+    jsonb_build_object('status', test_support.v('eleventh') -> 'status',
+                       'code', test_support.v('eleventh') #> '{body,code}'),
     '{"status": "429", "code": "PT429"}'::jsonb,
     'guesser: the eleventh attempt within a minute is answered 429 (status set, nothing raised)'
 );
@@ -119,20 +79,20 @@ select is(
                  then format('array of %s, keys %s', jsonb_array_length(h),
                              (select string_agg(k, ',') from jsonb_object_keys(h -> 0) k))
                  else coalesce(jsonb_typeof(h), 'no headers') end
-     from (select pg_temp.v('eleventh') -> 'headers' as h) x),
+     from (select test_support.v('eleventh') -> 'headers' as h) x),
     'array of 1, keys Retry-After',
     'guesser: the 429 sets response.headers to [{"Retry-After": ...}]'
 );
 
 select ok(
     (select case when r ~ '^[0-9]{1,9}$' then r::integer between 1 and 60 else false end
-     from (select pg_temp.v('eleventh') #>> '{headers,0,Retry-After}' as r) x),
+     from (select test_support.v('eleventh') #>> '{headers,0,Retry-After}' as r) x),
     'guesser: Retry-After is a number of seconds between 1 and 60'
 );
 
 select is(
     (select jsonb_build_object('status', a -> 'status', 'code', a #> '{body,code}')
-     from pg_temp.attempt(format('api.join_group(%L)', pg_temp.v('invite') ->> 'code')) a),
+     from test_support.attempt(format('api.join_group(%L)', test_support.v('invite') ->> 'code')) a),
     '{"status": "429", "code": "PT429"}'::jsonb,
     'guesser: the right code on the twelfth attempt is still answered 429'
 );
@@ -143,7 +103,7 @@ select results_eq(
     format($$select (select count(*) from app.group_members
                      where group_id = %1$L and user_id = '00000000-0000-4000-8000-000000000001'),
                     (select use_count from app.group_invites where group_id = %1$L)$$,
-           pg_temp.v('group') ->> 'id'),
+           test_support.v('group') ->> 'id'),
     $$values (0::bigint, 0)$$,
     'the refused right code neither joined the guesser nor used the invite'
 );
@@ -160,12 +120,11 @@ select is(
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000002","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000002');
 
 select is(
     (select jsonb_build_object('status', a -> 'status', 'user_id', a #> '{body,membership,user_id}')
-     from pg_temp.attempt(format('api.join_group(%L)', pg_temp.v('invite') ->> 'code')) a),
+     from test_support.attempt(format('api.join_group(%L)', test_support.v('invite') ->> 'code')) a),
     '{"status": null, "user_id": "00000000-0000-4000-8000-000000000002"}'::jsonb,
     'neighbour: joins with the right code while the guesser is limited'
 );
@@ -193,7 +152,7 @@ select is(
 select results_eq(
     $$select action, outcome, status, subject_id::text from app.audit_log
       where actor_id = '00000000-0000-4000-8000-000000000002'$$,
-    format($$values ('group.join'::text, 'joined'::text, 200, %L)$$, pg_temp.v('invite') ->> 'id'),
+    format($$values ('group.join'::text, 'joined'::text, 200, %L)$$, test_support.v('invite') ->> 'id'),
     'the neighbour''s successful join is audited with the invite as subject'
 );
 
@@ -204,8 +163,7 @@ select results_eq(
 update app.rate_limits set max_attempts = 3 where bucket = 'join_code';
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000002","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000002');
 
 -- The neighbour has one attempt in the window: two more are allowed, not nine.
 select is(
@@ -231,8 +189,7 @@ insert into app.rate_limit_hits (user_id, bucket, created_at) values
     ('00000000-0000-4000-8000-000000000004', 'create_invite', now() - interval '2 minutes');
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000004","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000004');
 
 select is(
     pg_temp.try_code(15) ->> 'status',
@@ -258,8 +215,7 @@ select is(
 );
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000004","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000004');
 
 -- The oldest hit in the window is 30 seconds old: it leaves the window in 30 s.
 select is(
@@ -282,20 +238,19 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000003","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000003');
 
 -- One invite was made above; 29 more fill the hour's allowance.
 select is(
     (select count(*) from generate_series(1, 29)
-     where api.create_group_invite((pg_temp.v('group') ->> 'id')::uuid) ? 'code'),
+     where api.create_group_invite(test_support.id('group')) ? 'code'),
     29::bigint,
     'owner: thirty invites within the hour are created'
 );
 
 select is(
     (select jsonb_build_object('status', a -> 'status', 'code', a #> '{body,code}', 'headers', a -> 'headers')
-     from pg_temp.attempt(format('api.create_group_invite(%L)', pg_temp.v('group') ->> 'id')) a),
+     from test_support.attempt(format('api.create_group_invite(%L)', test_support.v('group') ->> 'id')) a),
     '{"status": "429", "code": "PT429", "headers": [{"Retry-After": "3600"}]}'::jsonb,
     'owner: the thirty-first invite within the hour is answered 429 with Retry-After'
 );
@@ -313,7 +268,7 @@ select results_eq(
 select is_empty(
     $$select a.id from app.audit_log a
       where exists (select from tried t where to_jsonb(a)::text ilike '%' || t.code || '%')
-         or to_jsonb(a)::text ilike '%' || (pg_temp.v('invite') ->> 'code') || '%'$$,
+         or to_jsonb(a)::text ilike '%' || (test_support.v('invite') ->> 'code') || '%'$$,
     'no audit row holds an invite code, right or wrong, in any column'
 );
 

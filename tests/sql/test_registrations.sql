@@ -11,19 +11,6 @@ select plan(29);
 -- Arrange (as the superuser)
 -- ---------------------------------------------------------------------------
 
--- pgTAP's functions are not executable by PUBLIC in this database (the
--- migrations revoke that by default): let the test roles call them, inside
--- this transaction only.
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to anon, authenticated', v_schema);
-    execute format('grant execute on all functions in schema %I to anon, authenticated', v_schema);
-end
-$grant$;
-
 insert into auth.users (id, email) values
     ('b0000000-0000-4000-8000-000000000001', 'first@example.com'),
     ('b0000000-0000-4000-8000-000000000002', 'second@example.com'),
@@ -42,25 +29,16 @@ insert into app.events (id, creator_id, title, registration_deadline, capacity, 
 create temp table vars (name text primary key, value jsonb);
 grant all on vars to authenticated;
 
-create function pg_temp.v(text) returns jsonb
-language sql stable as $$ select value from vars where name = $1 $$;
-
-create function pg_temp.sign_in(uid text) returns text
-language sql as $$
-    select set_config('request.jwt.claims',
-        jsonb_build_object('sub', uid, 'role', 'authenticated')::text, true);
-$$;
-
 create function pg_temp.seats(event_id uuid) returns integer
 language sql stable security definer as $$ select seats_taken from app.events where id = $1 $$;
 
-grant execute on function pg_temp.v(text), pg_temp.sign_in(text), pg_temp.seats(uuid) to authenticated;
+grant execute on function pg_temp.seats(uuid) to authenticated;
 
 -- ---------------------------------------------------------------------------
 -- First registrant: registers, again, cancels, again
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('b0000000-0000-4000-8000-000000000001');
+select test_support.sign_in('b0000000-0000-4000-8000-000000000001');
 set local role authenticated;
 
 insert into vars values ('r1', api.register_for_event('f0000000-0000-4000-8000-000000000001'));
@@ -68,7 +46,7 @@ insert into vars values ('r1', api.register_for_event('f0000000-0000-4000-8000-0
 reset role;
 
 select is(
-    pg_temp.v('r1'),
+    test_support.v('r1'),
     (select jsonb_build_object('id', r.id, 'event_id', 'f0000000-0000-4000-8000-000000000001',
                                'user_id', 'b0000000-0000-4000-8000-000000000001', 'status', 'confirmed',
                                'pair_id', null, 'created_at', now())
@@ -81,12 +59,12 @@ select is(
 select is(pg_temp.seats('f0000000-0000-4000-8000-000000000001'), 1,
     'first: the registration took one seat');
 
-select pg_temp.sign_in('b0000000-0000-4000-8000-000000000001');
+select test_support.sign_in('b0000000-0000-4000-8000-000000000001');
 set local role authenticated;
 
 select is(
     api.register_for_event('f0000000-0000-4000-8000-000000000001'),
-    pg_temp.v('r1'),
+    test_support.v('r1'),
     'first: registering twice returns the same registration'
 );
 
@@ -121,7 +99,7 @@ select throws_ok(
 -- Second and third registrants: the event fills up
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('b0000000-0000-4000-8000-000000000002');
+select test_support.sign_in('b0000000-0000-4000-8000-000000000002');
 
 select is(
     api.register_for_event('f0000000-0000-4000-8000-000000000001') ->> 'status',
@@ -129,7 +107,7 @@ select is(
     'second: takes the last seat'
 );
 
-select pg_temp.sign_in('b0000000-0000-4000-8000-000000000003');
+select test_support.sign_in('b0000000-0000-4000-8000-000000000003');
 
 select throws_ok(
     $$select api.register_for_event('f0000000-0000-4000-8000-000000000001')$$,
@@ -150,7 +128,7 @@ select is(pg_temp.seats('f0000000-0000-4000-8000-000000000001'), 2,
 -- First registrant cancels: the seat is freed
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('b0000000-0000-4000-8000-000000000001');
+select test_support.sign_in('b0000000-0000-4000-8000-000000000001');
 
 select lives_ok(
     $$select api.cancel_registration('f0000000-0000-4000-8000-000000000001')$$,
@@ -162,7 +140,7 @@ select is(pg_temp.seats('f0000000-0000-4000-8000-000000000001'), 1,
 
 select results_eq(
     $$select id, status, cancelled_at from app.registrations$$,
-    format($$values (%L::uuid, 'cancelled'::text, now())$$, pg_temp.v('r1') ->> 'id'),
+    format($$values (%L::uuid, 'cancelled'::text, now())$$, test_support.v('r1') ->> 'id'),
     'first: the registration is kept, cancelled, with the time of cancelling'
 );
 
@@ -175,7 +153,7 @@ select throws_ok(
 select is(pg_temp.seats('f0000000-0000-4000-8000-000000000001'), 1,
     'first: the second cancel freed nothing more');
 
-select pg_temp.sign_in('b0000000-0000-4000-8000-000000000003');
+select test_support.sign_in('b0000000-0000-4000-8000-000000000003');
 
 select is(
     api.register_for_event('f0000000-0000-4000-8000-000000000001') ->> 'user_id',
@@ -189,15 +167,15 @@ reset role;
 -- A pair: one partner cancels, the other stays
 -- ---------------------------------------------------------------------------
 
-select pg_temp.sign_in('b0000000-0000-4000-8000-000000000004');
+select test_support.sign_in('b0000000-0000-4000-8000-000000000004');
 set local role authenticated;
 
 insert into vars values ('invite', api.create_pair_invite('f0000000-0000-4000-8000-000000000004'));
 
-select pg_temp.sign_in('b0000000-0000-4000-8000-000000000005');
+select test_support.sign_in('b0000000-0000-4000-8000-000000000005');
 
-insert into vars values ('join', api.join_pair_invite(pg_temp.v('invite') ->> 'short_code'));
-insert into vars values ('pair', api.accept_pair_invite(pg_temp.v('join') ->> 'token'));
+insert into vars values ('join', api.join_pair_invite(test_support.v('invite') ->> 'short_code'));
+insert into vars values ('pair', api.accept_pair_invite(test_support.v('join') ->> 'token'));
 
 select is(pg_temp.seats('f0000000-0000-4000-8000-000000000004'), 2,
     'pair: accepting took two seats');
@@ -214,7 +192,7 @@ select results_eq(
       where event_id = 'f0000000-0000-4000-8000-000000000004' order by user_id$$,
     format($$values ('b0000000-0000-4000-8000-000000000004'::uuid, 'confirmed'::text, %1$L::text),
                     ('b0000000-0000-4000-8000-000000000005', 'cancelled', %1$L)$$,
-           pg_temp.v('pair') ->> 'pair_id'),
+           test_support.v('pair') ->> 'pair_id'),
     'pair: the partner who did not cancel stays confirmed in the pair'
 );
 

@@ -9,19 +9,6 @@ select plan(47);
 -- Arrange (as the superuser)
 -- ---------------------------------------------------------------------------
 
--- pgTAP's functions are not executable by PUBLIC in this database (the
--- migrations revoke that by default): let the test roles call them, inside
--- this transaction only.
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to anon, authenticated', v_schema);
-    execute format('grant execute on all functions in schema %I to anon, authenticated', v_schema);
-end
-$grant$;
-
 insert into auth.users (id, email) values
     ('00000000-0000-4000-8000-000000000001', 'owner-a@example.com'),
     ('00000000-0000-4000-8000-000000000002', 'member-a@example.com'),
@@ -71,8 +58,7 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000003","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000003');
 
 select is((select count(*) from app.groups), 0::bigint,
     'stranger: sees no group');
@@ -110,8 +96,7 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000002","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000002');
 
 select results_eq(
     $$select id, name from app.groups$$,
@@ -199,8 +184,7 @@ select throws_ok(
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000001","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000001');
 
 select results_eq(
     $$select id from app.groups$$,
@@ -222,8 +206,7 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000004","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000004');
 
 select results_eq(
     $$select id from app.groups$$,

@@ -9,19 +9,6 @@ select plan(34);
 -- Arrange (as the superuser)
 -- ---------------------------------------------------------------------------
 
--- pgTAP's functions are not executable by PUBLIC in this database (the
--- migrations revoke that by default): let the test roles call them, inside
--- this transaction only.
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to anon, authenticated', v_schema);
-    execute format('grant execute on all functions in schema %I to anon, authenticated', v_schema);
-end
-$grant$;
-
 insert into auth.users (id, email) values
     ('00000000-0000-4000-8000-000000000001', 'alice@example.com'),
     ('00000000-0000-4000-8000-000000000002', 'bob@example.com'),
@@ -34,8 +21,7 @@ insert into auth.users (id, email) values
 -- ---------------------------------------------------------------------------
 
 set local role authenticated;
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000001","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000001');
 
 select is(
     api.request_friend('00000000-0000-4000-8000-000000000002'),
@@ -110,8 +96,7 @@ select throws_ok(
 -- Bob: sees alice's request and accepts it
 -- ---------------------------------------------------------------------------
 
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000002","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000002');
 
 select is(
     api.list_friends(),
@@ -159,8 +144,7 @@ select throws_ok(
 -- Carol: asks alice back, which makes them friends
 -- ---------------------------------------------------------------------------
 
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000003","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000003');
 
 select is(
     api.request_friend('00000000-0000-4000-8000-000000000001'),
@@ -188,8 +172,7 @@ select results_eq(
 -- Alice again: two friends and one outgoing request; then she drops bob
 -- ---------------------------------------------------------------------------
 
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000001","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000001');
 
 select is(
     (select jsonb_agg(jsonb_build_object('name', f ->> 'display_name', 'status', f ->> 'status',
@@ -228,8 +211,7 @@ select throws_ok(
 -- Bob: the removal is mutual
 -- ---------------------------------------------------------------------------
 
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000002","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000002');
 
 select is(api.list_friends(), '[]'::jsonb,
     'bob: after alice removed him, his list is empty');
@@ -238,8 +220,7 @@ select is(api.list_friends(), '[]'::jsonb,
 -- Dave: declines alice's request by removing it
 -- ---------------------------------------------------------------------------
 
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000004","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000004');
 
 select is(
     (select jsonb_agg(jsonb_build_object('user_id', f ->> 'user_id', 'direction', f ->> 'direction'))
@@ -260,8 +241,7 @@ select is(api.list_friends(), '[]'::jsonb,
 -- Erin: a third user reads nobody else's friendship
 -- ---------------------------------------------------------------------------
 
-select set_config('request.jwt.claims',
-    '{"sub":"00000000-0000-4000-8000-000000000005","role":"authenticated"}', true);
+select test_support.sign_in('00000000-0000-4000-8000-000000000005');
 
 select is((select count(*) from app.friendships), 0::bigint,
     'erin: reads no friendship row of others');
