@@ -173,7 +173,7 @@ async def call(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any], wh
     """One transaction: role and claims set locally, one function call, commit.
 
     The answer is bounded: a call that has not answered within the pool's wait
-    plus the statement timeout plus a second gets 503 at once (the server is gone
+    plus the statement timeout plus half a second gets 503 at once (the server is gone
     or unreachable; PgBouncer would otherwise hold the query until a server comes
     back), and its work is cancelled in the background."""
     work = asyncio.ensure_future(_transaction(pool, fn, args, who, method, path, headers,
