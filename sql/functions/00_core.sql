@@ -53,6 +53,23 @@ end;
 $$;
 
 /**
+ * A refused attempt, audited and answered in one step: an audit entry with the
+ * reason as its outcome, and the error body with the reason in `details`
+ * (answered by private.fail, so the entry commits).
+ */
+create function private.refuse(
+    action text, status integer, reason text, message text,
+    subject_id uuid default null, hint text default null
+) returns jsonb
+language plpgsql volatile
+as $$
+begin
+    perform private.audit(action, reason, status, subject_id);
+    return private.fail(status, message, reason, hint);
+end;
+$$;
+
+/**
  * Appends one entry to the audit log for the current caller. Never stores
  * codes or tokens: callers pass ids and outcomes only.
  */

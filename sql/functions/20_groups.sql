@@ -167,11 +167,13 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-    v_member app.group_members := private.require_group_member(leave_group.group_id);
+    v_member app.group_members;
     v_next uuid;
 begin
-    -- Serialise membership changes of this group (ownership hand-over).
+    -- Lock the group first, then read the membership: leaves and ownership
+    -- hand-overs of one group happen one at a time, on what is current.
     perform from app.groups g where g.id = leave_group.group_id for update;
+    v_member := private.require_group_member(leave_group.group_id);
     delete from app.group_members m
     where m.group_id = leave_group.group_id and m.user_id = v_member.user_id;
     if v_member.role = 'owner' then
@@ -272,9 +274,9 @@ begin
         return v_limited;
     end if;
     if not private.is_uuid_text(join_group.code) then
-        perform private.audit('group.join', 'malformed', 400);
-        return private.fail(400, 'The invite code is malformed.', 'malformed',
-            'An invite code looks like 7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b.');
+        return private.refuse('group.join', 400, 'malformed',
+            'The invite code is malformed.',
+            hint => 'An invite code looks like 7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b.');
     end if;
 
     -- The row lock serialises every join on this code: use_count is read and
@@ -283,8 +285,7 @@ begin
     where i.code_hash = private.hash_secret(pg_catalog.lower(join_group.code))
     for update;
     if not found then
-        perform private.audit('group.join', 'not_found', 404);
-        return private.fail(404, 'No invite with this code.', 'not_found');
+        return private.refuse('group.join', 404, 'not_found', 'No invite with this code.');
     end if;
 
     select * into v_member from app.group_members m
@@ -345,19 +346,17 @@ begin
         return v_limited;
     end if;
     if not private.is_uuid_text(preview_group_invite.code) then
-        perform private.audit('group.preview', 'malformed', 400);
-        return private.fail(400, 'The invite code is malformed.', 'malformed');
+        return private.refuse('group.preview', 400, 'malformed', 'The invite code is malformed.');
     end if;
     select * into v_invite from app.group_invites i
     where i.code_hash = private.hash_secret(pg_catalog.lower(preview_group_invite.code));
     if not found then
-        perform private.audit('group.preview', 'not_found', 404);
-        return private.fail(404, 'No invite with this code.', 'not_found');
+        return private.refuse('group.preview', 404, 'not_found', 'No invite with this code.');
     end if;
     v_reason := private.group_invite_unusable_reason(v_invite);
     if v_reason is not null then
-        perform private.audit('group.preview', v_reason, 410, v_invite.id);
-        return private.fail(410, 'This invite code can no longer be used.', v_reason);
+        return private.refuse('group.preview', 410, v_reason,
+            'This invite code can no longer be used.', subject_id => v_invite.id);
     end if;
     perform private.audit('group.preview', 'shown', 200, v_invite.id);
     return (

@@ -132,6 +132,36 @@ end;
 $$;
 
 /**
+ * Records the decision ('approved' or 'rejected') on a locked, pending group and
+ * tells its members: the status, the members freed for other groups of the
+ * event, a group_approved / group_rejected notification per member (with the
+ * chat, when there is one) and a message on the group's realtime topic.
+ */
+create function private.decide_like_group(
+    g app.like_groups, decision text, chat_id uuid default null
+) returns void
+language plpgsql volatile
+as $$
+declare
+    v_type text := 'group_' || decision;
+    v_member uuid;
+begin
+    update app.like_groups l set status = decision, decided_at = pg_catalog.now()
+    where l.id = g.id;
+    update app.like_group_members m set pending = false where m.group_id = g.id;
+    for v_member in
+        select m.user_id from app.like_group_members m where m.group_id = g.id order by m.user_id
+    loop
+        perform private.notify_user(v_member, v_type, pg_catalog.jsonb_strip_nulls(
+            pg_catalog.jsonb_build_object('group_id', g.id, 'event_id', g.event_id,
+                                          'chat_id', chat_id)));
+    end loop;
+    perform private.publish('group:' || g.id::text, pg_catalog.jsonb_strip_nulls(
+        pg_catalog.jsonb_build_object('type', v_type, 'group_id', g.id, 'chat_id', chat_id)));
+end;
+$$;
+
+/**
  * Approves a locked, pending group when approvals from current authors reach
  * min(authors, members): status, chat with every member and author, a
  * group_approved notification per member, realtime messages. Returns the
@@ -144,7 +174,6 @@ declare
     v_group app.like_groups := private.lock_like_group(evaluate_like_group.group_id);
     v_tally record;
     v_chat uuid;
-    v_member uuid;
 begin
     if v_group.status <> 'pending' then
         return v_group.status;
@@ -154,23 +183,13 @@ begin
         return 'pending';
     end if;
 
-    update app.like_groups g set status = 'approved', decided_at = pg_catalog.now()
-    where g.id = v_group.id;
-    update app.like_group_members m set pending = false where m.group_id = v_group.id;
     insert into app.chats (type, like_group_id) values ('approved_group', v_group.id)
     returning id into v_chat;
     insert into app.chat_participants (chat_id, user_id)
     select v_chat, m.user_id from app.like_group_members m where m.group_id = v_group.id
     union
     select v_chat, a.user_id from app.event_authors a where a.event_id = v_group.event_id;
-    for v_member in
-        select m.user_id from app.like_group_members m where m.group_id = v_group.id order by m.user_id
-    loop
-        perform private.notify_user(v_member, 'group_approved', pg_catalog.jsonb_build_object(
-            'group_id', v_group.id, 'event_id', v_group.event_id, 'chat_id', v_chat));
-    end loop;
-    perform private.publish('group:' || v_group.id::text, pg_catalog.jsonb_build_object(
-        'type', 'group_approved', 'group_id', v_group.id, 'chat_id', v_chat));
+    perform private.decide_like_group(v_group, 'approved', v_chat);
     return 'approved';
 end;
 $$;
@@ -432,22 +451,11 @@ set search_path = ''
 as $$
 declare
     v_group app.like_groups := private.lock_like_group_for_author(reject_like_group.group_id);
-    v_member uuid;
 begin
     insert into app.like_group_approvals (group_id, author_id, approved)
     values (v_group.id, auth.uid(), false)
     on conflict on constraint like_group_approvals_one_per_author do update set approved = false;
-    update app.like_groups g set status = 'rejected', decided_at = pg_catalog.now()
-    where g.id = v_group.id;
-    update app.like_group_members m set pending = false where m.group_id = v_group.id;
-    for v_member in
-        select m.user_id from app.like_group_members m where m.group_id = v_group.id order by m.user_id
-    loop
-        perform private.notify_user(v_member, 'group_rejected', pg_catalog.jsonb_build_object(
-            'group_id', v_group.id, 'event_id', v_group.event_id));
-    end loop;
-    perform private.publish('group:' || v_group.id::text, pg_catalog.jsonb_build_object(
-        'type', 'group_rejected', 'group_id', v_group.id));
+    perform private.decide_like_group(v_group, 'rejected');
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', 'rejected');
 end;
 $$;

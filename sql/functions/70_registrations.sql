@@ -125,6 +125,7 @@ as $$
 declare
     v_uid uuid := private.require_user();
     v_event app.events;
+    v_reason text;
     v_reg app.registrations;
 begin
     select * into v_event from app.events e where e.id = register_for_event.event_id;
@@ -136,9 +137,10 @@ begin
     if found then
         return private.registration_json(v_reg);
     end if;
-    if private.registration_closed_reason(v_event) is not null then
+    v_reason := private.registration_closed_reason(v_event);
+    if v_reason is not null then
         raise exception using errcode = 'PT400', message = 'Registration for this event is closed.',
-            detail = private.registration_closed_reason(v_event);
+            detail = v_reason;
     end if;
     if not private.take_seats(v_event.id, 1) then
         raise exception using errcode = 'PT409', message = 'The event is full.';
@@ -215,17 +217,17 @@ begin
     end if;
     v_reason := private.registration_closed_reason(v_event);
     if v_reason is not null then
-        perform private.audit('pair_invite.create', v_reason, 400, v_event.id);
-        return private.fail(400, 'Registration for this event is closed.', v_reason);
+        return private.refuse('pair_invite.create', 400, v_reason,
+            'Registration for this event is closed.', subject_id => v_event.id);
     end if;
     if v_event.capacity is not null and v_event.capacity - v_event.seats_taken < 2 then
-        perform private.audit('pair_invite.create', 'full', 409, v_event.id);
-        return private.fail(409, 'The event does not have two free seats.', 'full');
+        return private.refuse('pair_invite.create', 409, 'full',
+            'The event does not have two free seats.', subject_id => v_event.id);
     end if;
     if exists (select from app.registrations r
                where r.event_id = v_event.id and r.user_id = v_uid and r.status = 'confirmed') then
-        perform private.audit('pair_invite.create', 'already_registered', 409, v_event.id);
-        return private.fail(409, 'You are already registered for this event.', 'already_registered');
+        return private.refuse('pair_invite.create', 409, 'already_registered',
+            'You are already registered for this event.', subject_id => v_event.id);
     end if;
 
     update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
@@ -282,8 +284,8 @@ begin
     where i.short_code = private.normalize_short_code(join_pair_invite.code)
       and i.status = 'sent' and i.expires_at > pg_catalog.now();
     if not found then
-        perform private.audit('pair_invite.join', 'not_found', 404);
-        return private.fail(404, 'No open invitation with this code.', 'not_found');
+        return private.refuse('pair_invite.join', 404, 'not_found',
+            'No open invitation with this code.');
     end if;
     v_token := pg_catalog.translate(pg_catalog.encode(private.random_bytes(32), 'base64'), '+/=', '-_');
     insert into app.pair_invite_tokens (token_hash, invite_id, issued_to)
@@ -383,8 +385,8 @@ begin
     end if;
     v_invite := private.lock_invite_by_token(accept_pair_invite.token);
     if v_invite.id is null then
-        perform private.audit('pair_invite.accept', 'not_found', 404);
-        return private.fail(404, 'No invitation for this token.', 'not_found');
+        return private.refuse('pair_invite.accept', 404, 'not_found',
+            'No invitation for this token.');
     end if;
     if v_invite.status = 'accepted' and v_invite.invitee_id = v_uid then
         perform private.audit('pair_invite.accept', 'already_accepted', 200, v_invite.id);
@@ -392,33 +394,32 @@ begin
     end if;
     v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
     if v_refusal is not null then
-        perform private.audit('pair_invite.accept', v_refusal ->> 'reason', 403, v_invite.id);
-        return private.fail(403, v_refusal ->> 'message', v_refusal ->> 'reason');
+        return private.refuse('pair_invite.accept', 403, v_refusal ->> 'reason',
+            v_refusal ->> 'message', subject_id => v_invite.id);
     end if;
     v_status := private.pair_invite_status(v_invite);
     if v_status <> 'sent' then
-        perform private.audit('pair_invite.accept', v_status, 410, v_invite.id);
-        return private.fail(410, pg_catalog.format('This invitation is %s.', v_status), v_status);
+        return private.refuse('pair_invite.accept', 410, v_status,
+            pg_catalog.format('This invitation is %s.', v_status), subject_id => v_invite.id);
     end if;
 
     -- Lock the event: accepts, registrations and invites of one event are serialised.
     select * into v_event from app.events e where e.id = v_invite.event_id for update;
     v_reason := private.registration_closed_reason(v_event);
     if v_reason is not null then
-        perform private.audit('pair_invite.accept', v_reason, case v_reason when 'deadline' then 410 else 400 end,
-            v_invite.id);
-        return private.fail(case v_reason when 'deadline' then 410 else 400 end,
-            'Registration for this event is closed.', v_reason);
+        return private.refuse('pair_invite.accept',
+            case v_reason when 'deadline' then 410 else 400 end, v_reason,
+            'Registration for this event is closed.', subject_id => v_invite.id);
     end if;
     if exists (select from app.registrations r
                where r.event_id = v_event.id and r.status = 'confirmed'
                  and r.user_id in (v_uid, v_invite.inviter_id)) then
-        perform private.audit('pair_invite.accept', 'already_registered', 409, v_invite.id);
-        return private.fail(409, 'One of you is already registered for this event.', 'already_registered');
+        return private.refuse('pair_invite.accept', 409, 'already_registered',
+            'One of you is already registered for this event.', subject_id => v_invite.id);
     end if;
     if not private.take_seats(v_event.id, 2) then
-        perform private.audit('pair_invite.accept', 'full', 409, v_invite.id);
-        return private.fail(409, 'The event does not have two free seats.', 'full');
+        return private.refuse('pair_invite.accept', 409, 'full',
+            'The event does not have two free seats.', subject_id => v_invite.id);
     end if;
     insert into app.registrations (event_id, user_id, pair_id)
     values (v_event.id, v_invite.inviter_id, v_pair), (v_event.id, v_uid, v_pair);
@@ -455,8 +456,8 @@ begin
     end if;
     v_invite := private.lock_invite_by_token(decline_pair_invite.token);
     if v_invite.id is null then
-        perform private.audit('pair_invite.decline', 'not_found', 404);
-        return private.fail(404, 'No invitation for this token.', 'not_found');
+        return private.refuse('pair_invite.decline', 404, 'not_found',
+            'No invitation for this token.');
     end if;
     if v_invite.status = 'declined' and v_invite.invitee_id = v_uid then
         perform private.audit('pair_invite.decline', 'already_declined', 200, v_invite.id);
@@ -464,13 +465,13 @@ begin
     end if;
     v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
     if v_refusal is not null then
-        perform private.audit('pair_invite.decline', v_refusal ->> 'reason', 403, v_invite.id);
-        return private.fail(403, v_refusal ->> 'message', v_refusal ->> 'reason');
+        return private.refuse('pair_invite.decline', 403, v_refusal ->> 'reason',
+            v_refusal ->> 'message', subject_id => v_invite.id);
     end if;
     v_status := private.pair_invite_status(v_invite);
     if v_status <> 'sent' then
-        perform private.audit('pair_invite.decline', v_status, 410, v_invite.id);
-        return private.fail(410, pg_catalog.format('This invitation is %s.', v_status), v_status);
+        return private.refuse('pair_invite.decline', 410, v_status,
+            pg_catalog.format('This invitation is %s.', v_status), subject_id => v_invite.id);
     end if;
     update app.pair_invites i
     set status = 'declined', invitee_id = v_uid, declined_at = pg_catalog.now(),
