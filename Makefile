@@ -36,13 +36,13 @@ migrate: venv
 stop-db:
 	@scripts/devdb stop
 
-# The SQL linter (gateway/lint.py) reads DATABASE_URL as it is; without one it
+# The SQL linter (gateway/tools/lint.py) reads DATABASE_URL as it is; without one it
 # runs on a throwaway cluster, migrated first.
 lint: venv
 	@$(VENV)/bin/ruff check gateway tests migrations
-	@if [ -n "$$DATABASE_URL" ]; then $(PY) -m gateway.lint; \
+	@if [ -n "$$DATABASE_URL" ]; then $(PY) -m gateway.tools.lint; \
 	else scripts/install-deps && scripts/devdb run bash -c \
-		'$(PY) -m gateway migrate >/dev/null && $(PY) -m gateway.lint'; fi
+		'$(PY) -m gateway migrate >/dev/null && $(PY) -m gateway.tools.lint'; fi
 
 # With DATABASE_URL set, tests run against that database; otherwise on a
 # throwaway cluster made for the run and deleted after it.
@@ -53,7 +53,7 @@ test: deps venv
 check:
 	@$(VENV)/bin/ruff check gateway tests migrations
 	@$(PY) -m gateway migrate
-	@$(PY) -m gateway.lint
+	@$(PY) -m gateway.tools.lint
 	@$(PY) -m pytest -q
 
 # Benchmark (not part of `make test`): its own throwaway cluster and gateway, data at

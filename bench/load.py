@@ -14,7 +14,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gateway.migrate import migrate
+from gateway.tools.migrate import migrate
 
 from . import layout as L
 from .layout import Layout

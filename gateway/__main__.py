@@ -53,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     database_url = os.environ.get("DATABASE_URL") or DEV_DATABASE_URL
 
     if args.command == "migrate":
-        from .migrate import migrate
+        from .tools.migrate import migrate
 
         print(migrate(database_url, force_code=args.force_code))
     elif args.command == "mailer":
         import asyncio
 
-        from .app import make_mailer
+        from .http.app import make_mailer
 
         if not settings.smtp_url:
             parser.error("SMTP_URL is not set")

@@ -14,7 +14,7 @@ from psycopg import AsyncClientCursor, sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .errors import ApiError, from_database, unavailable
+from .http.errors import ApiError, from_database, unavailable
 
 CATALOG_QUERY = """
 select p.proname,

@@ -17,7 +17,7 @@ from types import FrameType
 
 import uvicorn
 
-APP = "gateway.app:create_app"
+APP = "gateway.http.app:create_app"
 
 
 def _config(host: str, port: int) -> uvicorn.Config:

@@ -1,6 +1,6 @@
 """Plain `yoyo apply` runs this after applying migrations: it rebuilds the code
 in sql/ (functions, triggers, grants, policies) when its text has changed.
-`make migrate` does the same through gateway.migrate, even with no migration due."""
+`make migrate` does the same through gateway.tools.migrate, even with no migration due."""
 
 from yoyo import step
 
@@ -8,7 +8,7 @@ from yoyo import step
 def rebuild_code(conn):
     import psycopg
 
-    from gateway.migrate import apply_code
+    from gateway.tools.migrate import apply_code
 
     # yoyo hands over its own DB-API connection; run the rebuild on a fresh one to
     # keep its transaction handling out of yoyo's.

@@ -1,4 +1,4 @@
-"""The SQL linter (gateway/lint.py): the migrated schema passes every check, and
+"""The SQL linter (gateway/tools/lint.py): the migrated schema passes every check, and
 every check fails, naming the object, on a database given one offender per rule."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import ROOT
-from gateway.lint import CHECKS, Problem, lint_url, unwrapped_calls
-from gateway.migrate import migrate
+from gateway.tools.lint import CHECKS, Problem, lint_url, unwrapped_calls
+from gateway.tools.migrate import migrate
 
 # One offender per rule, each drawing that rule's finding and no other; beside
 # them, look-alikes that every check must let pass.
@@ -179,7 +179,7 @@ def offended(database_url: str) -> Iterator[tuple[str, list[Problem]]]:
 
 
 def lint_cli(url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.lint"], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "gateway.tools.lint"], cwd=ROOT,
                           env={**os.environ, "DATABASE_URL": url},
                           capture_output=True, text=True, timeout=60)
 

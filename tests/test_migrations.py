@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import ROOT
-from gateway.migrate import yoyo_url
+from gateway.tools.migrate import yoyo_url
 
 
 @pytest.fixture

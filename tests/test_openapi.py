@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conftest import GatewayProcess, User, create_user
-from gateway.routes import SEED_ROUTES
+from gateway.http.routes import SEED_ROUTES
 
 
 @pytest.fixture(scope="module")

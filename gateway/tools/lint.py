@@ -1,6 +1,6 @@
 """SQL lints: our own equivalents of Supabase's database-linter rules that apply here.
 
-    python -m gateway.lint      lints DATABASE_URL; exit 1 with one line per problem
+    python -m gateway.tools.lint      lints DATABASE_URL; exit 1 with one line per problem
 
 Each check is a query over the catalogs returning one row per offending object,
 named as `\\d` would name it: `app.t`, `api.f(uuid)`, `app.t.constraint`,
@@ -414,7 +414,7 @@ def summary(conn: psycopg.Connection) -> str:
 
 
 def main() -> int:
-    from .settings import DEV_DATABASE_URL
+    from ..settings import DEV_DATABASE_URL
 
     database_url = os.environ.get("DATABASE_URL") or DEV_DATABASE_URL
     with psycopg.connect(database_url, autocommit=True) as conn:

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = ROOT / "migrations"
 SQL_DIR = ROOT / "sql"
 CODE_LOCK = 7_311_402_221  # advisory lock key held while code is rebuilt

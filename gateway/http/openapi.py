@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .db import Catalog, Function
+from ..db import Catalog, Function
 from .routes import SEED_ROUTES, SeedRoute
 
 INT32 = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}

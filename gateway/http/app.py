@@ -18,14 +18,15 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from . import db, openapi
+from .. import db
+from ..jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
+from ..mail.worker import Mailer
+from ..realtime.hub import LISTENER_WAIT, Hub
+from ..settings import Settings
+from . import openapi
 from .errors import ApiError, json_response, unavailable
-from .jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
-from .mailer import Mailer
 from .observe import FUNCTION_KEY, Metrics, Observe
-from .realtime import LISTENER_WAIT, Hub
 from .routes import SEED_ROUTES, SeedRoute
-from .settings import Settings
 
 # Request headers passed to SQL as request.headers; credentials are left out.
 _PRIVATE_HEADERS = frozenset({b"authorization", b"apikey", b"cookie"})

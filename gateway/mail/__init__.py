@@ -1,0 +1,1 @@
+"""Mail: the outbox worker that delivers invitation mail over SMTP."""

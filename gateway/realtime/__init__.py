@@ -1,0 +1,1 @@
+"""Realtime: the database listener (hub) and the streams that serve its events."""

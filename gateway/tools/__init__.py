@@ -1,0 +1,1 @@
+"""Tools that never serve a request: the migrator and the SQL linter."""
