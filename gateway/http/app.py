@@ -15,13 +15,14 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import db
 from ..jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from ..mail.worker import Mailer
-from ..realtime.hub import LISTENER_WAIT, Hub
+from ..realtime.hub import Hub
+from ..realtime.sse import realtime
 from ..settings import Settings
 from . import openapi
 from .errors import ApiError, json_response, unavailable
@@ -171,27 +172,6 @@ def seed_endpoint(route: SeedRoute) -> Callable[[Request], Awaitable[Response]]:
 
     endpoint.__name__ = f"seed_{route.function}"
     return endpoint
-
-
-async def realtime(request: Request) -> Response:
-    """GET /realtime/v1/sse?topic=...: Server-Sent Events for the topics the caller
-    may subscribe to (api.can_subscribe decides each one)."""
-    gw: Gateway = request.app.state.gateway
-    topics = list(dict.fromkeys(request.query_params.getlist("topic")))
-    if not 1 <= len(topics) <= 20:
-        raise ApiError(400, "PGRST100", "Give between 1 and 20 topic parameters.")
-    who = gw.identity(request, query_token=True)
-    for topic in topics:
-        allowed = await gw.invoke(request, "can_subscribe", {"topic": topic}, who)
-        if allowed.status != 200:
-            return raw_response(allowed)
-        if allowed.body != "true":
-            raise ApiError(403, "PT403", f"You cannot subscribe to {topic[:80]!r}.")
-    if not await gw.hub.wait_connected(LISTENER_WAIT):
-        raise unavailable()
-    return StreamingResponse(
-        gw.hub.stream(topics, gw.settings.sse_heartbeat), media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def openapi_json(request: Request) -> Response:
