@@ -17,15 +17,20 @@ from types import FrameType
 
 import uvicorn
 
+from .settings import Settings
+
 APP = "gateway.http.app:create_app"
 
 
 def _config(host: str, port: int) -> uvicorn.Config:
     # Client addresses are not used (the access log leaves them out), so proxy
     # headers are not parsed; no Server header either.
+    # WebSocket frames larger than REALTIME_MAX_FRAME_BYTES are refused by uvicorn
+    # itself (close 1009) before they are buffered; the app checks again.
     return uvicorn.Config(APP, factory=True, host=host, port=port, access_log=False,
                           log_level="warning", timeout_graceful_shutdown=10,
-                          proxy_headers=False, server_header=False)
+                          proxy_headers=False, server_header=False,
+                          ws_max_size=Settings.from_env().realtime_max_frame_bytes)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -15,6 +15,10 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value != "" else default
 
 
+def _int(name: str, default: int) -> int:
+    return int(_env(name, str(default)) or default)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -30,6 +34,14 @@ class Settings:
     statement_timeout_ms: int
     max_body_bytes: int
     sse_heartbeat: float
+    sse_max_streams: int
+    sse_max_topics: int
+    realtime_per_user: int
+    realtime_auth_concurrency: int
+    realtime_max_sockets: int
+    realtime_channels_per_socket: int
+    realtime_max_frame_bytes: int
+    realtime_idle_timeout: float
     access_log: bool
     cors_origins: tuple[str, ...]
     smtp_url: str | None
@@ -60,6 +72,15 @@ class Settings:
             statement_timeout_ms=int(_env("STATEMENT_TIMEOUT_MS", "8000") or 8000),
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(1024 * 1024)) or 1024 * 1024),
             sse_heartbeat=float(_env("SSE_HEARTBEAT", "15") or 15),
+            # Realtime limits, per gateway process (see the README's table).
+            sse_max_streams=_int("SSE_MAX_STREAMS", 2000),
+            sse_max_topics=_int("SSE_MAX_TOPICS", 20),
+            realtime_per_user=_int("REALTIME_PER_USER", 50),
+            realtime_auth_concurrency=_int("REALTIME_AUTH_CONCURRENCY", 4),
+            realtime_max_sockets=_int("REALTIME_MAX_SOCKETS", 2000),
+            realtime_channels_per_socket=_int("REALTIME_CHANNELS_PER_SOCKET", 100),
+            realtime_max_frame_bytes=_int("REALTIME_MAX_FRAME_BYTES", 64 * 1024),
+            realtime_idle_timeout=float(_env("REALTIME_IDLE_TIMEOUT", "60") or 60),
             access_log=(_env("ACCESS_LOG", "on") or "on").lower() not in ("off", "false", "0"),
             # Browsers on other origins call the API, as they call PostgREST: any
             # origin by default (tokens travel in headers, never in cookies).

@@ -16,12 +16,14 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from .. import db
 from ..jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from ..mail.worker import Mailer
+from ..realtime.access import Access
 from ..realtime.hub import Hub
+from ..realtime.socket import websocket
 from ..realtime.sse import realtime
 from ..settings import Settings
 from . import openapi
@@ -48,6 +50,7 @@ class Gateway:
         self.catalog = db.Catalog()
         self.metrics = Metrics()
         self.hub = Hub(settings.listen_database_url, self.catalog.invalidate)
+        self.access = Access(settings)
         self.mailer = make_mailer(settings) if settings.smtp_url else None
 
     def identity(self, request: Request, query_token: bool = False) -> db.Identity:
@@ -195,6 +198,8 @@ async def metrics(request: Request) -> Response:
         "pool_max": stats.get("pool_max", 0),
         "pool_requests_waiting": stats.get("requests_waiting", 0),
         "realtime_topics": len(gw.hub.topics),
+        "realtime_sse_streams": gw.access.streams,
+        "realtime_sockets": gw.access.sockets,
     }
     with contextlib.suppress(Exception):
         async with gw.pool.connection(timeout=1) as conn, conn.transaction():
@@ -252,6 +257,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/rest/v1/rpc/{fn}", rpc, methods=["GET", "POST"]),
         Route("/realtime/v1/sse", realtime, methods=["GET"]),
+        WebSocketRoute("/realtime/v1/websocket", websocket),
         *(Route(r.path, seed_endpoint(r), methods=[r.method]) for r in SEED_ROUTES),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,

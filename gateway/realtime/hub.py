@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
 
 import orjson
 import psycopg
@@ -22,20 +24,50 @@ LISTENER_WAIT = 3.0  # seconds a new subscriber waits for the listener
 log = logging.getLogger("joinery.realtime")
 
 
+class Message:
+    """One published message: its topic, its data (the JSON object the database
+    sent), and its SSE frame, encoded once however many streams carry it."""
+
+    __slots__ = ("_sse", "data", "topic")
+
+    def __init__(self, topic: str, data: dict[str, Any]) -> None:
+        self.topic = topic
+        self.data = data
+        self._sse: bytes | None = None
+
+    @property
+    def event(self) -> str:
+        return str(self.data.get("type", "message"))
+
+    def sse(self) -> bytes:
+        if self._sse is None:
+            self._sse = b"event: " + self.event.encode() + b"\ndata: " + \
+                orjson.dumps(self.data) + b"\n\n"
+        return self._sse
+
+
 class Subscription:
-    """One client's queue. A client that falls QUEUE_SIZE messages behind is
-    marked lost and its stream ends, so it reconnects instead of silently
-    missing messages."""
+    """One client's queue (an SSE stream, or a socket with all its channels). A
+    client that falls QUEUE_SIZE messages behind is marked lost and its stream
+    ends, so it reconnects instead of silently missing messages. `None` in the
+    queue only wakes the reader."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_SIZE)
+        self.queue: asyncio.Queue[Message | None] = asyncio.Queue(QUEUE_SIZE)
         self.lost = False
 
-    def offer(self, frame: bytes) -> None:
+    def offer(self, message: Message | None) -> None:
         try:
-            self.queue.put_nowait(frame)
+            self.queue.put_nowait(message)
         except asyncio.QueueFull:
             self.lost = True
+            if message is not None:  # wake the reader so that it sees `lost`
+                self.queue.get_nowait()
+                self.queue.put_nowait(None)
+
+    def wake(self) -> None:
+        if self.queue.empty():
+            self.offer(None)
 
 
 class Hub:
@@ -81,50 +113,72 @@ class Hub:
             for subscribers in self.topics.values():
                 for subscription in subscribers:
                     subscription.lost = True
+                    subscription.wake()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
     def _dispatch(self, payload: str) -> None:
         try:
-            message = orjson.loads(payload)
-            topic = message["topic"]
+            data = orjson.loads(payload)
+            topic = data["topic"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return
-        frame = b"event: " + str(message.get("type", "message")).encode() + b"\ndata: " + \
-            orjson.dumps(message) + b"\n\n"
-        for subscription in self.topics.get(topic, ()):
-            subscription.offer(frame)
+        subscribers = self.topics.get(topic)
+        if not subscribers or not isinstance(data, dict):
+            return
+        message = Message(topic, data)
+        for subscription in subscribers:
+            subscription.offer(message)
+
+    def add(self, topic: str, subscription: Subscription) -> None:
+        self.topics[topic].add(subscription)
+
+    def discard(self, topic: str, subscription: Subscription) -> None:
+        subscribers = self.topics.get(topic)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self.topics[topic]
 
     @contextlib.contextmanager
     def subscribe(self, topics: Iterable[str]) -> Iterator[Subscription]:
         subscription = Subscription()
         names = list(dict.fromkeys(topics))
         for name in names:
-            self.topics[name].add(subscription)
+            self.add(name, subscription)
         try:
             yield subscription
         finally:
             for name in names:
-                subscribers = self.topics.get(name)
-                if subscribers is not None:
-                    subscribers.discard(subscription)
-                    if not subscribers:
-                        del self.topics[name]
+                self.discard(name, subscription)
 
     async def wait_connected(self, timeout: float) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.connected.wait(), timeout)
         return self.connected.is_set()
 
-    async def stream(self, topics: list[str], heartbeat: float) -> AsyncIterator[bytes]:
+    async def stream(self, topics: list[str], heartbeat: float,
+                     until: float | None = None) -> AsyncIterator[bytes]:
         """SSE frames for `topics`: a ready event once listening, messages, and a
-        comment line every `heartbeat` seconds. Ends when the client goes away, or
-        with a `reconnect` event when messages may have been missed."""
+        comment line every `heartbeat` seconds. Ends when the client goes away, with
+        a `reconnect` event when messages may have been missed, or with an
+        `expired` event at `until` (time.time(), the token's exp)."""
         with self.subscribe(topics) as subscription:
             yield b"event: ready\ndata: " + orjson.dumps({"topics": topics}) + b"\n\n"
             while not subscription.lost:
+                wait = heartbeat
+                if until is not None:
+                    left = until - time.time()
+                    if left <= 0:
+                        yield b"event: expired\ndata: {}\n\n"
+                        return
+                    wait = min(wait, left)
                 try:
-                    yield await asyncio.wait_for(subscription.queue.get(), timeout=heartbeat)
+                    message = await asyncio.wait_for(subscription.queue.get(), timeout=wait)
                 except TimeoutError:
-                    yield b": heartbeat\n\n"
+                    if until is None or until - time.time() > 0:
+                        yield b": heartbeat\n\n"
+                    continue
+                if message is not None:
+                    yield message.sse()
             yield b"event: reconnect\ndata: {}\n\n"

@@ -1,0 +1,88 @@
+"""Who may hold a realtime subscription, and how many: the per-process and
+per-user caps shared by SSE streams and WebSocket channels, and the bounded
+authorisation check (api.can_subscribe, one transaction per topic, through the
+same call path as HTTP requests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .. import db
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+
+class LimitReached(Exception):
+    """A cap was hit; `per_user` tells which kind (429 rather than 503)."""
+
+    def __init__(self, message: str, per_user: bool) -> None:
+        super().__init__(message)
+        self.per_user = per_user
+
+
+class Access:
+    """Counts held by this process: SSE streams, sockets, and per user the SSE
+    streams plus socket channels. Everything runs on one event loop, so plain
+    counters suffice."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.streams = 0
+        self.sockets = 0
+        self.per_user: Counter[str] = Counter()
+        self._checks = asyncio.Semaphore(settings.realtime_auth_concurrency)
+
+    @staticmethod
+    def user_key(claims: dict[str, Any]) -> str:
+        sub = claims.get("sub")
+        return str(sub) if sub else f"role:{claims.get('role')}"
+
+    def take_user(self, key: str) -> None:
+        if self.per_user[key] >= self.settings.realtime_per_user:
+            raise LimitReached("Too many realtime subscriptions for this user "
+                               f"(at most {self.settings.realtime_per_user} per process).", True)
+        self.per_user[key] += 1
+
+    def give_user(self, key: str) -> None:
+        self.per_user[key] -= 1
+        if self.per_user[key] <= 0:
+            del self.per_user[key]
+
+    @contextlib.contextmanager
+    def stream(self, claims: dict[str, Any]) -> Iterator[None]:
+        """One SSE stream held for its whole life (checks included)."""
+        if self.streams >= self.settings.sse_max_streams:
+            raise LimitReached("Too many event streams on this server; try again later.",
+                               False)
+        key = self.user_key(claims)
+        self.take_user(key)
+        self.streams += 1
+        try:
+            yield
+        finally:
+            self.streams -= 1
+            self.give_user(key)
+
+    def take_socket(self) -> bool:
+        if self.sockets >= self.settings.realtime_max_sockets:
+            return False
+        self.sockets += 1
+        return True
+
+    def give_socket(self) -> None:
+        self.sockets -= 1
+
+    async def can_subscribe(self, pool: Any, catalog: db.Catalog, who: db.Identity,
+                            topic: str, method: str, path: str) -> db.Result:
+        """api.can_subscribe(topic) under the caller's claims. At most
+        REALTIME_AUTH_CONCURRENCY such checks run at once in a process, so a
+        burst of subscriptions cannot take the whole pool from API calls."""
+        fn = await catalog.find(pool, "can_subscribe", {"topic"})
+        async with self._checks:
+            return await db.call(pool, fn, {"topic": topic}, who, method, path, {},
+                                 self.settings.statement_timeout_ms)

@@ -1,0 +1,389 @@
+"""/realtime/v1/websocket: the part of Supabase Realtime's protocol (Phoenix
+channels) that supabase-js uses for private broadcast channels.
+
+Frames are JSON text: arrays `[join_ref, ref, topic, event, payload]` with
+`vsn=2.0.0`, objects with `vsn=1.0.0`. A client joins `realtime:{topic}` with
+`config.private` and an `access_token`; the join is authorised by
+api.can_subscribe under that token's claims, through the same transaction path
+as an HTTP call. Messages published by the database reach every channel of the
+topic as `broadcast` events `{type: 'broadcast', event, payload}`. A channel
+ends with a `system` message and `phx_close` when its token expires or a
+refreshed token is refused. Presence, postgres_changes and client broadcasts
+are refused with a reply saying so; the socket stays open.
+
+Limits (settings): sockets per process, channels per socket, frame size, idle
+time (any frame from the client, a heartbeat included, counts as activity),
+and the per-user cap shared with SSE streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from .. import db
+from ..http.errors import ApiError
+from ..jwt_auth import InvalidToken
+from .access import Access, LimitReached
+from .hub import LISTENER_WAIT, Message, Subscription
+
+if TYPE_CHECKING:
+    from ..http.app import Gateway
+
+PATH = "/realtime/v1/websocket"
+PREFIX = "realtime:"
+VERSIONS = ("1.0.0", "2.0.0")
+# Close codes (RFC 6455): policy violation, too big, server error, try again later.
+POLICY, TOO_BIG, MISSED, TRY_LATER = 1008, 1009, 1011, 1013
+# The kind byte of supabase-js's binary client broadcast (vsn 2.0.0).
+USER_BROADCAST_PUSH = 3
+log = logging.getLogger("joinery.realtime")
+
+Frame = tuple[str | None, str | None, str, str, Any]
+
+
+@dataclass
+class Channel:
+    topic: str  # as the client names it: realtime:{sub_topic}
+    sub_topic: str  # the hub's topic: group:{id}, user:{id}
+    join_ref: str | None
+    token: str
+    user: str  # the per-user count this channel holds
+    until: float | None  # the token's exp (seconds since the epoch)
+
+
+class Refused(Exception):
+    """A join or refresh is refused; the message is the reason the client reads."""
+
+
+def token_expiry(claims: dict[str, Any]) -> float | None:
+    exp = claims.get("exp")
+    if isinstance(exp, int | float) and not isinstance(exp, bool):
+        return float(exp)
+    return None
+
+
+class Session:
+    """One socket: its channels, its hub subscription, its two loops (frames from
+    the client; messages from the hub and channel expiry)."""
+
+    def __init__(self, gw: Gateway, ws: WebSocket, vsn: str, apikey: str) -> None:
+        self.gw = gw
+        self.ws = ws
+        self.vsn = vsn
+        # A JWT given as apikey stands in for a join without access_token.
+        self.apikey_token = apikey if apikey.count(".") == 2 else None
+        self.access: Access = gw.access
+        self.channels: dict[str, Channel] = {}
+        self.subscription = Subscription()
+        self._send_lock = asyncio.Lock()
+
+    # --- frames -----------------------------------------------------------------
+
+    def encode(self, frame: Frame) -> str:
+        join_ref, ref, topic, event, payload = frame
+        if self.vsn == "2.0.0":
+            return orjson.dumps([join_ref, ref, topic, event, payload]).decode()
+        return orjson.dumps({"join_ref": join_ref, "ref": ref, "topic": topic,
+                             "event": event, "payload": payload}).decode()
+
+    def decode(self, text: str) -> Frame | None:
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+        if self.vsn == "2.0.0":
+            if not isinstance(value, list) or len(value) != 5:
+                return None
+            join_ref, ref, topic, event, payload = value
+        else:
+            if not isinstance(value, dict):
+                return None
+            join_ref, ref = value.get("join_ref"), value.get("ref")
+            topic, event, payload = value.get("topic"), value.get("event"), value.get("payload")
+        if not isinstance(topic, str) or not isinstance(event, str):
+            return None
+        refs = [r if isinstance(r, str) or r is None else str(r) for r in (join_ref, ref)]
+        return refs[0], refs[1], topic, event, payload if isinstance(payload, dict) else {}
+
+    async def push(self, frame: Frame) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(self.encode(frame))
+
+    async def reply(self, frame: Frame, status: str, response: dict[str, Any]) -> None:
+        join_ref, ref, topic, _, _ = frame
+        await self.push((join_ref, ref, topic, "phx_reply",
+                         {"status": status, "response": response}))
+
+    async def refuse(self, frame: Frame, reason: str) -> None:
+        await self.reply(frame, "error", {"reason": reason})
+
+    # --- the two loops ------------------------------------------------------------
+
+    async def run(self) -> None:
+        reader = asyncio.create_task(self.read())
+        pump = asyncio.create_task(self.pump())
+        try:
+            await asyncio.wait({reader, pump}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, pump):
+                task.cancel()
+            for task in (reader, pump):
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect,
+                                         RuntimeError, OSError):
+                    await task
+            for channel in list(self.channels.values()):
+                self.drop(channel)
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await self.ws.close(code, reason)
+
+    async def read(self) -> None:
+        settings = self.gw.settings
+        limit = settings.realtime_max_frame_bytes
+        while True:
+            try:
+                message = await asyncio.wait_for(self.ws.receive(),
+                                                 settings.realtime_idle_timeout)
+            except TimeoutError:
+                await self.close(1000, "idle timeout")
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text, data = message.get("text"), message.get("bytes")
+            size = len(data) if data is not None else len((text or "").encode())
+            if size > limit:
+                await self.close(TOO_BIG, f"frame larger than {limit} bytes")
+                return
+            if data is not None:
+                await self.binary(data)
+            elif text is not None:
+                frame = self.decode(text)
+                if frame is not None:  # not a Phoenix message: nothing to answer to
+                    await self.handle(frame)
+
+    async def pump(self) -> None:
+        """Hub messages out as broadcasts; channels ended at their token's exp."""
+        queue = self.subscription.queue
+        while True:
+            deadlines = [c.until for c in self.channels.values() if c.until is not None]
+            wait = max(0.0, min(deadlines) - time.time()) if deadlines else None
+            message: Message | None = None
+            with contextlib.suppress(TimeoutError):
+                message = await asyncio.wait_for(queue.get(), wait)
+            if self.subscription.lost:
+                await self.close(MISSED, "messages may have been missed: reconnect")
+                return
+            now = time.time()
+            for channel in list(self.channels.values()):
+                if channel.until is not None and channel.until <= now:
+                    await self.shut(channel, "InvalidJWTToken: Token has expired")
+            if message is not None:
+                channel = self.channels.get(PREFIX + message.topic)
+                if channel is not None:
+                    await self.push((channel.join_ref, None, channel.topic, "broadcast", {
+                        "type": "broadcast", "event": message.event, "payload": message.data}))
+
+    # --- messages from the client ---------------------------------------------------
+
+    async def binary(self, data: bytes) -> None:
+        """supabase-js sends client broadcasts as binary frames: refuse them by
+        their ref (kind, then lengths of join_ref, ref, topic, event, metadata)."""
+        if len(data) < 7 or data[0] != USER_BROADCAST_PUSH:
+            return
+        lengths = data[1:6]
+        start = 7
+        fields = []
+        for length in lengths[:3]:
+            fields.append(data[start:start + length].decode("utf-8", "replace"))
+            start += length
+        join_ref, ref, topic = fields
+        await self.refuse((join_ref or None, ref or None, topic, "broadcast", {}),
+                          "client broadcasts are not supported by this server: "
+                          "only the server broadcasts on these channels")
+
+    async def handle(self, frame: Frame) -> None:
+        _, _, topic, event, payload = frame
+        if topic == "phoenix":
+            if event == "heartbeat":
+                await self.reply(frame, "ok", {})
+            else:
+                await self.refuse(frame, f"unknown event {event[:40]!r} on topic phoenix")
+            return
+        if event == "phx_join":
+            await self.join(frame)
+            return
+        channel = self.channels.get(topic)
+        if channel is None:
+            await self.refuse(frame, "unmatched topic")
+        elif event == "phx_leave":
+            self.drop(channel)
+            await self.reply(frame, "ok", {})
+        elif event == "access_token":
+            await self.refresh(channel, payload.get("access_token"))
+        elif event == "broadcast":
+            await self.refuse(frame, "client broadcasts are not supported by this server: "
+                                     "only the server broadcasts on these channels")
+        elif event == "presence":
+            await self.refuse(frame, "presence is not supported by this server")
+        else:
+            await self.refuse(frame, f"unknown event {event[:40]!r}")
+
+    async def join(self, frame: Frame) -> None:
+        join_ref, _, topic, _, payload = frame
+        try:
+            channel = await self.admit(topic, join_ref, payload)
+        except Refused as exc:
+            await self.refuse(frame, str(exc))
+            return
+        self.channels[topic] = channel
+        self.gw.hub.add(channel.sub_topic, self.subscription)
+        await self.reply(frame, "ok", {"postgres_changes": []})
+        self.subscription.wake()  # the pump recomputes its deadline
+
+    async def admit(self, topic: str, join_ref: str | None, payload: dict[str, Any]) -> Channel:
+        """The channel a join asks for, authorised and counted; or Refused."""
+        if not topic.startswith(PREFIX):
+            raise Refused("unmatched topic")
+        sub_topic = topic[len(PREFIX):]
+        if not sub_topic:
+            raise Refused("TopicNameRequired: You must provide a topic name")
+        previous = self.channels.get(topic)
+        if previous is not None:  # joined again: the new join replaces the old one
+            self.drop(previous)
+        limit = self.gw.settings.realtime_channels_per_socket
+        if len(self.channels) >= limit:
+            raise Refused(f"ChannelRateLimitReached: Too many channels (at most {limit} "
+                          "on one socket)")
+        config = payload.get("config")
+        config = config if isinstance(config, dict) else {}
+        if config.get("postgres_changes"):
+            raise Refused("postgres_changes is not supported by this server: listen to "
+                          "broadcast events on a private channel")
+        presence = config.get("presence")
+        if isinstance(presence, dict) and presence.get("enabled"):
+            raise Refused("presence is not supported by this server")
+        if config.get("private") is not True:
+            raise Refused("PrivateOnly: this server only serves private channels "
+                          "(create the channel with { config: { private: true } })")
+        token = payload.get("access_token") or self.apikey_token
+        claims = self.verify(token)
+        user = Access.user_key(claims)
+        try:
+            self.access.take_user(user)
+        except LimitReached as exc:
+            raise Refused(f"ConnectionRateLimitReached: {exc}") from None
+        try:
+            await self.authorise(claims, sub_topic)
+            if not await self.gw.hub.wait_connected(LISTENER_WAIT):
+                raise Refused("RealtimeRestarting: the realtime listener is not connected; "
+                              "try again")
+        except BaseException:
+            self.access.give_user(user)
+            raise
+        previous = self.channels.get(topic)
+        if previous is not None:  # a second join of the topic arrived meanwhile
+            self.drop(previous)
+        return Channel(topic, sub_topic, join_ref, str(token), user, token_expiry(claims))
+
+    def verify(self, token: object) -> dict[str, Any]:
+        if not isinstance(token, str) or not token:
+            raise Refused("InvalidJWTToken: an access token is required (access_token in "
+                          "the join payload, or a JWT as apikey)")
+        try:
+            claims = self.gw.verifier.verify(token)
+        except InvalidToken as exc:
+            message = "Token has expired" if str(exc) == "token has expired" else str(exc)
+            raise Refused(f"InvalidJWTToken: {message}") from None
+        until = token_expiry(claims)
+        if until is not None and until <= time.time():
+            raise Refused(f"InvalidJWTToken: Token has expired {int(time.time() - until)} "
+                          "seconds ago")
+        return claims
+
+    async def authorise(self, claims: dict[str, Any], sub_topic: str) -> None:
+        who = db.Identity(str(claims["role"]), claims)
+        try:
+            result = await self.access.can_subscribe(
+                self.gw.pool, self.gw.catalog, who, sub_topic, "GET", PATH)
+        except ApiError as exc:
+            if exc.status == 503:
+                raise Refused("UnableToConnectToProject: the database is unavailable; "
+                              "try again") from None
+            raise Refused(f"Unauthorized: {exc.body['message']}") from None
+        if result.status != 200 or result.body != "true":
+            raise Refused("Unauthorized: You do not have permissions to read from this "
+                          f"Channel topic: {sub_topic}")
+
+    async def refresh(self, channel: Channel, token: object) -> None:
+        """access_token on a joined channel: the new token must verify and still
+        be allowed the topic; otherwise the channel ends (system + phx_close)."""
+        if not isinstance(token, str) or not token or token == channel.token:
+            return
+        try:
+            claims = self.verify(token)
+            user = Access.user_key(claims)
+            if user != channel.user:
+                try:
+                    self.access.take_user(user)
+                except LimitReached as exc:
+                    raise Refused(f"ConnectionRateLimitReached: {exc}") from None
+                self.access.give_user(channel.user)
+                channel.user = user
+            await self.authorise(claims, channel.sub_topic)
+        except Refused as exc:
+            await self.shut(channel, str(exc))
+            return
+        channel.token = token
+        channel.until = token_expiry(claims)
+        self.subscription.wake()
+
+    # --- ending channels ----------------------------------------------------------------
+
+    def drop(self, channel: Channel) -> None:
+        if self.channels.get(channel.topic) is not channel:
+            return
+        del self.channels[channel.topic]
+        self.gw.hub.discard(channel.sub_topic, self.subscription)
+        self.access.give_user(channel.user)
+
+    async def shut(self, channel: Channel, message: str) -> None:
+        """End a channel from the server's side, as Supabase Realtime does: a
+        `system` message saying why, then `phx_close`."""
+        if self.channels.get(channel.topic) is not channel:
+            return
+        self.drop(channel)
+        await self.push((channel.join_ref, None, channel.topic, "system", {
+            "extension": "system", "status": "error", "message": message,
+            "channel": channel.sub_topic}))
+        await self.push((channel.join_ref, channel.join_ref, channel.topic, "phx_close", {}))
+
+
+async def websocket(ws: WebSocket) -> None:
+    """GET /realtime/v1/websocket?apikey=...&vsn=2.0.0 (upgraded to a WebSocket)."""
+    gw: Gateway = ws.app.state.gateway
+    vsn = ws.query_params.get("vsn", "1.0.0")
+    apikey = ws.query_params.get("apikey", "")
+    await ws.accept()
+    if vsn not in VERSIONS:
+        await ws.close(POLICY, f"unsupported vsn {vsn[:20]!r}: use 1.0.0 or 2.0.0")
+        return
+    if not apikey:
+        await ws.close(POLICY, "the apikey query parameter is required")
+        return
+    if not gw.access.take_socket():
+        await ws.close(TRY_LATER, "too many sockets on this server; try again later")
+        return
+    try:
+        await Session(gw, ws, vsn, apikey).run()
+    finally:
+        gw.access.give_socket()
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await ws.close()
