@@ -309,16 +309,19 @@ class Session:
         return claims
 
     async def authorise(self, claims: dict[str, Any], sub_topic: str) -> None:
+        """api.can_subscribe under the token's claims; every refusal (false, or a
+        role that may not call it) reads the same, as Supabase words it."""
         who = db.Identity(str(claims["role"]), claims)
         try:
             result = await self.access.can_subscribe(
                 self.gw.pool, self.gw.catalog, who, sub_topic, "GET", PATH)
+            allowed = result.status == 200 and result.body == "true"
         except ApiError as exc:
             if exc.status == 503:
                 raise Refused("UnableToConnectToProject: the database is unavailable; "
                               "try again") from None
-            raise Refused(f"Unauthorized: {exc.body['message']}") from None
-        if result.status != 200 or result.body != "true":
+            allowed = False
+        if not allowed:
             raise Refused("Unauthorized: You do not have permissions to read from this "
                           f"Channel topic: {sub_topic}")
 

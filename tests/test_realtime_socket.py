@@ -1,0 +1,429 @@
+"""/realtime/v1/websocket (Supabase Realtime's Phoenix-channel protocol) frame by
+frame, against a real gateway: both serializers, joins authorised by
+api.can_subscribe, broadcasts at approval, refusals that leave the socket open,
+token refresh and expiry, leave, the limits, and one listener per process."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import psycopg
+import pytest
+from test_realtime import approve, listeners, pending_group
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from conftest import JWT_SECRET, start_gateway, stop_gateway
+from gateway.jwt_auth import mint
+
+if TYPE_CHECKING:
+    from conftest import GatewayProcess
+
+WAIT = 5.0
+
+
+class Phoenix:
+    """A bare Phoenix-channel client over one socket, either serializer."""
+
+    def __init__(self, base_url: str, apikey: str = "key", vsn: str | None = "2.0.0",
+                 query: dict[str, str] | None = None) -> None:
+        params = {"apikey": apikey, **({"vsn": vsn} if vsn else {}), **(query or {})}
+        url = base_url.replace("http://", "ws://") + "/realtime/v1/websocket?" + \
+            urllib.parse.urlencode(params)
+        self.vsn = vsn or "1.0.0"
+        self.ws: ClientConnection = connect(url, open_timeout=WAIT, max_size=None)
+        self.ref = 0
+        self.backlog: list[list[Any]] = []
+
+    def send(self, topic: str, event: str, payload: dict[str, Any],
+             join_ref: str | None = None) -> str:
+        self.ref += 1
+        ref = str(self.ref)
+        if self.vsn == "2.0.0":
+            self.ws.send(json.dumps([join_ref, ref, topic, event, payload]))
+        else:
+            self.ws.send(json.dumps({"join_ref": join_ref, "ref": ref, "topic": topic,
+                                     "event": event, "payload": payload}))
+        return ref
+
+    def receive(self, timeout: float = WAIT) -> list[Any]:
+        """The next frame as [join_ref, ref, topic, event, payload]."""
+        if self.backlog:
+            return self.backlog.pop(0)
+        raw = self.ws.recv(timeout=timeout)
+        assert isinstance(raw, str), raw
+        value = json.loads(raw)
+        if self.vsn == "2.0.0":
+            assert isinstance(value, list) and len(value) == 5, value
+            return value
+        assert isinstance(value, dict), value
+        assert set(value) == {"join_ref", "ref", "topic", "event", "payload"}, value
+        return [value["join_ref"], value["ref"], value["topic"], value["event"],
+                value["payload"]]
+
+    def reply_to(self, ref: str, timeout: float = WAIT) -> list[Any]:
+        """The phx_reply to `ref`; other frames are kept for later."""
+        deadline = time.monotonic() + timeout
+        for i, frame in enumerate(self.backlog):
+            if frame[3] == "phx_reply" and frame[1] == ref:
+                return self.backlog.pop(i)
+        while True:
+            frame = self.receive(max(0.01, deadline - time.monotonic()))
+            if frame[3] == "phx_reply" and frame[1] == ref:
+                return frame
+            self.backlog.append(frame)
+
+    def join(self, topic: str, token: str | None, private: bool = True,
+             **config: Any) -> tuple[str, list[Any]]:
+        payload: dict[str, Any] = {"config": {
+            "broadcast": {"ack": False, "self": False},
+            "presence": {"key": "", "enabled": False},
+            "postgres_changes": [], "private": private, **config}}
+        if token is not None:
+            payload["access_token"] = token
+        self.ref += 1
+        ref = str(self.ref)
+        frame = [ref, ref, f"realtime:{topic}", "phx_join", payload]
+        if self.vsn == "2.0.0":
+            self.ws.send(json.dumps(frame))
+        else:
+            self.ws.send(json.dumps(dict(zip(
+                ["join_ref", "ref", "topic", "event", "payload"], frame, strict=True))))
+        return ref, self.reply_to(ref)
+
+    def heartbeat(self) -> list[Any]:
+        return self.reply_to(self.send("phoenix", "heartbeat", {}))
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+@pytest.fixture
+def sockets() -> Iterator[list[Phoenix]]:
+    opened: list[Phoenix] = []
+    yield opened
+    for sock in opened:
+        sock.close()
+
+
+def joined_ok(sock: Phoenix, topic: str, token: str) -> str:
+    ref, reply = sock.join(topic, token)
+    assert reply == [ref, ref, f"realtime:{topic}", "phx_reply",
+                     {"status": "ok", "response": {"postgres_changes": []}}], reply
+    return ref
+
+
+def refused(sock: Phoenix, topic: str, token: str | None, reason: str, **kw: Any) -> None:
+    ref, reply = sock.join(topic, token, **kw)
+    assert reply == [ref, ref, f"realtime:{topic}", "phx_reply",
+                     {"status": "error", "response": {"reason": reason}}], reply
+
+
+def heartbeat_ok(sock: Phoenix) -> None:
+    reply = sock.heartbeat()
+    assert reply == [None, str(sock.ref), "phoenix", "phx_reply",
+                     {"status": "ok", "response": {}}], reply
+
+
+# --- delivery, both serializers -------------------------------------------------
+
+
+@pytest.mark.parametrize("vsn", ["2.0.0", "1.0.0", None])
+def test_member_receives_broadcast(vsn: str | None, gateway: GatewayProcess,
+                                   client: httpx.Client, make_user, sockets) -> None:
+    group = pending_group(client, make_user)
+    member = group.friends[0]
+    sock = Phoenix(gateway.url, member.token, vsn)  # no vsn: Phoenix's default, 1.0.0
+    sockets.append(sock)
+    heartbeat_ok(sock)
+    group_ref = joined_ok(sock, f"group:{group.id}", member.token)
+    user_ref = joined_ok(sock, f"user:{member.id}", member.token)
+
+    decided = approve(client, group)
+    frames = [sock.receive(), sock.receive()]
+    by_topic = {f[2]: f for f in frames}
+    assert by_topic[f"realtime:group:{group.id}"] == [
+        group_ref, None, f"realtime:group:{group.id}", "broadcast",
+        {"type": "broadcast", "event": "group_approved", "payload": {
+            "type": "group_approved", "topic": f"group:{group.id}", "group_id": group.id,
+            "chat_id": decided["chatId"]}}]
+    user_frame = by_topic[f"realtime:user:{member.id}"]
+    assert user_frame[:4] == [user_ref, None, f"realtime:user:{member.id}", "broadcast"]
+    payload = user_frame[4]
+    assert payload["type"] == "broadcast" and payload["event"] == "group_approved"
+    notes = client.get("/rest/v1/rpc/my_notifications", headers=member.headers).json()
+    assert payload["payload"] == {
+        "type": "group_approved", "topic": f"user:{member.id}", "group_id": group.id,
+        "event_id": group.event_id, "chat_id": decided["chatId"],
+        "notification_id": next(n["id"] for n in notes if n["type"] == "group_approved")}
+    heartbeat_ok(sock)
+
+
+def test_apikey_jwt_stands_in_for_access_token(gateway: GatewayProcess, make_user,
+                                               sockets) -> None:
+    user = make_user()
+    sock = Phoenix(gateway.url, user.token)
+    sockets.append(sock)
+    joined_ok(sock, f"user:{user.id}", None)  # type: ignore[arg-type]
+
+
+# --- refusals: a reply, and the socket stays open ----------------------------------
+
+
+def test_refused_joins_say_why(gateway: GatewayProcess, client: httpx.Client, make_user,
+                               sockets) -> None:
+    group = pending_group(client, make_user)
+    stranger = make_user()
+    sock = Phoenix(gateway.url)
+    sockets.append(sock)
+    refused(sock, f"group:{group.id}", stranger.token,
+            "Unauthorized: You do not have permissions to read from this Channel topic: "
+            f"group:{group.id}")
+    refused(sock, f"user:{group.creator.id}", stranger.token,
+            "Unauthorized: You do not have permissions to read from this Channel topic: "
+            f"user:{group.creator.id}")
+    refused(sock, "lobby", stranger.token,
+            "Unauthorized: You do not have permissions to read from this Channel topic: lobby")
+    refused(sock, f"user:{stranger.id}", stranger.token,
+            "PrivateOnly: this server only serves private channels "
+            "(create the channel with { config: { private: true } })", private=False)
+    refused(sock, f"user:{stranger.id}", stranger.token,
+            "postgres_changes is not supported by this server: listen to broadcast events "
+            "on a private channel",
+            postgres_changes=[{"event": "*", "schema": "public", "table": "x"}])
+    refused(sock, f"user:{stranger.id}", stranger.token,
+            "presence is not supported by this server", presence={"key": "", "enabled": True})
+    expired = mint(JWT_SECRET, stranger.id, expires_in=-10)
+    refused(sock, f"user:{stranger.id}", expired, "InvalidJWTToken: Token has expired 10 "
+            "seconds ago")
+    long_expired = mint(JWT_SECRET, stranger.id, expires_in=-120)
+    refused(sock, f"user:{stranger.id}", long_expired, "InvalidJWTToken: Token has expired")
+    refused(sock, f"user:{stranger.id}", "not.a.jwt", "InvalidJWTToken: malformed token")
+    refused(sock, f"user:{stranger.id}", None, "InvalidJWTToken: an access token is "
+            "required (access_token in the join payload, or a JWT as apikey)")
+    anon = mint(JWT_SECRET, None, role="anon")
+    refused(sock, f"user:{stranger.id}", anon, "Unauthorized: You do not have permissions "
+            f"to read from this Channel topic: user:{stranger.id}")
+    refused(sock, "", stranger.token, "TopicNameRequired: You must provide a topic name")
+    ref = sock.send("room:lobby", "phx_join", {"config": {"private": True}})
+    assert sock.reply_to(ref) == [None, ref, "room:lobby", "phx_reply",
+                                  {"status": "error", "response": {"reason": "unmatched topic"}}]
+    ref = sock.send(f"realtime:user:{stranger.id}", "broadcast", {})
+    assert sock.reply_to(ref)[4] == {"status": "error", "response": {"reason": "unmatched topic"}}
+    heartbeat_ok(sock)
+
+
+def test_unsupported_pushes_get_error_replies(gateway: GatewayProcess, make_user,
+                                              sockets) -> None:
+    user = make_user()
+    topic = f"realtime:user:{user.id}"
+    sock = Phoenix(gateway.url)
+    sockets.append(sock)
+    join_ref = joined_ok(sock, f"user:{user.id}", user.token)
+    no_broadcast = {"status": "error", "response": {"reason": (
+        "client broadcasts are not supported by this server: only the server broadcasts "
+        "on these channels")}}
+    ref = sock.send(topic, "presence", {"type": "presence", "event": "track", "payload": {}},
+                    join_ref)
+    assert sock.reply_to(ref) == [join_ref, ref, topic, "phx_reply", {
+        "status": "error", "response": {"reason": "presence is not supported by this server"}}]
+    ref = sock.send(topic, "broadcast", {"type": "broadcast", "event": "x", "payload": {}},
+                    join_ref)
+    assert sock.reply_to(ref) == [join_ref, ref, topic, "phx_reply", no_broadcast]
+    # supabase-js (vsn 2.0.0) sends client broadcasts as binary frames: kind 3, the
+    # lengths of join_ref, ref, topic, event and metadata, the encoding, then the fields.
+    ref = "77"
+    header = bytes([3, len(join_ref), len(ref), len(topic), 1, 0, 1])
+    sock.ws.send(header + join_ref.encode() + ref.encode() + topic.encode() + b"x" + b"{}")
+    assert sock.reply_to(ref) == [join_ref, ref, topic, "phx_reply", no_broadcast]
+    ref = sock.send(topic, "whatever", {}, join_ref)
+    assert sock.reply_to(ref)[4] == {"status": "error",
+                                     "response": {"reason": "unknown event 'whatever'"}}
+    sock.ws.send("not json")  # nothing to answer to: ignored
+    sock.ws.send(json.dumps({"a": 1}))
+    heartbeat_ok(sock)
+
+
+# --- token refresh and expiry, leave ------------------------------------------------
+
+
+def test_access_token_refresh_keeps_or_ends_the_channel(gateway: GatewayProcess,
+                                                        client: httpx.Client, make_user,
+                                                        sockets) -> None:
+    group = pending_group(client, make_user, friends=2)
+    member, other = group.friends
+    sock = Phoenix(gateway.url)
+    sockets.append(sock)
+    topic = f"realtime:group:{group.id}"
+    join_ref = joined_ok(sock, f"group:{group.id}", member.token)
+    fresh = mint(JWT_SECRET, member.id, expires_in=7200)
+    sock.send(topic, "access_token", {"access_token": fresh}, join_ref)
+    heartbeat_ok(sock)  # no reply to access_token (as Supabase), and no close
+    decided = approve(client, group)
+    frame = sock.receive()
+    assert frame[:4] == [join_ref, None, topic, "broadcast"]
+    assert frame[4]["payload"]["chat_id"] == decided["chatId"]
+
+    # A token of someone who may not see the group (another user's) ends the channel.
+    stranger = make_user()
+    sock.send(topic, "access_token", {"access_token": stranger.token}, join_ref)
+    assert sock.receive() == [join_ref, None, topic, "system", {
+        "extension": "system", "status": "error",
+        "message": "Unauthorized: You do not have permissions to read from this Channel "
+                   f"topic: group:{group.id}", "channel": f"group:{group.id}"}]
+    assert sock.receive() == [join_ref, join_ref, topic, "phx_close", {}]
+    ref = sock.send(topic, "access_token", {"access_token": fresh}, join_ref)
+    assert sock.reply_to(ref)[4] == {"status": "error", "response": {"reason": "unmatched topic"}}
+    heartbeat_ok(sock)
+    del other
+
+
+def test_expired_refresh_and_expiry_end_the_channel(gateway: GatewayProcess, make_user,
+                                                    sockets) -> None:
+    user = make_user()
+    sock = Phoenix(gateway.url)
+    sockets.append(sock)
+    topic = f"realtime:user:{user.id}"
+    join_ref = joined_ok(sock, f"user:{user.id}", user.token)
+    sock.send(topic, "access_token",
+              {"access_token": mint(JWT_SECRET, user.id, expires_in=-10)}, join_ref)
+    system = sock.receive()
+    assert system[:4] == [join_ref, None, topic, "system"]
+    assert system[4]["message"] == "InvalidJWTToken: Token has expired 10 seconds ago"
+    assert sock.receive() == [join_ref, join_ref, topic, "phx_close", {}]
+
+    # A channel ends by itself at its token's exp.
+    short = mint(JWT_SECRET, user.id, expires_in=2)
+    join_ref = joined_ok(sock, f"user:{user.id}", short)
+    started = time.monotonic()
+    assert sock.receive(timeout=6) == [join_ref, None, topic, "system", {
+        "extension": "system", "status": "error", "message": "InvalidJWTToken: Token has expired",
+        "channel": f"user:{user.id}"}]
+    assert 0.5 < time.monotonic() - started < 4
+    assert sock.receive() == [join_ref, join_ref, topic, "phx_close", {}]
+    heartbeat_ok(sock)
+
+
+def test_leave_stops_delivery(gateway: GatewayProcess, client: httpx.Client, make_user,
+                              sockets) -> None:
+    group = pending_group(client, make_user)
+    member = group.friends[0]
+    sock = Phoenix(gateway.url)
+    sockets.append(sock)
+    topic = f"realtime:group:{group.id}"
+    join_ref = joined_ok(sock, f"group:{group.id}", member.token)
+    ref = sock.send(topic, "phx_leave", {}, join_ref)
+    assert sock.reply_to(ref) == [join_ref, ref, topic, "phx_reply",
+                                  {"status": "ok", "response": {}}]
+    approve(client, group)
+    heartbeat_ok(sock)  # the heartbeat reply is the next frame: no broadcast came
+    with pytest.raises(TimeoutError):
+        sock.receive(timeout=0.5)
+
+
+def test_one_listener_for_sockets_and_streams(gateway: GatewayProcess, client: httpx.Client,
+                                              make_user, admin: psycopg.Connection,
+                                              sockets) -> None:
+    group = pending_group(client, make_user)
+    for member in group.members:
+        sock = Phoenix(gateway.url)
+        sockets.append(sock)
+        joined_ok(sock, f"group:{group.id}", member.token)
+    assert listeners(admin, gateway) == 1
+    decided = approve(client, group)
+    for sock in sockets:
+        assert sock.receive()[4]["payload"]["chat_id"] == decided["chatId"]
+    assert listeners(admin, gateway) == 1
+
+
+# --- limits -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def limited(database_url: str, tmp_path: Path) -> Iterator[GatewayProcess]:
+    proc = start_gateway(database_url, tmp_path / "limited.log", REALTIME_MAX_SOCKETS="3",
+                         REALTIME_CHANNELS_PER_SOCKET="2", REALTIME_MAX_FRAME_BYTES="2048",
+                         REALTIME_IDLE_TIMEOUT="1.5", REALTIME_PER_USER="3")
+    yield proc
+    stop_gateway(proc)
+    assert "Traceback" not in proc.log(), proc.log()
+
+
+def closed_with(sock: Phoenix, code: int, reason: str) -> None:
+    with pytest.raises(ConnectionClosed) as caught:
+        sock.receive(timeout=WAIT)
+    assert caught.value.rcvd is not None
+    assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (code, reason)
+
+
+def test_socket_limits(limited: GatewayProcess, make_user, sockets) -> None:
+    a, b = make_user(), make_user()
+    first = Phoenix(limited.url)
+    sockets.append(first)
+    joined_ok(first, f"user:{a.id}", a.token)
+    joined_ok(first, f"user:{b.id}", b.token)
+    refused(first, f"user:{a.id}x", a.token,
+            "ChannelRateLimitReached: Too many channels (at most 2 on one socket)")
+    # Per user: a's channels on every socket count together (3 at most).
+    second = Phoenix(limited.url)
+    sockets.append(second)
+    joined_ok(second, f"user:{a.id}", a.token)
+    joined_ok(second, f"user:{b.id}", b.token)
+    third = Phoenix(limited.url)
+    sockets.append(third)
+    joined_ok(third, f"user:{a.id}", a.token)
+    c = make_user()
+    refused(third, f"group:{c.id}", mint(JWT_SECRET, a.id),
+            "ConnectionRateLimitReached: Too many realtime subscriptions for this user "
+            "(at most 3 per process).")
+    # Per process: a fourth socket is closed at once, saying why.
+    fourth = Phoenix(limited.url)
+    sockets.append(fourth)
+    closed_with(fourth, 1013, "too many sockets on this server; try again later")
+    # Leaving frees a's slot.
+    topic = f"realtime:user:{a.id}"
+    ref = first.send(topic, "phx_leave", {}, None)
+    assert first.reply_to(ref)[4]["status"] == "ok"
+    joined_ok(third, f"user:{c.id}", c.token)
+    heartbeat_ok(third)
+
+
+def test_frame_size_and_idle_limits(limited: GatewayProcess, make_user, sockets) -> None:
+    user = make_user()
+    big = Phoenix(limited.url)
+    sockets.append(big)
+    big.send("phoenix", "heartbeat", {"junk": "x" * 4096})
+    # uvicorn (websockets) refuses it before the app reads it.
+    closed_with(big, 1009, "frame exceeds limit of 2048 bytes")
+
+    idle = Phoenix(limited.url)
+    sockets.append(idle)
+    started = time.monotonic()
+    closed_with(idle, 1000, "idle timeout")
+    assert 1.0 < time.monotonic() - started < 4
+
+    # Heartbeats keep a socket open well past the idle limit.
+    busy = Phoenix(limited.url)
+    sockets.append(busy)
+    joined_ok(busy, f"user:{user.id}", user.token)
+    until = time.monotonic() + 4
+    while time.monotonic() < until:
+        heartbeat_ok(busy)
+        time.sleep(0.5)
+    with httpx.Client(base_url=limited.url) as http:
+        assert http.get("/healthz").status_code == 200
+
+
+def test_bad_handshakes_are_closed_with_a_reason(gateway: GatewayProcess, sockets) -> None:
+    sock = Phoenix(gateway.url, vsn="3.0.0")
+    sockets.append(sock)
+    closed_with(sock, 1008, "unsupported vsn '3.0.0': use 1.0.0 or 2.0.0")
+    sock = Phoenix(gateway.url, apikey="")
+    sockets.append(sock)
+    closed_with(sock, 1008, "the apikey query parameter is required")
