@@ -30,6 +30,11 @@ def node_modules_ready() -> bool:
 
 @pytest.fixture(scope="module")
 def node() -> str:
+    return ensure_node()
+
+
+def ensure_node() -> str:
+    """Node.js, with tests/js installed (npm ci) when it is not yet; skips without Node."""
     found = shutil.which("node")
     if found is None:
         pytest.skip("Node.js is not installed (`node` is not on PATH): "

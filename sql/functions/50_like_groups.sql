@@ -10,13 +10,25 @@
 
 /**
  * Publishes a small realtime message on `topic` (delivered at commit, if any).
- * The gateway listens on channel 'joinery_realtime' and fans out by topic.
+ * The gateway listens on channel 'joinery_realtime' and fans out by topic. On a
+ * Supabase database, where realtime.send exists (Supabase Realtime 2.33 and
+ * later), the same message also goes to Supabase's Realtime server as a private
+ * broadcast, in this transaction: event = the message's type, payload = the
+ * message (the data SSE streams carry). Elsewhere only the NOTIFY is sent.
  */
 create function private.publish(topic text, message jsonb) returns void
-language sql volatile
+language plpgsql volatile
+set search_path = ''
 as $$
-    select pg_catalog.pg_notify('joinery_realtime',
-        (message || pg_catalog.jsonb_build_object('topic', topic))::text)
+declare
+    v_message jsonb := publish.message || pg_catalog.jsonb_build_object('topic', publish.topic);
+begin
+    perform pg_catalog.pg_notify('joinery_realtime', v_message::text);
+    if pg_catalog.to_regprocedure('realtime.send(jsonb, text, text, boolean)') is not null then
+        execute 'select realtime.send($1, $2, $3, true)'
+            using v_message, v_message ->> 'type', publish.topic;
+    end if;
+end;
 $$;
 
 /**
