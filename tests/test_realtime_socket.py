@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import psycopg
 import pytest
-from test_realtime import approve, listeners, pending_group
+from test_realtime import approve, listeners, local_ports, pending_group
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -433,3 +433,28 @@ def test_bad_handshakes_are_closed_with_a_reason(gateway: GatewayProcess, socket
     sock = Phoenix(gateway.url, apikey="")
     sockets.append(sock)
     closed_with(sock, 1008, "the apikey query parameter is required")
+
+
+def test_lost_listener_closes_sockets_so_clients_rejoin(database_url: str, tmp_path: Path,
+                                                        admin: psycopg.Connection,
+                                                        make_user, sockets) -> None:
+    """Messages published while the database listener was away would be missed:
+    the socket is closed (1011) so that the client reconnects and rejoins."""
+    proc = start_gateway(database_url, tmp_path / "lost.log")
+    try:
+        user = make_user()
+        sock = Phoenix(proc.url)
+        sockets.append(sock)
+        joined_ok(sock, f"user:{user.id}", user.token)
+        ports = sorted(local_ports(proc.process.pid))
+        admin.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                      "where application_name = 'joinery-realtime' and client_port = any(%s)",
+                      (ports,))
+        closed_with(sock, 1011, "messages may have been missed: reconnect")
+        again = Phoenix(proc.url)
+        sockets.append(again)
+        joined_ok(again, f"user:{user.id}", user.token)  # waits for the listener
+        heartbeat_ok(again)
+    finally:
+        stop_gateway(proc)
+    assert "Traceback" not in proc.log(), proc.log()

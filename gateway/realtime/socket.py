@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -44,7 +43,6 @@ VERSIONS = ("1.0.0", "2.0.0")
 POLICY, TOO_BIG, MISSED, TRY_LATER = 1008, 1009, 1011, 1013
 # The kind byte of supabase-js's binary client broadcast (vsn 2.0.0).
 USER_BROADCAST_PUSH = 3
-log = logging.getLogger("joinery.realtime")
 
 Frame = tuple[str | None, str | None, str, str, Any]
 
