@@ -422,6 +422,17 @@ def test_frame_size_and_idle_limits(limited: GatewayProcess, make_user, sockets)
     while time.monotonic() < until:
         heartbeat_ok(busy)
         time.sleep(0.5)
+    # ... but not a socket that joins nothing: it holds no slot of any user.
+    empty = Phoenix(limited.url)
+    sockets.append(empty)
+    started = time.monotonic()
+    with pytest.raises(ConnectionClosed) as caught:
+        while time.monotonic() - started < 4:
+            heartbeat_ok(empty)
+            time.sleep(0.5)
+    assert caught.value.rcvd is not None
+    assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (1000, "no channel joined")
+    assert 1.0 < time.monotonic() - started < 3
     with httpx.Client(base_url=limited.url) as http:
         assert http.get("/healthz").status_code == 200
 

@@ -82,6 +82,7 @@ class Session:
         self.channels: dict[str, Channel] = {}
         self.subscription = Subscription()
         self._send_lock = asyncio.Lock()
+        self.empty_since = time.monotonic()  # when the last channel went (or the start)
 
     # --- frames -----------------------------------------------------------------
 
@@ -145,15 +146,25 @@ class Session:
             await self.ws.close(code, reason)
 
     async def read(self) -> None:
+        """Frames from the client. The socket is closed after REALTIME_IDLE_TIMEOUT
+        seconds without a frame, and as long without any channel joined (a
+        socket that holds nothing is counted against no user, so it may not
+        linger; supabase-js itself disconnects when it has no channel left)."""
         settings = self.gw.settings
-        limit = settings.realtime_max_frame_bytes
+        limit, idle = settings.realtime_max_frame_bytes, settings.realtime_idle_timeout
+        last_frame = time.monotonic()
         while True:
+            deadline = last_frame + idle
+            if not self.channels:
+                deadline = min(deadline, self.empty_since + idle)
             try:
                 message = await asyncio.wait_for(self.ws.receive(),
-                                                 settings.realtime_idle_timeout)
+                                                 max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                await self.close(1000, "idle timeout")
+                silent = time.monotonic() - last_frame >= idle
+                await self.close(1000, "idle timeout" if silent else "no channel joined")
                 return
+            last_frame = time.monotonic()
             if message["type"] == "websocket.disconnect":
                 return
             text, data = message.get("text"), message.get("bytes")
@@ -357,6 +368,8 @@ class Session:
         del self.channels[channel.topic]
         self.gw.hub.discard(channel.sub_topic, self.subscription)
         self.access.give_user(channel.user)
+        if not self.channels:
+            self.empty_since = time.monotonic()
 
     async def shut(self, channel: Channel, message: str) -> None:
         """End a channel from the server's side, as Supabase Realtime does: a
