@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -152,16 +153,18 @@ class Session:
         linger; supabase-js itself disconnects when it has no channel left)."""
         settings = self.gw.settings
         limit, idle = settings.realtime_max_frame_bytes, settings.realtime_idle_timeout
-        last_frame = time.monotonic()
+        last_frame = self.empty_since
         while True:
-            deadline = last_frame + idle
-            if not self.channels:
-                deadline = min(deadline, self.empty_since + idle)
+            silent_at = last_frame + idle
+            empty_at = self.empty_since + idle if not self.channels else math.inf
+            deadline = min(silent_at, empty_at)
             try:
                 message = await asyncio.wait_for(self.ws.receive(),
                                                  max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                silent = time.monotonic() - last_frame >= idle
+                # Named by the deadline that was due (never by measuring again:
+                # a timer may fire a hair early).
+                silent = silent_at <= empty_at
                 await self.close(1000, "idle timeout" if silent else "no channel joined")
                 return
             last_frame = time.monotonic()
