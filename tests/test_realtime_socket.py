@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import jwt
 import psycopg
 import pytest
 from test_realtime import approve, listeners, local_ports, pending_group
@@ -306,12 +307,12 @@ def test_expired_refresh_and_expiry_end_the_channel(gateway: GatewayProcess, mak
 
     # A channel ends by itself at its token's exp.
     short = mint(JWT_SECRET, user.id, expires_in=2)
+    exp = jwt.decode(short, options={"verify_signature": False})["exp"]
     join_ref = joined_ok(sock, f"user:{user.id}", short)
-    started = time.monotonic()
     assert sock.receive(timeout=6) == [join_ref, None, topic, "system", {
         "extension": "system", "status": "error", "message": "InvalidJWTToken: Token has expired",
         "channel": f"user:{user.id}"}]
-    assert 0.5 < time.monotonic() - started < 4
+    assert exp <= time.time() < exp + 3  # at exp, not before
     assert sock.receive() == [join_ref, join_ref, topic, "phx_close", {}]
     heartbeat_ok(sock)
 
@@ -432,7 +433,7 @@ def test_frame_size_and_idle_limits(limited: GatewayProcess, make_user, sockets)
             time.sleep(0.5)
     assert caught.value.rcvd is not None
     assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (1000, "no channel joined")
-    assert 1.0 < time.monotonic() - started < 3
+    assert 1.0 < time.monotonic() - started < 6
     with httpx.Client(base_url=limited.url) as http:
         assert http.get("/healthz").status_code == 200
 

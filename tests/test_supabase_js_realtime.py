@@ -67,6 +67,9 @@ def test_supabase_js_realtime(node: str, gateway: GatewayProcess, short_idle: Ga
         "cancelled": 0, "skipped": 0, "todo": 0,
     }, output
     assert "Traceback" not in gateway.log()
+    for line in output.splitlines():
+        if "figure:" in line:
+            print("\n" + line.split("figure:", 1)[1].strip())
 
 
 class Lines:

@@ -242,8 +242,11 @@ describe('supabase-js private broadcast channels on the gateway', () => {
     const sockets = new Set(subs.map((s) => s.channel.socket));
     assert.equal(sockets.size, 200);
     const decided = await approve(group);
+    const answered = Date.now();
     await waitFor(() => subs.every((s) => s.received.length === 1), 10000,
       'every socket to receive the approval');
+    console.log(`figure: 200 sockets all received the approval within ${Date.now() - answered} ms `
+      + 'of its HTTP answer (polled every 20 ms)');
     for (const s of subs) {
       assert.equal(s.received[0].event, 'group_approved');
       assert.equal(s.received[0].payload.chat_id, decided.chat_id);
