@@ -45,7 +45,7 @@ def short_idle(database_url: str, tmp_path_factory: pytest.TempPathFactory
 
 def test_supabase_js_realtime(node: str, gateway: GatewayProcess, short_idle: GatewayProcess,
                               make_user) -> None:
-    users = [make_user() for _ in range(32)]
+    users = [make_user() for _ in range(40)]
     env = {
         **os.environ,
         "GATEWAY_URL": gateway.url,
@@ -57,10 +57,10 @@ def test_supabase_js_realtime(node: str, gateway: GatewayProcess, short_idle: Ga
     done = subprocess.run([node, "--test", "--test-reporter=tap", SPEC.name], cwd=JS_DIR,
                           env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     output = done.stdout + done.stderr
-    # Eight test( calls in the file, one of them in a loop over both serializers.
+    # Nine test( calls in the file, one of them in a loop over both serializers.
     text = SPEC.read_text()
-    assert text.count("\n    test(`") + text.count("\n  test(") == 8
-    expected = 9
+    assert text.count("\n    test(`") + text.count("\n  test(") == 9
+    expected = 10
     assert done.returncode == 0, output
     assert tap_summary(done.stdout) == {
         "tests": expected, "suites": 1, "pass": expected, "fail": 0,

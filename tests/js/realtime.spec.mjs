@@ -181,6 +181,28 @@ describe('supabase-js private broadcast channels on the gateway', () => {
     });
   });
 
+  test('presence and client broadcasts are refused; the channel stays joined', async () => {
+    const group = await pendingGroup();
+    const member = group.friends[0];
+    const client = clientFor(member.token);
+    const received = [];
+    const channel = client.channel(`group:${group.id}`,
+      { config: { private: true, broadcast: { ack: true } } })
+      .on('broadcast', { event: '*' }, (message) => received.push(message));
+    await new Promise((resolve, reject) => channel.subscribe((status, err) => {
+      if (status === 'SUBSCRIBED') resolve();
+      else if (err) reject(err);
+    }));
+    // A client broadcast goes out as a binary frame (vsn 2.0.0): the reply is an error.
+    assert.equal(await channel.send({ type: 'broadcast', event: 'hello', payload: { a: 1 } }),
+      'error');
+    assert.equal(await channel.track({ online: true }), 'error');
+    assert.equal(channel.state, 'joined');
+    const decided = await approve(group);
+    await waitFor(() => received.length === 1, 2000, 'the broadcast after the refusals');
+    assert.equal(received[0].payload.chat_id, decided.chat_id);
+  });
+
   test('setAuth with a new token keeps the channel', async () => {
     const group = await pendingGroup();
     const member = group.friends[0];
