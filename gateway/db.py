@@ -32,6 +32,10 @@ order by p.proname, p.pronargs
 """
 
 
+# An unknown function name reloads the catalogue at most this often (seconds).
+RELOAD_EVERY = 1.0
+
+
 @dataclass(frozen=True)
 class Function:
     """One function of schema `api`, as the gateway needs to call it."""
@@ -101,6 +105,7 @@ class Catalog:
         self.functions: dict[str, list[Function]] = {}
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
+        self.reloads = 0  # loads done, the first included (shown in /metrics)
 
     async def load(self, pool: AsyncConnectionPool) -> None:
         async with pool.connection() as conn:
@@ -115,6 +120,7 @@ class Catalog:
                 *scripts))
         self.functions = functions
         self._loaded_at = time.monotonic()
+        self.reloads += 1
 
     def invalidate(self) -> None:
         """A schema change was announced: the next miss reloads at once."""
@@ -125,12 +131,16 @@ class Catalog:
             for fn in self.functions.get(name, ()):
                 if fn.accepts(given):
                     return fn
-            if attempt == 0 and time.monotonic() - self._loaded_at > 1.0:
+            if attempt == 0 and time.monotonic() - self._loaded_at > RELOAD_EVERY:
                 async with self._lock:
-                    try:
-                        await self.load(pool)
-                    except (psycopg.OperationalError, PoolTimeout):
-                        raise unavailable() from None
+                    # Checked again under the lock: callers that queued behind a
+                    # reload find it done and do not reload again (at most one reload
+                    # per RELOAD_EVERY however many unknown names arrive at once).
+                    if time.monotonic() - self._loaded_at > RELOAD_EVERY:
+                        try:
+                            await self.load(pool)
+                        except (psycopg.OperationalError, PoolTimeout):
+                            raise unavailable() from None
         # PostgREST's wording, so clients matching on it keep working.
         signature = f"({', '.join(sorted(given))})" if given else " without parameters"
         raise ApiError(
@@ -201,8 +211,16 @@ async def _transaction(pool: AsyncConnectionPool, fn: Function, args: dict[str, 
         who.role, orjson.dumps(who.claims).decode(), method, path,
         orjson.dumps(headers).decode(), str(statement_timeout_ms))
     if fn.arg_names:
-        values += (orjson.dumps(args).decode(),)
-    script = fn.read_only_script if method == "GET" and not fn.volatile else fn.script
+        try:
+            values += (orjson.dumps(args).decode(),)
+        except orjson.JSONEncodeError:
+            # orjson reads JSON nested up to 1024 levels but writes at most 254; such
+            # a body is refused here, before a connection is taken (a try costs
+            # nothing on the way that does not raise).
+            raise ApiError(400, "PGRST102", "Request body is nested too deeply.",
+                           "JSON values may be nested at most 254 levels deep.") from None
+    script = fn.read_only_script if method in ("GET", "HEAD") and not fn.volatile \
+        else fn.script
     try:
         async with pool.connection() as conn:
             cursor = AsyncClientCursor(conn)

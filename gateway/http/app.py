@@ -14,7 +14,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -28,8 +28,10 @@ from .errors import ApiError, json_response, unavailable
 from .observe import FUNCTION_KEY, Metrics, Observe
 from .routes import SEED_ROUTES, SeedRoute
 
-# Request headers passed to SQL as request.headers; credentials are left out.
-_PRIVATE_HEADERS = frozenset({b"authorization", b"apikey", b"cookie"})
+# Methods that must not change anything: volatile functions refuse them (405), and
+# the others run read-only. HEAD is GET without the body (Starlette routes it to
+# the GET handler; uvicorn drops the body).
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
 # PostgREST exposes one schema here; supabase clients ask for "public" by default.
 _PROFILES = frozenset({"api", "public"})
 
@@ -77,13 +79,16 @@ class Gateway:
                      who: db.Identity) -> db.Result:
         request.scope[FUNCTION_KEY] = name
         fn = await self.catalog.find(self.pool, name, set(args))
-        if request.method == "GET" and fn.volatile:
+        if fn.volatile and request.method in _SAFE_METHODS:
             raise ApiError(405, "PGRST101",
-                           "Cannot use the GET method on RPC with volatile functions")
+                           f"Cannot use the {request.method} method on RPC with volatile "
+                           "functions")
         # Straight from the ASGI scope: header names arrive lower-cased, and the path
-        # needs no URL object built around it.
-        headers = {k.decode("latin-1"): v.decode("latin-1")
-                   for k, v in request.scope["headers"] if k not in _PRIVATE_HEADERS}
+        # needs no URL object built around it. Only the allow-listed headers, each
+        # value cut to a bounded length (see settings.DEFAULT_SQL_HEADERS).
+        allowed, cut = self.settings.sql_headers, self.settings.sql_header_value_max
+        headers = {k.decode("latin-1"): v[:cut].decode("latin-1")
+                   for k, v in request.scope["headers"] if k in allowed}
         return await db.call(self.pool, fn, args, who, request.method,
                              request.scope["path"], headers, self.settings.statement_timeout_ms)
 
@@ -106,10 +111,13 @@ async def json_object(request: Request, limit: int) -> dict[str, Any]:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "PGRST413", "Request body is too large.")
     raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise ApiError(413, "PGRST413", "Request body is too large.")
+    try:
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > limit:
+                raise ApiError(413, "PGRST413", "Request body is too large.")
+    except ClientDisconnect:  # gone (or cut off by the body timeout): nobody to answer
+        raise ApiError(408, "PT408", "The request body did not arrive.") from None
     if not raw.strip():
         return {}
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
@@ -222,7 +230,8 @@ async def metrics(request: Request) -> Response:
             row = await (await conn.execute("select private.mail_queue_depth()")).fetchone()
             if row is not None:
                 gauges["mail_queue_depth"] = row[0]
-    return Response(gw.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+    counters = {"catalog_reloads_total": gw.catalog.reloads}
+    return Response(gw.metrics.render(gauges, counters), media_type="text/plain; version=0.0.4")
 
 
 async def healthz(request: Request) -> Response:
