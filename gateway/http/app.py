@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
+import psycopg
+from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -19,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import db
+from ..breaker import Breaker
 from ..jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from ..mail.worker import Mailer
 from ..realtime.hub import LISTENER_WAIT, Hub
@@ -43,9 +46,10 @@ class Gateway:
         self.settings = settings
         self.verifier = CachedVerifier(Verifier(
             JwtConfig.from_values(settings.jwt_secret, settings.jwt_jwks, settings.jwt_aud)))
+        self.breaker = Breaker(settings.database_url, settings.db_probe_interval)
         self.pool = db.make_pool(
             settings.database_url, settings.pool_min, settings.pool_max,
-            settings.pool_timeout)
+            settings.pool_timeout, self.breaker)
         self.catalog = db.Catalog()
         self.metrics = Metrics()
         self.hub = Hub(settings.listen_database_url, self.catalog.invalidate)
@@ -78,6 +82,8 @@ class Gateway:
     async def invoke(self, request: Request, name: str, args: dict[str, Any],
                      who: db.Identity) -> db.Result:
         request.scope[FUNCTION_KEY] = name
+        if self.breaker.open:  # the database is unreachable: say so at once
+            raise unavailable()
         fn = await self.catalog.find(self.pool, name, set(args))
         if fn.volatile and request.method in _SAFE_METHODS:
             raise ApiError(405, "PGRST101",
@@ -205,6 +211,8 @@ async def realtime(request: Request) -> Response:
 async def openapi_json(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     if not gw.catalog.functions:
+        if gw.breaker.open:
+            raise unavailable()
         try:
             await gw.catalog.load(gw.pool)
         except Exception:  # the database is down: no catalogue to describe
@@ -224,23 +232,36 @@ async def metrics(request: Request) -> Response:
         "pool_requests_waiting": stats.get("requests_waiting", 0),
         "realtime_topics": len(gw.hub.topics),
     }
-    with contextlib.suppress(Exception):
-        async with gw.pool.connection(timeout=1) as conn, conn.transaction():
-            await conn.execute("set local role service_role")
-            row = await (await conn.execute("select private.mail_queue_depth()")).fetchone()
-            if row is not None:
-                gauges["mail_queue_depth"] = row[0]
-    counters = {"catalog_reloads_total": gw.catalog.reloads}
+    gauges["database_unreachable"] = int(gw.breaker.open)
+    if not gw.breaker.open:
+        with contextlib.suppress(Exception):
+            async with gw.pool.connection(timeout=1) as conn, conn.transaction():
+                await conn.execute("set local role service_role")
+                row = await (await conn.execute("select private.mail_queue_depth()")).fetchone()
+                if row is not None:
+                    gauges["mail_queue_depth"] = row[0]
+    counters = {"catalog_reloads_total": gw.catalog.reloads,
+                "database_outages_total": gw.breaker.opened}
     return Response(gw.metrics.render(gauges, counters), media_type="text/plain; version=0.0.4")
 
 
 async def healthz(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
+    down = json_response({"status": "unavailable", "database": False}, 503,
+                         {"Retry-After": "2"})
+    if gw.breaker.open:
+        return down
     try:
         async with gw.pool.connection(timeout=2) as conn:
             await conn.execute("select 1")
+    except PoolTimeout:
+        gw.breaker.suspect()
+        return down
+    except psycopg.OperationalError:
+        gw.breaker.failed()
+        return down
     except Exception:  # any failure means not healthy
-        return json_response({"status": "unavailable", "database": False}, 503)
+        return down
     return json_response({"status": "ok", "database": True})
 
 
@@ -273,6 +294,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if gateway.mailer is not None:
                 await gateway.mailer.stop()
             await gateway.hub.stop()
+            await gateway.breaker.stop()
             await gateway.pool.close()
 
     routes = [
