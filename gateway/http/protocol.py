@@ -162,7 +162,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def expire(self) -> None:
         """Called by the sweeper when a deadline passed."""
-        if self._phase == _BODY or self._partial:
+        answering = self._phase == _BODY and self.cycle is not None \
+            and self.cycle.response_started
+        if (self._phase == _BODY or self._partial) and not answering:
             self._close_with(408)  # part of a request came: say why it ends
         else:
             self._phase = None
