@@ -304,6 +304,30 @@ def test_an_endless_header_is_refused_after_the_limit_not_buffered(
     assert grown < 20_000
 
 
+def test_headers_trickled_in_small_reads_are_counted_too(gateway: GatewayProcess) -> None:
+    port = int(gateway.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        answer = b""
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for i in range(40):  # 40 headers of 1 KB, one per read: 40 KB in all
+                sock.sendall(b"X-Part-%d: %s\r\n" % (i, b"p" * 1000))
+                time.sleep(0.01)
+        with contextlib.suppress(ConnectionResetError):
+            while part := sock.recv(65536):
+                answer += part
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
+def test_pipelined_requests_are_all_answered(gateway: GatewayProcess) -> None:
+    """Several requests in one write: each answered, in order, on the connection."""
+    port = int(gateway.url.rsplit(":", 1)[1])
+    one = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    last = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answer = _raw_request(port, one * 4 + last)
+    assert answer.count(b"HTTP/1.1 200 ") == 5, answer[:500]
+
+
 def test_a_too_long_request_line_gets_414(gateway: GatewayProcess) -> None:
     answer = _raw_request(int(gateway.url.rsplit(":", 1)[1]),
                           b"GET /healthz?" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
