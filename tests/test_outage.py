@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from test_faults import PG_BIN, Cluster
 
+import pgbouncer
 from conftest import (
     JWT_SECRET,
     ROOT,
@@ -189,3 +190,54 @@ def test_gateway_started_while_the_database_is_down_serves_once_it_is_up(
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_outage_behind_pgbouncer_fails_fast_once_detected(cluster: Cluster,
+                                                          tmp_path: Path) -> None:
+    """Behind PgBouncer a connection still opens while PostgreSQL is down; the first
+    request learns of the outage from PgBouncer's error, or at the latest at its
+    deadline (POOL_TIMEOUT + statement timeout + 0.5 s) when PgBouncer holds it;
+    every request after it gets 503 at once, and service resumes within a second
+    of PgBouncer reaching PostgreSQL again."""
+    if not cluster.running():
+        cluster.start()
+    user = create_user(cluster.url)
+    with pgbouncer.running_pgbouncer(cluster.url,
+                                     settings={"server_login_retry": "1"}) as bouncer:
+        gateway = start_gateway(cluster.url, tmp_path / "gateway.log", ACCESS_LOG="off",
+                                GATEWAY_DATABASE_URL=bouncer.authenticator_url,
+                                POOL_TIMEOUT="1", STATEMENT_TIMEOUT_MS="500")
+        try:
+            with httpx.Client(base_url=gateway.url, timeout=30) as http:
+                assert http.get("/rest/v1/rpc/my_groups",
+                                headers=user.headers).status_code == 200
+                cluster.stop("immediate")
+                first_took, first = _timed(http, user, "GET", "/rest/v1/rpc/my_groups", {})
+                assert first.status_code == 503
+                assert first_took < 1 + 0.5 + 0.5 + NONE_SLOWER_THAN
+                seconds = []
+                for _ in range(40):
+                    took, answer = _timed(http, user, "GET", "/rest/v1/rpc/my_groups", {})
+                    assert answer.status_code == 503, answer.text
+                    assert answer.headers["retry-after"] == "2"
+                    seconds.append(took)
+                seconds.sort()
+                print(f"\nbehind PgBouncer: first 503 after {first_took:.3f} s, then p50 "
+                      f"{statistics.median(seconds) * 1000:.1f} ms, max "
+                      f"{seconds[-1] * 1000:.1f} ms")
+                assert statistics.median(seconds) < FAST
+                assert seconds[-1] < NONE_SLOWER_THAN
+                cluster.start()
+                back = time.monotonic()
+                while time.monotonic() - back < RESUME + 4:
+                    answer = http.get("/rest/v1/rpc/my_groups", headers=user.headers)
+                    if answer.status_code == 200:
+                        break
+                    time.sleep(0.02)
+                resumed = time.monotonic() - back
+                print(f"200 again {resumed:.3f} s after pg_ctl start returned")
+                assert answer.status_code == 200, answer.text
+                # PgBouncer retries its server login once a second (server_login_retry).
+                assert resumed <= RESUME + 1
+        finally:
+            stop_gateway(gateway)
