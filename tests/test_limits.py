@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import resource
+import select
 import selectors
 import socket
 import time
@@ -205,16 +206,54 @@ def test_a_slow_but_steady_body_within_the_deadline_is_served(
         sock.close()
 
 
-def test_connections_past_the_cap_get_503(database_url: str, tmp_path: Path) -> None:
-    cap = 20
-    gateway = start_gateway(database_url, tmp_path / "gateway.log", MAX_CONNECTIONS=str(cap),
-                            HEADER_TIMEOUT=str(TIMEOUT), ACCESS_LOG="off")
-    port = _port(gateway)
+@pytest.fixture
+def capped_gateway(database_url: str, tmp_path: Path) -> Iterator[GatewayProcess]:
+    gateway = start_gateway(database_url, tmp_path / "gateway.log", MAX_CONNECTIONS=str(CAP),
+                            HEADER_TIMEOUT=str(TIMEOUT), BODY_TIMEOUT=str(TIMEOUT),
+                            ACCESS_LOG="off")
+    time.sleep(0.3)  # the readiness check's connections are gone
+    yield gateway
+    stop_gateway(gateway)
+
+
+CAP = 20
+
+
+def _closed_by_server(socks: list[socket.socket]) -> int:
+    """How many of these sockets the server has closed (read: EOF or an answer)."""
+    readable, _, _ = select.select(socks, [], [], 0.5)
+    return len(readable)
+
+
+def test_at_the_cap_the_longest_idle_connection_makes_room(
+        capped_gateway: GatewayProcess) -> None:
+    port = _port(capped_gateway)
     held: list[socket.socket] = []
     try:
-        time.sleep(0.3)  # the readiness check's connection is gone
-        held = [_connect(port) for _ in range(cap)]
-        time.sleep(0.2)
+        held = [_connect(port) for _ in range(CAP)]
+        time.sleep(0.5)  # a sweep has seen them waiting
+        assert _closed_by_server(held) == 0
+        # A newcomer is served: one idle connection was closed to make room.
+        assert _healthz_seconds(capped_gateway.url) < 10
+        readable, _, _ = select.select(held, [], [], 0.5)
+        assert len(readable) == 1
+        assert readable[0].recv(100) == b""  # closed without a word: it had sent nothing
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_at_the_cap_with_every_connection_busy_a_newcomer_gets_503(
+        capped_gateway: GatewayProcess) -> None:
+    port = _port(capped_gateway)
+    busy: list[socket.socket] = []
+    try:
+        for _ in range(CAP):  # each in the middle of sending a body: not evicted
+            sock = _connect(port)
+            sock.send(b"POST /rest/v1/rpc/create_group HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            busy.append(sock)
+        time.sleep(0.5)
         extra = socket.create_connection(("127.0.0.1", port), timeout=10)
         answer = b""
         while chunk := extra.recv(4096):
@@ -223,14 +262,15 @@ def test_connections_past_the_cap_get_503(database_url: str, tmp_path: Path) -> 
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 503 "), answer[:200]
         assert b"\r\nretry-after: 1" in head.lower()
-        assert json.loads(body)["code"] == "PT503"
-        # The held ones are cut at the header deadline; then there is room again.
-        _wait_closed(held, CUT_WITHIN)
-        assert _healthz_seconds(gateway.url) < 10
+        assert json.loads(body) == {
+            "code": "PT503", "message": "The server has too many connections; retry shortly.",
+            "details": None, "hint": None}
+        # The busy ones are cut at the body deadline; then there is room again.
+        _wait_closed(busy, CUT_WITHIN)
+        assert _healthz_seconds(capped_gateway.url) < 10
     finally:
-        for sock in held:
+        for sock in busy:
             sock.close()
-        stop_gateway(gateway)
 
 
 def test_the_open_file_limit_is_raised_to_the_hard_limit(database_url: str,

@@ -13,9 +13,12 @@ adds, per connection:
 - a header size limit: more than `max_header_bytes` of request line and headers,
   or more than `max_headers` headers, get 431 (414 for the request line alone),
   before any authentication; at most that plus two reads is ever buffered;
-- a connection cap: past `max_connections` open connections in this process a
-  new one gets 503 and is closed at once, leaving descriptors for the pool, the
-  listener and the connections already served.
+- a connection cap: at `max_connections` open connections in this process, a new
+  connection first evicts the one that has waited longest for a request's
+  headers (idle or slow: what an attacker's sockets are), as nginx reuses idle
+  keep-alive connections; only when every connection is busy with a request
+  does the new one get 503 and is closed at once. Descriptors stay free for the
+  pool, the listener and the connections being served.
 
 The deadlines cost the request path two attribute stores and no clock read: one
 sweeper task per process looks at every connection each `interval` seconds,
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -97,6 +101,9 @@ class GuardedProtocol(_Base):
     _max_header_bytes: ClassVar[int]
     _max_headers: ClassVar[int]
     _sweeper: ClassVar[asyncio.Task[None] | None] = None
+    # Connections waiting for headers at the last sweep, the longest-waiting last:
+    # whom to evict when the cap is reached (rebuilt by each sweep).
+    _evictable: ClassVar[list[GuardedProtocol]] = []
 
     _phase: int | None = _HEADERS
     _deadline = 0.0  # 0: not yet stamped by the sweeper
@@ -108,18 +115,29 @@ class GuardedProtocol(_Base):
     _refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if len(self.server_state.connections) >= self.limits.max_connections:
-            # Over the cap: answer 503 and close without registering. The client may
-            # see a reset instead if it had already sent its request.
+        cls = type(self)
+        if len(self.server_state.connections) >= self.limits.max_connections \
+                and not cls._evict_one():
+            # At the cap with every connection busy: answer 503 and close without
+            # registering. The client may see a reset instead if it had already
+            # sent its request.
             self._refused = True
             transport.write(_ANSWERS[503])
             transport.close()
             return
         super().connection_made(transport)
-        cls = type(self)
         if cls._sweeper is None or cls._sweeper.done():
-            cls._sweeper = self.loop.create_task(_sweep(self.server_state.connections,
-                                                        self.limits))
+            cls._sweeper = self.loop.create_task(_sweep(cls, self.server_state.connections))
+
+    @classmethod
+    def _evict_one(cls) -> bool:
+        """Close the connection that has waited longest for headers, if any still does."""
+        while cls._evictable:
+            victim = cls._evictable.pop()
+            if victim._phase == _HEADERS and not victim.transport.is_closing():
+                victim.expire()
+                return True
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._refused:
@@ -222,13 +240,16 @@ class GuardedProtocol(_Base):
             self._head_bytes = 0
 
 
-async def _sweep(connections: set[Any], limits: Limits) -> None:
-    """Stamp deadlines on connections that began waiting, close those past theirs."""
+async def _sweep(cls: type[GuardedProtocol], connections: set[Any]) -> None:
+    """Stamp deadlines on connections that began waiting, close those past theirs,
+    and list those waiting for headers, the longest-waiting last, for eviction."""
     loop = asyncio.get_running_loop()
+    limits = cls.limits
     while True:
         await asyncio.sleep(limits.interval)
         now = loop.time()
         expired = []
+        waiting = []
         for conn in connections:
             phase = getattr(conn, "_phase", None)
             if phase is None:
@@ -240,9 +261,18 @@ async def _sweep(connections: set[Any], limits: Limits) -> None:
                                         else limits.body_timeout)
             elif now >= conn._deadline:
                 expired.append(conn)
+                continue
+            if phase == _HEADERS:
+                waiting.append(conn)
         for conn in expired:
             with contextlib.suppress(Exception):  # one odd connection must not stop the sweep
                 conn.expire()
+        # The earliest deadline has waited longest: last in the list, popped first.
+        waiting.sort(key=_deadline, reverse=True)
+        cls._evictable = waiting
+
+
+_deadline = operator.attrgetter("_deadline")
 
 
 def protocol_class(limits: Limits) -> type[GuardedProtocol]:
