@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .. import db
+from ..http.errors import unavailable
 
 if TYPE_CHECKING:
+    from ..http.app import Gateway
     from ..settings import Settings
 
 
@@ -77,12 +79,15 @@ class Access:
     def give_socket(self) -> None:
         self.sockets -= 1
 
-    async def can_subscribe(self, pool: Any, catalog: db.Catalog, who: db.Identity,
-                            topic: str, method: str, path: str) -> db.Result:
-        """api.can_subscribe(topic) under the caller's claims. At most
-        REALTIME_AUTH_CONCURRENCY such checks run at once in a process, so a
-        burst of subscriptions cannot take the whole pool from API calls."""
-        fn = await catalog.find(pool, "can_subscribe", {"topic"})
+    async def can_subscribe(self, gw: Gateway, who: db.Identity, topic: str, method: str,
+                            path: str) -> db.Result:
+        """api.can_subscribe(topic) under the caller's claims, as an HTTP call makes
+        it (503 at once while the database is known to be unreachable). At most
+        REALTIME_AUTH_CONCURRENCY such checks run at once in a process, so a burst
+        of subscriptions cannot take the whole pool from API calls."""
+        if gw.breaker.open:
+            raise unavailable()
+        fn = await gw.catalog.find(gw.pool, "can_subscribe", {"topic"})
         async with self._checks:
-            return await db.call(pool, fn, {"topic": topic}, who, method, path, {},
+            return await db.call(gw.pool, fn, {"topic": topic}, who, method, path, {},
                                  self.settings.statement_timeout_ms)

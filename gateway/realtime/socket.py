@@ -328,8 +328,7 @@ class Session:
         role that may not call it) reads the same, as Supabase words it."""
         who = db.Identity(str(claims["role"]), claims)
         try:
-            result = await self.access.can_subscribe(
-                self.gw.pool, self.gw.catalog, who, sub_topic, "GET", PATH)
+            result = await self.access.can_subscribe(self.gw, who, sub_topic, "GET", PATH)
             allowed = result.status == 200 and result.body == "true"
         except ApiError as exc:
             if exc.status == 503:

@@ -68,7 +68,7 @@ async def realtime(request: Request) -> Response:
     handed_over = False
     try:
         for topic in topics:
-            allowed = await gw.access.can_subscribe(gw.pool, gw.catalog, who, topic, "GET",
+            allowed = await gw.access.can_subscribe(gw, who, topic, "GET",
                                                     request.scope["path"])
             if allowed.status != 200:
                 return Response(allowed.body, allowed.status, allowed.headers,
