@@ -1,8 +1,7 @@
 """/realtime/v1/websocket: the part of Supabase Realtime's protocol (Phoenix
 channels) that supabase-js uses for private broadcast channels.
 
-Frames are JSON text: arrays `[join_ref, ref, topic, event, payload]` with
-`vsn=2.0.0`, objects with `vsn=1.0.0`. A client joins `realtime:{topic}` with
+Frames are read and written by phoenix.py (both serializers). A client joins `realtime:{topic}` with
 `config.private` and an `access_token`; the join is authorised by
 api.can_subscribe under that token's claims, through the same transaction path
 as an HTTP call. Messages published by the database reach every channel of the
@@ -25,27 +24,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
-import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import db
 from ..http.errors import ApiError
 from ..jwt_auth import InvalidToken
+from . import phoenix
 from .access import Access, LimitReached
 from .hub import LISTENER_WAIT, Message, Subscription
+from .phoenix import Frame
 
 if TYPE_CHECKING:
     from ..http.app import Gateway
 
 PATH = "/realtime/v1/websocket"
 PREFIX = "realtime:"
-VERSIONS = ("1.0.0", "2.0.0")
 # Close codes (RFC 6455): policy violation, too big, server error, try again later.
 POLICY, TOO_BIG, MISSED, TRY_LATER = 1008, 1009, 1011, 1013
-# The kind byte of supabase-js's binary client broadcast (vsn 2.0.0).
-USER_BROADCAST_PUSH = 3
-
-Frame = tuple[str | None, str | None, str, str, Any]
+NO_CLIENT_BROADCAST = ("client broadcasts are not supported by this server: only the "
+                       "server broadcasts on these channels")
 
 
 @dataclass
@@ -87,35 +84,9 @@ class Session:
 
     # --- frames -----------------------------------------------------------------
 
-    def encode(self, frame: Frame) -> str:
-        join_ref, ref, topic, event, payload = frame
-        if self.vsn == "2.0.0":
-            return orjson.dumps([join_ref, ref, topic, event, payload]).decode()
-        return orjson.dumps({"join_ref": join_ref, "ref": ref, "topic": topic,
-                             "event": event, "payload": payload}).decode()
-
-    def decode(self, text: str) -> Frame | None:
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return None
-        if self.vsn == "2.0.0":
-            if not isinstance(value, list) or len(value) != 5:
-                return None
-            join_ref, ref, topic, event, payload = value
-        else:
-            if not isinstance(value, dict):
-                return None
-            join_ref, ref = value.get("join_ref"), value.get("ref")
-            topic, event, payload = value.get("topic"), value.get("event"), value.get("payload")
-        if not isinstance(topic, str) or not isinstance(event, str):
-            return None
-        refs = [r if isinstance(r, str) or r is None else str(r) for r in (join_ref, ref)]
-        return refs[0], refs[1], topic, event, payload if isinstance(payload, dict) else {}
-
     async def push(self, frame: Frame) -> None:
         async with self._send_lock:
-            await self.ws.send_text(self.encode(frame))
+            await self.ws.send_text(phoenix.encode(self.vsn, frame))
 
     async def reply(self, frame: Frame, status: str, response: dict[str, Any]) -> None:
         join_ref, ref, topic, _, _ = frame
@@ -178,7 +149,7 @@ class Session:
             if data is not None:
                 await self.binary(data)
             elif text is not None:
-                frame = self.decode(text)
+                frame = phoenix.decode(self.vsn, text)
                 if frame is not None:  # not a Phoenix message: nothing to answer to
                     await self.handle(frame)
 
@@ -208,19 +179,10 @@ class Session:
 
     async def binary(self, data: bytes) -> None:
         """supabase-js sends client broadcasts as binary frames: refuse them by
-        their ref (kind, then lengths of join_ref, ref, topic, event, metadata)."""
-        if len(data) < 7 or data[0] != USER_BROADCAST_PUSH:
-            return
-        lengths = data[1:6]
-        start = 7
-        fields = []
-        for length in lengths[:3]:
-            fields.append(data[start:start + length].decode("utf-8", "replace"))
-            start += length
-        join_ref, ref, topic = fields
-        await self.refuse((join_ref or None, ref or None, topic, "broadcast", {}),
-                          "client broadcasts are not supported by this server: "
-                          "only the server broadcasts on these channels")
+        their ref. Other binary data is ignored."""
+        frame = phoenix.binary_broadcast(data)
+        if frame is not None:
+            await self.refuse(frame, NO_CLIENT_BROADCAST)
 
     async def handle(self, frame: Frame) -> None:
         _, _, topic, event, payload = frame
@@ -242,8 +204,7 @@ class Session:
         elif event == "access_token":
             await self.refresh(channel, payload.get("access_token"))
         elif event == "broadcast":
-            await self.refuse(frame, "client broadcasts are not supported by this server: "
-                                     "only the server broadcasts on these channels")
+            await self.refuse(frame, NO_CLIENT_BROADCAST)
         elif event == "presence":
             await self.refuse(frame, "presence is not supported by this server")
         else:
@@ -391,7 +352,7 @@ async def websocket(ws: WebSocket) -> None:
     vsn = ws.query_params.get("vsn", "1.0.0")
     apikey = ws.query_params.get("apikey", "")
     await ws.accept()
-    if vsn not in VERSIONS:
+    if vsn not in phoenix.VERSIONS:
         await ws.close(POLICY, f"unsupported vsn {vsn[:20]!r}: use 1.0.0 or 2.0.0")
         return
     if not apikey:
