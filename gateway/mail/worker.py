@@ -49,19 +49,31 @@ class SmtpTarget:
                    unquote(parts.password) if parts.password else None)
 
 
-def render(template: str, data: dict[str, Any], app_url: str) -> tuple[str, str, str]:
-    """(subject, text, html) of an outbox message."""
+def stop_link(app_url: str, token: str) -> str:
+    """The link in every invitation message that stops invitations to its address."""
+    return f"{app_url.rstrip('/')}/invite/stop?{urlencode({'token': token})}"
+
+
+def render(template: str, data: dict[str, Any], app_url: str,
+           stop_token: str | None = None) -> tuple[str, str, str]:
+    """(subject, text, html) of an outbox message. Invitations carry a stop link
+    (`stop_token`, made as the message is sent)."""
     if template != "pair_invite":
         raise ValueError(f"unknown mail template {template!r}")
+    if not stop_token:
+        raise ValueError("an invitation needs a stop token")
     code = str(data["short_code"])
     link = f"{app_url.rstrip('/')}/invite/accept?{urlencode({'code': code})}"
+    stop = stop_link(app_url, stop_token)
     inviter, event = str(data.get("inviter_name") or "Someone"), str(data["event_title"])
     expires = str(data.get("expires_at", ""))[:16].replace("T", " ")
     subject = f"{inviter} invites you to register as a pair for {event}"
     text = (
         f"{inviter} invites you to register together for {event}.\n\n"
         f"Your code: {code}\n\nAccept or decline here: {link}\n\n"
-        f"The invitation expires at {expires} UTC. If you did not expect it, ignore this message.\n"
+        f"The invitation expires at {expires} UTC. "
+        "If you did not expect it, ignore this message.\n\n"
+        f"To get no more invitations at this address: {stop}\n"
     )
     e = html.escape
     body = (
@@ -70,6 +82,7 @@ def render(template: str, data: dict[str, Any], app_url: str) -> tuple[str, str,
         f"<p><a href=\"{e(link)}\">Accept or decline the invitation</a></p>"
         f"<p>The invitation expires at {e(expires)} UTC. "
         "If you did not expect it, ignore this message.</p>"
+        f"<p><a href=\"{e(stop)}\">Get no more invitations at this address</a></p>"
     )
     return subject, text, body
 
@@ -125,8 +138,13 @@ class Mailer:
             message = await (await cur.execute("select * from private.mail_claim()")).fetchone()
             if message is None:
                 return False
+            stop_token = None
+            if message["template"] == "pair_invite":
+                row = await (await conn.execute("select private.mail_stop_token(%s)",
+                                                (message["to_email"],))).fetchone()
+                stop_token = row[0] if row else None
             try:
-                await asyncio.to_thread(self.deliver, message)
+                await asyncio.to_thread(self.deliver, message, stop_token)
             except (OSError, smtplib.SMTPException, ValueError, KeyError) as exc:
                 log.warning("mailer: delivery of %s failed: %s", message["id"], type(exc).__name__)
                 error = f"{type(exc).__name__}: {exc}"
@@ -137,8 +155,9 @@ class Mailer:
                 log.info("mailer: sent %s", message["id"])
         return True
 
-    def deliver(self, message: dict[str, Any]) -> None:
-        subject, text, body = render(message["template"], message["data"], self.app_url)
+    def deliver(self, message: dict[str, Any], stop_token: str | None = None) -> None:
+        subject, text, body = render(message["template"], message["data"], self.app_url,
+                                     stop_token)
         mail = EmailMessage()
         mail["From"] = self.mail_from
         mail["To"] = message["to_email"]

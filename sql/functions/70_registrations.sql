@@ -246,12 +246,13 @@ begin
         end;
     end loop;
     if v_email is not null then
-        insert into app.mail_outbox (to_email, template, data)
-        select v_invite.invitee_email, 'pair_invite', pg_catalog.jsonb_build_object(
-            'short_code', v_invite.short_code, 'event_title', v_event.title,
-            'inviter_name', p.display_name, 'expires_at', v_invite.expires_at)
-        from app.profiles p where p.id = v_uid;
-        perform pg_catalog.pg_notify('joinery_mail', '');
+        -- Queued or not (the recipient may have stopped invitations), the answer
+        -- and the audit entry are the same.
+        perform private.queue_invite_mail(v_invite.invitee_email, 'pair_invite',
+            pg_catalog.jsonb_build_object(
+                'short_code', v_invite.short_code, 'event_title', v_event.title,
+                'inviter_name', (select p.display_name from app.profiles p where p.id = v_uid),
+                'expires_at', v_invite.expires_at));
     end if;
     perform private.audit('pair_invite.create', 'created', 200, v_invite.id,
         pg_catalog.jsonb_build_object('event_id', v_event.id, 'emailed', v_email is not null));
