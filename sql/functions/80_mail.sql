@@ -14,7 +14,8 @@ set search_path = ''
 as $$
     select m.id, m.to_email, m.template, m.data, m.attempts
     from app.mail_outbox m
-    where m.sent_at is null and m.cancelled_at is null and m.send_after <= pg_catalog.now()
+    where m.sent_at is null and m.cancelled_at is null and m.failed_at is null
+      and m.send_after <= pg_catalog.now()
     order by m.send_after, m.id
     limit 1
     for update skip locked
@@ -36,21 +37,40 @@ grant execute on function private.mail_sent(uuid) to service_role;
 
 /**
  * Records a failed delivery and schedules the next try with exponential
- * backoff: 2^attempts seconds, at most max_backoff seconds.
+ * backoff: 2^attempts seconds, at most max_backoff seconds. After
+ * max_attempts tries, or at once when the failure is permanent (a message
+ * that can never be built or sent), the message is marked failed and never
+ * tried again.
  */
-create function private.mail_failed(id uuid, error text, max_backoff integer default 300)
-returns void
+create function private.mail_failed(
+    id uuid, error text, max_backoff integer default 300, max_attempts integer default 8,
+    permanent boolean default false
+) returns void
 language sql volatile security definer
 set search_path = ''
 as $$
     update app.mail_outbox m
     set attempts = m.attempts + 1,
         last_error = pg_catalog.left(error, 500),
+        failed_at = case when permanent or m.attempts + 1 >= greatest(max_attempts, 1)
+                         then pg_catalog.now() end,
         send_after = pg_catalog.now() + pg_catalog.make_interval(
             secs => least(pg_catalog.power(2, least(m.attempts, 20)), greatest(max_backoff, 1)))
     where m.id = mail_failed.id
 $$;
-grant execute on function private.mail_failed(uuid, text, integer) to service_role;
+grant execute on function private.mail_failed(uuid, text, integer, integer, boolean)
+    to service_role;
+
+/**
+ * Messages given up on (marked failed), for metrics and operators.
+ */
+create function private.mail_failed_count() returns bigint
+language sql stable security definer
+set search_path = ''
+as $$
+    select pg_catalog.count(*) from app.mail_outbox m where m.failed_at is not null
+$$;
+grant execute on function private.mail_failed_count() to service_role;
 
 /**
  * Messages waiting to be sent (for metrics and operators).
@@ -59,7 +79,8 @@ create function private.mail_queue_depth() returns bigint
 language sql stable security definer
 set search_path = ''
 as $$
-    select pg_catalog.count(*) from app.mail_outbox m where m.sent_at is null and m.cancelled_at is null
+    select pg_catalog.count(*) from app.mail_outbox m
+    where m.sent_at is null and m.cancelled_at is null and m.failed_at is null
 $$;
 grant execute on function private.mail_queue_depth() to service_role;
 
@@ -81,7 +102,10 @@ $$;
 
 /**
  * Queues an invitation message to `email` unless its recipient stopped
- * invitations. Returns whether it was queued; callers must not let the answer
+ * invitations or already got the most invitation messages the 'invite_mail'
+ * limit allows in its window (app.rate_limits: per address, from all inviters
+ * together; counted under the address's lock, so concurrent inviters cannot
+ * overrun it). Returns whether it was queued; callers must not let the answer
  * show it (the inviter learns nothing about the address).
  */
 create function private.queue_invite_mail(email text, template text, data jsonb)
@@ -90,9 +114,18 @@ language plpgsql volatile
 as $$
 declare
     v_email text := pg_catalog.lower(email);
+    v_limit app.rate_limits;
 begin
     perform private.lock_mail_recipient(v_email);
     if exists (select from app.mail_stops s where s.email = v_email) then
+        return false;
+    end if;
+    select * into v_limit from app.rate_limits l where l.bucket = 'invite_mail';
+    if found and (
+        select pg_catalog.count(*) from app.mail_outbox m
+        where m.to_email = v_email and m.template = queue_invite_mail.template
+          and m.created_at > pg_catalog.now() - pg_catalog.make_interval(secs => v_limit.window_seconds)
+    ) >= v_limit.max_attempts then
         return false;
     end if;
     insert into app.mail_outbox (to_email, template, data)
