@@ -6,15 +6,15 @@
 
 -- Names and titles: no control characters (C0, DEL, C1, line and paragraph
 -- separators, bidirectional overrides and isolates). Existing values are
--- cleaned first: each run of them becomes one space.
+-- cleaned first: each run of them, with the spaces around it, becomes one space.
 update app.profiles p set display_name = coalesce(nullif(pg_catalog.btrim(pg_catalog.regexp_replace(
-    p.display_name, '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+', ' ', 'g')), ''), 'user')
+    p.display_name, '\s*[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+\s*', ' ', 'g')), ''), 'user')
 where p.display_name ~ '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]';
 update app.groups g set name = coalesce(nullif(pg_catalog.btrim(pg_catalog.regexp_replace(
-    g.name, '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+', ' ', 'g')), ''), 'group')
+    g.name, '\s*[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+\s*', ' ', 'g')), ''), 'group')
 where g.name ~ '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]';
 update app.events e set title = coalesce(nullif(pg_catalog.btrim(pg_catalog.regexp_replace(
-    e.title, '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+', ' ', 'g')), ''), 'event')
+    e.title, '\s*[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+\s*', ' ', 'g')), ''), 'event')
 where e.title ~ '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]';
 alter table app.profiles add constraint profiles_display_name_plain
     check (display_name !~ '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]');

@@ -1,14 +1,14 @@
 -- Profiles: created for every new account, read and renamed by their owner.
 
 /**
- * `value` with each run of control characters (private.has_control_chars)
- * made one space.
+ * `value` with each run of control characters (private.has_control_chars),
+ * with the spaces around it, made one space.
  */
 create function private.strip_control_chars(value text) returns text
 language sql immutable
 as $$
     select pg_catalog.regexp_replace(value,
-        '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+', ' ', 'g')
+        '\s*[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+\s*', ' ', 'g')
 $$;
 
 /**
