@@ -12,7 +12,7 @@
 -- Items 10, 11 and the refusal counts of 14 are in test_group_invites.sql,
 -- test_like_groups.sql and test_rate_limit_audit.sql.
 begin;
-select plan(46);
+select plan(52);
 
 do $grant$
 declare
@@ -42,6 +42,8 @@ insert into auth.users (id, email, raw_user_meta_data) values
      jsonb_build_object('display_name', E'\r\n\t'));
 insert into app.events (id, creator_id, title) values
     ('c7100000-0000-4000-8000-000000000001', 'c7000000-0000-4000-8000-000000000009', 'Hard Cup');
+insert into app.event_authors (event_id, user_id) values
+    ('c7100000-0000-4000-8000-000000000001', 'c7000000-0000-4000-8000-000000000009');
 insert into app.friendships (user_low, user_high, requester_id, status) values
     ('c7000000-0000-4000-8000-000000000006', 'c7000000-0000-4000-8000-000000000008',
      'c7000000-0000-4000-8000-000000000008', 'accepted');
@@ -221,6 +223,46 @@ select is_empty(
       join app.event_authors a on a.event_id = m.event_id and a.user_id = m.user_id
       where m.pending$$,
     'nobody is both an author and a member of a pending like group of one event');
+
+-- ---------------------------------------------------------------------------
+-- 11. Removing members: outsiders learn neither existence nor state
+-- ---------------------------------------------------------------------------
+
+set local role authenticated;
+select test_support.sign_in('c7000000-0000-4000-8000-000000000009');
+select is(api.reject_like_group(test_support.id('lg')) ->> 'status', 'rejected',
+    'organizer: rejects the group (it is no longer pending)');
+select test_support.sign_in('c7000000-0000-4000-8000-000000000005');
+select throws_ok(format('select api.remove_like_group_member(%L, %L)', test_support.id('lg'),
+    'c7000000-0000-4000-8000-000000000005'), 'PT404', 'Like group not found.',
+    'outsider: removing themself from a decided group they are not in is 404, not its state');
+select throws_ok(format('select api.remove_like_group_member(%L, %L)', gen_random_uuid(),
+    'c7000000-0000-4000-8000-000000000005'), 'PT404', 'Like group not found.',
+    'outsider: exactly as for a group that does not exist');
+select test_support.sign_in('c7000000-0000-4000-8000-000000000008');
+select throws_ok(format('select api.remove_like_group_member(%L, %L)', test_support.id('lg'),
+    'c7000000-0000-4000-8000-000000000008'), 'PT400', null,
+    'leader: a member still learns the state (400)');
+reset role;
+
+-- ---------------------------------------------------------------------------
+-- 10. revoke_group_invite is counted and audited
+-- ---------------------------------------------------------------------------
+
+set local role authenticated;
+select test_support.sign_in('c7000000-0000-4000-8000-000000000004');
+select is(
+    array(select test_support.sc(test_support.attempt(format('api.revoke_group_invite(%L)', gen_random_uuid())))
+          from generate_series(1, 21)),
+    array_fill('404 PT404'::text, array[20]) || '429 PT429'::text,
+    'prober: twenty unknown codes are 404, the twenty-first revocation in a minute is 429');
+reset role;
+select results_eq(
+    $$select outcome, status, count(*) from app.audit_log
+      where actor_id = 'c7000000-0000-4000-8000-000000000004' and action = 'group_invite.revoke'
+      group by 1, 2 order by 1$$,
+    $$values ('not_found'::text, 404, 20::bigint), ('rate_limited', 429, 1::bigint)$$,
+    'prober: every revocation attempt is audited, the refused one too');
 
 -- ---------------------------------------------------------------------------
 -- 13. A pair-invite token works only for the person it was issued to
