@@ -91,9 +91,12 @@ $$;
  * check constraints use the same pattern.)
  */
 create function private.has_control_chars(value text) returns boolean
-language sql immutable
+language plpgsql immutable
+set search_path = ''
 as $$
-    select value ~ '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]'
+begin
+    return value ~ '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]';
+end;
 $$;
 
 /**
@@ -175,6 +178,7 @@ create function private.audit_refusal(
     action text, outcome text, status integer, window_seconds integer, subject_id uuid default null
 ) returns void
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_uid uuid := auth.uid();

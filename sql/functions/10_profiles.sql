@@ -5,10 +5,13 @@
  * with the spaces around it, made one space.
  */
 create function private.strip_control_chars(value text) returns text
-language sql immutable
+language plpgsql immutable
+set search_path = ''
 as $$
-    select pg_catalog.regexp_replace(value,
-        '\s*[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+\s*', ' ', 'g')
+begin
+    return pg_catalog.regexp_replace(value,
+        '\s*[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+\s*', ' ', 'g');
+end;
 $$;
 
 /**

@@ -187,15 +187,18 @@ grant execute on function api.cancel_registration(uuid) to authenticated, servic
  * control characters: the address is the message's one envelope recipient.
  */
 create function private.is_single_email(email text) returns boolean
-language sql immutable
+language plpgsql immutable
+set search_path = ''
 as $$
-    select coalesce(
+begin
+    return coalesce(
         pg_catalog.length(email) <= 254
         and pg_catalog.length(pg_catalog.split_part(email, '@', 1)) <= 64
         and email ~ ('^[A-Za-z0-9#$&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9#$&''*+/=?^_`{|}~-]+)*'
                      '@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
                      '(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$'),
-        false)
+        false);
+end;
 $$;
 
 /**
@@ -346,10 +349,13 @@ $$;
  * Whom a pair-invite token was issued to (join_pair_invite's caller), or null.
  */
 create function private.pair_token_issued_to(token text) returns uuid
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select t.issued_to from app.pair_invite_tokens t
-    where t.token_hash = private.hash_secret(coalesce(token, ''))
+begin
+    return (select t.issued_to from app.pair_invite_tokens t
+            where t.token_hash = private.hash_secret(coalesce(token, '')));
+end;
 $$;
 
 /**

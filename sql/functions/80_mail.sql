@@ -94,10 +94,13 @@ grant execute on function private.mail_queue_depth() to service_role;
  * stopping) for the rest of the transaction.
  */
 create function private.lock_mail_recipient(email text) returns void
-language sql volatile
+language plpgsql volatile
+set search_path = ''
 as $$
-    select pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtextextended('mail_recipient/' || pg_catalog.lower(email), 0))
+begin
+    perform pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtextextended('mail_recipient/' || pg_catalog.lower(email), 0));
+end;
 $$;
 
 /**
@@ -111,6 +114,7 @@ $$;
 create function private.queue_invite_mail(email text, template text, data jsonb)
 returns boolean
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_email text := pg_catalog.lower(email);

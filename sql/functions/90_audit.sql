@@ -12,6 +12,7 @@
 create function private.audit_add_partitions(months_ahead integer default 3)
 returns setof text
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_month timestamptz;
@@ -47,6 +48,7 @@ $$;
  */
 create function private.audit_prune(older_than interval) returns setof text
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_cutoff timestamptz := pg_catalog.now() - older_than;
