@@ -37,7 +37,7 @@ class Access:
         self.streams = 0
         self.sockets = 0
         self.per_user: Counter[str] = Counter()
-        self._checks = asyncio.Semaphore(settings.realtime_auth_concurrency)
+        self._checks = asyncio.Semaphore(max(1, settings.realtime_auth_concurrency))
 
     @staticmethod
     def user_key(claims: dict[str, Any]) -> str:
