@@ -37,6 +37,15 @@ class Settings:
     app_url: str
     mail_poll_seconds: float
     mail_retry_max: int
+    # Pages: where "Sign in" goes (redirect_to is added); the connection the
+    # development sign-in creates users with (used only with DEV_JWT_SECRET).
+    sign_in_url: str | None = None
+    admin_database_url: str = DEV_DATABASE_URL
+
+    @property
+    def dev_sign_in(self) -> bool:
+        """The development sign-in exists only while the development secret is in use."""
+        return self.jwt_secret == DEV_JWT_SECRET
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -70,6 +79,8 @@ class Settings:
             app_url=_env("APP_URL", "http://127.0.0.1:8000") or "",
             mail_poll_seconds=float(_env("MAIL_POLL_SECONDS", "5") or 5),
             mail_retry_max=int(_env("MAIL_RETRY_MAX", "300") or 300),
+            sign_in_url=_env("SIGN_IN_URL"),
+            admin_database_url=_env("DATABASE_URL", DEV_DATABASE_URL) or DEV_DATABASE_URL,
         )
 
 
