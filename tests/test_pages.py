@@ -192,7 +192,7 @@ def test_scanner_changes_nothing(api: httpx.Client, site: GatewayProcess, make_u
 
     # A session but no click: only what a preview records (one join_code hit, one
     # audit entry pair_invite.preview/shown); no token, no answer, no registration.
-    page = scanner.open(signed_in(url, invitee))
+    page = person().open(signed_in(url, invitee))
     wait_for_text(page, "#invite h2", "Scanner Host invites you")
     page.wait_for_timeout(3000)
     after = state(admin, invite["id"], people)
@@ -346,6 +346,6 @@ def test_code_typed_by_hand(api: httpx.Client, site: GatewayProcess, make_user, 
     invite = code_invite(api, inviter, make_event(api, inviter))
     page = person().open(signed_in(f"{site.url}/", invitee))
     code = invite["short_code"]
-    page.get_by_label("Invitation code").fill(f" {code[:4].lower()} - {code[4:].lower()} ")
+    page.get_by_role("textbox", name="Invitation code").fill(f" {code[:4].lower()} - {code[4:].lower()} ")
     page.get_by_role("button", name="Show the invitation").click()
     wait_for_text(page, "#invite h2", "Typed Host invites you")
