@@ -5,13 +5,18 @@ test-output/pages/, and axe-core checks."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+if TYPE_CHECKING:
+    from conftest import User
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-output" / "pages"
@@ -22,8 +27,8 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1100, "height": 900}
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture(scope="session", name="browser")
+def browser_fixture() -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
     with sync_playwright() as playwright:
@@ -72,3 +77,40 @@ def serious_violations(page: Page) -> list[dict[str, Any]]:
          "nodes": [n["target"] for n in v["nodes"]]}
         for v in results.response["violations"] if v["impact"] in ("serious", "critical")
     ]
+
+
+@pytest.fixture(name="person")
+def person_fixture(browser: Browser) -> Iterator[Callable[..., Person]]:
+    people: list[Person] = []
+
+    def factory(**kwargs: Any) -> Person:
+        people.append(Person(browser, **kwargs))
+        return people[-1]
+
+    yield factory
+    for p in people:
+        p.close()
+
+
+def signed_in(url: str, user: User) -> str:
+    """The URL as a Supabase Auth redirect would give it: the token in the fragment."""
+    return f"{url}#access_token={user.token}&token_type=bearer&expires_in=3600"
+
+
+def make_event(api: httpx.Client, user: User, title: str = "Autumn padel",
+               capacity: int = 20) -> str:
+    deadline = (datetime.now(UTC) + timedelta(days=5)).isoformat()
+    response = api.post("/rest/v1/rpc/create_event", headers=user.headers, json={
+        "title": title, "registration_deadline": deadline, "capacity": capacity})
+    assert response.status_code == 200, response.text
+    return str(response.json()["id"])
+
+
+def code_invite(api: httpx.Client, user: User, event_id: str,
+                email: str | None = None) -> dict[str, Any]:
+    args: dict[str, Any] = {"event_id": event_id}
+    if email:
+        args["invitee_email"] = email
+    response = api.post("/rest/v1/rpc/create_pair_invite", headers=user.headers, json=args)
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -9,23 +9,30 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 import psycopg
 import pytest
 
-from browser import Person, browser, screenshot  # noqa: F401  (fixture)
+from browser import (  # noqa: F401  (fixtures)
+    browser_fixture,
+    code_invite,
+    make_event,
+    person_fixture,
+    screenshot,
+    signed_in,
+)
 from conftest import GatewayProcess, free_port, start_gateway, stop_gateway
 from smtp_sink import SmtpSink, wait_until
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Page
 
-    from conftest import User
 
+SIGN_IN_URL = "https://auth.example/sign-in"
 UNAVAILABLE = ("This invitation code cannot be used: it may be mistyped, expired or revoked, "
                "or the invitation was already answered.")
 
@@ -44,7 +51,7 @@ def site(database_url: str, sink: SmtpSink,
     proc = start_gateway(
         database_url, tmp_path_factory.mktemp("pages") / "gateway.log", port=port,
         APP_URL=f"http://127.0.0.1:{port}", SMTP_URL=f"smtp://127.0.0.1:{sink.port}",
-        MAIL_POLL_SECONDS="0.5")
+        MAIL_POLL_SECONDS="0.5", SIGN_IN_URL=SIGN_IN_URL)
     yield proc
     stop_gateway(proc)
 
@@ -53,43 +60,6 @@ def site(database_url: str, sink: SmtpSink,
 def api(site: GatewayProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=site.url, timeout=30) as http:
         yield http
-
-
-@pytest.fixture
-def person(browser: Browser) -> Iterator[Callable[..., Person]]:  # noqa: F811
-    people: list[Person] = []
-
-    def factory(**kwargs: Any) -> Person:
-        people.append(Person(browser, **kwargs))
-        return people[-1]
-
-    yield factory
-    for p in people:
-        p.close()
-
-
-def signed_in(url: str, user: User) -> str:
-    """The URL as a Supabase Auth redirect would give it: the token in the fragment."""
-    return f"{url}#access_token={user.token}&token_type=bearer&expires_in=3600"
-
-
-def make_event(api: httpx.Client, user: User, title: str = "Autumn padel",
-               capacity: int = 20) -> str:
-    deadline = (datetime.now(UTC) + timedelta(days=5)).isoformat()
-    response = api.post("/rest/v1/rpc/create_event", headers=user.headers, json={
-        "title": title, "registration_deadline": deadline, "capacity": capacity})
-    assert response.status_code == 200, response.text
-    return str(response.json()["id"])
-
-
-def code_invite(api: httpx.Client, user: User, event_id: str,
-                email: str | None = None) -> dict[str, Any]:
-    args: dict[str, Any] = {"event_id": event_id}
-    if email:
-        args["invitee_email"] = email
-    response = api.post("/rest/v1/rpc/create_pair_invite", headers=user.headers, json=args)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def state(admin: psycopg.Connection, invite_id: str, users: list[str]) -> dict[str, Any]:
@@ -186,6 +156,8 @@ def test_scanner_changes_nothing(api: httpx.Client, site: GatewayProcess, make_u
     page.wait_for_timeout(3000)
     assert "Sign in to see this and answer it." in invite_text(page)
     assert page.get_by_role("button", name="Accept").count() == 0
+    assert page.locator("#invite a").get_attribute("href") == (
+        f"{SIGN_IN_URL}?redirect_to={quote(url, safe='')}")
     screenshot(page, "accept-signed-out")
     assert state(admin, invite["id"], people) == before
     assert admin.execute("select count(*) from app.audit_log").fetchone() == everyone
@@ -205,8 +177,14 @@ def test_decline(api: httpx.Client, site: GatewayProcess, make_user, admin, pers
     inviter, invitee = make_user("Decline Host"), make_user()
     event_id = make_event(api, inviter)
     invite = code_invite(api, inviter, event_id)
-    page = person().open(signed_in(
-        f"{site.url}/invite/accept?code={invite['short_code'].lower()}", invitee))
+    # Signed in as supabase-js keeps a session: a JSON object in localStorage.
+    guest = person()
+    page = guest.open(f"{site.url}/")
+    page.evaluate("([key, session]) => localStorage.setItem(key, JSON.stringify(session))", [
+        "sb-abcdefghijklmnop-auth-token",
+        {"access_token": invitee.token, "token_type": "bearer", "expires_in": 3600,
+         "refresh_token": "r", "user": {"id": invitee.id, "email": invitee.email}}])
+    page = guest.open(f"{site.url}/invite/accept?code={invite['short_code'].lower()}")
     page.get_by_role("button", name="Decline").click()
     wait_for_text(page, "#invite", "You declined the invitation. Nobody was registered.")
     assert admin.execute("select status, invitee_id::text from app.pair_invites where id = %s",
@@ -346,6 +324,7 @@ def test_code_typed_by_hand(api: httpx.Client, site: GatewayProcess, make_user, 
     invite = code_invite(api, inviter, make_event(api, inviter))
     page = person().open(signed_in(f"{site.url}/", invitee))
     code = invite["short_code"]
-    page.get_by_role("textbox", name="Invitation code").fill(f" {code[:4].lower()} - {code[4:].lower()} ")
+    typed = f" {code[:4].lower()} - {code[4:].lower()} "
+    page.get_by_role("textbox", name="Invitation code").fill(typed)
     page.get_by_role("button", name="Show the invitation").click()
     wait_for_text(page, "#invite h2", "Typed Host invites you")
