@@ -1,6 +1,7 @@
 // /docs: Swagger UI (served by this gateway from the installed package) over
-// /openapi.json. No validator badge: it would call another origin.
-import { start } from "./common.js";
+// /openapi.json. No validator badge: it would call another origin. "Try it out"
+// sends the signed-in person's token unless one was given with Authorize.
+import { session, start } from "./common.js";
 
 start();
 window.SwaggerUIBundle({
@@ -8,5 +9,9 @@ window.SwaggerUIBundle({
   dom_id: "#swagger-ui",
   validatorUrl: null,
   deepLinking: false,
-  tryItOutEnabled: false,
+  requestInterceptor: (request) => {
+    const who = session();
+    if (who && !request.headers.Authorization) request.headers.Authorization = `Bearer ${who.token}`;
+    return request;
+  },
 });
