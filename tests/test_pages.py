@@ -228,7 +228,7 @@ def test_wrong_signed_in_email(api: httpx.Client, site: GatewayProcess, make_use
     wait_for_text(page, "#invite", "sent to another email address")
     assert invite_text(page) == (
         f"This invitation was sent to another email address than {other.email}. "
-        "Sign in with the address it was sent to.")
+        "Sign in with the address it was sent to.\nSign out and use another account")
     screenshot(page, "accept-wrong-email")
     assert admin.execute("select status from app.pair_invites where id = %s",
                          (invite["id"],)).fetchone() == ("sent",)

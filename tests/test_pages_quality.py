@@ -144,8 +144,8 @@ def test_language_from_accept_language(client: httpx.Client) -> None:
     assert '<html lang="ca">' in forced.text
 
 
-def _check(page: Page, name: str, problems: list[str]) -> None:
-    screenshot(page, name)
+def _check(page: Page, name: str, problems: list[str], full_page: bool = True) -> None:
+    screenshot(page, name, full_page=full_page)
     found = serious_violations(page)
     assert found == [], (name, [(v["id"], v["nodes"][:3], len(v["nodes"])) for v in found])
     assert problems == [], name
@@ -172,7 +172,7 @@ def test_every_page_passes_axe_and_is_pictured(client: httpx.Client, gateway: Ga
         page = visitor.open(f"{base}/docs")
         page.locator(".swagger-ui .opblock").first.wait_for(timeout=20_000)
         assert page.locator(".swagger-ui .opblock").count() > 20
-        _check(page, f"docs{width}", visitor.problems)
+        _check(page, f"docs{width}", visitor.problems, full_page=False)
 
         page = visitor.open(f"{base}/invite/accept?code={invite['short_code']}")
         page.get_by_text("Sign in to see this and answer it.").wait_for()

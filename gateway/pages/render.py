@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,12 @@ def sign_in_url(settings: Settings) -> str:
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     settings = settings_of(request)
     lang = i18n.choose(request)
+    other = "ca" if lang == "en" else "en"
+    # The language switch keeps the page's own parameters (a code, a token).
+    query = {**dict(request.query_params), "lang": other}
     html = env.get_template(template).render(
         lang=lang, t=i18n.catalogue(lang), dev=settings.dev_sign_in,
-        sign_in_url=sign_in_url(settings), other_lang="ca" if lang == "en" else "en",
+        sign_in_url=sign_in_url(settings), other_lang=other,
+        lang_href="?" + urllib.parse.urlencode(query),
         **context)
     return HTMLResponse(html, status, headers=headers.PAGE)

@@ -1,7 +1,7 @@
 // /invite/accept?code=...: preview (no token, nothing answered), then Accept or
 // Decline on a person's click only.
 import {
-  busy, commonError, el, facts, formatDate, message, rpc, session, signInPrompt, start, t,
+  busy, commonError, el, facts, formatDate, message, rpc, session, signInPrompt, signOut, start, t,
 } from "./common.js";
 
 const box = document.getElementById("invite");
@@ -30,17 +30,29 @@ function show(...nodes) {
   box.replaceChildren(...nodes);
 }
 
+/** A refusal; for the wrong account, a way to switch. */
+function showFailure(result) {
+  const nodes = [message("error", failure(result))];
+  if (result.body?.details === "other_addressee" || result.status === 401) {
+    const out = el("button", { type: "button", class: "secondary", id: "switch-account" },
+      t("use_other_account"));
+    out.addEventListener("click", signOut);
+    nodes.push(out);
+  }
+  show(...nodes);
+}
+
 async function answer(kind, preview) {
   // A token is asked for only now, on the click, and kept in this function.
   const joined = await rpc("join_pair_invite", { code });
   if (joined.status !== 200) {
-    show(message("error", failure(joined)));
+    showFailure(joined);
     return;
   }
   const fn = kind === "accept" ? "accept_pair_invite" : "decline_pair_invite";
   const result = await rpc(fn, { token: joined.body.token });
   if (result.status !== 200) {
-    show(message("error", failure(result)));
+    showFailure(result);
     return;
   }
   if (kind === "decline") {
@@ -70,7 +82,7 @@ async function main() {
   }
   const preview = await rpc("preview_pair_invite", { code });
   if (preview.status !== 200) {
-    show(message("error", failure(preview)));
+    showFailure(preview);
     return;
   }
   const p = preview.body;
