@@ -37,6 +37,8 @@ class Settings:
     app_url: str
     mail_poll_seconds: float
     mail_retry_max: int
+    mail_max_attempts: int
+    audit_retention_days: int
     # Pages: where "Sign in" goes (redirect_to is added); the connection the
     # development sign-in creates users with (used only with DEV_JWT_SECRET).
     sign_in_url: str | None = None
@@ -79,6 +81,8 @@ class Settings:
             app_url=_env("APP_URL", "http://127.0.0.1:8000") or "",
             mail_poll_seconds=float(_env("MAIL_POLL_SECONDS", "5") or 5),
             mail_retry_max=int(_env("MAIL_RETRY_MAX", "300") or 300),
+            mail_max_attempts=int(_env("MAIL_MAX_ATTEMPTS", "8") or 8),
+            audit_retention_days=int(_env("AUDIT_RETENTION_DAYS", "365") or 365),
             sign_in_url=_env("SIGN_IN_URL"),
             admin_database_url=_env("DATABASE_URL", DEV_DATABASE_URL) or DEV_DATABASE_URL,
         )
