@@ -27,8 +27,10 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1100, "height": 900}
 
 
-@pytest.fixture(scope="session", name="browser")
+@pytest.fixture(scope="module", name="browser")
 def browser_fixture() -> Iterator[Browser]:
+    """One Chromium per test module, closed after it: Playwright's sync API keeps an
+    event loop of its own while it runs, which other modules' asyncio must not meet."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
     with sync_playwright() as playwright:

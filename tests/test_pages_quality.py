@@ -25,7 +25,6 @@ from browser import (  # noqa: F401  (fixtures)
     browser_fixture,
     code_invite,
     make_event,
-    person_fixture,
     screenshot,
     serious_violations,
     signed_in,
