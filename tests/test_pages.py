@@ -254,6 +254,15 @@ def test_inviter_opens_own_link_and_full_event(api: httpx.Client, site: GatewayP
     assert admin.execute("select status from app.pair_invites where id = %s",
                          (invite["id"],)).fetchone() == ("sent",)
 
+    # The deadline passes while the invitation is still open.
+    admin.execute("update app.events set seats_taken = 0, registration_deadline = now() "
+                  "- interval '1 minute' where id = %s", (event_id,))
+    page = person().open(signed_in(url, invitee))
+    page.get_by_role("button", name="Accept").click()
+    wait_for_text(page, "#invite", "The registration deadline for this event has passed.")
+    assert admin.execute("select count(*) from app.registrations where event_id = %s",
+                         (event_id,)).fetchone() == (0,)
+
 
 def test_group_join(api: httpx.Client, site: GatewayProcess, make_user, admin, person) -> None:
     owner, joiner = make_user("Group Owner"), make_user()
@@ -359,3 +368,36 @@ def test_stop_invitations_from_the_mail(api: httpx.Client, site: GatewayProcess,
     page = reader.open(f"{site.url}/invite/stop?token=not-a-real-token")
     page.get_by_role("button", name="Stop invitations to this address").click()
     wait_for_text(page, "#stop-result", "This link is not valid. Check that it was copied whole.")
+
+
+def test_event_page_code_copy_revoke_and_received(api: httpx.Client, site: GatewayProcess,
+                                                  make_user, admin, person) -> None:
+    inviter, partner = make_user("Copy Host"), make_user("Rita Soler")
+    event_id = make_event(api, inviter, title="Lliga de dijous")
+    host = person()
+    host.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
+    page = host.open(signed_in(f"{site.url}/events/{event_id}", inviter))
+    page.get_by_role("button", name="Register with a partner").click()
+    page.get_by_role("button", name="Make a code to share").click()
+    code_box = page.locator("#share-code")
+    code_box.filter(has_text=re.compile(r"^[2-9A-HJKMNP-Z]{8}$")).wait_for()
+    code = code_box.inner_text()
+    page.get_by_role("button", name="Copy").click()
+    page.get_by_text("Copied.").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == (
+        f"{site.url}/invite/accept?code={code}")
+    page.keyboard.press("Escape")  # the dialog closes with the keyboard
+    assert not page.locator("#pair-dialog").is_visible()
+    row = page.locator("#sent li", has_text=f"Code {code}")
+    row.get_by_role("button", name="Revoke").click()
+    wait_for_text(page, "#sent li", "revoked")
+    assert page.locator("#event-status").inner_text() == "Invitation revoked."
+    assert admin.execute("select status from app.pair_invites where short_code = %s",
+                         (code,)).fetchone() == ("revoked",)
+
+    # An invitation by email shows on the partner's page of the event as received.
+    code_invite(api, inviter, event_id, email=partner.email)
+    page = person().open(signed_in(f"{site.url}/events/{event_id}", partner))
+    wait_for_text(page, "#received li", "From Copy Host")
+    assert "waiting for an answer" in page.locator("#received").inner_text()
+    assert page.locator("#sent").inner_text() == "None yet."
