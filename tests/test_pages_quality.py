@@ -269,3 +269,16 @@ def test_dev_sign_in_with_the_development_secret(dev_site: GatewayProcess, admin
     page.get_by_role("heading", name="Dev cup").wait_for()
     assert re.fullmatch(rf"{dev_site.url}/events/[0-9a-f-]{{36}}", page.url)
     assert visitor.problems == []
+
+
+def test_api_explorer_tries_a_call(gateway: GatewayProcess, person) -> None:
+    visitor = person()
+    page = visitor.open(f"{gateway.url}/docs")
+    page.locator(".opblock-summary", has_text="/healthz").first.click()
+    page.get_by_role("button", name="Try it out").click()
+    page.get_by_role("button", name="Execute").click()
+    status = page.locator(".live-responses-table tbody .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip() == "200"
+    assert '"database": true' in page.locator(".live-responses-table tbody").inner_text()
+    assert visitor.problems == []
