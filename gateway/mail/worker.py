@@ -68,11 +68,16 @@ class Undeliverable(ValueError):
     """A message that can never be built or sent: marked failed at once."""
 
 
+def is_plain_address(address: object) -> bool:
+    """Exactly one plain address (the rule of private.is_single_email)."""
+    return (isinstance(address, str) and len(address) <= 254
+            and _ADDRESS.fullmatch(address) is not None and len(address.split("@")[0]) <= 64)
+
+
 def envelope_recipient(address: str) -> str:
     """The one envelope recipient of a message, or Undeliverable: never a list,
     never anything a mail server could read as several addresses."""
-    if (not isinstance(address, str) or len(address) > 254
-            or not _ADDRESS.fullmatch(address) or len(address.split("@")[0]) > 64):
+    if not is_plain_address(address):
         raise Undeliverable("the recipient is not exactly one plain address")
     return address
 
@@ -170,7 +175,7 @@ class Mailer:
             if message is None:
                 return False
             stop_token = None
-            if message["template"] == "pair_invite":
+            if message["template"] == "pair_invite" and is_plain_address(message["to_email"]):
                 row = await (await conn.execute("select private.mail_stop_token(%s)",
                                                 (message["to_email"],))).fetchone()
                 stop_token = row[0] if row else None
@@ -192,9 +197,9 @@ class Mailer:
         return True
 
     def deliver(self, message: dict[str, Any], stop_token: str | None = None) -> None:
+        recipient = envelope_recipient(message["to_email"])
         subject, text, body = render(message["template"], message["data"], self.app_url,
                                      stop_token)
-        recipient = envelope_recipient(message["to_email"])
         mail = EmailMessage()
         mail["From"] = self.mail_from
         mail["To"] = recipient

@@ -171,8 +171,8 @@ insert into app.mail_outbox (id, to_email, template, data, attempts) values
     ('c7200000-0000-4000-8000-000000000002', 'broken@example.com', 'pair_invite', '{}', 0),
     ('c7200000-0000-4000-8000-000000000003', 'fine@example.com', 'pair_invite', '{}', 0);
 set local role service_role;
-select private.mail_failed('c7200000-0000-4000-8000-000000000001', 'try 7', 300, 8);
-select private.mail_failed('c7200000-0000-4000-8000-000000000002', 'cannot build', 300, 8, true);
+do $$ begin perform private.mail_failed('c7200000-0000-4000-8000-000000000001', 'try 7', 300, 8); end $$;
+do $$ begin perform private.mail_failed('c7200000-0000-4000-8000-000000000002', 'cannot build', 300, 8, true); end $$;
 reset role;
 select results_eq(
     $$select id, attempts, failed_at is not null from app.mail_outbox order by id$$,
@@ -182,7 +182,7 @@ select results_eq(
     'worker: the seventh failure of eight allowed is retried; a permanent failure is failed at once');
 update app.mail_outbox set send_after = now() - interval '1 second';
 set local role service_role;
-select private.mail_failed('c7200000-0000-4000-8000-000000000001', 'try 8', 300, 8);
+do $$ begin perform private.mail_failed('c7200000-0000-4000-8000-000000000001', 'try 8', 300, 8); end $$;
 select results_eq($$select to_email from private.mail_claim()$$, $$values ('fine@example.com'::text)$$,
     'worker: after the eighth failure the message is failed; failed messages are never claimed');
 select is(private.mail_failed_count(), 2::bigint, 'worker: two messages are counted as failed');
