@@ -282,3 +282,13 @@ def test_api_explorer_tries_a_call(gateway: GatewayProcess, person) -> None:
     assert status.inner_text().strip() == "200"
     assert '"database": true' in page.locator(".live-responses-table tbody").inner_text()
     assert visitor.problems == []
+
+
+def test_dev_sign_in_returns_only_to_this_site() -> None:
+    from gateway.pages.devsignin import safe_redirect
+
+    assert safe_redirect("/invite/accept?code=AB12") == "/invite/accept?code=AB12"
+    assert safe_redirect("/events/1#access_token=old") == "/events/1"
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example",
+                   "javascript:alert(1)", "evil.example", "", "http:/x"):
+        assert safe_redirect(target) == "/", target
