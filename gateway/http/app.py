@@ -250,22 +250,25 @@ async def metrics(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
-    down = json_response({"status": "unavailable", "database": False}, 503,
-                         {"Retry-After": "2"})
     if gw.breaker.open:
-        return down
+        return _unhealthy()
     try:
         async with gw.pool.connection(timeout=2) as conn:
             await conn.execute("select 1")
     except PoolTimeout:
         gw.breaker.suspect()
-        return down
+        return _unhealthy()
     except psycopg.OperationalError:
         gw.breaker.failed()
-        return down
+        return _unhealthy()
     except Exception:  # any failure means not healthy
-        return down
+        return _unhealthy()
     return json_response({"status": "ok", "database": True})
+
+
+def _unhealthy() -> Response:
+    return json_response({"status": "unavailable", "database": False}, 503,
+                         {"Retry-After": "2"})
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
