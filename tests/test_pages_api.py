@@ -11,6 +11,7 @@ import httpx
 
 from browser import code_invite, make_event
 from conftest import GatewayProcess
+from smtp_sink import wait_until
 
 
 def test_concurrent_previews_are_counted_once_each(gateway: GatewayProcess, client: httpx.Client,
@@ -43,7 +44,12 @@ def test_codes_in_page_addresses_stay_out_of_the_log(gateway: GatewayProcess,
     for path in (f"/invite/accept?code={secrets[0]}", f"/join?code={secrets[1]}",
                  f"/invite/stop?token={secrets[2]}"):
         assert client.get(path).status_code == 200
-    log = gateway.log()
-    assert '"route":"/invite/accept"' in log and '"route":"/invite/stop"' in log
+    # The access-log line is written once the answer has gone out: wait for it.
+    def logged() -> str:
+        text = gateway.log()
+        routes = ("/invite/accept", "/join", "/invite/stop")
+        return text if all(f'"route":"{route}"' in text for route in routes) else ""
+
+    log = wait_until(logged, timeout=10, what="the pages' access-log lines")
     for secret in secrets:
         assert secret.lower() not in log.lower()
