@@ -17,6 +17,7 @@ import httpx
 import psycopg
 import pytest
 
+from browser import browser_fixture, person_fixture  # noqa: F401  (the page tests' fixtures)
 from gateway.jwt_auth import mint
 from gateway.settings import authenticator_url
 

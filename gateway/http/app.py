@@ -24,6 +24,7 @@ from .. import db
 from ..breaker import Breaker
 from ..jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from ..mail.worker import Mailer
+from ..pages import routes as page_routes
 from ..realtime.access import Access
 from ..realtime.hub import Hub
 from ..realtime.socket import websocket
@@ -295,6 +296,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/realtime/v1/sse", realtime, methods=["GET"]),
         WebSocketRoute("/realtime/v1/websocket", websocket),
         *(Route(r.path, seed_endpoint(r), methods=[r.method]) for r in SEED_ROUTES),
+        *page_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ApiError: api_error},
