@@ -29,6 +29,7 @@ grant execute on function private.is_group_member(uuid) to authenticated, servic
  */
 create function private.group_invite_json(i app.group_invites) returns jsonb
 language sql stable
+set search_path = ''
 as $$
     select pg_catalog.jsonb_build_object(
         'id', i.id,
@@ -50,6 +51,7 @@ $$;
  */
 create function private.group_invite_unusable_reason(i app.group_invites) returns text
 language sql stable
+set search_path = ''
 as $$
     select case
         when i.revoked_at is not null then 'revoked'
@@ -63,6 +65,7 @@ $$;
  */
 create function private.is_uuid_text(code text) returns boolean
 language sql immutable
+set search_path = ''
 as $$
     select coalesce(code ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', false)
 $$;
@@ -73,6 +76,7 @@ $$;
  */
 create function private.require_group_member(group_id uuid) returns app.group_members
 language plpgsql stable
+set search_path = ''
 as $$
 declare
     v_member app.group_members;

@@ -5,6 +5,7 @@
  */
 create function private.are_friends(a uuid, b uuid) returns boolean
 language sql stable
+set search_path = ''
 as $$
     select exists (
         select from app.friendships f
@@ -16,6 +17,7 @@ $$;
  */
 create function private.require_other_user(caller uuid, other uuid) returns void
 language plpgsql stable
+set search_path = ''
 as $$
 begin
     if other is null then

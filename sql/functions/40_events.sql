@@ -6,6 +6,7 @@
  */
 create function private.is_event_author(event_id uuid, user_id uuid) returns boolean
 language sql stable
+set search_path = ''
 as $$
     select exists (
         select from app.event_authors a
@@ -18,6 +19,7 @@ $$;
  */
 create function private.event_json(e app.events) returns jsonb
 language sql stable
+set search_path = ''
 as $$
     select pg_catalog.jsonb_build_object(
         'id', e.id, 'title', e.title, 'creator_id', e.creator_id, 'starts_at', e.starts_at,
@@ -87,6 +89,7 @@ grant execute on function api.get_event(uuid) to authenticated, service_role;
  */
 create function private.lock_event_as_creator(event_id uuid) returns app.events
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_event app.events;
@@ -108,6 +111,7 @@ $$;
  */
 create function private.evaluate_event_groups(event_id uuid) returns void
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_group uuid;

@@ -14,6 +14,7 @@
  */
 create function private.publish(topic text, message jsonb) returns void
 language sql volatile
+set search_path = ''
 as $$
     select pg_catalog.pg_notify('joinery_realtime',
         (message || pg_catalog.jsonb_build_object('topic', topic))::text)
@@ -24,6 +25,7 @@ $$;
  */
 create function private.notify_user(user_id uuid, type text, data jsonb) returns void
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_id uuid;
@@ -65,6 +67,7 @@ grant execute on function private.can_view_like_group(uuid) to authenticated, se
 create function private.like_group_tally(group_id uuid, event_id uuid)
 returns table (received integer, needed integer)
 language sql stable
+set search_path = ''
 as $$
     select
         (select pg_catalog.count(*)::integer from app.like_group_approvals v
@@ -83,6 +86,7 @@ $$;
  */
 create function private.like_group_json(group_id uuid) returns jsonb
 language plpgsql stable
+set search_path = ''
 as $$
 begin
     return (
@@ -105,6 +109,7 @@ $$;
  */
 create function private.lock_like_group(group_id uuid) returns app.like_groups
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_group app.like_groups;
@@ -122,6 +127,7 @@ $$;
  */
 create function private.require_pending(g app.like_groups) returns void
 language plpgsql immutable
+set search_path = ''
 as $$
 begin
     if g.status <> 'pending' then
@@ -141,6 +147,7 @@ create function private.decide_like_group(
     g app.like_groups, decision text, chat_id uuid default null
 ) returns void
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_type text := 'group_' || decision;
@@ -169,6 +176,7 @@ $$;
  */
 create function private.evaluate_like_group(group_id uuid) returns text
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_group app.like_groups := private.lock_like_group(evaluate_like_group.group_id);
@@ -274,6 +282,7 @@ grant execute on function api.my_like_groups() to authenticated, service_role;
  */
 create function private.require_like_group_viewer(group_id uuid) returns void
 language plpgsql stable
+set search_path = ''
 as $$
 begin
     perform private.require_user();
@@ -407,6 +416,7 @@ grant execute on function api.list_like_group_approvals(uuid) to authenticated, 
  */
 create function private.lock_like_group_for_author(group_id uuid) returns app.like_groups
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_group app.like_groups := private.lock_like_group(lock_like_group_for_author.group_id);

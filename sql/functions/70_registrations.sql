@@ -16,6 +16,7 @@
  */
 create function private.random_bytes(n integer) returns bytea
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_out bytea := ''::bytea;
@@ -37,6 +38,7 @@ $$;
  */
 create function private.new_short_code() returns text
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     c_alphabet constant text := '23456789ABCDEFGHJKMNPQRSTUVWXYZ';
@@ -62,6 +64,7 @@ $$;
  */
 create function private.normalize_short_code(code text) returns text
 language sql immutable
+set search_path = ''
 as $$
     select pg_catalog.upper(pg_catalog.regexp_replace(coalesce(code, ''), '[\s-]', '', 'g'))
 $$;
@@ -71,6 +74,7 @@ $$;
  */
 create function private.pair_invite_status(i app.pair_invites) returns text
 language sql stable
+set search_path = ''
 as $$
     select case when i.status = 'sent' and i.expires_at <= pg_catalog.now() then 'expired'
                 else i.status end
@@ -81,6 +85,7 @@ $$;
  */
 create function private.registration_closed_reason(e app.events) returns text
 language sql stable
+set search_path = ''
 as $$
     select case
         when e.status <> 'open' then 'closed'
@@ -94,6 +99,7 @@ $$;
  */
 create function private.take_seats(event_id uuid, seats integer) returns boolean
 language plpgsql volatile
+set search_path = ''
 as $$
 begin
     update app.events e set seats_taken = e.seats_taken + take_seats.seats
@@ -108,6 +114,7 @@ $$;
  */
 create function private.registration_json(r app.registrations) returns jsonb
 language sql immutable
+set search_path = ''
 as $$
     select pg_catalog.jsonb_build_object(
         'id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'status', r.status,
@@ -308,6 +315,7 @@ grant execute on function api.join_pair_invite(text) to authenticated, service_r
  */
 create function private.lock_invite_by_token(token text) returns app.pair_invites
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_invite app.pair_invites;
@@ -326,6 +334,7 @@ $$;
  */
 create function private.pair_invite_answer_refusal(i app.pair_invites, caller uuid) returns jsonb
 language plpgsql stable
+set search_path = ''
 as $$
 begin
     if i.inviter_id = caller then
@@ -347,6 +356,7 @@ $$;
  */
 create function private.pair_result(i app.pair_invites) returns jsonb
 language sql stable
+set search_path = ''
 as $$
     select pg_catalog.jsonb_build_object(
         'pair_id', i.pair_id, 'event_id', i.event_id,
