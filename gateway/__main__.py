@@ -1,4 +1,4 @@
-"""python -m gateway serve | dev | token | migrate | mailer"""
+"""python -m gateway serve | dev | token | migrate | mailer | types"""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p_migrate = sub.add_parser("migrate", help="bring DATABASE_URL to the current schema")
     p_migrate.add_argument("--force-code", action="store_true",
                            help="rebuild sql/ even when unchanged")
+    sub.add_parser("types", help="print a TypeScript Database type of the api functions "
+                                 "for supabase-js (createClient<Database>)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     database_url = os.environ.get("DATABASE_URL") or DEV_DATABASE_URL
@@ -56,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         from .tools.migrate import migrate
 
         print(migrate(database_url, force_code=args.force_code))
+    elif args.command == "types":
+        from .tools.types import generate
+
+        sys.stdout.write(generate(database_url))
     elif args.command == "mailer":
         import asyncio
 
