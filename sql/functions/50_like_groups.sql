@@ -13,11 +13,13 @@
  * The gateway listens on channel 'joinery_realtime' and fans out by topic.
  */
 create function private.publish(topic text, message jsonb) returns void
-language sql volatile
+language plpgsql volatile
 set search_path = ''
 as $$
-    select pg_catalog.pg_notify('joinery_realtime',
-        (message || pg_catalog.jsonb_build_object('topic', topic))::text)
+begin
+    perform pg_catalog.pg_notify('joinery_realtime',
+        (message || pg_catalog.jsonb_build_object('topic', topic))::text);
+end;
 $$;
 
 /**
@@ -66,9 +68,11 @@ grant execute on function private.can_view_like_group(uuid) to authenticated, se
  */
 create function private.like_group_tally(group_id uuid, event_id uuid)
 returns table (received integer, needed integer)
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
+begin
+    return query
     select
         (select pg_catalog.count(*)::integer from app.like_group_approvals v
          join app.event_authors a on a.event_id = like_group_tally.event_id and a.user_id = v.author_id
@@ -77,7 +81,8 @@ as $$
             (select pg_catalog.count(*)::integer from app.event_authors a
              where a.event_id = like_group_tally.event_id),
             (select pg_catalog.count(*)::integer from app.like_group_members m
-             where m.group_id = like_group_tally.group_id))
+             where m.group_id = like_group_tally.group_id));
+end;
 $$;
 
 /**

@@ -63,35 +63,41 @@ $$;
  * A short code as typed by a person: case and spaces or dashes ignored.
  */
 create function private.normalize_short_code(code text) returns text
-language sql immutable
+language plpgsql immutable
 set search_path = ''
 as $$
-    select pg_catalog.upper(pg_catalog.regexp_replace(coalesce(code, ''), '[\s-]', '', 'g'))
+begin
+    return pg_catalog.upper(pg_catalog.regexp_replace(coalesce(code, ''), '[\s-]', '', 'g'));
+end;
 $$;
 
 /**
  * The status as reported: 'expired' once expires_at has passed for an open invite.
  */
 create function private.pair_invite_status(i app.pair_invites) returns text
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-    select case when i.status = 'sent' and i.expires_at <= pg_catalog.now() then 'expired'
-                else i.status end
+begin
+    return case when i.status = 'sent' and i.expires_at <= pg_catalog.now() then 'expired'
+                else i.status end;
+end;
 $$;
 
 /**
  * Why an event takes no registrations now ('closed', 'deadline'), or null.
  */
 create function private.registration_closed_reason(e app.events) returns text
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-    select case
+begin
+    return case
         when e.status <> 'open' then 'closed'
         when e.registration_deadline is not null and e.registration_deadline <= pg_catalog.now()
             then 'deadline'
-    end
+    end;
+end;
 $$;
 
 /**
@@ -113,12 +119,14 @@ $$;
  * {id, event_id, user_id, status, pair_id, created_at}
  */
 create function private.registration_json(r app.registrations) returns jsonb
-language sql immutable
+language plpgsql immutable
 set search_path = ''
 as $$
-    select pg_catalog.jsonb_build_object(
+begin
+    return pg_catalog.jsonb_build_object(
         'id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'status', r.status,
-        'pair_id', r.pair_id, 'created_at', r.created_at)
+        'pair_id', r.pair_id, 'created_at', r.created_at);
+end;
 $$;
 
 /**
@@ -355,16 +363,18 @@ $$;
  * {pair_id, event_id, registrations: [{user_id, status}]} of an accepted invite.
  */
 create function private.pair_result(i app.pair_invites) returns jsonb
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-    select pg_catalog.jsonb_build_object(
+begin
+    return pg_catalog.jsonb_build_object(
         'pair_id', i.pair_id, 'event_id', i.event_id,
         'registrations', (
             select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'user_id', r.user_id, 'status', r.status)
                 order by r.user_id = i.inviter_id desc, r.user_id), '[]'::jsonb)
-            from app.registrations r where r.pair_id = i.pair_id))
+            from app.registrations r where r.pair_id = i.pair_id));
+end;
 $$;
 
 /**
