@@ -59,9 +59,15 @@ def main(argv: list[str] | None = None) -> int:
 
         print(migrate(database_url, force_code=args.force_code))
     elif args.command == "types":
+        import psycopg
+
         from .tools.types import generate
 
-        sys.stdout.write(generate(database_url))
+        try:
+            sys.stdout.write(generate(database_url))
+        except psycopg.OperationalError as exc:
+            print(f"types: cannot read the catalogue: {exc}".rstrip(), file=sys.stderr)
+            return 1
     elif args.command == "mailer":
         import asyncio
 

@@ -220,3 +220,10 @@ def test_type_mapping(scratch: psycopg.Connection) -> None:
         "        Args: { x: number } | { x: string; y: string }\n        Returns: string\n")
     # Unnamed arguments and OUT parameters: the gateway does not serve these.
     assert "test_unnamed" not in generated and "test_out" not in generated
+
+
+def test_unreachable_database_is_a_clear_error() -> None:
+    done = run_types("postgresql://postgres@127.0.0.1:1/joinery?connect_timeout=2")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("types: cannot read the catalogue: connection failed")
