@@ -101,20 +101,10 @@ begin
                                        order by m.user_id = g.creator_id desc, m.created_at, m.user_id), '[]')
                            from app.like_group_members m where m.group_id = g.id),
             'created_at', g.created_at,
-            -- private.like_group_tally's two counts, written out so that they are
-            -- planned with this query (a call would cost a function call per group;
-            -- tests/sql/test_like_group_edges.sql holds the two to the same answer).
-            'approvals_received',
-                (select pg_catalog.count(*)::integer from app.like_group_approvals v
-                 join app.event_authors a on a.event_id = g.event_id and a.user_id = v.author_id
-                 where v.group_id = g.id and v.approved),
-            'approvals_needed', least(
-                (select pg_catalog.count(*)::integer from app.event_authors a
-                 where a.event_id = g.event_id),
-                (select pg_catalog.count(*)::integer from app.like_group_members m
-                 where m.group_id = g.id)),
+            'approvals_received', t.received, 'approvals_needed', t.needed,
             'chat_id', (select c.id from app.chats c where c.like_group_id = g.id))
         from app.like_groups g
+        cross join lateral private.like_group_tally(g.id, g.event_id) t
         where g.id = like_group_json.group_id);
 end;
 $$;

@@ -421,8 +421,8 @@ select ok(
     '(f) d1: after d3 is re-added, gz is approved or reports fewer approvals than needed'
 );
 
--- like_group_json writes private.like_group_tally's counts out in its own query
--- (for speed): over every like group made above, the two agree.
+-- like_group_json may count approvals in its own query rather than call
+-- private.like_group_tally (for speed); over every like group above, the two agree.
 reset role;
 select is_empty(
     $$select g.id from app.like_groups g
