@@ -1,4 +1,4 @@
-"""python -m gateway serve | dev | token | migrate | mailer | types"""
+"""python -m gateway serve | dev | token | migrate | mailer | audit-prune | types"""
 
 from __future__ import annotations
 
@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     p_migrate = sub.add_parser("migrate", help="bring DATABASE_URL to the current schema")
     p_migrate.add_argument("--force-code", action="store_true",
                            help="rebuild sql/ even when unchanged")
+    p_prune = sub.add_parser("audit-prune",
+                             help="add coming audit partitions, drop those past the retention")
+    p_prune.add_argument("--older-than-days", type=int, default=None,
+                         help="retention in days (default: AUDIT_RETENTION_DAYS)")
+    p_prune.add_argument("--months-ahead", type=int, default=3)
     sub.add_parser("types", help="print a TypeScript Database type of the api functions "
                                  "for supabase-js (createClient<Database>)")
     args = parser.parse_args(argv)
@@ -58,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         from .tools.migrate import migrate
 
         print(migrate(database_url, force_code=args.force_code))
+    elif args.command == "audit-prune":
+        from .tools.audit import prune
+
+        days = args.older_than_days or settings.audit_retention_days
+        lines = prune(database_url, days, args.months_ahead)
+        print("\n".join(lines) if lines else f"nothing to do (retention {days} days)")
     elif args.command == "types":
         import psycopg
 
