@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         token = mint(settings.jwt_secret, user, email="dev@example.com", expires_in=86400)
         base = f"http://{settings.host}:{settings.port}"
         print(f"Gateway on {base} (Ctrl-C stops it)\n")
+        print(f"Start in a browser: {base}/  (pages; the development sign-in is "
+              f"{base}/dev/sign-in, the API explorer {base}/docs)\n")
         print(f"Development user dev@example.com ({user}); token valid for 24 hours:\n{token}\n")
         print("Try:")
         print(f"curl -s -X POST {base}/rest/v1/rpc/create_group \\\n"

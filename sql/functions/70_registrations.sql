@@ -344,6 +344,49 @@ $$;
 grant execute on function api.join_pair_invite(text) to authenticated, service_role;
 
 /**
+ * What the page behind an invitation link shows before anyone clicks:
+ * {event: {id, title, registration_deadline}, inviter: {display_name},
+ * expires_at, own_invite}. Unlike join_pair_invite it issues no token and
+ * changes no invite, so opening a link (a person or a mail scanner) answers
+ * nothing. A preview records what any attempt with a code records: one
+ * 'join_code' rate-limit hit and one audit entry ('pair_invite.preview',
+ * outcome 'shown' or the refusal). Unknown, expired, revoked or answered
+ * codes get join_pair_invite's generic 404.
+ */
+create function api.preview_pair_invite(code text) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_limited jsonb := private.rate_limited('join_code', 'pair_invite.preview');
+    v_invite app.pair_invites;
+begin
+    if v_limited is not null then
+        return v_limited;
+    end if;
+    select * into v_invite from app.pair_invites i
+    where i.short_code = private.normalize_short_code(preview_pair_invite.code)
+      and i.status = 'sent' and i.expires_at > pg_catalog.now();
+    if not found then
+        return private.refuse('pair_invite.preview', 404, 'not_found',
+            'No open invitation with this code.');
+    end if;
+    perform private.audit('pair_invite.preview', 'shown', 200, v_invite.id);
+    return (
+        select pg_catalog.jsonb_build_object(
+            'event', pg_catalog.jsonb_build_object(
+                'id', e.id, 'title', e.title, 'registration_deadline', e.registration_deadline),
+            'inviter', pg_catalog.jsonb_build_object('display_name', p.display_name),
+            'expires_at', v_invite.expires_at,
+            'own_invite', v_invite.inviter_id = v_uid)
+        from app.events e, app.profiles p
+        where e.id = v_invite.event_id and p.id = v_invite.inviter_id);
+end;
+$$;
+grant execute on function api.preview_pair_invite(text) to authenticated, service_role;
+
+/**
  * The invite a token was issued for, locked; null when the token is unknown.
  */
 create function private.lock_invite_by_token(token text) returns app.pair_invites
