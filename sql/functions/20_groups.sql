@@ -265,6 +265,7 @@ as $$
 declare
     v_uid uuid := private.require_user();
     v_limited jsonb := private.rate_limited('join_code', 'group.join');
+    v_group_id uuid;
     v_invite app.group_invites;
     v_member app.group_members;
     v_reason text;
@@ -280,9 +281,14 @@ begin
     end if;
 
     -- The row lock serialises every join on this code: use_count is read and
-    -- raised by one transaction at a time.
+    -- raised by one transaction at a time. The group is found first and named in
+    -- the locking read: on a Citus cluster invites live on their group's shard,
+    -- and a row lock must name the distribution column.
+    select f.group_id into v_group_id from app.group_invites f
+    where f.code_hash = private.hash_secret(pg_catalog.lower(join_group.code));
     select * into v_invite from app.group_invites i
-    where i.code_hash = private.hash_secret(pg_catalog.lower(join_group.code))
+    where i.group_id = v_group_id
+      and i.code_hash = private.hash_secret(pg_catalog.lower(join_group.code))
     for update;
     if not found then
         return private.refuse('group.join', 404, 'not_found', 'No invite with this code.');
@@ -403,14 +409,21 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    v_group_id uuid;
     v_invite app.group_invites;
 begin
     if not private.is_uuid_text(revoke_group_invite.code) then
         raise exception using errcode = '22023', message = 'The invite code is malformed.';
     end if;
+    -- Group first, then the locking read on it (see join_group).
+    select f.group_id into v_group_id from app.group_invites f
+    where f.code_hash = private.hash_secret(pg_catalog.lower(revoke_group_invite.code))
+       or f.id = revoke_group_invite.code::uuid
+    limit 1;
     select * into v_invite from app.group_invites i
-    where i.code_hash = private.hash_secret(pg_catalog.lower(revoke_group_invite.code))
-       or i.id = revoke_group_invite.code::uuid
+    where i.group_id = v_group_id
+      and (i.code_hash = private.hash_secret(pg_catalog.lower(revoke_group_invite.code))
+           or i.id = revoke_group_invite.code::uuid)
     for update;
     if not found then
         raise exception using errcode = 'PT404', message = 'No invite with this code.';

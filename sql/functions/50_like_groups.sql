@@ -52,7 +52,8 @@ begin
             where g.id = can_view_like_group.group_id
               and (e.creator_id = auth.uid()
                    or exists (select from app.like_group_members m
-                              where m.group_id = g.id and m.user_id = auth.uid())
+                              where m.event_id = g.event_id and m.group_id = g.id
+                                and m.user_id = auth.uid())
                    or exists (select from app.event_authors a
                               where a.event_id = g.event_id and a.user_id = auth.uid()))));
 end;
@@ -68,35 +69,53 @@ language sql stable
 as $$
     select
         (select pg_catalog.count(*)::integer from app.like_group_approvals v
-         join app.event_authors a on a.event_id = like_group_tally.event_id and a.user_id = v.author_id
-         where v.group_id = like_group_tally.group_id and v.approved),
+         join app.event_authors a on a.event_id = v.event_id and a.user_id = v.author_id
+         where v.event_id = like_group_tally.event_id and v.group_id = like_group_tally.group_id
+           and v.approved),
         least(
             (select pg_catalog.count(*)::integer from app.event_authors a
              where a.event_id = like_group_tally.event_id),
             (select pg_catalog.count(*)::integer from app.like_group_members m
-             where m.group_id = like_group_tally.group_id))
+             where m.event_id = like_group_tally.event_id and m.group_id = like_group_tally.group_id))
+$$;
+
+/**
+ * The event of a like group, or null. Every read and lock of a group's rows
+ * names its event too: on a Citus cluster that is the distribution column, and
+ * a read that names it runs on one shard.
+ */
+create function private.like_group_event(group_id uuid) returns uuid
+language plpgsql stable
+as $$
+begin
+    return (select g.event_id from app.like_groups g where g.id = like_group_event.group_id);
+end;
 $$;
 
 /**
  * {id, event_id, creator_id, status, member_ids (creator first), created_at,
  *  approvals_received, approvals_needed, chat_id}
  */
-create function private.like_group_json(group_id uuid) returns jsonb
+create function private.like_group_json(group_id uuid, event_id uuid default null) returns jsonb
 language plpgsql stable
 as $$
+declare
+    v_event uuid := coalesce(like_group_json.event_id, private.like_group_event(like_group_json.group_id));
 begin
     return (
         select pg_catalog.jsonb_build_object(
             'id', g.id, 'event_id', g.event_id, 'creator_id', g.creator_id, 'status', g.status,
             'member_ids', (select coalesce(pg_catalog.jsonb_agg(m.user_id
                                        order by m.user_id = g.creator_id desc, m.created_at, m.user_id), '[]')
-                           from app.like_group_members m where m.group_id = g.id),
+                           from app.like_group_members m
+                           where m.event_id = g.event_id and m.group_id = g.id),
             'created_at', g.created_at,
             'approvals_received', t.received, 'approvals_needed', t.needed,
-            'chat_id', (select c.id from app.chats c where c.like_group_id = g.id))
+            'chat_id', (select c.id from app.chats c
+                        where c.event_id = g.event_id and c.like_group_id = g.id))
         from app.like_groups g
         cross join lateral private.like_group_tally(g.id, g.event_id) t
-        where g.id = like_group_json.group_id);
+        where g.event_id = v_event and g.id = like_group_json.group_id);
 end;
 $$;
 
@@ -109,7 +128,10 @@ as $$
 declare
     v_group app.like_groups;
 begin
-    select * into v_group from app.like_groups g where g.id = lock_like_group.group_id for update;
+    select * into v_group from app.like_groups g
+    where g.event_id = private.like_group_event(lock_like_group.group_id)
+      and g.id = lock_like_group.group_id
+    for update;
     if not found then
         raise exception using errcode = 'PT404', message = 'Like group not found.';
     end if;
@@ -147,10 +169,12 @@ declare
     v_member uuid;
 begin
     update app.like_groups l set status = decision, decided_at = pg_catalog.now()
-    where l.id = g.id;
-    update app.like_group_members m set pending = false where m.group_id = g.id;
+    where l.event_id = g.event_id and l.id = g.id;
+    update app.like_group_members m set pending = false
+    where m.event_id = g.event_id and m.group_id = g.id;
     for v_member in
-        select m.user_id from app.like_group_members m where m.group_id = g.id order by m.user_id
+        select m.user_id from app.like_group_members m
+        where m.event_id = g.event_id and m.group_id = g.id order by m.user_id
     loop
         perform private.notify_user(v_member, v_type, pg_catalog.jsonb_strip_nulls(
             pg_catalog.jsonb_build_object('group_id', g.id, 'event_id', g.event_id,
@@ -183,12 +207,15 @@ begin
         return 'pending';
     end if;
 
-    insert into app.chats (type, like_group_id) values ('approved_group', v_group.id)
+    insert into app.chats (type, like_group_id, event_id)
+    values ('approved_group', v_group.id, v_group.event_id)
     returning id into v_chat;
-    insert into app.chat_participants (chat_id, user_id)
-    select v_chat, m.user_id from app.like_group_members m where m.group_id = v_group.id
-    union
-    select v_chat, a.user_id from app.event_authors a where a.event_id = v_group.event_id;
+    insert into app.chat_participants (chat_id, user_id, event_id)
+    select v_chat, x.user_id, v_group.event_id from (
+        select m.user_id from app.like_group_members m
+        where m.event_id = v_group.event_id and m.group_id = v_group.id
+        union
+        select a.user_id from app.event_authors a where a.event_id = v_group.event_id) x;
     perform private.decide_like_group(v_group, 'approved', v_chat);
     return 'approved';
 end;
@@ -246,7 +273,7 @@ begin
         raise exception using errcode = 'PT409',
             message = 'Someone in this group is already in a pending like group for this event.';
     end;
-    return private.like_group_json(v_group.id);
+    return private.like_group_json(v_group.id, v_group.event_id);
 end;
 $$;
 grant execute on function api.like_event(uuid, uuid[]) to authenticated, service_role;
@@ -258,12 +285,18 @@ create function api.my_like_groups() returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_out jsonb := '[]'::jsonb;
+    r record;
 begin
-    return (
-        select coalesce(pg_catalog.jsonb_agg(private.like_group_json(m.group_id)
-            order by m.created_at desc, m.group_id), '[]'::jsonb)
-        from app.like_group_members m
-        where m.user_id = private.require_user());
+    for r in
+        select m.group_id, m.event_id from app.like_group_members m
+        where m.user_id = private.require_user()
+        order by m.created_at desc, m.group_id
+    loop
+        v_out := v_out || pg_catalog.jsonb_build_array(private.like_group_json(r.group_id, r.event_id));
+    end loop;
+    return v_out;
 end;
 $$;
 grant execute on function api.my_like_groups() to authenticated, service_role;
@@ -322,8 +355,9 @@ begin
         raise exception using errcode = 'PT404', message = 'User not found.';
     end if;
     if exists (select from app.like_group_members m
-               where m.group_id = v_group.id and m.user_id = add_like_group_member.user_id) then
-        return private.like_group_json(v_group.id);
+               where m.event_id = v_group.event_id and m.group_id = v_group.id
+                 and m.user_id = add_like_group_member.user_id) then
+        return private.like_group_json(v_group.id, v_group.event_id);
     end if;
     if not private.are_friends(v_uid, add_like_group_member.user_id) then
         raise exception using errcode = '42501', message = 'Only friends can be added to a like group.';
@@ -331,7 +365,8 @@ begin
     if private.is_event_author(v_group.event_id, add_like_group_member.user_id) then
         raise exception using errcode = '42501', message = 'An author of the event cannot be in a like group.';
     end if;
-    if (select pg_catalog.count(*) from app.like_group_members m where m.group_id = v_group.id) >= 10 then
+    if (select pg_catalog.count(*) from app.like_group_members m
+        where m.event_id = v_group.event_id and m.group_id = v_group.id) >= 10 then
         raise exception using errcode = 'PT409',
             message = 'A like group has at most 10 people, its creator included.';
     end if;
@@ -342,7 +377,7 @@ begin
         raise exception using errcode = 'PT409',
             message = 'This user is already in a pending like group for this event.';
     end;
-    return private.like_group_json(v_group.id);
+    return private.like_group_json(v_group.id, v_group.event_id);
 end;
 $$;
 grant execute on function api.add_like_group_member(uuid, uuid) to authenticated, service_role;
@@ -370,12 +405,13 @@ begin
         raise exception using errcode = 'PT400', message = 'The creator cannot leave their own like group.';
     end if;
     delete from app.like_group_members m
-    where m.group_id = v_group.id and m.user_id = remove_like_group_member.user_id;
+    where m.event_id = v_group.event_id and m.group_id = v_group.id
+      and m.user_id = remove_like_group_member.user_id;
     if not found then
         raise exception using errcode = 'PT404', message = 'This user is not a member of the group.';
     end if;
     perform private.evaluate_like_group(v_group.id);
-    return private.like_group_json(v_group.id);
+    return private.like_group_json(v_group.id, v_group.event_id);
 end;
 $$;
 grant execute on function api.remove_like_group_member(uuid, uuid) to authenticated, service_role;
@@ -431,12 +467,13 @@ declare
     v_group app.like_groups := private.lock_like_group_for_author(approve_like_group.group_id);
     v_status text;
 begin
-    insert into app.like_group_approvals (group_id, author_id, approved)
-    values (v_group.id, auth.uid(), true)
+    insert into app.like_group_approvals (group_id, event_id, author_id, approved)
+    values (v_group.id, v_group.event_id, auth.uid(), true)
     on conflict on constraint like_group_approvals_one_per_author do nothing;
     v_status := private.evaluate_like_group(v_group.id);
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', v_status,
-        'chat_id', (select c.id from app.chats c where c.like_group_id = v_group.id));
+        'chat_id', (select c.id from app.chats c
+                    where c.event_id = v_group.event_id and c.like_group_id = v_group.id));
 end;
 $$;
 grant execute on function api.approve_like_group(uuid) to authenticated, service_role;
@@ -452,8 +489,8 @@ as $$
 declare
     v_group app.like_groups := private.lock_like_group_for_author(reject_like_group.group_id);
 begin
-    insert into app.like_group_approvals (group_id, author_id, approved)
-    values (v_group.id, auth.uid(), false)
+    insert into app.like_group_approvals (group_id, event_id, author_id, approved)
+    values (v_group.id, v_group.event_id, auth.uid(), false)
     on conflict on constraint like_group_approvals_one_per_author do update set approved = false;
     perform private.decide_like_group(v_group, 'rejected');
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', 'rejected');

@@ -13,11 +13,12 @@ begin
         select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                 'id', c.id, 'type', c.type, 'like_group_id', c.like_group_id,
                 'participant_ids', (select pg_catalog.jsonb_agg(o.user_id order by o.user_id)
-                                    from app.chat_participants o where o.chat_id = c.id),
+                                    from app.chat_participants o
+                                    where o.event_id = c.event_id and o.chat_id = c.id),
                 'created_at', c.created_at)
             order by c.created_at desc, c.id), '[]'::jsonb)
         from app.chat_participants p
-        join app.chats c on c.id = p.chat_id
+        join app.chats c on c.event_id = p.event_id and c.id = p.chat_id
         where p.user_id = private.require_user());
 end;
 $$;

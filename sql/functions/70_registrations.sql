@@ -199,6 +199,7 @@ declare
     v_event app.events;
     v_email text := nullif(pg_catalog.btrim(create_pair_invite.invitee_email), '');
     v_reason text;
+    v_code text;
     v_invite app.pair_invites;
 begin
     if v_limited is not null then
@@ -234,9 +235,13 @@ begin
         updated_at = pg_catalog.now()
     where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
     loop
+        -- On a Citus cluster the unique constraint on short codes is per event (it
+        -- must include the distribution column): a code in use anywhere is skipped.
+        v_code := private.new_short_code();
+        continue when exists (select from app.pair_invites o where o.short_code = v_code);
         begin
             insert into app.pair_invites (event_id, inviter_id, invitee_email, short_code, expires_at)
-            values (v_event.id, v_uid, pg_catalog.lower(v_email), private.new_short_code(),
+            values (v_event.id, v_uid, pg_catalog.lower(v_email), v_code,
                     least(pg_catalog.now() + interval '7 days',
                           coalesce(v_event.registration_deadline, 'infinity')))
             returning * into v_invite;
@@ -288,8 +293,8 @@ begin
             'No open invitation with this code.');
     end if;
     v_token := pg_catalog.translate(pg_catalog.encode(private.random_bytes(32), 'base64'), '+/=', '-_');
-    insert into app.pair_invite_tokens (token_hash, invite_id, issued_to)
-    values (private.hash_secret(v_token), v_invite.id, v_uid);
+    insert into app.pair_invite_tokens (token_hash, invite_id, issued_to, event_id)
+    values (private.hash_secret(v_token), v_invite.id, v_uid, v_invite.event_id);
     perform private.audit('pair_invite.join', 'token_issued', 200, v_invite.id);
     return (
         select pg_catalog.jsonb_build_object(
@@ -310,12 +315,17 @@ create function private.lock_invite_by_token(token text) returns app.pair_invite
 language plpgsql volatile
 as $$
 declare
+    v_invite_id uuid;
+    v_event_id uuid;
     v_invite app.pair_invites;
 begin
-    select i.* into v_invite from app.pair_invite_tokens t
-    join app.pair_invites i on i.id = t.invite_id
-    where t.token_hash = private.hash_secret(coalesce(token, ''))
-    for update of i;
+    -- The token names its invite and event; the lock names the event too (on a
+    -- Citus cluster, the distribution column of both tables).
+    select t.invite_id, t.event_id into v_invite_id, v_event_id from app.pair_invite_tokens t
+    where t.token_hash = private.hash_secret(coalesce(token, ''));
+    select i.* into v_invite from app.pair_invites i
+    where i.event_id = v_event_id and i.id = v_invite_id
+    for update;
     return v_invite;
 end;
 $$;
@@ -493,9 +503,15 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    v_event_id uuid;
     v_invite app.pair_invites;
 begin
-    select * into v_invite from app.pair_invites i where i.id = revoke_pair_invite.invite_id for update;
+    -- Event first, then the locking read on it (see lock_invite_by_token).
+    select f.event_id into v_event_id from app.pair_invites f
+    where f.id = revoke_pair_invite.invite_id;
+    select * into v_invite from app.pair_invites i
+    where i.event_id = v_event_id and i.id = revoke_pair_invite.invite_id
+    for update;
     if not found then
         raise exception using errcode = 'PT404', message = 'Invitation not found.';
     end if;
