@@ -101,6 +101,10 @@ def apply_code(conn: psycopg.Connection, force: bool = False) -> bool:
         ).fetchone()
         if not force and current and current[0] == wanted:
             return False
+        if citus:
+            # Policies on shards and functions on workers change in one
+            # distributed transaction: one connection per node.
+            conn.execute("set local citus.multi_shard_modify_mode to 'sequential'")
         conn.execute(DROP_CODE)
         for path in files:
             text = path.read_text()

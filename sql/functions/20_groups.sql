@@ -14,11 +14,15 @@ create function private.is_group_member(group_id uuid) returns boolean
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    -- The caller is read here, once: on a Citus cluster a function inside a
+    -- query runs on the worker, where the request's claims are not set.
+    v_uid uuid := auth.uid();
 begin
     return (
         select exists (
             select from app.group_members m
-            where m.group_id = is_group_member.group_id and m.user_id = auth.uid()));
+            where m.group_id = is_group_member.group_id and m.user_id = v_uid));
 end;
 $$;
 grant execute on function private.is_group_member(uuid) to authenticated, service_role;
@@ -75,10 +79,11 @@ create function private.require_group_member(group_id uuid) returns app.group_me
 language plpgsql stable
 as $$
 declare
+    v_uid uuid := private.require_user();
     v_member app.group_members;
 begin
     select * into v_member from app.group_members m
-    where m.group_id = require_group_member.group_id and m.user_id = private.require_user();
+    where m.group_id = require_group_member.group_id and m.user_id = v_uid;
     if found then
         return v_member;
     end if;
@@ -122,6 +127,8 @@ create function api.my_groups() returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_uid uuid := private.require_user();
 begin
     return (
         select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -131,7 +138,7 @@ begin
             order by m.created_at desc, g.id), '[]'::jsonb)
         from app.group_members m
         join app.groups g on g.id = m.group_id
-        where m.user_id = private.require_user());
+        where m.user_id = v_uid);
 end;
 $$;
 grant execute on function api.my_groups() to authenticated, service_role;
@@ -386,13 +393,21 @@ create function api.list_group_invites(group_id uuid) returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_out jsonb := '[]'::jsonb;
+    v_invite app.group_invites;
 begin
     perform private.require_group_member(list_group_invites.group_id);
-    return (
-        select coalesce(pg_catalog.jsonb_agg(private.group_invite_json(i)
-            order by i.created_at desc, i.id), '[]'::jsonb)
-        from app.group_invites i
-        where i.group_id = list_group_invites.group_id);
+    -- Shaped here, row by row: on a Citus cluster a function taking the table's
+    -- row type cannot run inside the shard's query.
+    for v_invite in
+        select * from app.group_invites i
+        where i.group_id = list_group_invites.group_id
+        order by i.created_at desc, i.id
+    loop
+        v_out := v_out || pg_catalog.jsonb_build_array(private.group_invite_json(v_invite));
+    end loop;
+    return v_out;
 end;
 $$;
 grant execute on function api.list_group_invites(uuid) to authenticated, service_role;

@@ -5,11 +5,15 @@
  * True when user_id is a current author of the event.
  */
 create function private.is_event_author(event_id uuid, user_id uuid) returns boolean
-language sql stable
+language plpgsql stable
 as $$
-    select exists (
+begin
+    -- plpgsql, not SQL: Citus plans no distributed query inside a SQL function
+    -- that takes parameters.
+    return exists (
         select from app.event_authors a
-        where a.event_id = is_event_author.event_id and a.user_id = is_event_author.user_id)
+        where a.event_id = is_event_author.event_id and a.user_id = is_event_author.user_id);
+end;
 $$;
 
 /**
@@ -17,15 +21,17 @@ $$;
  * registration_deadline, capacity, status, author_ids, created_at}.
  */
 create function private.event_json(e app.events) returns jsonb
-language sql stable
+language plpgsql stable
 as $$
-    select pg_catalog.jsonb_build_object(
+begin
+    return pg_catalog.jsonb_build_object(
         'id', e.id, 'title', e.title, 'creator_id', e.creator_id, 'starts_at', e.starts_at,
         'registration_deadline', e.registration_deadline, 'capacity', e.capacity,
         'status', e.status,
         'author_ids', (select coalesce(pg_catalog.jsonb_agg(a.user_id order by a.created_at, a.user_id), '[]')
                        from app.event_authors a where a.event_id = e.id),
-        'created_at', e.created_at)
+        'created_at', e.created_at);
+end;
 $$;
 
 /**

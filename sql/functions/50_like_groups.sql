@@ -44,18 +44,21 @@ create function private.can_view_like_group(group_id uuid) returns boolean
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    -- Read once here (on a cluster, functions inside a query run on the worker).
+    v_uid uuid := auth.uid();
 begin
     return (
         select exists (
             select from app.like_groups g
             join app.events e on e.id = g.event_id
             where g.id = can_view_like_group.group_id
-              and (e.creator_id = auth.uid()
+              and (e.creator_id = v_uid
                    or exists (select from app.like_group_members m
                               where m.event_id = g.event_id and m.group_id = g.id
-                                and m.user_id = auth.uid())
+                                and m.user_id = v_uid)
                    or exists (select from app.event_authors a
-                              where a.event_id = g.event_id and a.user_id = auth.uid()))));
+                              where a.event_id = g.event_id and a.user_id = v_uid))));
 end;
 $$;
 grant execute on function private.can_view_like_group(uuid) to authenticated, service_role;
@@ -63,10 +66,11 @@ grant execute on function private.can_view_like_group(uuid) to authenticated, se
 /**
  * The threshold and the approvals that count: {received, needed}.
  */
-create function private.like_group_tally(group_id uuid, event_id uuid)
-returns table (received integer, needed integer)
-language sql stable
+create function private.like_group_tally(group_id uuid, event_id uuid,
+                                       out received integer, out needed integer)
+language plpgsql stable
 as $$
+begin
     select
         (select pg_catalog.count(*)::integer from app.like_group_approvals v
          join app.event_authors a on a.event_id = v.event_id and a.user_id = v.author_id
@@ -77,6 +81,8 @@ as $$
              where a.event_id = like_group_tally.event_id),
             (select pg_catalog.count(*)::integer from app.like_group_members m
              where m.event_id = like_group_tally.event_id and m.group_id = like_group_tally.group_id))
+    into like_group_tally.received, like_group_tally.needed;
+end;
 $$;
 
 /**
@@ -101,7 +107,10 @@ language plpgsql stable
 as $$
 declare
     v_event uuid := coalesce(like_group_json.event_id, private.like_group_event(like_group_json.group_id));
+    v_tally record;
 begin
+    select t.received, t.needed into v_tally
+    from private.like_group_tally(like_group_json.group_id, v_event) t;
     return (
         select pg_catalog.jsonb_build_object(
             'id', g.id, 'event_id', g.event_id, 'creator_id', g.creator_id, 'status', g.status,
@@ -110,11 +119,10 @@ begin
                            from app.like_group_members m
                            where m.event_id = g.event_id and m.group_id = g.id),
             'created_at', g.created_at,
-            'approvals_received', t.received, 'approvals_needed', t.needed,
+            'approvals_received', v_tally.received, 'approvals_needed', v_tally.needed,
             'chat_id', (select c.id from app.chats c
                         where c.event_id = g.event_id and c.like_group_id = g.id))
         from app.like_groups g
-        cross join lateral private.like_group_tally(g.id, g.event_id) t
         where g.event_id = v_event and g.id = like_group_json.group_id);
 end;
 $$;
@@ -202,7 +210,8 @@ begin
     if v_group.status <> 'pending' then
         return v_group.status;
     end if;
-    select * into v_tally from private.like_group_tally(v_group.id, v_group.event_id);
+    select t.received, t.needed into v_tally
+    from private.like_group_tally(v_group.id, v_group.event_id) t;
     if v_tally.received < v_tally.needed then
         return 'pending';
     end if;
@@ -236,6 +245,7 @@ declare
     v_members uuid[];
     v_group app.like_groups;
     v_bad uuid;
+    v_member uuid;
 begin
     if not exists (select from app.events e where e.id = like_event.event_id) then
         raise exception using errcode = 'PT404', message = 'Event not found.';
@@ -266,9 +276,12 @@ begin
     insert into app.like_groups (event_id, creator_id) values (like_event.event_id, v_uid)
     returning * into v_group;
     begin
-        insert into app.like_group_members (group_id, event_id, user_id)
-        select v_group.id, v_group.event_id, x
-        from pg_catalog.unnest(pg_catalog.array_prepend(v_uid, v_members)) x;
+        -- One row at a time: on a Citus cluster a unique violation of a multi-row
+        -- INSERT ... SELECT comes back as an internal error, of a single row as 23505.
+        foreach v_member in array pg_catalog.array_prepend(v_uid, v_members) loop
+            insert into app.like_group_members (group_id, event_id, user_id)
+            values (v_group.id, v_group.event_id, v_member);
+        end loop;
     exception when unique_violation then
         raise exception using errcode = 'PT409',
             message = 'Someone in this group is already in a pending like group for this event.';
@@ -286,12 +299,13 @@ language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
+    v_uid uuid := private.require_user();
     v_out jsonb := '[]'::jsonb;
     r record;
 begin
     for r in
         select m.group_id, m.event_id from app.like_group_members m
-        where m.user_id = private.require_user()
+        where m.user_id = v_uid
         order by m.created_at desc, m.group_id
     loop
         v_out := v_out || pg_catalog.jsonb_build_array(private.like_group_json(r.group_id, r.event_id));

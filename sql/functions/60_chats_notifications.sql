@@ -8,6 +8,9 @@ create function api.my_chats() returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    -- Read once here (on a cluster, functions inside a query run on the worker).
+    v_uid uuid := private.require_user();
 begin
     return (
         select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -19,7 +22,7 @@ begin
             order by c.created_at desc, c.id), '[]'::jsonb)
         from app.chat_participants p
         join app.chats c on c.event_id = p.event_id and c.id = p.chat_id
-        where p.user_id = private.require_user());
+        where p.user_id = v_uid);
 end;
 $$;
 grant execute on function api.my_chats() to authenticated, service_role;
@@ -32,6 +35,8 @@ create function api.my_notifications(unread_only boolean default false) returns 
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_uid uuid := private.require_user();
 begin
     return (
         select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -40,7 +45,7 @@ begin
             order by n.created_at desc, n.id), '[]'::jsonb)
         from (
             select * from app.notifications n
-            where n.user_id = private.require_user()
+            where n.user_id = v_uid
               and (not coalesce(my_notifications.unread_only, false) or n.read_at is null)
             order by n.created_at desc, n.id
             limit 200
@@ -58,10 +63,11 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
+    v_uid uuid := private.require_user();
     v_count integer;
 begin
     update app.notifications n set read_at = pg_catalog.now()
-    where n.user_id = private.require_user() and n.read_at is null
+    where n.user_id = v_uid and n.read_at is null
       and (mark_notifications_read.ids is null or n.id = any (mark_notifications_read.ids));
     get diagnostics v_count = row_count;
     return pg_catalog.jsonb_build_object('updated', v_count);
@@ -101,11 +107,13 @@ create function private.is_chat_participant(chat_id uuid) returns boolean
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_uid uuid := auth.uid();
 begin
     return (
         select exists (
             select from app.chat_participants p
-            where p.chat_id = is_chat_participant.chat_id and p.user_id = auth.uid()));
+            where p.chat_id = is_chat_participant.chat_id and p.user_id = v_uid));
 end;
 $$;
 grant execute on function private.is_chat_participant(uuid) to authenticated, service_role;

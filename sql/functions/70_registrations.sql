@@ -238,7 +238,7 @@ begin
         -- On a Citus cluster the unique constraint on short codes is per event (it
         -- must include the distribution column): a code in use anywhere is skipped.
         v_code := private.new_short_code();
-        continue when exists (select from app.pair_invites o where o.short_code = v_code);
+        continue when exists (select 1 from app.pair_invites o where o.short_code = v_code);
         begin
             insert into app.pair_invites (event_id, inviter_id, invitee_email, short_code, expires_at)
             values (v_event.id, v_uid, pg_catalog.lower(v_email), v_code,
@@ -356,15 +356,17 @@ $$;
  * {pair_id, event_id, registrations: [{user_id, status}]} of an accepted invite.
  */
 create function private.pair_result(i app.pair_invites) returns jsonb
-language sql stable
+language plpgsql stable
 as $$
-    select pg_catalog.jsonb_build_object(
+begin
+    return pg_catalog.jsonb_build_object(
         'pair_id', i.pair_id, 'event_id', i.event_id,
         'registrations', (
             select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'user_id', r.user_id, 'status', r.status)
                 order by r.user_id = i.inviter_id desc, r.user_id), '[]'::jsonb)
-            from app.registrations r where r.pair_id = i.pair_id))
+            from app.registrations r where r.event_id = i.event_id and r.pair_id = i.pair_id));
+end;
 $$;
 
 /**
