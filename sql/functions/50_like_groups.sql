@@ -47,12 +47,13 @@ as $$
 declare
     -- Read once here (on a cluster, functions inside a query run on the worker).
     v_uid uuid := auth.uid();
+    v_event uuid := private.like_group_event(can_view_like_group.group_id);
 begin
     return (
         select exists (
-            select from app.like_groups g
+            select 1 from app.like_groups g
             join app.events e on e.id = g.event_id
-            where g.id = can_view_like_group.group_id
+            where g.event_id = v_event and g.id = can_view_like_group.group_id
               and (e.creator_id = v_uid
                    or exists (select from app.like_group_members m
                               where m.event_id = g.event_id and m.group_id = g.id
@@ -134,11 +135,11 @@ create function private.lock_like_group(group_id uuid) returns app.like_groups
 language plpgsql volatile
 as $$
 declare
+    v_event uuid := private.like_group_event(lock_like_group.group_id);
     v_group app.like_groups;
 begin
     select * into v_group from app.like_groups g
-    where g.event_id = private.like_group_event(lock_like_group.group_id)
-      and g.id = lock_like_group.group_id
+    where g.event_id = v_event and g.id = lock_like_group.group_id
     for update;
     if not found then
         raise exception using errcode = 'PT404', message = 'Like group not found.';
@@ -324,7 +325,7 @@ language plpgsql stable
 as $$
 begin
     perform private.require_user();
-    if not exists (select from app.like_groups g where g.id = require_like_group_viewer.group_id) then
+    if private.like_group_event(require_like_group_viewer.group_id) is null then
         raise exception using errcode = 'PT404', message = 'Like group not found.';
     end if;
     if not private.can_view_like_group(require_like_group_viewer.group_id) then

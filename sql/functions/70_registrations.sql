@@ -542,36 +542,42 @@ create function api.my_pair_invites() returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    -- The caller first, then one query per list: on a Citus cluster the lists
+    -- read every shard and the functions in them run on the workers, so the
+    -- status is spelled out (as private.pair_invite_status) instead of called
+    -- with the shard's row type.
+    v_uid uuid := private.require_user();
+    v_email text := (select pg_catalog.lower(u.email) from auth.users u where u.id = v_uid);
+    v_now timestamptz := pg_catalog.now();
 begin
-    return (
-        with me as (
-            select u.id, pg_catalog.lower(u.email) as email
-            from auth.users u where u.id = private.require_user()
-        )
-        select pg_catalog.jsonb_build_object(
-            'sent', (
-                select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
-                        'status', private.pair_invite_status(i), 'short_code', i.short_code,
-                        'invitee_email', i.invitee_email, 'pair_id', i.pair_id,
-                        'expires_at', i.expires_at, 'created_at', i.created_at,
-                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
-                    order by i.created_at desc, i.id), '[]'::jsonb)
-                from me join app.pair_invites i on i.inviter_id = me.id
-                join app.events e on e.id = i.event_id),
-            'received', (
-                select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
-                        'status', private.pair_invite_status(i),
-                        'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
-                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
-                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
-                    order by i.created_at desc, i.id), '[]'::jsonb)
-                from me join app.pair_invites i
-                    on i.invitee_id = me.id or (i.invitee_email is not null and i.invitee_email = me.email)
-                join app.events e on e.id = i.event_id
-                join app.profiles p on p.id = i.inviter_id))
-        from me);
+    return pg_catalog.jsonb_build_object(
+        'sent', (
+            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                    'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                    'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
+                                   else i.status end,
+                    'short_code', i.short_code,
+                    'invitee_email', i.invitee_email, 'pair_id', i.pair_id,
+                    'expires_at', i.expires_at, 'created_at', i.created_at,
+                    'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
+                order by i.created_at desc, i.id), '[]'::jsonb)
+            from app.pair_invites i
+            join app.events e on e.id = i.event_id
+            where i.inviter_id = v_uid),
+        'received', (
+            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                    'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                    'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
+                                   else i.status end,
+                    'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
+                    'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
+                    'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
+                order by i.created_at desc, i.id), '[]'::jsonb)
+            from app.pair_invites i
+            join app.events e on e.id = i.event_id
+            join app.profiles p on p.id = i.inviter_id
+            where i.invitee_id = v_uid or (i.invitee_email is not null and i.invitee_email = v_email)));
 end;
 $$;
 grant execute on function api.my_pair_invites() to authenticated, service_role;
