@@ -181,7 +181,8 @@ def load_statements(s: Layout) -> list[tuple[str, str]]:
             insert into app.chats (type, like_group_id, event_id, created_at)
             select 'approved_group', {lg('h')}, {ev(f'h % {EH}')}, now() - interval '10 days'
             from generate_series(0, {H - 1}) h;
-            insert into app.like_group_approvals (group_id, event_id, author_id, approved, created_at)
+            insert into app.like_group_approvals (group_id, event_id, author_id, approved,
+                                                  created_at)
             select {lg('h')}, {ev(f'h % {EH}')},
                    {uid(f'{L.HISTORIC_AUTHOR_BASE} + 2 * (h % {EH}) + k')}, true,
                    now() - interval '15 days'

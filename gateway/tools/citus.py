@@ -68,7 +68,8 @@ DROP_FOREIGN_KEYS = [
 # Names stay, so `on conflict on constraint ...` in sql/ works on both.
 WIDEN_KEYS = [
     ("app.like_groups", "like_groups_pkey", "primary key (event_id, id)"),
-    ("app.like_group_members", "like_group_members_pkey", "primary key (event_id, group_id, user_id)"),
+    ("app.like_group_members", "like_group_members_pkey",
+     "primary key (event_id, group_id, user_id)"),
     ("app.like_group_approvals", "like_group_approvals_pkey", "primary key (event_id, id)"),
     ("app.like_group_approvals", "like_group_approvals_one_per_author",
      "unique (group_id, author_id, event_id)"),
@@ -88,7 +89,8 @@ WIDEN_KEYS = [
 # after distributing: (table, name, definition).
 COLOCATED_FOREIGN_KEYS = [
     ("app.like_group_approvals", "like_group_approvals_group_fkey",
-     "foreign key (group_id, event_id) references app.like_groups (id, event_id) on delete cascade"),
+     "foreign key (group_id, event_id) references app.like_groups (id, event_id) "
+     "on delete cascade"),
     ("app.chats", "chats_like_group_fkey",
      "foreign key (like_group_id, event_id) references app.like_groups (id, event_id) "
      "on delete cascade"),
@@ -100,6 +102,10 @@ COLOCATED_FOREIGN_KEYS = [
 ]
 
 API_ROLES = ["anon", "authenticated", "service_role"]
+
+# Part of the code hash on a coordinator: changing how sql/ is applied on Citus
+# (policy_text, restrict_reads) changes it, so the next migrate rebuilds sql/.
+CODE_VARIANT = "citus-2"
 
 
 def is_coordinator(conn: psycopg.Connection) -> bool:
@@ -115,6 +121,27 @@ def policy_text(text: str) -> str:
     coordinator `(select auth.uid())` is written `auth.uid()` (a stable function:
     evaluated per shard scan instead of once per statement)."""
     return text.replace("(select auth.uid())", "auth.uid()")
+
+
+# Tables whose policies call a helper that reads other rows (is the caller a
+# member of this group? may they see this like group?). On a cluster the policy
+# runs inside the shard's query on a worker, where the helper's own query would
+# be a distributed query nested in a shard query, which Citus refuses (or, when
+# allowed, runs outside the transaction). On a coordinator the API roles may not
+# read these tables directly: 42501, where plain PostgreSQL applies the policy.
+# The api functions answer the same questions (my_groups, group_members,
+# get_like_group, my_chats, ...).
+NO_DIRECT_READS = [
+    "app.groups", "app.group_members", "app.group_invites",
+    "app.like_groups", "app.like_group_members", "app.like_group_approvals",
+    "app.chats", "app.chat_participants",
+]
+
+
+def restrict_reads(conn: psycopg.Connection) -> None:
+    """Runs after sql/policies on a coordinator, in the same transaction."""
+    for table in NO_DIRECT_READS:
+        conn.execute(sql.SQL("revoke select on {} from anon, authenticated").format(sql.SQL(table)))
 
 
 def _placed(conn: psycopg.Connection, table: str) -> str | None:
@@ -208,15 +235,27 @@ def worker_roles(conn: psycopg.Connection) -> list[str]:
         else:
             password = str(row[0]).removeprefix("password=")
         command = sql.SQL(
-            "set citus.enable_ddl_propagation to off; alter role {} with login password {}"
-        ).format(sql.Identifier(role), sql.Literal(password)).as_string(conn)
-        # Only workers that do not accept it yet get the command (the check logs in).
+            "set citus.enable_ddl_propagation to off; "
+            "alter role {role} with login password {password}"
+        ).format(role=sql.Identifier(role), password=sql.Literal(password)).as_string(conn)
         results = conn.execute(
             "select nodename, nodeport, success, result "
             "from run_command_on_workers(%s)", (command,)).fetchall()
         failed = [f"{h}:{p}: {r}" for h, p, ok, r in results if not ok]
         if failed:
             raise RuntimeError(f"could not set up role {role} on workers: {failed}")
+    # The request's claims reach the workers when a client sets them with SET LOCAL
+    # (reads under RLS evaluate auth.uid() on the workers).
+    dbname = conn.execute("select current_database()").fetchone()
+    assert dbname is not None
+    current = conn.execute(
+        "select 1 from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase "
+        "where d.datname = current_database() and s.setrole = 0 "
+        "and 'citus.propagate_set_commands=local' = any (s.setconfig)").fetchone()
+    if current is None:
+        conn.execute(sql.SQL("alter database {} set citus.propagate_set_commands = 'local'")
+                     .format(sql.Identifier(dbname[0])))
+        done.append("citus.propagate_set_commands = local")
     return done
 
 

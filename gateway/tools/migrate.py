@@ -89,11 +89,11 @@ def comment_functions(conn: psycopg.Connection, text: str) -> None:
 
 def apply_code(conn: psycopg.Connection, force: bool = False) -> bool:
     """Rebuilds sql/ in the database unless it is already current. True if rebuilt."""
-    from .citus import is_coordinator, policy_text
+    from .citus import CODE_VARIANT, is_coordinator, policy_text, restrict_reads
 
     files = code_files()
     citus = is_coordinator(conn)
-    wanted = MARK + code_hash(files) + (" citus" if citus else "")
+    wanted = MARK + code_hash(files) + (f" {CODE_VARIANT}" if citus else "")
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (CODE_LOCK,))
         current = conn.execute(
@@ -115,6 +115,8 @@ def apply_code(conn: psycopg.Connection, force: bool = False) -> bool:
         conn.execute(
             "revoke execute on all functions in schema api, private from public"
         )
+        if citus:
+            restrict_reads(conn)
         conn.execute(sql.SQL("comment on schema api is {}").format(sql.Literal(wanted)))
         # Gateways reload their function catalogue (delivered at commit).
         conn.execute("notify joinery_schema")

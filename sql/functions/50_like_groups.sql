@@ -38,16 +38,18 @@ $$;
 
 /**
  * True when the caller may see the like group: a member, or the event's
- * creator or a current author.
+ * creator or a current author. Policies pass the row's event too, so the check
+ * reads one shard on a Citus cluster.
  */
-create function private.can_view_like_group(group_id uuid) returns boolean
+create function private.can_view_like_group(group_id uuid, event_id uuid default null) returns boolean
 language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
     -- Read once here (on a cluster, functions inside a query run on the worker).
     v_uid uuid := auth.uid();
-    v_event uuid := private.like_group_event(can_view_like_group.group_id);
+    v_event uuid := coalesce(can_view_like_group.event_id,
+                             private.like_group_event(can_view_like_group.group_id));
 begin
     return (
         select exists (
@@ -55,14 +57,14 @@ begin
             join app.events e on e.id = g.event_id
             where g.event_id = v_event and g.id = can_view_like_group.group_id
               and (e.creator_id = v_uid
-                   or exists (select from app.like_group_members m
+                   or exists (select 1 from app.like_group_members m
                               where m.event_id = g.event_id and m.group_id = g.id
                                 and m.user_id = v_uid)
-                   or exists (select from app.event_authors a
+                   or exists (select 1 from app.event_authors a
                               where a.event_id = g.event_id and a.user_id = v_uid))));
 end;
 $$;
-grant execute on function private.can_view_like_group(uuid) to authenticated, service_role;
+grant execute on function private.can_view_like_group(uuid, uuid) to authenticated, service_role;
 
 /**
  * The threshold and the approvals that count: {received, needed}.

@@ -103,7 +103,7 @@ grant execute on function api.can_subscribe(text) to authenticated, service_role
 /**
  * True when the caller takes part in the chat. Used by policies.
  */
-create function private.is_chat_participant(chat_id uuid) returns boolean
+create function private.is_chat_participant(chat_id uuid, event_id uuid default null) returns boolean
 language plpgsql stable security definer
 set search_path = ''
 as $$
@@ -112,8 +112,9 @@ declare
 begin
     return (
         select exists (
-            select from app.chat_participants p
-            where p.chat_id = is_chat_participant.chat_id and p.user_id = v_uid));
+            select 1 from app.chat_participants p
+            where (is_chat_participant.event_id is null or p.event_id = is_chat_participant.event_id)
+              and p.chat_id = is_chat_participant.chat_id and p.user_id = v_uid));
 end;
 $$;
-grant execute on function private.is_chat_participant(uuid) to authenticated, service_role;
+grant execute on function private.is_chat_participant(uuid, uuid) to authenticated, service_role;
