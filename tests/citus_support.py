@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,7 +46,7 @@ def reading_as(url: str, user_id: str) -> Iterator[psycopg.Connection]:
     (the way that reaches the workers of a cluster)."""
     with psycopg.connect(url) as conn:
         conn.execute("set local role authenticated")
-        claims = '{"sub": "%s", "role": "authenticated"}' % user_id
+        claims = json.dumps({"sub": user_id, "role": "authenticated"})
         conn.execute(psycopg.sql.SQL("set local request.jwt.claims = {}").format(
             psycopg.sql.Literal(claims)))
         yield conn
