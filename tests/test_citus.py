@@ -147,3 +147,24 @@ def test_rls_leak_scan(database_url: str, client: httpx.Client,
     members = client.post("/rest/v1/rpc/group_members", json={"group_id": group["id"]},
                           headers=stranger.headers)
     assert members.status_code == 403, members.text
+
+
+def test_older_schema_came_forward(admin: psycopg.Connection) -> None:
+    """Rows written under the schema before 0010 (tests/citus_old_schema.py, run by
+    `make test-citus` before the first migrate) carry their event and were moved
+    onto the shards."""
+    from citus_old_schema import CHAT, EVENT, INVITE, LIKE_GROUP, USER
+
+    if admin.execute("select 1 from auth.users where id = %s", (USER,)).fetchone() is None:
+        pytest.skip("the older schema was not loaded before migrating")
+    rows = admin.execute("""
+        select (select event_id::text from app.like_group_approvals where group_id = %(g)s),
+               (select event_id::text from app.chats where id = %(c)s),
+               (select event_id::text from app.chat_participants where chat_id = %(c)s),
+               (select event_id::text from app.pair_invite_tokens where invite_id = %(i)s)""",
+        {"g": LIKE_GROUP, "c": CHAT, "i": INVITE}).fetchone()
+    assert rows == (EVENT, EVENT, EVENT, EVENT)
+    local = admin.execute("select count(*) from only app.events").fetchone()
+    assert local == (0,)  # the shell table on the coordinator is empty: the rows moved
+    on_shards = admin.execute("select count(*) from app.events where id = %s", (EVENT,)).fetchone()
+    assert on_shards == (1,)
