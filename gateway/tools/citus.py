@@ -248,14 +248,19 @@ def worker_roles(conn: psycopg.Connection) -> list[str]:
     # (reads under RLS evaluate auth.uid() on the workers).
     dbname = conn.execute("select current_database()").fetchone()
     assert dbname is not None
-    current = conn.execute(
-        "select 1 from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase "
-        "where d.datname = current_database() and s.setrole = 0 "
-        "and 'citus.propagate_set_commands=local' = any (s.setconfig)").fetchone()
-    if current is None:
-        conn.execute(sql.SQL("alter database {} set citus.propagate_set_commands = 'local'")
-                     .format(sql.Identifier(dbname[0])))
-        done.append("citus.propagate_set_commands = local")
+    # A query that reads every shard (a lookup by code, token or like-group id)
+    # uses one connection per worker, not up to 16: with many concurrent requests
+    # that keeps the workers' connection count near the gateway's pool size.
+    for name, value in (("citus.propagate_set_commands", "local"),
+                        ("citus.max_adaptive_executor_pool_size", "1")):
+        current = conn.execute(
+            "select 1 from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase "
+            "where d.datname = current_database() and s.setrole = 0 "
+            "and %s = any (s.setconfig)", (f"{name}={value}",)).fetchone()
+        if current is None:
+            conn.execute(sql.SQL("alter database {} set {} = {}").format(
+                sql.Identifier(dbname[0]), sql.SQL(name), sql.Literal(value)))
+            done.append(f"{name} = {value}")
     return done
 
 
