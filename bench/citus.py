@@ -4,9 +4,9 @@ starts a coordinator and two workers on this machine and runs it there).
 DATABASE_URL is the coordinator's database; it is migrated (which distributes the
 schema) and loaded in place, since a new database on a coordinator would have
 neither the extension nor the workers. One size (the largest asked for, 1M by
-default). Besides the figures, it keeps, for each hot call, how many shards its
-statements touched (EXPLAIN of the statements the call runs, from Citus's
-`citus.explain_all_tasks` off: one task = one shard). Results go to
+default). Besides the figures, it keeps the plans of the statements that decide
+whether a call stays on one shard (EXPLAIN: Citus's "Task Count" is the number of
+shards a statement reaches). Results go to
 bench/results/citus-latest.json (and a timestamped copy), beside the
 single-node bench/results/latest.json; docs/scaling.md compares them.
 """
@@ -50,6 +50,52 @@ def cluster(url: str) -> dict[str, Any]:
                       "share its cores"}
 
 
+# The statements that decide whether a call stays on one shard: (name, what to
+# pick a real row with, the statement, run under EXPLAIN with the picked values).
+STATEMENTS = [
+    ("invite by code (lookup)", "select code_hash, group_id from app.group_invites limit 1",
+     "select f.group_id from app.group_invites f where f.code_hash = %(a)s"),
+    ("invite by code (lock)", "select code_hash, group_id from app.group_invites limit 1",
+     "select * from app.group_invites i where i.group_id = %(b)s and i.code_hash = %(a)s "
+     "for update"),
+    ("membership insert", "select group_id, user_id from app.group_members limit 1",
+     "insert into app.group_members (group_id, user_id) values (%(a)s, %(b)s) "
+     "on conflict do nothing"),
+    ("like group's event (lookup)", "select id, event_id from app.like_groups limit 1",
+     "select g.event_id from app.like_groups g where g.id = %(a)s"),
+    ("like group lock", "select id, event_id from app.like_groups limit 1",
+     "select * from app.like_groups g where g.event_id = %(b)s and g.id = %(a)s for update"),
+    ("tally", "select group_id, event_id from app.like_group_approvals limit 1",
+     "select count(*) from app.like_group_approvals v join app.event_authors a "
+     "on a.event_id = v.event_id and a.user_id = v.author_id "
+     "where v.event_id = %(b)s and v.group_id = %(a)s and v.approved"),
+    ("token (lookup)", "select token_hash, event_id from app.pair_invite_tokens limit 1",
+     "select t.invite_id, t.event_id from app.pair_invite_tokens t where t.token_hash = %(a)s"),
+    ("event lock", "select id, id from app.events where capacity is not null limit 1",
+     "select * from app.events e where e.id = %(a)s for update"),
+    ("my like groups (by user)", "select user_id, event_id from app.like_group_members limit 1",
+     "select m.group_id, m.event_id from app.like_group_members m where m.user_id = %(a)s"),
+]
+
+
+def plans(url: str) -> dict[str, Any]:
+    """EXPLAIN (not ANALYZE) of each statement: Citus's plan says how many shards
+    (tasks) it reaches; rolled back."""
+    out: dict[str, Any] = {}
+    with psycopg.connect(url) as conn:
+        for name, pick, statement in STATEMENTS:
+            row = conn.execute(pick).fetchone()
+            if row is None:
+                continue
+            text = "\n".join(r[0] for r in conn.execute(
+                "explain (costs off) " + statement, {"a": row[0], "b": row[1]}).fetchall())
+            tasks = [line for line in text.splitlines() if "Task Count:" in line]
+            out[name] = {"tasks": int(tasks[0].split(":")[1]) if tasks else None,
+                         "plan": text}
+        conn.rollback()
+    return out
+
+
 def main(args: argparse.Namespace, server_url: str) -> int:
     started = time.monotonic()
     wanted = args.sizes.split(",")
@@ -67,6 +113,7 @@ def main(args: argparse.Namespace, server_url: str) -> int:
     sized = run_size(server_url, s, opt, WORK / s.label, log)
     sized["load_seconds"] = round(seconds, 1)
     sized["rows"] = load.table_rows(server_url)
+    sized["plans"] = plans(server_url)
     result: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": report.machine(server_url),

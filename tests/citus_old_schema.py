@@ -39,7 +39,7 @@ insert into app.like_group_approvals (group_id, author_id, approved)
 insert into app.chats (id, type, like_group_id) values ('{CHAT}', 'approved_group', '{LIKE_GROUP}');
 insert into app.chat_participants (chat_id, user_id) values ('{CHAT}', '{USER}');
 insert into app.pair_invites (id, event_id, inviter_id, short_code, expires_at)
-    values ('{INVITE}', '{EVENT}', '{USER}', 'OLDC0DE2', now() + interval '1 day');
+    values ('{INVITE}', '{EVENT}', '{USER}', 'QDCDE234', now() + interval '1 day');
 insert into app.pair_invite_tokens (token_hash, invite_id, issued_to)
     values (sha256('old-token'), '{INVITE}', '{USER}');
 """
