@@ -68,7 +68,7 @@ check:
 bench: venv
 	@scripts/install-deps --bench
 	@scripts/devdb run $(PY) -m bench $(BENCH_ARGS)
-	@$(MAKE) --no-print-directory bench-citus
+	@$(MAKE) --no-print-directory bench-citus || { echo 'bench: the Citus run failed (above)'; exit 1; }
 
 # The same calls on a throwaway three-node Citus cluster on this machine
 # (bench/citus.py); figures in bench/results/citus-latest.json.
