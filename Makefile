@@ -76,5 +76,5 @@ bench: venv
 bench-citus: venv
 	@scripts/install-deps --bench
 	@scripts/install-citus
-	@CITUS_SHARD_COUNT=$${CITUS_SHARD_COUNT:-32} scripts/citus-cluster run \
+	@CITUS_SHARD_COUNT=$${CITUS_SHARD_COUNT:-12} scripts/citus-cluster run \
 		$(PY) -m bench --citus $(BENCH_CITUS_ARGS)

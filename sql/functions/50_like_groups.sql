@@ -320,19 +320,24 @@ grant execute on function api.my_like_groups() to authenticated, service_role;
 
 /**
  * Raises 404 when the like group does not exist and 403 when the caller may
- * not see it (members, the event's creator and authors may).
+ * not see it (members, the event's creator and authors may). Returns the
+ * group's event, found once for the reads that follow.
  */
-create function private.require_like_group_viewer(group_id uuid) returns void
+create function private.require_like_group_viewer(group_id uuid) returns uuid
 language plpgsql stable
 as $$
+declare
+    v_event uuid;
 begin
     perform private.require_user();
-    if private.like_group_event(require_like_group_viewer.group_id) is null then
+    v_event := private.like_group_event(require_like_group_viewer.group_id);
+    if v_event is null then
         raise exception using errcode = 'PT404', message = 'Like group not found.';
     end if;
-    if not private.can_view_like_group(require_like_group_viewer.group_id) then
+    if not private.can_view_like_group(require_like_group_viewer.group_id, v_event) then
         raise exception using errcode = '42501', message = 'You cannot see this like group.';
     end if;
+    return v_event;
 end;
 $$;
 
@@ -344,8 +349,8 @@ language plpgsql stable security definer
 set search_path = ''
 as $$
 begin
-    perform private.require_like_group_viewer(get_like_group.group_id);
-    return private.like_group_json(get_like_group.group_id);
+    return private.like_group_json(get_like_group.group_id,
+                                   private.require_like_group_viewer(get_like_group.group_id));
 end;
 $$;
 grant execute on function api.get_like_group(uuid) to authenticated, service_role;
@@ -441,15 +446,16 @@ create function api.list_like_group_approvals(group_id uuid) returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_event uuid := private.require_like_group_viewer(list_like_group_approvals.group_id);
 begin
-    perform private.require_like_group_viewer(list_like_group_approvals.group_id);
     return (
         select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                 'id', v.id, 'group_id', v.group_id, 'author_id', v.author_id,
                 'approved', v.approved, 'created_at', v.created_at)
             order by v.created_at, v.id), '[]'::jsonb)
         from app.like_group_approvals v
-        where v.group_id = list_like_group_approvals.group_id);
+        where v.event_id = v_event and v.group_id = list_like_group_approvals.group_id);
 end;
 $$;
 grant execute on function api.list_like_group_approvals(uuid) to authenticated, service_role;
