@@ -321,7 +321,10 @@ begin
         returning * into v_member;
         v_consumed := found;
         if v_consumed then
-            update app.group_invites i set use_count = i.use_count + 1 where i.id = v_invite.id;
+            -- Named by group too: on a cluster a write without the distribution
+            -- column would lock every shard.
+            update app.group_invites i set use_count = i.use_count + 1
+            where i.group_id = v_invite.group_id and i.id = v_invite.id;
         else
             select * into v_member from app.group_members m
             where m.group_id = v_invite.group_id and m.user_id = v_uid;
@@ -451,7 +454,8 @@ begin
             message = 'Only the invite''s creator or the group''s owner can revoke it.';
     end if;
     if v_invite.revoked_at is null then
-        update app.group_invites i set revoked_at = pg_catalog.now() where i.id = v_invite.id;
+        update app.group_invites i set revoked_at = pg_catalog.now()
+        where i.group_id = v_invite.group_id and i.id = v_invite.id;
         perform private.audit('group_invite.revoke', 'revoked', 200, v_invite.id);
     end if;
 end;

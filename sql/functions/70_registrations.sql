@@ -438,7 +438,7 @@ begin
     update app.pair_invites i
     set status = 'accepted', invitee_id = v_uid, pair_id = v_pair,
         accepted_at = pg_catalog.now(), updated_at = pg_catalog.now()
-    where i.id = v_invite.id
+    where i.event_id = v_invite.event_id and i.id = v_invite.id
     returning * into v_invite;
     perform private.audit('pair_invite.accept', 'accepted', 200, v_invite.id,
         pg_catalog.jsonb_build_object('event_id', v_event.id, 'pair_id', v_pair));
@@ -488,7 +488,7 @@ begin
     update app.pair_invites i
     set status = 'declined', invitee_id = v_uid, declined_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
-    where i.id = v_invite.id;
+    where i.event_id = v_invite.event_id and i.id = v_invite.id;
     perform private.audit('pair_invite.decline', 'declined', 200, v_invite.id);
     return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
 end;
@@ -523,7 +523,7 @@ begin
     if v_invite.status = 'sent' then
         update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
             updated_at = pg_catalog.now()
-        where i.id = v_invite.id
+        where i.event_id = v_invite.event_id and i.id = v_invite.id
         returning * into v_invite;
         perform private.audit('pair_invite.revoke', 'revoked', 200, v_invite.id);
     end if;
