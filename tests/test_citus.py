@@ -168,7 +168,7 @@ def test_older_schema_came_forward(admin: psycopg.Connection) -> None:
     placed = admin.execute("""
         select n.groupid from pg_dist_shard_placement p
         join pg_dist_node n on n.nodename = p.nodename and n.nodeport = p.nodeport
-        where p.shardid = get_shard_id_for_distribution_column('app.events', %s)""",
+        where p.shardid = get_shard_id_for_distribution_column('app.events', %s::uuid)""",
         (EVENT,)).fetchall()
     assert len(placed) == 1 and placed[0][0] > 0
     assert admin.execute("select title from app.events where id = %s",
