@@ -44,6 +44,8 @@ class Settings:
     app_url: str
     mail_poll_seconds: float
     mail_retry_max: int
+    mail_max_attempts: int
+    audit_retention_days: int
     # Limits on what one client can hold or send (README, "Limits").
     header_timeout: float
     body_timeout: float
@@ -53,6 +55,15 @@ class Settings:
     sql_headers: frozenset[bytes]
     sql_header_value_max: int
     db_probe_interval: float
+    # Pages: where "Sign in" goes (redirect_to is added); the connection the
+    # development sign-in creates users with (used only with DEV_JWT_SECRET).
+    sign_in_url: str | None = None
+    admin_database_url: str = DEV_DATABASE_URL
+
+    @property
+    def dev_sign_in(self) -> bool:
+        """The development sign-in exists only while the development secret is in use."""
+        return self.jwt_secret == DEV_JWT_SECRET
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -86,6 +97,8 @@ class Settings:
             app_url=_env("APP_URL", "http://127.0.0.1:8000") or "",
             mail_poll_seconds=float(_env("MAIL_POLL_SECONDS", "5") or 5),
             mail_retry_max=int(_env("MAIL_RETRY_MAX", "300") or 300),
+            mail_max_attempts=int(_env("MAIL_MAX_ATTEMPTS", "8") or 8),
+            audit_retention_days=int(_env("AUDIT_RETENTION_DAYS", "365") or 365),
             header_timeout=float(_env("HEADER_TIMEOUT", "10") or 10),
             body_timeout=float(_env("BODY_TIMEOUT", "30") or 30),
             max_connections=int(_env("MAX_CONNECTIONS", "10000") or 10000),
@@ -97,6 +110,8 @@ class Settings:
                 if h.strip()) - PRIVATE_HEADERS,
             sql_header_value_max=int(_env("SQL_HEADER_VALUE_MAX", "512") or 512),
             db_probe_interval=float(_env("DB_PROBE_INTERVAL_MS", "250") or 250) / 1000,
+            sign_in_url=_env("SIGN_IN_URL"),
+            admin_database_url=_env("DATABASE_URL", DEV_DATABASE_URL) or DEV_DATABASE_URL,
         )
 
 

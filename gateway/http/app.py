@@ -24,6 +24,7 @@ from .. import db
 from ..breaker import Breaker
 from ..jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from ..mail.worker import Mailer
+from ..pages import routes as page_routes
 from ..realtime.hub import LISTENER_WAIT, Hub
 from ..settings import Settings
 from . import openapi
@@ -102,7 +103,8 @@ class Gateway:
 def make_mailer(settings: Settings) -> Mailer:
     assert settings.smtp_url
     return Mailer(settings.listen_database_url, settings.smtp_url, settings.mail_from,
-                  settings.app_url, settings.mail_poll_seconds, settings.mail_retry_max)
+                  settings.app_url, settings.mail_poll_seconds, settings.mail_retry_max,
+                  settings.mail_max_attempts)
 
 
 def invalid_token(message: str) -> ApiError:
@@ -222,7 +224,7 @@ async def openapi_json(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Prometheus text: requests, latency, pool use, realtime subscribers and, when
-    the database answers, the mail queue depth. Per process."""
+    the database answers, the mail queue depth and the messages given up on. Per process."""
     gw: Gateway = request.app.state.gateway
     stats = gw.pool.get_stats()
     gauges: dict[str, float] = {
@@ -237,9 +239,10 @@ async def metrics(request: Request) -> Response:
         with contextlib.suppress(Exception):
             async with gw.pool.connection(timeout=1) as conn, conn.transaction():
                 await conn.execute("set local role service_role")
-                row = await (await conn.execute("select private.mail_queue_depth()")).fetchone()
+                row = await (await conn.execute(
+                    "select private.mail_queue_depth(), private.mail_failed_count()")).fetchone()
                 if row is not None:
-                    gauges["mail_queue_depth"] = row[0]
+                    gauges["mail_queue_depth"], gauges["mail_failed"] = row
     counters = {"catalog_reloads_total": gw.catalog.reloads,
                 "database_outages_total": gw.breaker.opened}
     return Response(gw.metrics.render(gauges, counters), media_type="text/plain; version=0.0.4")
@@ -307,6 +310,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/rest/v1/rpc/{fn}", rpc, methods=["GET", "POST"]),
         Route("/realtime/v1/sse", realtime, methods=["GET"]),
         *(Route(r.path, seed_endpoint(r), methods=[r.method]) for r in SEED_ROUTES),
+        *page_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ApiError: api_error},
