@@ -368,13 +368,13 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    -- Found first: on a Citus cluster a row lock names the distribution column.
+    v_event uuid := private.like_group_event(add_like_group_member.group_id);
     v_group app.like_groups;
 begin
     -- The event's row lock first (as add_event_author, which then locks groups),
     -- shared with other adds: an author is never added beside a pending membership.
-    perform from app.events e
-    where e.id = (select g.event_id from app.like_groups g where g.id = add_like_group_member.group_id)
-    for key share;
+    perform from app.events e where e.id = v_event for key share;
     v_group := private.lock_like_group(add_like_group_member.group_id);
     if v_group.creator_id <> v_uid then
         raise exception using errcode = '42501', message = 'Only the group''s creator can add members.';
