@@ -9,6 +9,8 @@ language plpgsql stable
 set search_path = ''
 as $$
 begin
+    -- plpgsql, not SQL: Citus plans no distributed query inside a SQL function
+    -- that takes parameters.
     return exists (
         select from app.event_authors a
         where a.event_id = is_event_author.event_id and a.user_id = is_event_author.user_id);
