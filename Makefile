@@ -4,6 +4,7 @@
 #   make test      everything, from nothing, on a throwaway cluster
 #   make migrate   DATABASE_URL=... brings that database to the current schema
 #   make lint      ruff, then the SQL linter on DATABASE_URL (else on a throwaway cluster)
+#   make test-citus  the HTTP and concurrency tests on a throwaway three-node Citus cluster
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,7 +12,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test migrate lint deps venv stop-db check
+.PHONY: run test test-citus migrate lint deps venv stop-db check
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,11 @@ test: deps venv
 	@if [ -n "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory check; \
 	else scripts/devdb run $(MAKE) --no-print-directory check; fi
 
+# Citus (built from CITUS_SOURCE when not installed), a coordinator and two workers
+# made for the run and removed after it; see scripts/test-citus.
+test-citus: deps venv
+	@scripts/test-citus
+
 check:
 	@$(VENV)/bin/ruff check gateway tests migrations
 	@$(PY) -m gateway migrate
@@ -62,3 +68,13 @@ check:
 bench: venv
 	@scripts/install-deps --bench
 	@scripts/devdb run $(PY) -m bench $(BENCH_ARGS)
+	@$(MAKE) --no-print-directory bench-citus || { echo 'bench: the Citus run failed (above)'; exit 1; }
+
+# The same calls on a throwaway three-node Citus cluster on this machine
+# (bench/citus.py); figures in bench/results/citus-latest.json.
+.PHONY: bench-citus
+bench-citus: venv
+	@scripts/install-deps --bench
+	@scripts/install-citus
+	@CITUS_SHARD_COUNT=$${CITUS_SHARD_COUNT:-12} scripts/citus-cluster run \
+		$(PY) -m bench --citus $(BENCH_CITUS_ARGS)

@@ -42,6 +42,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--check-keys", action="store_true",
                         help="verify the loaded rows' foreign keys (slow at 1M)")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+    parser.add_argument("--citus", action="store_true",
+                        help="DATABASE_URL is a Citus coordinator: one size, in place "
+                             "(bench/citus.py; `make bench-citus`)")
     return parser.parse_args(argv)
 
 
@@ -55,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             log(f"{tool} is missing: run `scripts/install-deps --bench`")
             return 2
+    if args.citus:
+        from . import citus
+
+        return citus.main(args, server_url)
     started = time.monotonic()
     sizes = [s for s in SIZES if s.label in args.sizes.split(",")]
     opt = Options(clients=args.clients, seconds=args.seconds, workers=args.workers,

@@ -178,11 +178,13 @@ def load_statements(s: Layout) -> list[tuple[str, str]]:
                    {uid(f'{L.PENDING_MEMBER_BASE} + (p / {EP}) * 10 + m')}, true,
                    now() + m * interval '1 second'
             from generate_series(0, {P - 1}) p, generate_series(0, 9) m;
-            insert into app.chats (type, like_group_id, created_at)
-            select 'approved_group', {lg('h')}, now() - interval '10 days'
+            insert into app.chats (type, like_group_id, event_id, created_at)
+            select 'approved_group', {lg('h')}, {ev(f'h % {EH}')}, now() - interval '10 days'
             from generate_series(0, {H - 1}) h;
-            insert into app.like_group_approvals (group_id, author_id, approved, created_at)
-            select {lg('h')}, {uid(f'{L.HISTORIC_AUTHOR_BASE} + 2 * (h % {EH}) + k')}, true,
+            insert into app.like_group_approvals (group_id, event_id, author_id, approved,
+                                                  created_at)
+            select {lg('h')}, {ev(f'h % {EH}')},
+                   {uid(f'{L.HISTORIC_AUTHOR_BASE} + 2 * (h % {EH}) + k')}, true,
                    now() - interval '15 days'
             from generate_series(0, {H - 1}) h, generate_series(0, 1) k"""),
         ("registrations", f"""
@@ -198,9 +200,9 @@ def load_statements(s: Layout) -> list[tuple[str, str]]:
             select md5('bench-pinv-' || a)::uuid, {ev(f'{L.ACCEPT_EVENT_BASE} + a % {EA}')},
                    {uid(f'(a / {EA}) % {U} + 1')}, {short_code}, now() + interval '30 days'
             from generate_series(0, {AI - 1}) a;
-            insert into app.pair_invite_tokens (token_hash, invite_id, issued_to)
+            insert into app.pair_invite_tokens (token_hash, invite_id, issued_to, event_id)
             select sha256(convert_to('bench-token-' || a, 'UTF8')), md5('bench-pinv-' || a)::uuid,
-                   {uid(f'{L.FRESH_BASE} + a')}
+                   {uid(f'{L.FRESH_BASE} + a')}, {ev(f'{L.ACCEPT_EVENT_BASE} + a % {EA}')}
             from generate_series(0, {AI - 1}) a"""),
         ("rate limits", "update app.rate_limits set max_attempts = 1000000000"),
     ]

@@ -1,4 +1,4 @@
-"""python -m gateway serve | dev | token | migrate | mailer | audit-prune"""
+"""python -m gateway serve | dev | token | migrate | mailer | audit-prune | types"""
 
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p_prune.add_argument("--older-than-days", type=int, default=None,
                          help="retention in days (default: AUDIT_RETENTION_DAYS)")
     p_prune.add_argument("--months-ahead", type=int, default=3)
+    sub.add_parser("types", help="print a TypeScript Database type of the api functions "
+                                 "for supabase-js (createClient<Database>)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     database_url = os.environ.get("DATABASE_URL") or DEV_DATABASE_URL
@@ -67,6 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         days = args.older_than_days or settings.audit_retention_days
         lines = prune(database_url, days, args.months_ahead)
         print("\n".join(lines) if lines else f"nothing to do (retention {days} days)")
+    elif args.command == "types":
+        import psycopg
+
+        from .tools.types import generate
+
+        try:
+            sys.stdout.write(generate(database_url))
+        except psycopg.OperationalError as exc:
+            print(f"types: cannot read the catalogue: {exc}".rstrip(), file=sys.stderr)
+            return 1
     elif args.command == "mailer":
         import asyncio
 

@@ -42,6 +42,9 @@ def _pgtap_extension() -> None:
     url = os.environ.get("DATABASE_URL")
     if url:
         with psycopg.connect(url, autocommit=True) as conn:
+            # On a Citus coordinator these test helpers stay on it (a custom
+            # setting that plain PostgreSQL accepts and ignores).
+            conn.execute("set citus.enable_ddl_propagation = off")
             conn.execute("create extension if not exists pgtap")
             conn.execute((ROOT / "tests" / "sql" / "support.sql").read_text())
             conn.execute(

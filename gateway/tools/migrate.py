@@ -89,8 +89,11 @@ def comment_functions(conn: psycopg.Connection, text: str) -> None:
 
 def apply_code(conn: psycopg.Connection, force: bool = False) -> bool:
     """Rebuilds sql/ in the database unless it is already current. True if rebuilt."""
+    from .citus import CODE_VARIANT, is_coordinator, policy_text, restrict_reads
+
     files = code_files()
-    wanted = MARK + code_hash(files)
+    citus = is_coordinator(conn)
+    wanted = MARK + code_hash(files) + (f" {CODE_VARIANT}" if citus else "")
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (CODE_LOCK,))
         current = conn.execute(
@@ -98,14 +101,22 @@ def apply_code(conn: psycopg.Connection, force: bool = False) -> bool:
         ).fetchone()
         if not force and current and current[0] == wanted:
             return False
+        if citus:
+            # Policies on shards and functions on workers change in one
+            # distributed transaction: one connection per node.
+            conn.execute("set local citus.multi_shard_modify_mode to 'sequential'")
         conn.execute(DROP_CODE)
         for path in files:
             text = path.read_text()
+            if citus and path.parent.name == "policies":
+                text = policy_text(text)
             conn.execute(text)  # type: ignore[arg-type]  # trusted files of the repo
             comment_functions(conn, text)
         conn.execute(
             "revoke execute on all functions in schema api, private from public"
         )
+        if citus:
+            restrict_reads(conn)
         conn.execute(sql.SQL("comment on schema api is {}").format(sql.Literal(wanted)))
         # Gateways reload their function catalogue (delivered at commit).
         conn.execute("notify joinery_schema")
@@ -155,10 +166,16 @@ def set_authenticator_password(conn: psycopg.Connection, password: str) -> None:
 
 def migrate(database_url: str, force_code: bool = False) -> str:
     """The whole of `make migrate`: tables, then code, then the gateway role's password."""
+    from .citus import distribute
+
     applied = apply_migrations(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
         rebuilt = apply_code(conn, force=force_code)
         password = os.environ.get("AUTHENTICATOR_PASSWORD")
         if password:
             set_authenticator_password(conn, password)
-    return f"{applied} migration(s) applied; sql/ {'rebuilt' if rebuilt else 'unchanged'}"
+        distributed = distribute(conn)  # nothing off a Citus coordinator
+    report = f"{applied} migration(s) applied; sql/ {'rebuilt' if rebuilt else 'unchanged'}"
+    if distributed:
+        report += "; citus: " + "; ".join(distributed)
+    return report

@@ -14,11 +14,15 @@ create function private.is_group_member(group_id uuid) returns boolean
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    -- The caller is read here, once: on a Citus cluster a function inside a
+    -- query runs on the worker, where the request's claims are not set.
+    v_uid uuid := auth.uid();
 begin
     return (
         select exists (
             select from app.group_members m
-            where m.group_id = is_group_member.group_id and m.user_id = auth.uid()));
+            where m.group_id = is_group_member.group_id and m.user_id = v_uid));
 end;
 $$;
 grant execute on function private.is_group_member(uuid) to authenticated, service_role;
@@ -28,9 +32,11 @@ grant execute on function private.is_group_member(uuid) to authenticated, servic
  * never stored, so only its last four characters are shown.
  */
 create function private.group_invite_json(i app.group_invites) returns jsonb
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select pg_catalog.jsonb_build_object(
+begin
+    return pg_catalog.jsonb_build_object(
         'id', i.id,
         'group_id', i.group_id,
         'code_hint', i.code_hint,
@@ -42,29 +48,36 @@ as $$
         'revoked_at', i.revoked_at,
         'active', i.revoked_at is null
             and (i.expires_at is null or i.expires_at > pg_catalog.now())
-            and (i.max_uses is null or i.use_count < i.max_uses))
+            and (i.max_uses is null or i.use_count < i.max_uses));
+end;
 $$;
 
 /**
  * Why an invite can no longer be used ('revoked', 'expired', 'used_up'), or null.
  */
 create function private.group_invite_unusable_reason(i app.group_invites) returns text
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select case
+begin
+    return case
         when i.revoked_at is not null then 'revoked'
         when i.expires_at is not null and i.expires_at <= pg_catalog.now() then 'expired'
         when i.max_uses is not null and i.use_count >= i.max_uses then 'used_up'
-    end
+    end;
+end;
 $$;
 
 /**
  * True when `code` has the shape of an invite code (a UUID, any case).
  */
 create function private.is_uuid_text(code text) returns boolean
-language sql immutable
+language plpgsql immutable
+set search_path = ''
 as $$
-    select coalesce(code ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', false)
+begin
+    return coalesce(code ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', false);
+end;
 $$;
 
 /**
@@ -73,12 +86,14 @@ $$;
  */
 create function private.require_group_member(group_id uuid) returns app.group_members
 language plpgsql stable
+set search_path = ''
 as $$
 declare
+    v_uid uuid := private.require_user();
     v_member app.group_members;
 begin
     select * into v_member from app.group_members m
-    where m.group_id = require_group_member.group_id and m.user_id = private.require_user();
+    where m.group_id = require_group_member.group_id and m.user_id = v_uid;
     if found then
         return v_member;
     end if;
@@ -126,6 +141,8 @@ create function api.my_groups() returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_uid uuid := private.require_user();
 begin
     return (
         select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -135,7 +152,7 @@ begin
             order by m.created_at desc, g.id), '[]'::jsonb)
         from app.group_members m
         join app.groups g on g.id = m.group_id
-        where m.user_id = private.require_user());
+        where m.user_id = v_uid);
 end;
 $$;
 grant execute on function api.my_groups() to authenticated, service_role;
@@ -269,6 +286,7 @@ as $$
 declare
     v_uid uuid := private.require_user();
     v_limited jsonb := private.rate_limited('join_code', 'group.join');
+    v_group_id uuid;
     v_invite app.group_invites;
     v_member app.group_members;
     v_reason text;
@@ -284,9 +302,14 @@ begin
     end if;
 
     -- The row lock serialises every join on this code: use_count is read and
-    -- raised by one transaction at a time.
+    -- raised by one transaction at a time. The group is found first and named in
+    -- the locking read: on a Citus cluster invites live on their group's shard,
+    -- and a row lock must name the distribution column.
+    select f.group_id into v_group_id from app.group_invites f
+    where f.code_hash = private.hash_secret(pg_catalog.lower(join_group.code));
     select * into v_invite from app.group_invites i
-    where i.code_hash = private.hash_secret(pg_catalog.lower(join_group.code))
+    where i.group_id = v_group_id
+      and i.code_hash = private.hash_secret(pg_catalog.lower(join_group.code))
     for update;
     if not found then
         return private.refuse('group.join', 404, 'not_found', 'No invite with this code.');
@@ -312,7 +335,10 @@ begin
         returning * into v_member;
         v_consumed := found;
         if v_consumed then
-            update app.group_invites i set use_count = i.use_count + 1 where i.id = v_invite.id;
+            -- Named by group too: on a cluster a write without the distribution
+            -- column would lock every shard.
+            update app.group_invites i set use_count = i.use_count + 1
+            where i.group_id = v_invite.group_id and i.id = v_invite.id;
         else
             select * into v_member from app.group_members m
             where m.group_id = v_invite.group_id and m.user_id = v_uid;
@@ -384,13 +410,21 @@ create function api.list_group_invites(group_id uuid) returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_out jsonb := '[]'::jsonb;
+    v_invite app.group_invites;
 begin
     perform private.require_group_member(list_group_invites.group_id);
-    return (
-        select coalesce(pg_catalog.jsonb_agg(private.group_invite_json(i)
-            order by i.created_at desc, i.id), '[]'::jsonb)
-        from app.group_invites i
-        where i.group_id = list_group_invites.group_id);
+    -- Shaped here, row by row: on a Citus cluster a function taking the table's
+    -- row type cannot run inside the shard's query.
+    for v_invite in
+        select * from app.group_invites i
+        where i.group_id = list_group_invites.group_id
+        order by i.created_at desc, i.id
+    loop
+        v_out := v_out || pg_catalog.jsonb_build_array(private.group_invite_json(v_invite));
+    end loop;
+    return v_out;
 end;
 $$;
 grant execute on function api.list_group_invites(uuid) to authenticated, service_role;
@@ -410,6 +444,7 @@ as $$
 declare
     v_uid uuid := private.require_user();
     v_limited jsonb := private.rate_limited('revoke_invite', 'group_invite.revoke');
+    v_group_id uuid;
     v_invite app.group_invites;
 begin
     if v_limited is not null then
@@ -419,9 +454,15 @@ begin
         return private.refuse('group_invite.revoke', 400, 'malformed',
             'The invite code is malformed.');
     end if;
+    -- Group first, then the locking read on it (see join_group).
+    select f.group_id into v_group_id from app.group_invites f
+    where f.code_hash = private.hash_secret(pg_catalog.lower(revoke_group_invite.code))
+       or f.id = revoke_group_invite.code::uuid
+    limit 1;
     select * into v_invite from app.group_invites i
-    where i.code_hash = private.hash_secret(pg_catalog.lower(revoke_group_invite.code))
-       or i.id = revoke_group_invite.code::uuid
+    where i.group_id = v_group_id
+      and (i.code_hash = private.hash_secret(pg_catalog.lower(revoke_group_invite.code))
+           or i.id = revoke_group_invite.code::uuid)
     for update;
     if not found then
         return private.refuse('group_invite.revoke', 404, 'not_found', 'No invite with this code.');
@@ -435,7 +476,8 @@ begin
         return private.fail(404, 'No invite with this code.', 'not_found');
     end if;
     if v_invite.revoked_at is null then
-        update app.group_invites i set revoked_at = pg_catalog.now() where i.id = v_invite.id;
+        update app.group_invites i set revoked_at = pg_catalog.now()
+        where i.group_id = v_invite.group_id and i.id = v_invite.id;
         perform private.audit('group_invite.revoke', 'revoked', 200, v_invite.id);
     else
         perform private.audit('group_invite.revoke', 'already_revoked', 200, v_invite.id);

@@ -4,11 +4,14 @@
  * True when a and b are friends (an accepted friendship).
  */
 create function private.are_friends(a uuid, b uuid) returns boolean
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select exists (
+begin
+    return exists (
         select from app.friendships f
-        where f.user_low = least(a, b) and f.user_high = greatest(a, b) and f.status = 'accepted')
+        where f.user_low = least(a, b) and f.user_high = greatest(a, b) and f.status = 'accepted');
+end;
 $$;
 
 /**
@@ -16,6 +19,7 @@ $$;
  */
 create function private.require_other_user(caller uuid, other uuid) returns void
 language plpgsql stable
+set search_path = ''
 as $$
 begin
     if other is null then
@@ -40,13 +44,15 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    -- A value, not now() in DO UPDATE: Citus takes only immutable functions there.
+    v_now timestamptz := pg_catalog.now();
     v_row app.friendships;
 begin
     perform private.require_other_user(v_uid, request_friend.user_id);
     insert into app.friendships (user_low, user_high, requester_id)
     values (least(v_uid, request_friend.user_id), greatest(v_uid, request_friend.user_id), v_uid)
     on conflict (user_low, user_high) do update
-        set status = 'accepted', accepted_at = pg_catalog.now()
+        set status = 'accepted', accepted_at = v_now
         where app.friendships.status = 'pending' and app.friendships.requester_id <> v_uid
     returning * into v_row;
     if not found then

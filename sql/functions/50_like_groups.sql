@@ -36,6 +36,7 @@ $$;
  */
 create function private.notify_user(user_id uuid, type text, data jsonb) returns void
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_id uuid;
@@ -50,65 +51,98 @@ $$;
 
 /**
  * True when the caller may see the like group: a member, or the event's
- * creator or a current author.
+ * creator or a current author. Policies pass the row's event too, so the check
+ * reads one shard on a Citus cluster.
  */
-create function private.can_view_like_group(group_id uuid) returns boolean
+create function private.can_view_like_group(group_id uuid, event_id uuid default null) returns boolean
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    -- Read once here (on a cluster, functions inside a query run on the worker).
+    v_uid uuid := auth.uid();
+    v_event uuid := coalesce(can_view_like_group.event_id,
+                             private.like_group_event(can_view_like_group.group_id));
 begin
     return (
         select exists (
-            select from app.like_groups g
+            select 1 from app.like_groups g
             join app.events e on e.id = g.event_id
-            where g.id = can_view_like_group.group_id
-              and (e.creator_id = auth.uid()
-                   or exists (select from app.like_group_members m
-                              where m.group_id = g.id and m.user_id = auth.uid())
-                   or exists (select from app.event_authors a
-                              where a.event_id = g.event_id and a.user_id = auth.uid()))));
+            where g.event_id = v_event and g.id = can_view_like_group.group_id
+              and (e.creator_id = v_uid
+                   or exists (select 1 from app.like_group_members m
+                              where m.event_id = g.event_id and m.group_id = g.id
+                                and m.user_id = v_uid)
+                   or exists (select 1 from app.event_authors a
+                              where a.event_id = g.event_id and a.user_id = v_uid))));
 end;
 $$;
-grant execute on function private.can_view_like_group(uuid) to authenticated, service_role;
+grant execute on function private.can_view_like_group(uuid, uuid) to authenticated, service_role;
 
 /**
  * The threshold and the approvals that count: {received, needed}.
  */
-create function private.like_group_tally(group_id uuid, event_id uuid)
-returns table (received integer, needed integer)
-language sql stable
+create function private.like_group_tally(group_id uuid, event_id uuid,
+                                       out received integer, out needed integer)
+language plpgsql stable
+set search_path = ''
 as $$
+begin
     select
         (select pg_catalog.count(*)::integer from app.like_group_approvals v
-         join app.event_authors a on a.event_id = like_group_tally.event_id and a.user_id = v.author_id
-         where v.group_id = like_group_tally.group_id and v.approved),
+         join app.event_authors a on a.event_id = v.event_id and a.user_id = v.author_id
+         where v.event_id = like_group_tally.event_id and v.group_id = like_group_tally.group_id
+           and v.approved),
         least(
             (select pg_catalog.count(*)::integer from app.event_authors a
              where a.event_id = like_group_tally.event_id),
             (select pg_catalog.count(*)::integer from app.like_group_members m
-             where m.group_id = like_group_tally.group_id))
+             where m.event_id = like_group_tally.event_id and m.group_id = like_group_tally.group_id))
+    into like_group_tally.received, like_group_tally.needed;
+end;
+$$;
+
+/**
+ * The event of a like group, or null. Every read and lock of a group's rows
+ * names its event too: on a Citus cluster that is the distribution column, and
+ * a read that names it runs on one shard.
+ */
+create function private.like_group_event(group_id uuid) returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    return (select g.event_id from app.like_groups g where g.id = like_group_event.group_id);
+end;
 $$;
 
 /**
  * {id, event_id, creator_id, status, member_ids (creator first), created_at,
  *  approvals_received, approvals_needed, chat_id}
  */
-create function private.like_group_json(group_id uuid) returns jsonb
+create function private.like_group_json(group_id uuid, event_id uuid default null) returns jsonb
 language plpgsql stable
+set search_path = ''
 as $$
+declare
+    v_event uuid := coalesce(like_group_json.event_id, private.like_group_event(like_group_json.group_id));
+    v_tally record;
 begin
+    select t.received, t.needed into v_tally
+    from private.like_group_tally(like_group_json.group_id, v_event) t;
     return (
         select pg_catalog.jsonb_build_object(
             'id', g.id, 'event_id', g.event_id, 'creator_id', g.creator_id, 'status', g.status,
             'member_ids', (select coalesce(pg_catalog.jsonb_agg(m.user_id
                                        order by m.user_id = g.creator_id desc, m.created_at, m.user_id), '[]')
-                           from app.like_group_members m where m.group_id = g.id),
+                           from app.like_group_members m
+                           where m.event_id = g.event_id and m.group_id = g.id),
             'created_at', g.created_at,
-            'approvals_received', t.received, 'approvals_needed', t.needed,
-            'chat_id', (select c.id from app.chats c where c.like_group_id = g.id))
+            'approvals_received', v_tally.received, 'approvals_needed', v_tally.needed,
+            'chat_id', (select c.id from app.chats c
+                        where c.event_id = g.event_id and c.like_group_id = g.id))
         from app.like_groups g
-        cross join lateral private.like_group_tally(g.id, g.event_id) t
-        where g.id = like_group_json.group_id);
+        where g.event_id = v_event and g.id = like_group_json.group_id);
 end;
 $$;
 
@@ -117,11 +151,15 @@ $$;
  */
 create function private.lock_like_group(group_id uuid) returns app.like_groups
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
+    v_event uuid := private.like_group_event(lock_like_group.group_id);
     v_group app.like_groups;
 begin
-    select * into v_group from app.like_groups g where g.id = lock_like_group.group_id for update;
+    select * into v_group from app.like_groups g
+    where g.event_id = v_event and g.id = lock_like_group.group_id
+    for update;
     if not found then
         raise exception using errcode = 'PT404', message = 'Like group not found.';
     end if;
@@ -134,6 +172,7 @@ $$;
  */
 create function private.require_pending(g app.like_groups) returns void
 language plpgsql immutable
+set search_path = ''
 as $$
 begin
     if g.status <> 'pending' then
@@ -153,16 +192,19 @@ create function private.decide_like_group(
     g app.like_groups, decision text, chat_id uuid default null
 ) returns void
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_type text := 'group_' || decision;
     v_member uuid;
 begin
     update app.like_groups l set status = decision, decided_at = pg_catalog.now()
-    where l.id = g.id;
-    update app.like_group_members m set pending = false where m.group_id = g.id;
+    where l.event_id = g.event_id and l.id = g.id;
+    update app.like_group_members m set pending = false
+    where m.event_id = g.event_id and m.group_id = g.id;
     for v_member in
-        select m.user_id from app.like_group_members m where m.group_id = g.id order by m.user_id
+        select m.user_id from app.like_group_members m
+        where m.event_id = g.event_id and m.group_id = g.id order by m.user_id
     loop
         perform private.notify_user(v_member, v_type, pg_catalog.jsonb_strip_nulls(
             pg_catalog.jsonb_build_object('group_id', g.id, 'event_id', g.event_id,
@@ -181,6 +223,7 @@ $$;
  */
 create function private.evaluate_like_group(group_id uuid) returns text
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_group app.like_groups := private.lock_like_group(evaluate_like_group.group_id);
@@ -190,17 +233,21 @@ begin
     if v_group.status <> 'pending' then
         return v_group.status;
     end if;
-    select * into v_tally from private.like_group_tally(v_group.id, v_group.event_id);
+    select t.received, t.needed into v_tally
+    from private.like_group_tally(v_group.id, v_group.event_id) t;
     if v_tally.received < v_tally.needed then
         return 'pending';
     end if;
 
-    insert into app.chats (type, like_group_id) values ('approved_group', v_group.id)
+    insert into app.chats (type, like_group_id, event_id)
+    values ('approved_group', v_group.id, v_group.event_id)
     returning id into v_chat;
-    insert into app.chat_participants (chat_id, user_id)
-    select v_chat, m.user_id from app.like_group_members m where m.group_id = v_group.id
-    union
-    select v_chat, a.user_id from app.event_authors a where a.event_id = v_group.event_id;
+    insert into app.chat_participants (chat_id, user_id, event_id)
+    select v_chat, x.user_id, v_group.event_id from (
+        select m.user_id from app.like_group_members m
+        where m.event_id = v_group.event_id and m.group_id = v_group.id
+        union
+        select a.user_id from app.event_authors a where a.event_id = v_group.event_id) x;
     perform private.decide_like_group(v_group, 'approved', v_chat);
     return 'approved';
 end;
@@ -221,6 +268,7 @@ declare
     v_members uuid[];
     v_group app.like_groups;
     v_bad uuid;
+    v_member uuid;
 begin
     -- Shares the event's row lock with other likes; add_event_author takes it
     -- for update, so an author is never added beside a pending membership.
@@ -253,14 +301,17 @@ begin
     insert into app.like_groups (event_id, creator_id) values (like_event.event_id, v_uid)
     returning * into v_group;
     begin
-        insert into app.like_group_members (group_id, event_id, user_id)
-        select v_group.id, v_group.event_id, x
-        from pg_catalog.unnest(pg_catalog.array_prepend(v_uid, v_members)) x;
+        -- One row at a time: on a Citus cluster a unique violation of a multi-row
+        -- INSERT ... SELECT comes back as an internal error, of a single row as 23505.
+        foreach v_member in array pg_catalog.array_prepend(v_uid, v_members) loop
+            insert into app.like_group_members (group_id, event_id, user_id)
+            values (v_group.id, v_group.event_id, v_member);
+        end loop;
     exception when unique_violation then
         raise exception using errcode = 'PT409',
             message = 'Someone in this group is already in a pending like group for this event.';
     end;
-    return private.like_group_json(v_group.id);
+    return private.like_group_json(v_group.id, v_group.event_id);
 end;
 $$;
 grant execute on function api.like_event(uuid, uuid[]) to authenticated, service_role;
@@ -272,31 +323,44 @@ create function api.my_like_groups() returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_uid uuid := private.require_user();
+    v_out jsonb := '[]'::jsonb;
+    r record;
 begin
-    return (
-        select coalesce(pg_catalog.jsonb_agg(private.like_group_json(m.group_id)
-            order by m.created_at desc, m.group_id), '[]'::jsonb)
-        from app.like_group_members m
-        where m.user_id = private.require_user());
+    for r in
+        select m.group_id, m.event_id from app.like_group_members m
+        where m.user_id = v_uid
+        order by m.created_at desc, m.group_id
+    loop
+        v_out := v_out || pg_catalog.jsonb_build_array(private.like_group_json(r.group_id, r.event_id));
+    end loop;
+    return v_out;
 end;
 $$;
 grant execute on function api.my_like_groups() to authenticated, service_role;
 
 /**
  * Raises 404 when the like group does not exist and 403 when the caller may
- * not see it (members, the event's creator and authors may).
+ * not see it (members, the event's creator and authors may). Returns the
+ * group's event, found once for the reads that follow.
  */
-create function private.require_like_group_viewer(group_id uuid) returns void
+create function private.require_like_group_viewer(group_id uuid) returns uuid
 language plpgsql stable
+set search_path = ''
 as $$
+declare
+    v_event uuid;
 begin
     perform private.require_user();
-    if not exists (select from app.like_groups g where g.id = require_like_group_viewer.group_id) then
+    v_event := private.like_group_event(require_like_group_viewer.group_id);
+    if v_event is null then
         raise exception using errcode = 'PT404', message = 'Like group not found.';
     end if;
-    if not private.can_view_like_group(require_like_group_viewer.group_id) then
+    if not private.can_view_like_group(require_like_group_viewer.group_id, v_event) then
         raise exception using errcode = '42501', message = 'You cannot see this like group.';
     end if;
+    return v_event;
 end;
 $$;
 
@@ -308,8 +372,8 @@ language plpgsql stable security definer
 set search_path = ''
 as $$
 begin
-    perform private.require_like_group_viewer(get_like_group.group_id);
-    return private.like_group_json(get_like_group.group_id);
+    return private.like_group_json(get_like_group.group_id,
+                                   private.require_like_group_viewer(get_like_group.group_id));
 end;
 $$;
 grant execute on function api.get_like_group(uuid) to authenticated, service_role;
@@ -325,13 +389,13 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    -- Found first: on a Citus cluster a row lock names the distribution column.
+    v_event uuid := private.like_group_event(add_like_group_member.group_id);
     v_group app.like_groups;
 begin
     -- The event's row lock first (as add_event_author, which then locks groups),
     -- shared with other adds: an author is never added beside a pending membership.
-    perform from app.events e
-    where e.id = (select g.event_id from app.like_groups g where g.id = add_like_group_member.group_id)
-    for key share;
+    perform from app.events e where e.id = v_event for key share;
     v_group := private.lock_like_group(add_like_group_member.group_id);
     if v_group.creator_id <> v_uid then
         raise exception using errcode = '42501', message = 'Only the group''s creator can add members.';
@@ -342,8 +406,9 @@ begin
         raise exception using errcode = 'PT404', message = 'User not found.';
     end if;
     if exists (select from app.like_group_members m
-               where m.group_id = v_group.id and m.user_id = add_like_group_member.user_id) then
-        return private.like_group_json(v_group.id);
+               where m.event_id = v_group.event_id and m.group_id = v_group.id
+                 and m.user_id = add_like_group_member.user_id) then
+        return private.like_group_json(v_group.id, v_group.event_id);
     end if;
     if not private.are_friends(v_uid, add_like_group_member.user_id) then
         raise exception using errcode = '42501', message = 'Only friends can be added to a like group.';
@@ -351,7 +416,8 @@ begin
     if private.is_event_author(v_group.event_id, add_like_group_member.user_id) then
         raise exception using errcode = '42501', message = 'An author of the event cannot be in a like group.';
     end if;
-    if (select pg_catalog.count(*) from app.like_group_members m where m.group_id = v_group.id) >= 10 then
+    if (select pg_catalog.count(*) from app.like_group_members m
+        where m.event_id = v_group.event_id and m.group_id = v_group.id) >= 10 then
         raise exception using errcode = 'PT409',
             message = 'A like group has at most 10 people, its creator included.';
     end if;
@@ -362,7 +428,7 @@ begin
         raise exception using errcode = 'PT409',
             message = 'This user is already in a pending like group for this event.';
     end;
-    return private.like_group_json(v_group.id);
+    return private.like_group_json(v_group.id, v_group.event_id);
 end;
 $$;
 grant execute on function api.add_like_group_member(uuid, uuid) to authenticated, service_role;
@@ -395,12 +461,13 @@ begin
         raise exception using errcode = 'PT400', message = 'The creator cannot leave their own like group.';
     end if;
     delete from app.like_group_members m
-    where m.group_id = v_group.id and m.user_id = remove_like_group_member.user_id;
+    where m.event_id = v_group.event_id and m.group_id = v_group.id
+      and m.user_id = remove_like_group_member.user_id;
     if not found then
         raise exception using errcode = 'PT404', message = 'This user is not a member of the group.';
     end if;
     perform private.evaluate_like_group(v_group.id);
-    return private.like_group_json(v_group.id);
+    return private.like_group_json(v_group.id, v_group.event_id);
 end;
 $$;
 grant execute on function api.remove_like_group_member(uuid, uuid) to authenticated, service_role;
@@ -413,15 +480,16 @@ create function api.list_like_group_approvals(group_id uuid) returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_event uuid := private.require_like_group_viewer(list_like_group_approvals.group_id);
 begin
-    perform private.require_like_group_viewer(list_like_group_approvals.group_id);
     return (
         select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                 'id', v.id, 'group_id', v.group_id, 'author_id', v.author_id,
                 'approved', v.approved, 'created_at', v.created_at)
             order by v.created_at, v.id), '[]'::jsonb)
         from app.like_group_approvals v
-        where v.group_id = list_like_group_approvals.group_id);
+        where v.event_id = v_event and v.group_id = list_like_group_approvals.group_id);
 end;
 $$;
 grant execute on function api.list_like_group_approvals(uuid) to authenticated, service_role;
@@ -432,6 +500,7 @@ grant execute on function api.list_like_group_approvals(uuid) to authenticated, 
  */
 create function private.lock_like_group_for_author(group_id uuid) returns app.like_groups
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_group app.like_groups := private.lock_like_group(lock_like_group_for_author.group_id);
@@ -456,12 +525,13 @@ declare
     v_group app.like_groups := private.lock_like_group_for_author(approve_like_group.group_id);
     v_status text;
 begin
-    insert into app.like_group_approvals (group_id, author_id, approved)
-    values (v_group.id, auth.uid(), true)
+    insert into app.like_group_approvals (group_id, event_id, author_id, approved)
+    values (v_group.id, v_group.event_id, auth.uid(), true)
     on conflict on constraint like_group_approvals_one_per_author do nothing;
     v_status := private.evaluate_like_group(v_group.id);
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', v_status,
-        'chat_id', (select c.id from app.chats c where c.like_group_id = v_group.id));
+        'chat_id', (select c.id from app.chats c
+                    where c.event_id = v_group.event_id and c.like_group_id = v_group.id));
 end;
 $$;
 grant execute on function api.approve_like_group(uuid) to authenticated, service_role;
@@ -477,8 +547,8 @@ as $$
 declare
     v_group app.like_groups := private.lock_like_group_for_author(reject_like_group.group_id);
 begin
-    insert into app.like_group_approvals (group_id, author_id, approved)
-    values (v_group.id, auth.uid(), false)
+    insert into app.like_group_approvals (group_id, event_id, author_id, approved)
+    values (v_group.id, v_group.event_id, auth.uid(), false)
     on conflict on constraint like_group_approvals_one_per_author do update set approved = false;
     perform private.decide_like_group(v_group, 'rejected');
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', 'rejected');

@@ -8,17 +8,21 @@ create function api.my_chats() returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    -- Read once here (on a cluster, functions inside a query run on the worker).
+    v_uid uuid := private.require_user();
 begin
     return (
         select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                 'id', c.id, 'type', c.type, 'like_group_id', c.like_group_id,
                 'participant_ids', (select pg_catalog.jsonb_agg(o.user_id order by o.user_id)
-                                    from app.chat_participants o where o.chat_id = c.id),
+                                    from app.chat_participants o
+                                    where o.event_id = c.event_id and o.chat_id = c.id),
                 'created_at', c.created_at)
             order by c.created_at desc, c.id), '[]'::jsonb)
         from app.chat_participants p
-        join app.chats c on c.id = p.chat_id
-        where p.user_id = private.require_user());
+        join app.chats c on c.event_id = p.event_id and c.id = p.chat_id
+        where p.user_id = v_uid);
 end;
 $$;
 grant execute on function api.my_chats() to authenticated, service_role;
@@ -31,6 +35,8 @@ create function api.my_notifications(unread_only boolean default false) returns 
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_uid uuid := private.require_user();
 begin
     return (
         select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -39,7 +45,7 @@ begin
             order by n.created_at desc, n.id), '[]'::jsonb)
         from (
             select * from app.notifications n
-            where n.user_id = private.require_user()
+            where n.user_id = v_uid
               and (not coalesce(my_notifications.unread_only, false) or n.read_at is null)
             order by n.created_at desc, n.id
             limit 200
@@ -57,10 +63,11 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
+    v_uid uuid := private.require_user();
     v_count integer;
 begin
     update app.notifications n set read_at = pg_catalog.now()
-    where n.user_id = private.require_user() and n.read_at is null
+    where n.user_id = v_uid and n.read_at is null
       and (mark_notifications_read.ids is null or n.id = any (mark_notifications_read.ids));
     get diagnostics v_count = row_count;
     return pg_catalog.jsonb_build_object('updated', v_count);
@@ -96,15 +103,18 @@ grant execute on function api.can_subscribe(text) to authenticated, service_role
 /**
  * True when the caller takes part in the chat. Used by policies.
  */
-create function private.is_chat_participant(chat_id uuid) returns boolean
+create function private.is_chat_participant(chat_id uuid, event_id uuid default null) returns boolean
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_uid uuid := auth.uid();
 begin
     return (
         select exists (
-            select from app.chat_participants p
-            where p.chat_id = is_chat_participant.chat_id and p.user_id = auth.uid()));
+            select 1 from app.chat_participants p
+            where (is_chat_participant.event_id is null or p.event_id = is_chat_participant.event_id)
+              and p.chat_id = is_chat_participant.chat_id and p.user_id = v_uid));
 end;
 $$;
-grant execute on function private.is_chat_participant(uuid) to authenticated, service_role;
+grant execute on function private.is_chat_participant(uuid, uuid) to authenticated, service_role;

@@ -16,6 +16,7 @@
  */
 create function private.random_bytes(n integer) returns bytea
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_out bytea := ''::bytea;
@@ -37,6 +38,7 @@ $$;
  */
 create function private.new_short_code() returns text
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     c_alphabet constant text := '23456789ABCDEFGHJKMNPQRSTUVWXYZ';
@@ -61,32 +63,41 @@ $$;
  * A short code as typed by a person: case and spaces or dashes ignored.
  */
 create function private.normalize_short_code(code text) returns text
-language sql immutable
+language plpgsql immutable
+set search_path = ''
 as $$
-    select pg_catalog.upper(pg_catalog.regexp_replace(coalesce(code, ''), '[\s-]', '', 'g'))
+begin
+    return pg_catalog.upper(pg_catalog.regexp_replace(coalesce(code, ''), '[\s-]', '', 'g'));
+end;
 $$;
 
 /**
  * The status as reported: 'expired' once expires_at has passed for an open invite.
  */
 create function private.pair_invite_status(i app.pair_invites) returns text
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select case when i.status = 'sent' and i.expires_at <= pg_catalog.now() then 'expired'
-                else i.status end
+begin
+    return case when i.status = 'sent' and i.expires_at <= pg_catalog.now() then 'expired'
+                else i.status end;
+end;
 $$;
 
 /**
  * Why an event takes no registrations now ('closed', 'deadline'), or null.
  */
 create function private.registration_closed_reason(e app.events) returns text
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select case
+begin
+    return case
         when e.status <> 'open' then 'closed'
         when e.registration_deadline is not null and e.registration_deadline <= pg_catalog.now()
             then 'deadline'
-    end
+    end;
+end;
 $$;
 
 /**
@@ -94,6 +105,7 @@ $$;
  */
 create function private.take_seats(event_id uuid, seats integer) returns boolean
 language plpgsql volatile
+set search_path = ''
 as $$
 begin
     update app.events e set seats_taken = e.seats_taken + take_seats.seats
@@ -107,11 +119,14 @@ $$;
  * {id, event_id, user_id, status, pair_id, created_at}
  */
 create function private.registration_json(r app.registrations) returns jsonb
-language sql immutable
+language plpgsql immutable
+set search_path = ''
 as $$
-    select pg_catalog.jsonb_build_object(
+begin
+    return pg_catalog.jsonb_build_object(
         'id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'status', r.status,
-        'pair_id', r.pair_id, 'created_at', r.created_at)
+        'pair_id', r.pair_id, 'created_at', r.created_at);
+end;
 $$;
 
 /**
@@ -225,6 +240,7 @@ declare
     v_event app.events;
     v_email text := nullif(pg_catalog.btrim(create_pair_invite.invitee_email), '');
     v_reason text;
+    v_code text;
     v_invite app.pair_invites;
 begin
     if v_limited is not null then
@@ -259,9 +275,13 @@ begin
         updated_at = pg_catalog.now()
     where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
     loop
+        -- On a Citus cluster the unique constraint on short codes is per event (it
+        -- must include the distribution column): a code in use anywhere is skipped.
+        v_code := private.new_short_code();
+        continue when exists (select 1 from app.pair_invites o where o.short_code = v_code);
         begin
             insert into app.pair_invites (event_id, inviter_id, invitee_email, short_code, expires_at)
-            values (v_event.id, v_uid, pg_catalog.lower(v_email), private.new_short_code(),
+            values (v_event.id, v_uid, pg_catalog.lower(v_email), v_code,
                     least(pg_catalog.now() + interval '7 days',
                           coalesce(v_event.registration_deadline, 'infinity')))
             returning * into v_invite;
@@ -313,8 +333,8 @@ begin
             'No open invitation with this code.');
     end if;
     v_token := pg_catalog.translate(pg_catalog.encode(private.random_bytes(32), 'base64'), '+/=', '-_');
-    insert into app.pair_invite_tokens (token_hash, invite_id, issued_to)
-    values (private.hash_secret(v_token), v_invite.id, v_uid);
+    insert into app.pair_invite_tokens (token_hash, invite_id, issued_to, event_id)
+    values (private.hash_secret(v_token), v_invite.id, v_uid, v_invite.event_id);
     perform private.audit('pair_invite.join', 'token_issued', 200, v_invite.id);
     return (
         select pg_catalog.jsonb_build_object(
@@ -376,14 +396,20 @@ grant execute on function api.preview_pair_invite(text) to authenticated, servic
  */
 create function private.lock_invite_by_token(token text) returns app.pair_invites
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
+    v_invite_id uuid;
+    v_event_id uuid;
     v_invite app.pair_invites;
 begin
-    select i.* into v_invite from app.pair_invite_tokens t
-    join app.pair_invites i on i.id = t.invite_id
-    where t.token_hash = private.hash_secret(coalesce(token, ''))
-    for update of i;
+    -- The token names its invite and event; the lock names the event too (on a
+    -- Citus cluster, the distribution column of both tables).
+    select t.invite_id, t.event_id into v_invite_id, v_event_id from app.pair_invite_tokens t
+    where t.token_hash = private.hash_secret(coalesce(token, ''));
+    select i.* into v_invite from app.pair_invites i
+    where i.event_id = v_event_id and i.id = v_invite_id
+    for update;
     return v_invite;
 end;
 $$;
@@ -407,6 +433,7 @@ $$;
  */
 create function private.pair_invite_answer_refusal(i app.pair_invites, caller uuid) returns jsonb
 language plpgsql stable
+set search_path = ''
 as $$
 begin
     if i.inviter_id = caller then
@@ -427,15 +454,18 @@ $$;
  * {pair_id, event_id, registrations: [{user_id, status}]} of an accepted invite.
  */
 create function private.pair_result(i app.pair_invites) returns jsonb
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select pg_catalog.jsonb_build_object(
+begin
+    return pg_catalog.jsonb_build_object(
         'pair_id', i.pair_id, 'event_id', i.event_id,
         'registrations', (
             select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'user_id', r.user_id, 'status', r.status)
                 order by r.user_id = i.inviter_id desc, r.user_id), '[]'::jsonb)
-            from app.registrations r where r.pair_id = i.pair_id))
+            from app.registrations r where r.event_id = i.event_id and r.pair_id = i.pair_id));
+end;
 $$;
 
 /**
@@ -512,7 +542,7 @@ begin
     update app.pair_invites i
     set status = 'accepted', invitee_id = v_uid, pair_id = v_pair,
         accepted_at = pg_catalog.now(), updated_at = pg_catalog.now()
-    where i.id = v_invite.id
+    where i.event_id = v_invite.event_id and i.id = v_invite.id
     returning * into v_invite;
     perform private.audit('pair_invite.accept', 'accepted', 200, v_invite.id,
         pg_catalog.jsonb_build_object('event_id', v_event.id, 'pair_id', v_pair));
@@ -567,7 +597,7 @@ begin
     update app.pair_invites i
     set status = 'declined', invitee_id = v_uid, declined_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
-    where i.id = v_invite.id;
+    where i.event_id = v_invite.event_id and i.id = v_invite.id;
     perform private.audit('pair_invite.decline', 'declined', 200, v_invite.id);
     return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
 end;
@@ -584,9 +614,15 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    v_event_id uuid;
     v_invite app.pair_invites;
 begin
-    select * into v_invite from app.pair_invites i where i.id = revoke_pair_invite.invite_id for update;
+    -- Event first, then the locking read on it (see lock_invite_by_token).
+    select f.event_id into v_event_id from app.pair_invites f
+    where f.id = revoke_pair_invite.invite_id;
+    select * into v_invite from app.pair_invites i
+    where i.event_id = v_event_id and i.id = revoke_pair_invite.invite_id
+    for update;
     if not found then
         raise exception using errcode = 'PT404', message = 'Invitation not found.';
     end if;
@@ -596,7 +632,7 @@ begin
     if v_invite.status = 'sent' then
         update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
             updated_at = pg_catalog.now()
-        where i.id = v_invite.id
+        where i.event_id = v_invite.event_id and i.id = v_invite.id
         returning * into v_invite;
         perform private.audit('pair_invite.revoke', 'revoked', 200, v_invite.id);
     end if;
@@ -615,36 +651,42 @@ create function api.my_pair_invites() returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    -- The caller first, then one query per list: on a Citus cluster the lists
+    -- read every shard and the functions in them run on the workers, so the
+    -- status is spelled out (as private.pair_invite_status) instead of called
+    -- with the shard's row type.
+    v_uid uuid := private.require_user();
+    v_email text := (select pg_catalog.lower(u.email) from auth.users u where u.id = v_uid);
+    v_now timestamptz := pg_catalog.now();
 begin
-    return (
-        with me as (
-            select u.id, pg_catalog.lower(u.email) as email
-            from auth.users u where u.id = private.require_user()
-        )
-        select pg_catalog.jsonb_build_object(
-            'sent', (
-                select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
-                        'status', private.pair_invite_status(i), 'short_code', i.short_code,
-                        'invitee_email', i.invitee_email, 'pair_id', i.pair_id,
-                        'expires_at', i.expires_at, 'created_at', i.created_at,
-                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
-                    order by i.created_at desc, i.id), '[]'::jsonb)
-                from me join app.pair_invites i on i.inviter_id = me.id
-                join app.events e on e.id = i.event_id),
-            'received', (
-                select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
-                        'status', private.pair_invite_status(i),
-                        'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
-                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
-                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
-                    order by i.created_at desc, i.id), '[]'::jsonb)
-                from me join app.pair_invites i
-                    on i.invitee_id = me.id or (i.invitee_email is not null and i.invitee_email = me.email)
-                join app.events e on e.id = i.event_id
-                join app.profiles p on p.id = i.inviter_id))
-        from me);
+    return pg_catalog.jsonb_build_object(
+        'sent', (
+            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                    'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                    'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
+                                   else i.status end,
+                    'short_code', i.short_code,
+                    'invitee_email', i.invitee_email, 'pair_id', i.pair_id,
+                    'expires_at', i.expires_at, 'created_at', i.created_at,
+                    'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
+                order by i.created_at desc, i.id), '[]'::jsonb)
+            from app.pair_invites i
+            join app.events e on e.id = i.event_id
+            where i.inviter_id = v_uid),
+        'received', (
+            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                    'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                    'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
+                                   else i.status end,
+                    'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
+                    'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
+                    'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
+                order by i.created_at desc, i.id), '[]'::jsonb)
+            from app.pair_invites i
+            join app.events e on e.id = i.event_id
+            join app.profiles p on p.id = i.inviter_id
+            where i.invitee_id = v_uid or (i.invitee_email is not null and i.invitee_email = v_email)));
 end;
 $$;
 grant execute on function api.my_pair_invites() to authenticated, service_role;

@@ -20,27 +20,27 @@ create policy "Signed-in users can read event authors" on app.event_authors
 grant select on app.like_groups to authenticated, service_role;
 create policy "Members, event creators and authors can read like groups" on app.like_groups
     for select to authenticated
-    using (private.can_view_like_group(id));
+    using (private.can_view_like_group(id, event_id));
 
 grant select on app.like_group_members to authenticated, service_role;
 create policy "Whoever sees a like group can read its members" on app.like_group_members
     for select to authenticated
-    using (private.can_view_like_group(group_id));
+    using (private.can_view_like_group(group_id, event_id));
 
 grant select on app.like_group_approvals to authenticated, service_role;
 create policy "Whoever sees a like group can read its approvals" on app.like_group_approvals
     for select to authenticated
-    using (private.can_view_like_group(group_id));
+    using (private.can_view_like_group(group_id, event_id));
 
 grant select on app.chats to authenticated, service_role;
 create policy "Participants can read their chats" on app.chats
     for select to authenticated
-    using (private.is_chat_participant(id));
+    using (private.is_chat_participant(id, event_id));
 
 grant select on app.chat_participants to authenticated, service_role;
 create policy "Participants can read their chats' participants" on app.chat_participants
     for select to authenticated
-    using (private.is_chat_participant(chat_id));
+    using (private.is_chat_participant(chat_id, event_id));
 
 grant select on app.notifications to authenticated, service_role;
 create policy "Users can read their own notifications" on app.notifications
