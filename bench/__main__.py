@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway.serve import default_workers
+
 from . import load, report
 from .layout import SIZES
 from .runner import Options, run_size
@@ -31,11 +33,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls", default="", help="comma-separated hot calls (default: all)")
     parser.add_argument("--seconds", type=int, default=10, help="length of each measured run")
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="gateway processes")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="gateway (and floor) processes (default: one per core)")
     parser.add_argument("--pool", type=int, default=0,
                         help="connections per gateway process (default: clients / workers)")
     parser.add_argument("--no-half-load", action="store_true")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--no-floor", action="store_true", help="skip the minimal app")
+    parser.add_argument("--no-burst", action="store_true", help="skip the registration burst")
     parser.add_argument("--no-plans", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy one gateway worker during each full-load run (needs py-spy)")
@@ -57,10 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     started = time.monotonic()
     sizes = [s for s in SIZES if s.label in args.sizes.split(",")]
-    opt = Options(clients=args.clients, seconds=args.seconds, workers=args.workers,
-                  pool=args.pool or max(1, args.clients // args.workers),
+    workers = args.workers or default_workers()
+    opt = Options(clients=args.clients, seconds=args.seconds, workers=workers,
+                  pool=args.pool or max(1, args.clients // workers),
                   only=tuple(x for x in args.calls.split(",") if x),
                   half_load=not args.no_half_load, baseline=not args.no_baseline,
+                  floor=not args.no_floor, burst=not args.no_burst,
                   profile=args.profile)
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
@@ -103,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     log("")
     log(report.table(result["sizes"], comp))
     log("")
+    for line in report.burst_lines(result):
+        log(line)
     for name, target in result["targets"].items():
         met = {True: "met", False: "NOT met", None: "-"}[target["met"]]
         log(f"target {name}: worst {target['worst']} ({met})")

@@ -1,10 +1,16 @@
-"""Direct runs: the transaction a gateway request runs, driven by pgbench.
+"""Direct runs: the transaction a gateway request runs, driven by pgbench, in two
+modes.
 
-One simple-query script per call, as the gateway sends it: begin; the set_config
-select of role, claims, method, path, headers, statement timeout and time zone;
-the call wrapped as the gateway wraps it; commit -- one compound statement
-(`\\;`), one packet, one round trip, run with -M simple and no prepared
-statement, as the gateway. pgbench connects as `authenticator`."""
+- simple: one simple-query script per call, as the gateway sends it: begin; the
+  set_config select of role, claims, method, path, headers, statement timeout and
+  time zone; the call wrapped as the gateway wraps it; commit -- one compound
+  statement (`\\;`), one packet, one round trip, run with -M simple and no
+  prepared statement, as the gateway.
+- prepared: the same four statements one by one with -M prepared (each parsed and
+  planned once per connection, four round trips): the fastest way another
+  service holding its own connections can call these functions.
+
+pgbench connects as `authenticator`."""
 
 from __future__ import annotations
 
@@ -21,7 +27,10 @@ from .stats import percentile
 HEADERS_JSON = '{"host":"127.0.0.1","content-type":"application/json","content-length":"60"}'
 
 
-def script(call: Call, s: Layout, clients: int) -> str:
+MODES = ("simple", "prepared")
+
+
+def script(call: Call, s: Layout, clients: int, mode: str = "simple") -> str:
     lines: list[str] = []
     if call.sequential:
         lines += [f"\\set i :off + :seq * {clients} + :client_id", "\\set seq :seq + 1"]
@@ -44,7 +53,10 @@ def script(call: Call, s: Layout, clients: int) -> str:
     query = (f"with _c as materialized ({source}) select _c.body, "
              "current_setting('response.status', true), "
              "current_setting('response.headers', true) from _c")
-    lines += [f"begin \\; {setup} \\; {query} \\; commit;"]
+    if mode == "prepared":
+        lines += ["begin;", setup + ";", query + ";", "commit;"]
+    else:
+        lines += [f"begin \\; {setup} \\; {query} \\; commit;"]
     return "\n".join(lines) + "\n"
 
 
@@ -65,15 +77,16 @@ class DirectResult:
 
 
 def run(url: str, call: Call, s: Layout, offset: int, clients: int, threads: int,
-        seconds: int, workdir: Path) -> DirectResult:
+        seconds: int, workdir: Path, mode: str = "simple") -> DirectResult:
     """pgbench against url (the authenticator's), logging every transaction's latency."""
+    workdir = workdir / mode
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{call.name}.sql"
-    path.write_text(script(call, s, clients))
+    path.write_text(script(call, s, clients, mode))
     prefix = workdir / f"{call.name}.log"
     for old in workdir.glob(f"{call.name}.log*"):
         old.unlink()
-    cmd = ["pgbench", "-n", "-M", "simple", "-c", str(clients), "-j", str(threads),
+    cmd = ["pgbench", "-n", "-M", mode, "-c", str(clients), "-j", str(threads),
            "-T", str(seconds), "-l", f"--log-prefix={prefix}", "-f", str(path),
            "-D", f"off={offset}", "-D", "seq=0", url]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, check=False)

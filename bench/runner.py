@@ -1,5 +1,5 @@
-"""One size: direct and gateway runs of every hot call, the baseline, the race and
-(when asked) the plans."""
+"""One size: direct (simple and prepared), floor and gateway runs of every hot call,
+the registration burst, the baseline, the race and (when asked) the plans."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import psycopg
 
 from gateway.settings import authenticator_url
 
-from . import baseline, direct, http, plans, profile, race
+from . import baseline, burst, direct, http, plans, profile, race
 from .calls import Call, calls
 from .layout import Layout
 
@@ -28,6 +28,8 @@ class Options:
     only: tuple[str, ...] = ()
     half_load: bool = True
     baseline: bool = True
+    floor: bool = True        # the minimal app (bench/floor.py) beside the gateway
+    burst: bool = True        # the registration-opening burst
     plans: bool = False
     profile: bool = False     # py-spy one gateway worker during each full-load run
 
@@ -62,30 +64,54 @@ def run_size(url: str, s: Layout, opt: Options, work: Path,
     progress = {c.name: Progress() for c in chosen}
     out: dict[str, Any] = {"calls": {}}
     for call in chosen:
-        before = progress_count(url, call)
-        d = direct.run(auth_url, call, s, progress[call.name].offset, opt.clients, opt.threads,
-                       opt.seconds, work / "direct")
-        progress[call.name].offset = d.next_offset
-        entry = {"direct": {**d.summary(),
-                            "fresh": fresh_share(before, progress_count(url, call),
-                                                 d.transactions)}}
+        entry: dict[str, Any] = {}
+        for mode in direct.MODES:
+            before = progress_count(url, call)
+            d = direct.run(auth_url, call, s, progress[call.name].offset, opt.clients,
+                           opt.threads, opt.seconds, work / "direct", mode)
+            progress[call.name].offset = d.next_offset
+            key = "direct" if mode == "simple" else f"direct_{mode}"
+            entry[key] = {**d.summary(), "fresh": fresh_share(before, progress_count(url, call),
+                                                              d.transactions)}
+            log(f"  {key:15} {call.name:20} {d.calls_s:8.0f}/s  p50 {d.p50_ms:6.2f} ms  "
+                f"p99 {d.p99_ms:6.2f} ms")
         out["calls"][call.name] = entry
-        log(f"  direct  {call.name:20} {d.calls_s:8.0f}/s  p50 {d.p50_ms:6.2f} ms  "
-            f"p99 {d.p99_ms:6.2f} ms")
 
     tokens = http.Tokens()
-    gateway = http.start("gateway", {
-        "GATEWAY_DATABASE_URL": auth_url, "WORKERS": str(opt.workers),
-        "POOL_MIN": str(opt.pool), "POOL_MAX": str(opt.pool)}, work / "gateway.log", "/healthz")
+    pool_env = {"GATEWAY_DATABASE_URL": auth_url, "WORKERS": str(opt.workers),
+                "POOL_MIN": str(opt.pool), "POOL_MAX": str(opt.pool)}
     try:
-        for call in chosen:
-            out["calls"][call.name].update(
-                gateway_runs(gateway, url, call, s, opt, progress[call.name],
-                             out["calls"][call.name]["direct"]["calls_s"], tokens, work, log))
-        if opt.baseline:
-            out["baseline"] = run_baseline(url, gateway.url, s, opt, progress, tokens, work, log)
+        if opt.floor:
+            floor = http.start("bench.floor", pool_env, work / "floor.log", "/healthz")
+            try:
+                for call in chosen:
+                    out["calls"][call.name]["floor"] = gateway_runs(
+                        floor, url, call, s, Options(**{**opt.__dict__, "half_load": False,
+                                                        "profile": False}),
+                        progress[call.name], out["calls"][call.name]["direct"]["calls_s"],
+                        tokens, work, log, label="floor")["gateway"]
+            finally:
+                floor.stop()
+        gateway = http.start("gateway", {**pool_env, "ACCESS_LOG": "off"},
+                             work / "gateway.log", "/healthz")
+        try:
+            for call in chosen:
+                out["calls"][call.name].update(
+                    gateway_runs(gateway, url, call, s, opt, progress[call.name],
+                                 out["calls"][call.name]["direct"]["calls_s"], tokens, work,
+                                 log))
+            if opt.burst:
+                out["burst"] = {"gateway": burst.run_http(url, gateway.url, tokens)}
+                log(burst.line("gateway", out["burst"]["gateway"]))
+            if opt.baseline:
+                out["baseline"] = run_baseline(url, gateway.url, s, opt, progress, tokens, work,
+                                               log)
+        finally:
+            gateway.stop()
+        if opt.burst:
+            out["burst"]["direct"] = burst.run_direct(url, auth_url, opt.workers * opt.pool)
+            log(burst.line("direct", out["burst"]["direct"]))
     finally:
-        gateway.stop()
         for request_file in work.glob("*.requests"):  # tokens of many users, large
             request_file.unlink()
     out["checks"] = checks(url)
@@ -111,8 +137,9 @@ def checks(url: str) -> dict[str, int]:
 
 def gateway_runs(gateway: http.Server, url: str, call: Call, s: Layout, opt: Options,
                  pos: Progress, direct_rate: float, tokens: http.Tokens, work: Path,
-                 log: Callable[[str], None]) -> dict[str, Any]:
-    """Warm-up, the run at full load, then (optionally) the run at half that rate."""
+                 log: Callable[[str], None], label: str = "gateway") -> dict[str, Any]:
+    """Warm-up, the run at full load, then (optionally) the run at half that rate,
+    against the gateway (or the floor app: label)."""
     base = gateway.url
     path = f"/rest/v1/rpc/{call.name}"
     request_file = work / f"{call.name}.requests"
@@ -141,7 +168,7 @@ def gateway_runs(gateway: http.Server, url: str, call: Call, s: Layout, opt: Opt
         sampler.wait()
         profile.summarize(raw, work / f"profile-{call.name}.txt")
     out: dict[str, Any] = {"gateway": {**full.summary(), "fresh": fresh}}
-    log(f"  gateway {call.name:20} {full.calls_s:8.0f}/s  p50 {full.p50_ms:6.2f} ms  "
+    log(f"  {label:15} {call.name:20} {full.calls_s:8.0f}/s  p50 {full.p50_ms:6.2f} ms  "
         f"p99 {full.p99_ms:6.2f} ms")
     if opt.half_load and full.calls_s > 0:
         # Each connection waits between a response and its next request so that the
@@ -154,7 +181,7 @@ def gateway_runs(gateway: http.Server, url: str, call: Call, s: Layout, opt: Opt
                             "target_calls_s": round(full.calls_s / 2, 1),
                             "p99_over_p50": round(half.p99_ms / half.p50_ms, 2)
                             if half.p50_ms else None}
-        log(f"  half    {call.name:20} {half.calls_s:8.0f}/s  p50 {half.p50_ms:6.2f} ms  "
+        log(f"  {'half load':15} {call.name:20} {half.calls_s:8.0f}/s  p50 {half.p50_ms:6.2f} ms  "
             f"p99 {half.p99_ms:6.2f} ms")
     return out
 
