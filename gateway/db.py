@@ -14,6 +14,7 @@ from psycopg import AsyncClientCursor, sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from .breaker import Breaker
 from .http.errors import ApiError, from_database, unavailable
 
 CATALOG_QUERY = """
@@ -30,6 +31,10 @@ where p.pronamespace = 'api'::regnamespace and p.prokind = 'f'
   and (p.proargmodes is null or 'o' <> all (p.proargmodes))
 order by p.proname, p.pronargs
 """
+
+
+# An unknown function name reloads the catalogue at most this often (seconds).
+RELOAD_EVERY = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class Catalog:
         self.functions: dict[str, list[Function]] = {}
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
+        self.reloads = 0  # loads done, the first included (shown in /metrics)
 
     async def load(self, pool: AsyncConnectionPool) -> None:
         async with pool.connection() as conn:
@@ -115,6 +121,7 @@ class Catalog:
                 *scripts))
         self.functions = functions
         self._loaded_at = time.monotonic()
+        self.reloads += 1
 
     def invalidate(self) -> None:
         """A schema change was announced: the next miss reloads at once."""
@@ -125,12 +132,20 @@ class Catalog:
             for fn in self.functions.get(name, ()):
                 if fn.accepts(given):
                     return fn
-            if attempt == 0 and time.monotonic() - self._loaded_at > 1.0:
+            if attempt == 0 and time.monotonic() - self._loaded_at > RELOAD_EVERY:
                 async with self._lock:
-                    try:
-                        await self.load(pool)
-                    except (psycopg.OperationalError, PoolTimeout):
-                        raise unavailable() from None
+                    # Checked again under the lock: callers that queued behind a
+                    # reload find it done and do not reload again (at most one reload
+                    # per RELOAD_EVERY however many unknown names arrive at once).
+                    if time.monotonic() - self._loaded_at > RELOAD_EVERY:
+                        try:
+                            await self.load(pool)
+                        except PoolTimeout:
+                            _report(pool, failed=False)
+                            raise unavailable() from None
+                        except psycopg.OperationalError:
+                            _report(pool, failed=True)
+                            raise unavailable() from None
         # PostgREST's wording, so clients matching on it keep working.
         signature = f"({', '.join(sorted(given))})" if given else " without parameters"
         raise ApiError(
@@ -138,6 +153,12 @@ class Catalog:
             f"Could not find the function api.{name}{signature} in the schema cache",
             hint="Check the function's name and its argument names.",
         )
+
+
+def _report(pool: AsyncConnectionPool, failed: bool) -> None:
+    breaker = getattr(pool, "breaker", None)
+    if breaker is not None:
+        breaker.failed() if failed else breaker.suspect()
 
 
 @dataclass
@@ -167,7 +188,7 @@ ROLLBACK = sql.SQL("rollback")
 NETWORK_GRACE = 0.5
 
 
-async def call(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any], who: Identity,
+async def call(pool: Pool, fn: Function, args: dict[str, Any], who: Identity,
                method: str, path: str, headers: dict[str, str],
                statement_timeout_ms: int) -> Result:
     """One transaction: role and claims set locally, one function call, commit.
@@ -182,6 +203,7 @@ async def call(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any], wh
     try:
         return await asyncio.wait_for(asyncio.shield(work), deadline)
     except TimeoutError:
+        pool.breaker.failed()  # no answer at all: unreachable (e.g. behind PgBouncer)
         work.cancel()  # psycopg cancels the query; the pool drops the connection
         _abandoned.add(work)
         work.add_done_callback(_abandoned.discard)
@@ -191,7 +213,7 @@ async def call(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any], wh
 _abandoned: set[asyncio.Future[Result]] = set()
 
 
-async def _transaction(pool: AsyncConnectionPool, fn: Function, args: dict[str, Any],
+async def _transaction(pool: Pool, fn: Function, args: dict[str, Any],
                        who: Identity, method: str, path: str, headers: dict[str, str],
                        statement_timeout_ms: int) -> Result:
     """The transaction goes out as one script (see _scripts); its third result is
@@ -201,8 +223,16 @@ async def _transaction(pool: AsyncConnectionPool, fn: Function, args: dict[str, 
         who.role, orjson.dumps(who.claims).decode(), method, path,
         orjson.dumps(headers).decode(), str(statement_timeout_ms))
     if fn.arg_names:
-        values += (orjson.dumps(args).decode(),)
-    script = fn.read_only_script if method == "GET" and not fn.volatile else fn.script
+        try:
+            values += (orjson.dumps(args).decode(),)
+        except orjson.JSONEncodeError:
+            # orjson reads JSON nested up to 1024 levels but writes at most 254; such
+            # a body is refused here, before a connection is taken (a try costs
+            # nothing on the way that does not raise).
+            raise ApiError(400, "PGRST102", "Request body is nested too deeply.",
+                           "JSON values may be nested at most 254 levels deep.") from None
+    script = fn.read_only_script if method in ("GET", "HEAD") and not fn.volatile \
+        else fn.script
     try:
         async with pool.connection() as conn:
             cursor = AsyncClientCursor(conn)
@@ -220,7 +250,11 @@ async def _transaction(pool: AsyncConnectionPool, fn: Function, args: dict[str, 
                 if conn.info.transaction_status != TransactionStatus.IDLE:
                     await conn.execute(ROLLBACK)
                 raise from_database(exc, who.role) from None
-    except (psycopg.OperationalError, PoolTimeout):
+    except PoolTimeout:
+        pool.breaker.suspect()
+        raise unavailable() from None
+    except psycopg.OperationalError:
+        pool.breaker.failed()
         raise unavailable() from None
     assert row is not None
     body, status_text, headers_text = row
@@ -242,23 +276,49 @@ def parse_response_headers(text: str | None) -> dict[str, str]:
     return out
 
 
-def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float) -> AsyncConnectionPool:
+class Pool(AsyncConnectionPool):
+    """The pool, tied to a circuit breaker (gateway/breaker.py): every failed
+    connection attempt opens it, and an opening breaker fails the requests queued
+    for a connection at once instead of leaving them to POOL_TIMEOUT.
+
+    psycopg_pool has no public hook for either: `_connect` and `_waiting` are its
+    internals (3.2 and 3.3 alike); tests/test_outage.py fails if they change."""
+
+    breaker: Breaker
+
+    async def _connect(self, timeout: float | None = None) -> Any:
+        try:
+            return await super()._connect(timeout)
+        except psycopg.OperationalError:
+            self.breaker.failed()
+            raise
+
+    async def fail_waiting(self) -> None:
+        async with self._lock:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+        for client in waiting:
+            await client.fail(PoolTimeout("the database is unreachable"))
+
+
+def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float,
+              breaker: Breaker) -> Pool:
     """Autocommit connections as `authenticator`, holding no session state and no
-    prepared statements. After an outage the pool retries connecting with
-    backoff for a few seconds at a time; each request that finds it empty starts
-    it again, so it serves again soon after the database is back, however long
-    it was away."""
+    prepared statements. The pool does not keep retrying after a failed connection
+    (reconnect_timeout 0: one more try at once): the breaker's probe finds out
+    when the database is back and then has the pool check and refill itself;
+    until then requests get 503 at once."""
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await conn.set_autocommit(True)
 
-    return AsyncConnectionPool(
+    pool = Pool(
         conninfo,
         min_size=min_size,
         max_size=max_size,
         timeout=timeout,
         configure=configure,
         open=False,
-        reconnect_timeout=4,
+        reconnect_timeout=0,
         kwargs={
             "connect_timeout": 3,
             "keepalives": 1,
@@ -269,3 +329,6 @@ def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float) -> As
             "prepare_threshold": None,
         },
     )
+    pool.breaker = breaker
+    breaker.pool = pool
+    return pool

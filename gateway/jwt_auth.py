@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import orjson
 from jwt import PyJWK
 
 __all__ = ["ALLOWED_ROLES", "CachedVerifier", "InvalidToken", "JwtConfig", "Verifier", "mint"]
@@ -103,6 +104,19 @@ def _build_keys(jwks: dict[str, Any] | None) -> list[_Key]:
     return keys
 
 
+# exp, nbf and iat: numbers of seconds, within what a JavaScript number or a
+# PostgreSQL float8 holds exactly (anything beyond is not a time but an attack on
+# the code that reads it).
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+_TIME_LIMIT = 2**53
+
+
+def _is_time(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and -_TIME_LIMIT <= value <= _TIME_LIMIT
+
+
 def _role_text(value: object) -> str:
     if isinstance(value, str):
         return json.dumps(value[:40] + ("..." if len(value) > 40 else ""))
@@ -159,17 +173,27 @@ class Verifier:
         if not candidates:
             raise InvalidToken(f"no key configured for {alg}")
         claims = self._decode(token, alg, candidates)
+        for name in _TIME_CLAIMS:
+            value = claims.get(name)
+            if value is not None and not _is_time(value):
+                raise InvalidToken(f"invalid {name} claim")
         iat = claims.get("iat")
-        if iat is not None:
-            if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
-                raise InvalidToken("invalid iat claim")
-            if iat > time.time() + self._config.leeway:
-                raise InvalidToken("token issued in the future")
+        if iat is not None and iat > time.time() + self._config.leeway:
+            raise InvalidToken("token issued in the future")
         role = claims.get("role")
         if role is None:
             raise InvalidToken("role (missing) is not allowed")
         if not isinstance(role, str) or role not in ALLOWED_ROLES:
             raise InvalidToken(f"role {_role_text(role)} is not allowed")
+        # The claims travel to SQL as JSON written by orjson, which refuses integers
+        # beyond 64 bits and nesting deeper than 254 levels: such a token is refused
+        # here (once per token, the cache remembers successes) instead of failing
+        # every request that carries it.
+        try:
+            orjson.dumps(claims)
+        except orjson.JSONEncodeError:
+            raise InvalidToken("token claims are nested too deeply or hold too large a number") \
+                from None
         return claims
 
     def _decode(self, token: str, alg: str, candidates: list[Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -17,7 +18,44 @@ from types import FrameType
 
 import uvicorn
 
+from .http.protocol import Limits, protocol_class
+from .settings import Settings
+
+log = logging.getLogger("joinery.serve")
 APP = "gateway.http.app:create_app"
+
+
+# Descriptors kept free beside the connection cap: the listening socket, the
+# database pool and listener, mail, logs and whatever libraries open.
+FD_RESERVE = 64
+
+
+def raise_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (each
+    connection is a descriptor; the soft limit is often 1024) and return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            log.warning("could not raise the open-file limit above %d", soft)
+    return soft
+
+
+def limits(settings: Settings) -> Limits:
+    """The protocol limits, the connection cap lowered to fit the file limit."""
+    files = raise_file_limit()
+    room = max(1, files - FD_RESERVE - settings.pool_max)
+    cap = settings.max_connections
+    if cap > room:
+        log.warning("MAX_CONNECTIONS %d lowered to %d: the open-file limit is %d",
+                    cap, room, files)
+        cap = room
+    return Limits(header_timeout=settings.header_timeout, body_timeout=settings.body_timeout,
+                  max_connections=cap, max_header_bytes=settings.max_header_bytes,
+                  max_headers=settings.max_headers)
 
 
 def default_workers() -> int:
@@ -30,10 +68,13 @@ def default_workers() -> int:
 
 def _config(host: str, port: int, app: str = APP) -> uvicorn.Config:
     # Client addresses are not used (the access log leaves them out), so proxy
-    # headers are not parsed; no Server header either.
+    # headers are not parsed; no Server header either. The protocol is uvicorn's
+    # httptools one with timeouts, a header size limit and a connection cap
+    # (gateway/http/protocol.py).
     return uvicorn.Config(app, factory=True, host=host, port=port, access_log=False,
                           log_level="warning", timeout_graceful_shutdown=10,
-                          proxy_headers=False, server_header=False)
+                          proxy_headers=False, server_header=False,
+                          http=protocol_class(limits(Settings.from_env())))
 
 
 def _listen(host: str, port: int) -> socket.socket:

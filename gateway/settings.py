@@ -8,6 +8,13 @@ from dataclasses import dataclass
 # Development only: `make run` and the tests use it when JWT_SECRET is unset.
 DEV_JWT_SECRET = "joinery-development-secret-change-me-0123456789"
 DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329/joinery"
+# Request headers copied into request.headers for SQL: the ones PostgREST users read.
+# Anything else (and every credential, whatever the setting says) stays out, so a
+# client cannot make each transaction carry kilobytes of its own choosing.
+DEFAULT_SQL_HEADERS = ("accept,accept-language,content-type,host,origin,prefer,referer,"
+                       "user-agent,x-client-info,x-forwarded-for,x-forwarded-host,"
+                       "x-forwarded-proto,x-real-ip,x-request-id")
+PRIVATE_HEADERS = frozenset({b"authorization", b"apikey", b"cookie"})
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -37,6 +44,15 @@ class Settings:
     app_url: str
     mail_poll_seconds: float
     mail_retry_max: int
+    # Limits on what one client can hold or send (README, "Limits").
+    header_timeout: float
+    body_timeout: float
+    max_connections: int
+    max_header_bytes: int
+    max_headers: int
+    sql_headers: frozenset[bytes]
+    sql_header_value_max: int
+    db_probe_interval: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -70,6 +86,17 @@ class Settings:
             app_url=_env("APP_URL", "http://127.0.0.1:8000") or "",
             mail_poll_seconds=float(_env("MAIL_POLL_SECONDS", "5") or 5),
             mail_retry_max=int(_env("MAIL_RETRY_MAX", "300") or 300),
+            header_timeout=float(_env("HEADER_TIMEOUT", "10") or 10),
+            body_timeout=float(_env("BODY_TIMEOUT", "30") or 30),
+            max_connections=int(_env("MAX_CONNECTIONS", "10000") or 10000),
+            max_header_bytes=int(_env("MAX_HEADER_BYTES", "16384") or 16384),
+            max_headers=int(_env("MAX_HEADERS", "100") or 100),
+            sql_headers=frozenset(
+                h.strip().lower().encode("latin-1")
+                for h in (_env("SQL_HEADERS", DEFAULT_SQL_HEADERS) or "").split(",")
+                if h.strip()) - PRIVATE_HEADERS,
+            sql_header_value_max=int(_env("SQL_HEADER_VALUE_MAX", "512") or 512),
+            db_probe_interval=float(_env("DB_PROBE_INTERVAL_MS", "250") or 250) / 1000,
         )
 
 

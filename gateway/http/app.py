@@ -11,14 +11,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
+import psycopg
+from psycopg_pool import PoolTimeout
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from .. import db
+from ..breaker import Breaker
 from ..jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from ..mail.worker import Mailer
 from ..realtime.hub import LISTENER_WAIT, Hub
@@ -28,8 +31,10 @@ from .errors import ApiError, json_response, unavailable
 from .observe import FUNCTION_KEY, Metrics, Observe
 from .routes import SEED_ROUTES, SeedRoute
 
-# Request headers passed to SQL as request.headers; credentials are left out.
-_PRIVATE_HEADERS = frozenset({b"authorization", b"apikey", b"cookie"})
+# Methods that must not change anything: volatile functions refuse them (405), and
+# the others run read-only. HEAD is GET without the body (Starlette routes it to
+# the GET handler; uvicorn drops the body).
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
 # PostgREST exposes one schema here; supabase clients ask for "public" by default.
 _PROFILES = frozenset({"api", "public"})
 
@@ -41,9 +46,10 @@ class Gateway:
         self.settings = settings
         self.verifier = CachedVerifier(Verifier(
             JwtConfig.from_values(settings.jwt_secret, settings.jwt_jwks, settings.jwt_aud)))
+        self.breaker = Breaker(settings.database_url, settings.db_probe_interval)
         self.pool = db.make_pool(
             settings.database_url, settings.pool_min, settings.pool_max,
-            settings.pool_timeout)
+            settings.pool_timeout, self.breaker)
         self.catalog = db.Catalog()
         self.metrics = Metrics()
         self.hub = Hub(settings.listen_database_url, self.catalog.invalidate)
@@ -76,14 +82,19 @@ class Gateway:
     async def invoke(self, request: Request, name: str, args: dict[str, Any],
                      who: db.Identity) -> db.Result:
         request.scope[FUNCTION_KEY] = name
+        if self.breaker.open:  # the database is unreachable: say so at once
+            raise unavailable()
         fn = await self.catalog.find(self.pool, name, set(args))
-        if request.method == "GET" and fn.volatile:
+        if fn.volatile and request.method in _SAFE_METHODS:
             raise ApiError(405, "PGRST101",
-                           "Cannot use the GET method on RPC with volatile functions")
+                           f"Cannot use the {request.method} method on RPC with volatile "
+                           "functions")
         # Straight from the ASGI scope: header names arrive lower-cased, and the path
-        # needs no URL object built around it.
-        headers = {k.decode("latin-1"): v.decode("latin-1")
-                   for k, v in request.scope["headers"] if k not in _PRIVATE_HEADERS}
+        # needs no URL object built around it. Only the allow-listed headers, each
+        # value cut to a bounded length (see settings.DEFAULT_SQL_HEADERS).
+        allowed, cut = self.settings.sql_headers, self.settings.sql_header_value_max
+        headers = {k.decode("latin-1"): v[:cut].decode("latin-1")
+                   for k, v in request.scope["headers"] if k in allowed}
         return await db.call(self.pool, fn, args, who, request.method,
                              request.scope["path"], headers, self.settings.statement_timeout_ms)
 
@@ -106,10 +117,13 @@ async def json_object(request: Request, limit: int) -> dict[str, Any]:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "PGRST413", "Request body is too large.")
     raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise ApiError(413, "PGRST413", "Request body is too large.")
+    try:
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > limit:
+                raise ApiError(413, "PGRST413", "Request body is too large.")
+    except ClientDisconnect:  # gone (or cut off by the body timeout): nobody to answer
+        raise ApiError(408, "PT408", "The request body did not arrive.") from None
     if not raw.strip():
         return {}
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
@@ -197,6 +211,8 @@ async def realtime(request: Request) -> Response:
 async def openapi_json(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
     if not gw.catalog.functions:
+        if gw.breaker.open:
+            raise unavailable()
         try:
             await gw.catalog.load(gw.pool)
         except Exception:  # the database is down: no catalogue to describe
@@ -216,22 +232,36 @@ async def metrics(request: Request) -> Response:
         "pool_requests_waiting": stats.get("requests_waiting", 0),
         "realtime_topics": len(gw.hub.topics),
     }
-    with contextlib.suppress(Exception):
-        async with gw.pool.connection(timeout=1) as conn, conn.transaction():
-            await conn.execute("set local role service_role")
-            row = await (await conn.execute("select private.mail_queue_depth()")).fetchone()
-            if row is not None:
-                gauges["mail_queue_depth"] = row[0]
-    return Response(gw.metrics.render(gauges), media_type="text/plain; version=0.0.4")
+    gauges["database_unreachable"] = int(gw.breaker.open)
+    if not gw.breaker.open:
+        with contextlib.suppress(Exception):
+            async with gw.pool.connection(timeout=1) as conn, conn.transaction():
+                await conn.execute("set local role service_role")
+                row = await (await conn.execute("select private.mail_queue_depth()")).fetchone()
+                if row is not None:
+                    gauges["mail_queue_depth"] = row[0]
+    counters = {"catalog_reloads_total": gw.catalog.reloads,
+                "database_outages_total": gw.breaker.opened}
+    return Response(gw.metrics.render(gauges, counters), media_type="text/plain; version=0.0.4")
 
 
 async def healthz(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
+    down = json_response({"status": "unavailable", "database": False}, 503,
+                         {"Retry-After": "2"})
+    if gw.breaker.open:
+        return down
     try:
         async with gw.pool.connection(timeout=2) as conn:
             await conn.execute("select 1")
+    except PoolTimeout:
+        gw.breaker.suspect()
+        return down
+    except psycopg.OperationalError:
+        gw.breaker.failed()
+        return down
     except Exception:  # any failure means not healthy
-        return json_response({"status": "unavailable", "database": False}, 503)
+        return down
     return json_response({"status": "ok", "database": True})
 
 
@@ -264,6 +294,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if gateway.mailer is not None:
                 await gateway.mailer.stop()
             await gateway.hub.stop()
+            await gateway.breaker.stop()
             await gateway.pool.close()
 
     routes = [

@@ -38,8 +38,12 @@ class Metrics:
             counts[-1] += 1
         self.sums[route] += seconds
 
-    def render(self, gauges: dict[str, float]) -> str:
-        lines = ["# TYPE joinery_http_requests_total counter"]
+    def render(self, gauges: dict[str, float], counters: dict[str, float] | None = None) -> str:
+        lines = []
+        for name, value in sorted((counters or {}).items()):
+            lines.append(f"# TYPE joinery_{name} counter")
+            lines.append(f"joinery_{name} {value:g}")
+        lines.append("# TYPE joinery_http_requests_total counter")
         for (method, route, status), n in sorted(self.requests.items()):
             lines.append(f'joinery_http_requests_total{{method="{method}",route="{route}",'
                          f'status="{status}"}} {n}')
