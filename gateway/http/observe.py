@@ -99,11 +99,16 @@ class Observe:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.observe(scope["method"], route, status, seconds)
             if self.access_log:
-                log.info(orjson.dumps({
-                    "request_id": request_id, "method": scope["method"], "route": route,
-                    "function": scope.get(FUNCTION_KEY), "status": status,
-                    "ms": round(seconds * 1000, 2),
-                }).decode())
+                access_line(request_id, scope["method"], route, scope.get(FUNCTION_KEY), status,
+                            seconds)
+
+
+def access_line(request_id: str, method: str, route: str, function: str | None, status: int,
+                seconds: float) -> None:
+    log.info(orjson.dumps({
+        "request_id": request_id, "method": method, "route": route, "function": function,
+        "status": status, "ms": round(seconds * 1000, 2),
+    }).decode())
 
 
 _PREFIX = os.urandom(6).hex()  # this process's part of generated request ids
@@ -112,7 +117,17 @@ _counter = itertools.count(1)
 
 def _request_id(scope: Any) -> str:
     for name, value in scope.get("headers", ()):
-        if name == b"x-request-id" and 0 < len(value) <= 64 and value.isascii() \
-                and value.replace(b"-", b"").isalnum():
-            return value.decode()
+        if name == b"x-request-id" and (given := plain_request_id(value)) is not None:
+            return given
+    return new_request_id()
+
+
+def plain_request_id(value: bytes) -> str | None:
+    """A client's X-Request-Id when it is short and plain (letters, digits, dashes)."""
+    if 0 < len(value) <= 64 and value.isascii() and value.replace(b"-", b"").isalnum():
+        return value.decode()
+    return None
+
+
+def new_request_id() -> str:
     return f"{_PREFIX}{next(_counter):020x}"
