@@ -4,6 +4,7 @@
 #   make test      everything, from nothing, on a throwaway cluster
 #   make migrate   DATABASE_URL=... brings that database to the current schema
 #   make lint      ruff, then the SQL linter on DATABASE_URL (else on a throwaway cluster)
+#   make bench     the benchmark; make soak: the gateway at half load for SOAK_SECONDS (600)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -62,3 +63,10 @@ check:
 bench: venv
 	@scripts/install-deps --bench
 	@scripts/devdb run $(PY) -m bench $(BENCH_ARGS)
+
+# Soak (not part of `make test`): the gateway at half its measured capacity for
+# SOAK_SECONDS (default 600); memory per worker, p99 per minute, errors.
+.PHONY: soak
+soak: venv
+	@scripts/install-deps --bench
+	@scripts/devdb run $(PY) -m bench.soak $(SOAK_ARGS)

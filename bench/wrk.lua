@@ -1,7 +1,8 @@
 -- wrk script of the benchmark: POSTs to one path, each request taking the next line
 -- of a file of "<token>\t<json body>" lines (thread t takes lines s + t, s + t + T, ...;
 -- the file wraps around when used up). Arguments: file, path, number of threads T,
--- first line s (0-based).
+-- first line s (0-based). A line of three fields, "<path>\t<token>\t<json body>",
+-- posts to its own path (the soak's mix of calls).
 -- BENCH_DELAY_MS (environment): mean pause of each connection between a response
 -- and its next request (uniform in [0.5, 1.5] times it), to run below the maximum
 -- rate. done() prints one line "BENCH {json}" with the figures.
@@ -23,8 +24,15 @@ function init(args)
   first = tonumber(args[4] or "0")
   items = {}
   for line in io.lines(file) do
+    local own_path = path
     local tab = line:find("\t", 1, true)
-    items[#items + 1] = { "Bearer " .. line:sub(1, tab - 1), line:sub(tab + 1) }
+    local second = line:find("\t", tab + 1, true)
+    if second then
+      own_path = line:sub(1, tab - 1)
+      line = line:sub(tab + 1)
+      tab = second - tab
+    end
+    items[#items + 1] = { "Bearer " .. line:sub(1, tab - 1), line:sub(tab + 1), own_path }
   end
   count = 0
   math.randomseed(id + 1)
@@ -33,7 +41,7 @@ end
 function request()
   local item = items[(first + id + count * nthreads) % #items + 1]
   count = count + 1
-  return wrk.format("POST", path, {
+  return wrk.format("POST", item[3], {
     ["Authorization"] = item[1],
     ["Content-Type"] = "application/json",
   }, item[2])

@@ -95,17 +95,19 @@ class Gateway:
         return await self.run(name, args, who, request.method, request.scope["path"], headers)
 
     async def run(self, name: str, args: dict[str, Any], who: db.Identity, method: str,
-                  path: str, headers: dict[str, str]) -> db.Result:
+                  path: str, headers: dict[str, str], bounded: bool = True) -> db.Result:
         """One call of api.name: the function chosen by its argument names, refused
-        for GET/HEAD when volatile, run in one transaction."""
+        for GET/HEAD when volatile, run in one transaction -- bounded in time by
+        db.call, or (bounded=False) by the caller, as the fast path does."""
         if self.breaker.open:  # the database is unreachable: say so at once
             raise unavailable()
         fn = await self.catalog.find(self.pool, name, set(args))
         if fn.volatile and method in _SAFE_METHODS:
             raise ApiError(405, "PGRST101",
                            f"Cannot use the {method} method on RPC with volatile functions")
-        return await db.call(self.pool, fn, args, who, method, path, headers,
-                             self.settings.statement_timeout_ms)
+        run = db.call if bounded else db.transaction
+        return await run(self.pool, fn, args, who, method, path, headers,
+                         self.settings.statement_timeout_ms)
 
 
 def make_mailer(settings: Settings) -> Mailer:

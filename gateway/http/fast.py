@@ -14,6 +14,7 @@ one implementation (Starlette's middleware)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import urllib.parse
@@ -25,7 +26,7 @@ import orjson
 
 from .. import db
 from .arguments import body_missing, check_length, check_profile_value, parse_body
-from .errors import ApiError
+from .errors import ApiError, unavailable
 from .observe import access_line, new_request_id, plain_request_id
 from .routes import SEED_ROUTES, SeedRoute
 
@@ -140,20 +141,43 @@ class FastPath:
         start = time.perf_counter()
         status = 500
         started = False
+        expired: list[bool] = []  # set by _expire when the call ran past its deadline
         function = seed.function if seed is not None else params["fn"]
         try:
             try:
-                status, body, headers, json = await self._answer(
-                    scope, receive, method, seed, params, function, authorization, apikey,
-                    content_type, length, profiles, sql_headers)
+                who, args = await self._arguments(
+                    scope, receive, method, seed, params, authorization, apikey, content_type,
+                    length, profiles)
+                # The call's deadline (db.call's, without a task per call): a timer
+                # that answers 503 and abandons the call if it has not answered by then.
+                gw = self.gateway
+                timer = asyncio.get_running_loop().call_later(
+                    db.deadline(gw.pool, gw.settings.statement_timeout_ms), self._expire,
+                    asyncio.current_task(), send, request_id, expired)
+                try:
+                    result = await gw.run(function, args, who, method, scope["path"],
+                                          sql_headers, bounded=False)
+                finally:
+                    timer.cancel()
+                status, body, headers, json = _shape(seed, result)
             except ApiError as exc:
                 status, body, headers, json = (exc.status, orjson.dumps(exc.body),
                                                _header_list(exc.headers), True)
+            if expired:  # answered 503 by _expire; whatever the call ended with is dropped
+                status = 503
+                return
             _complete(headers, status, body, json, request_id)
             started = True
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            status = 503  # answered by _expire; the call was abandoned
         except Exception:
+            if expired:
+                status = 503
+                return
             status = 500
             log.exception("Exception in a call on the fast path")
             if started:
@@ -169,13 +193,12 @@ class FastPath:
             if self.access_log:
                 access_line(request_id, method, template, function, status, seconds)
 
-    async def _answer(self, scope: dict[str, Any], receive: Any, method: str,
-                      seed: SeedRoute | None, params: dict[str, str], function: str,
-                      authorization: str | None, apikey: str | None, content_type: str | None,
-                      length: str | None, profiles: list[str], sql_headers: dict[str, str],
-                      ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
-        """(status, body, headers, whether the body is JSON) of a call, as the
-        Starlette handlers answer it."""
+    async def _arguments(self, scope: dict[str, Any], receive: Any, method: str,
+                         seed: SeedRoute | None, params: dict[str, str],
+                         authorization: str | None, apikey: str | None,
+                         content_type: str | None, length: str | None, profiles: list[str],
+                         ) -> tuple[db.Identity, dict[str, Any]]:
+        """The caller and the call's arguments, as the Starlette handlers take them."""
         gw = self.gateway
         if seed is None:
             for profile in profiles:
@@ -183,20 +206,29 @@ class FastPath:
         who = gw.identify(authorization, apikey)
         if seed is None:
             if method == "POST":
-                args = parse_body(await self._body(receive, length), content_type)
-            else:
-                args = dict(urllib.parse.parse_qsl(scope["query_string"].decode("latin-1"),
-                                                   keep_blank_values=True))
-        else:
-            body = (parse_body(await self._body(receive, length), content_type)
-                    if seed.takes_body else {})
-            args = seed.arguments(params, body)
-        result = await gw.run(function, args, who, method, scope["path"], sql_headers)
-        if seed is None or result.status >= 400 or result.body is None:
-            return _raw(result)
-        shaped = orjson.dumps(seed.shape(orjson.loads(result.body)))
-        status = seed.status if result.status == 200 else result.status
-        return status, shaped, _header_list(result.headers), True
+                return who, parse_body(await self._body(receive, length), content_type)
+            return who, dict(urllib.parse.parse_qsl(scope["query_string"].decode("latin-1"),
+                                                    keep_blank_values=True))
+        body = (parse_body(await self._body(receive, length), content_type)
+                if seed.takes_body else {})
+        return who, seed.arguments(params, body)
+
+    def _expire(self, task: asyncio.Task[Any] | None, send: Any, request_id: str,
+                expired: list[bool]) -> None:
+        """No answer within the deadline: the database is unreachable (e.g. behind
+        PgBouncer). 503 at once; the call is cancelled (psycopg cancels the query,
+        the connection is closed) while the answer goes out."""
+        expired.append(True)
+        self.gateway.breaker.failed()
+        exc = unavailable()
+        headers = _header_list(exc.headers)
+        body = orjson.dumps(exc.body)
+        _complete(headers, exc.status, body, True, request_id)
+        answer = asyncio.ensure_future(_send(send, exc.status, headers, body))
+        _answering.add(answer)
+        answer.add_done_callback(_answering.discard)
+        if task is not None:
+            task.cancel()
 
     async def _body(self, receive: Any, length: str | None) -> bytes:
         check_length(length, self.limit)
@@ -210,6 +242,25 @@ class FastPath:
                 raise ApiError(413, "PGRST413", "Request body is too large.")
             if not message.get("more_body", False):
                 return raw
+
+
+_answering: set[asyncio.Future[None]] = set()
+
+
+async def _send(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _shape(seed: SeedRoute | None, result: db.Result
+           ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
+    """(status, body, headers, whether the body is JSON) of a call's result, as the
+    Starlette handlers answer it: rpc as it is, a seed route shaped."""
+    if seed is None or result.status >= 400 or result.body is None:
+        return _raw(result)
+    shaped = orjson.dumps(seed.shape(orjson.loads(result.body)))
+    status = seed.status if result.status == 200 else result.status
+    return status, shaped, _header_list(result.headers), True
 
 
 def _raw(result: db.Result) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
