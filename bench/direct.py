@@ -24,7 +24,7 @@ from .layout import Layout
 from .stats import percentile
 
 # What the gateway passes as request.headers for a wrk request (credentials left out).
-HEADERS_JSON = '{"host":"127.0.0.1","content-type":"application/json","content-length":"60"}'
+HEADERS_JSON = '{"host":"127.0.0.1:8000","content-type":"application/json"}'
 
 
 MODES = ("simple", "prepared")

@@ -6,7 +6,7 @@ one process per worker, SO_REUSEPORT): no framework, no middleware, no access lo
 no metrics. For POST /rest/v1/rpc/{fn} it checks the bearer token with the same
 cached verifier, reads the JSON body as it is, and sends the very script the
 gateway sends for that function (begin; set_config of role, claims, method, path,
-headers, statement timeout and time zone; the call; commit) through the same
+the same allow-listed headers, statement timeout and time zone; the call; commit) through the same
 psycopg pool with client-side binding, then answers the call's JSON text. Errors
 are answered 400 with the database's message; nothing else is checked.
 
@@ -25,8 +25,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from gateway import db
 from gateway.jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
+from gateway.settings import DEFAULT_SQL_HEADERS
 
-_PRIVATE = frozenset({b"authorization", b"apikey", b"cookie"})
+# The headers the gateway passes to SQL by default, so that both send the same text.
+_SQL_HEADERS = frozenset(h.encode() for h in DEFAULT_SQL_HEADERS.split(","))
 _JSON = [(b"content-type", b"application/json")]
 _PREFIX = "/rest/v1/rpc/"
 
@@ -54,7 +56,7 @@ class Floor:
         for name, value in scope["headers"]:
             if name == b"authorization":
                 token = value[7:]
-            elif name not in _PRIVATE:
+            elif name in _SQL_HEADERS:
                 headers[name.decode("latin-1")] = value.decode("latin-1")
         try:
             claims = self.verifier.verify(token.decode("latin-1"))

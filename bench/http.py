@@ -130,7 +130,8 @@ def wrk(base_url: str, path: str, request_file: Path, connections: int, threads:
         seconds: float, first: int = 0, delay_ms: float = 0.0) -> WrkResult:
     """wrk POSTing the lines of request_file, from line `first` on, to base_url + path."""
     env = {**os.environ, "BENCH_DELAY_MS": str(int(delay_ms))}
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
+    duration = f"{max(1, round(seconds))}s"
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", duration, "--latency",
            "--timeout", "10s", "-s", str(LUA), base_url + path, "--", str(request_file), path,
            str(threads), str(first)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
