@@ -53,8 +53,11 @@ class Function:
     script: str = field(compare=False)
     read_only_script: str = field(compare=False)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", frozenset(self.arg_names))
+
     def accepts(self, given: set[str]) -> bool:
-        return given <= set(self.arg_names) and self.required <= given
+        return given <= self._names and self.required <= given  # type: ignore[attr-defined]
 
 
 def _build_query(name: str, names: tuple[str, ...], types: tuple[str, ...],
@@ -128,6 +131,9 @@ class Catalog:
         self._loaded_at = 0.0
 
     async def find(self, pool: AsyncConnectionPool, name: str, given: set[str]) -> Function:
+        for fn in self.functions.get(name, ()):  # the common case: known, no reload
+            if fn.accepts(given):
+                return fn
         for attempt in range(2):
             for fn in self.functions.get(name, ()):
                 if fn.accepts(given):

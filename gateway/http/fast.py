@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import urllib.parse
+from asyncio import CancelledError, current_task, get_running_loop
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -38,6 +39,7 @@ log = logging.getLogger("joinery.fast")
 RPC_PREFIX = "/rest/v1/rpc/"
 RPC_ROUTE = RPC_PREFIX + "{fn}"
 _RPC_METHODS = frozenset({"GET", "HEAD", "POST"})
+_PROFILE_HEADERS = (b"accept-profile", b"content-profile")
 _JSON = (b"content-type", b"application/json")
 _SERVER_ERROR = b"Internal Server Error"
 
@@ -87,20 +89,21 @@ class FastPath:
         self.sql_headers = settings.sql_headers
         self.cut = settings.sql_header_value_max
         self.limit = settings.max_body_bytes
+        self.deadline = db.deadline(gateway.pool, settings.statement_timeout_ms)
+        self.loop: asyncio.AbstractEventLoop | None = None
 
-    def _route(self, method: str, path: str) -> tuple[str, SeedRoute | None, dict[str, str]] | None:
-        """(route template, seed route or None for rpc, path parameters), or None."""
-        if path.startswith(RPC_PREFIX):
-            name = path[len(RPC_PREFIX):]
-            if name and "/" not in name and method in _RPC_METHODS:
-                return RPC_ROUTE, None, {"fn": name}
-            return None
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        self.loop = get_running_loop()  # one loop per worker process, for its life
+        return self.loop
+
+    def _seed(self, method: str, path: str) -> tuple[SeedRoute, dict[str, str]] | None:
+        """The seed route of a path and method, with its path parameters, or None."""
         parts = path.split("/")
         for seed in self.seeds.get(len(parts), ()):
             params = seed.match(parts)
             if params is not None:
                 # A path of a seed route with another method: Starlette answers 405.
-                return (seed.route.path, seed.route, params) if method in seed.methods else None
+                return (seed.route, params) if method in seed.methods else None
         return None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -108,69 +111,62 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         method: str = scope["method"]
-        found = self._route(method, scope["path"])
-        if found is None:
+        path: str = scope["path"]
+        seed: SeedRoute | None = None
+        params: dict[str, str] = {}
+        if path.startswith(RPC_PREFIX):
+            function = path[len(RPC_PREFIX):]
+            if not function or "/" in function or method not in _RPC_METHODS:
+                await self.app(scope, receive, send)
+                return
+            template = RPC_ROUTE
+        else:
+            found = self._seed(method, path)
+            if found is None:
+                await self.app(scope, receive, send)
+                return
+            seed, params = found
+            template, function = seed.path, seed.function
+        raw_headers = scope["headers"]
+        headers = dict(raw_headers)
+        # A browser on another origin (CORS), or a header given twice: Starlette.
+        if b"origin" in headers or len(headers) != len(raw_headers):
             await self.app(scope, receive, send)
             return
-        # One pass over the headers: what this path reads, and what goes to SQL.
-        authorization = apikey = content_type = length = request_id = None
-        profiles: list[str] = []
-        sql_headers: dict[str, str] = {}
-        allowed, cut = self.sql_headers, self.cut
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                await self.app(scope, receive, send)  # CORS: Starlette's middleware
-                return
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"apikey":
-                apikey = value.decode("latin-1")
-            elif name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"content-length":
-                length = value.decode("latin-1")
-            elif name == b"x-request-id" and request_id is None:
-                request_id = plain_request_id(value)  # the first plain one, as Observe
-            elif name in (b"accept-profile", b"content-profile"):
-                profiles.append(value.decode("latin-1"))
-            if name in allowed:
-                sql_headers[name.decode("latin-1")] = value[:cut].decode("latin-1")
-        if request_id is None:
-            request_id = new_request_id()
-        template, seed, params = found
-        start = time.perf_counter()
+        given_id = headers.get(b"x-request-id")
+        request_id = (given_id is not None and plain_request_id(given_id)) or new_request_id()
+        start = perf_counter()
         status = 500
         started = False
         expired: list[bool] = []  # set by _expire when the call ran past its deadline
-        function = seed.function if seed is not None else params["fn"]
         try:
             try:
-                who, args = await self._arguments(
-                    scope, receive, method, seed, params, authorization, apikey, content_type,
-                    length, profiles)
+                who, args = await self._arguments(scope, receive, method, seed, params, headers)
+                allowed, cut = self.sql_headers, self.cut
+                sql_headers = {k.decode("latin-1"): v[:cut].decode("latin-1")
+                               for k, v in raw_headers if k in allowed}
                 # The call's deadline (db.call's, without a task per call): a timer
                 # that answers 503 and abandons the call if it has not answered by then.
-                gw = self.gateway
-                timer = asyncio.get_running_loop().call_later(
-                    db.deadline(gw.pool, gw.settings.statement_timeout_ms), self._expire,
-                    asyncio.current_task(), send, request_id, expired)
+                loop = self.loop or self._running_loop()
+                timer = loop.call_later(self.deadline, self._expire, current_task(loop), send,
+                                        request_id, expired)
                 try:
-                    result = await gw.run(function, args, who, method, scope["path"],
-                                          sql_headers, bounded=False)
+                    result = await self.gateway.run(function, args, who, method, path,
+                                                    sql_headers, bounded=False)
                 finally:
                     timer.cancel()
-                status, body, headers, json = _shape(seed, result)
+                status, body, out, json = _shape(seed, result)
             except ApiError as exc:
-                status, body, headers, json = (exc.status, orjson.dumps(exc.body),
-                                               _header_list(exc.headers), True)
+                status, body, out, json = (exc.status, orjson.dumps(exc.body),
+                                           _header_list(exc.headers), True)
             if expired:  # answered 503 by _expire; whatever the call ended with is dropped
                 status = 503
                 return
-            _complete(headers, status, body, json, request_id)
+            _complete(out, status, body, json, request_id)
             started = True
-            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.start", "status": status, "headers": out})
             await send({"type": "http.response.body", "body": body})
-        except asyncio.CancelledError:
+        except CancelledError:
             if not expired:
                 raise
             status = 503  # answered by _expire; the call was abandoned
@@ -188,28 +184,30 @@ class FastPath:
                 (b"x-request-id", request_id.encode())]})
             await send({"type": "http.response.body", "body": _SERVER_ERROR})
         finally:
-            seconds = time.perf_counter() - start
+            seconds = perf_counter() - start
             self.gateway.metrics.observe(method, template, status, seconds)
             if self.access_log:
                 access_line(request_id, method, template, function, status, seconds)
 
     async def _arguments(self, scope: dict[str, Any], receive: Any, method: str,
                          seed: SeedRoute | None, params: dict[str, str],
-                         authorization: str | None, apikey: str | None,
-                         content_type: str | None, length: str | None, profiles: list[str],
-                         ) -> tuple[db.Identity, dict[str, Any]]:
+                         headers: dict[bytes, bytes]) -> tuple[db.Identity, dict[str, Any]]:
         """The caller and the call's arguments, as the Starlette handlers take them."""
-        gw = self.gateway
+        get = headers.get
         if seed is None:
-            for profile in profiles:
-                check_profile_value(profile)
-        who = gw.identify(authorization, apikey)
+            for name in _PROFILE_HEADERS:
+                if (profile := get(name)) is not None:
+                    check_profile_value(profile.decode("latin-1"))
+        authorization, apikey = get(b"authorization"), get(b"apikey")
+        who = self.gateway.identify(
+            authorization.decode("latin-1") if authorization is not None else None,
+            apikey.decode("latin-1") if apikey is not None else None)
         if seed is None:
             if method == "POST":
-                return who, parse_body(await self._body(receive, length), content_type)
+                return who, parse_body(await self._body(receive, get), _text(get(b"content-type")))
             return who, dict(urllib.parse.parse_qsl(scope["query_string"].decode("latin-1"),
                                                     keep_blank_values=True))
-        body = (parse_body(await self._body(receive, length), content_type)
+        body = (parse_body(await self._body(receive, get), _text(get(b"content-type")))
                 if seed.takes_body else {})
         return who, seed.arguments(params, body)
 
@@ -230,11 +228,16 @@ class FastPath:
         if task is not None:
             task.cancel()
 
-    async def _body(self, receive: Any, length: str | None) -> bytes:
-        check_length(length, self.limit)
+    async def _body(self, receive: Any, get: Callable[[bytes], bytes | None]) -> bytes:
+        check_length(_text(get(b"content-length")), self.limit)
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            raw: bytes = message.get("body", b"")  # the whole body in one message
+            if len(raw) > self.limit:
+                raise ApiError(413, "PGRST413", "Request body is too large.")
+            return raw
         raw = b""
         while True:
-            message = await receive()
             if message["type"] == "http.disconnect":
                 raise body_missing()
             raw += message.get("body", b"")
@@ -242,6 +245,11 @@ class FastPath:
                 raise ApiError(413, "PGRST413", "Request body is too large.")
             if not message.get("more_body", False):
                 return raw
+            message = await receive()
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
 
 
 _answering: set[asyncio.Future[None]] = set()
