@@ -37,6 +37,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="gateway (and floor) processes (default: one per core)")
     parser.add_argument("--pool", type=int, default=0,
                         help="connections per gateway process (default: clients / workers)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="interleaved slices of each compared run, A B B A ... "
+                             "(default: slices of 2 s)")
     parser.add_argument("--no-half-load", action="store_true")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-floor", action="store_true", help="skip the minimal app")
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                   only=tuple(x for x in args.calls.split(",") if x),
                   half_load=not args.no_half_load, baseline=not args.no_baseline,
                   floor=not args.no_floor, burst=not args.no_burst,
+                  rounds=args.rounds or max(1, args.seconds // 2),
                   profile=args.profile)
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)

@@ -8,7 +8,8 @@ BURST_USERS distinct users try to register within about a second.
   gateway's transaction script for register_for_event on a pool of as many
   `authenticator` connections as the gateway's workers hold together.
 
-Latency is measured per user from its arrival (connect, or waiting for a pooled
+Both clients are Python (asyncio on uvloop, as the gateway's server), run on the
+same machine. Latency is measured per user from its arrival (connect, or waiting for a pooled
 connection, included) to its answer. Reported: registrations made (must be
 exactly the seats), answers by status, connection errors, 5xx, time from the
 first arrival to the last answer, p50 and p99."""
@@ -23,6 +24,7 @@ from typing import Any
 
 import orjson
 import psycopg
+import uvloop
 from psycopg import AsyncClientCursor
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
@@ -163,13 +165,13 @@ async def _direct_burst(url: str, event: str, connections: int
 def run_http(url: str, base_url: str, tokens: Tokens, timeout: float = 30.0) -> dict[str, Any]:
     event = prepare(url, "gateway")
     minted = {u: tokens(u) for u in _users()}
-    outcomes, started = asyncio.run(_http_burst(base_url, event, minted, timeout))
+    outcomes, started = uvloop.run(_http_burst(base_url, event, minted, timeout))
     return _summary(url, event, outcomes, started)
 
 
 def run_direct(url: str, auth_url: str, connections: int) -> dict[str, Any]:
     event = prepare(url, "direct")
-    outcomes, started = asyncio.run(_direct_burst(auth_url, event, connections))
+    outcomes, started = uvloop.run(_direct_burst(auth_url, event, connections))
     return _summary(url, event, outcomes, started)
 
 

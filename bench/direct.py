@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .calls import Call
@@ -69,6 +69,7 @@ class DirectResult:
     failed: int
     aborted_clients: int
     next_offset: int     # first request index not used (sequential calls)
+    latencies: list[float] = field(default_factory=list, repr=False)  # ms, ascending
 
     def summary(self) -> dict[str, float | int]:
         return {"calls_s": round(self.calls_s, 1), "p50_ms": round(self.p50_ms, 2),
@@ -109,9 +110,23 @@ def run(url: str, call: Call, s: Layout, offset: int, clients: int, threads: int
             else:
                 latencies.append(int(fields[2]) / 1000.0)
     latencies.sort()
+    # pgbench's rate leaves out connection time: the run's length is what it implies.
     aborted = len(re.findall(r"client \d+ aborted", out))
     most = max(per_client.values(), default=0)
     return DirectResult(
         calls_s=float(tps.group(1)), p50_ms=percentile(latencies, 50),
         p99_ms=percentile(latencies, 99), transactions=len(latencies), failed=failed,
-        aborted_clients=aborted, next_offset=offset + most * clients)
+        aborted_clients=aborted, next_offset=offset + most * clients, latencies=latencies)
+
+
+def combine(runs: list[DirectResult]) -> DirectResult:
+    """Slices of one mode interleaved with the other's, as one run."""
+    transactions = sum(r.transactions for r in runs)
+    seconds = sum(r.transactions / r.calls_s for r in runs if r.calls_s)
+    latencies = sorted(x for r in runs for x in r.latencies)
+    return DirectResult(
+        calls_s=transactions / seconds if seconds else 0.0,
+        p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
+        transactions=transactions, failed=sum(r.failed for r in runs),
+        aborted_clients=sum(r.aborted_clients for r in runs),
+        next_offset=runs[-1].next_offset, latencies=latencies)

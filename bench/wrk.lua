@@ -60,11 +60,16 @@ function done(summary, latency, requests)
     if c > most then most = c end
   end
   local e = summary.errors
+  -- The distribution as percentiles 1..99, 99.5 and 99.9 (to merge runs).
+  local pcts = {}
+  for q = 1, 99 do pcts[#pcts + 1] = tostring(latency:percentile(q)) end
+  pcts[#pcts + 1] = tostring(latency:percentile(99.5))
+  pcts[#pcts + 1] = tostring(latency:percentile(99.9))
   io.write(string.format(
     'BENCH {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, ' ..
     '"status": %d, "timeout": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, ' ..
-    '"max_us": %d, "mean_us": %.1f, "most_per_thread": %d}\n',
+    '"max_us": %d, "mean_us": %.1f, "most_per_thread": %d, "pcts_us": [%s]}\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max, latency.mean, most))
+    latency.max, latency.mean, most, table.concat(pcts, ", ")))
 end
