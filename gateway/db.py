@@ -294,7 +294,7 @@ class Pool(AsyncConnectionPool):
     for a connection at once instead of leaving them to POOL_TIMEOUT.
 
     psycopg_pool has no public hook for either: `_connect` and `_waiting` are its
-    internals (3.2 and 3.3 alike); tests/test_outage.py fails if they change."""
+    internals (psycopg_pool 3.3); tests/test_outage.py fails if they change."""
 
     breaker: Breaker
 

@@ -478,8 +478,9 @@ def test_many_clients_share_three_server_connections(database_url: str, make_use
 
 # The HTTP suite, run again with its gateway behind PgBouncer. Modules that start
 # their own gateways (faults, this one) or need none are left out.
-NOT_THROUGH_BOUNCER = {"test_pgbouncer.py", "test_faults.py", "test_migrations.py",
-                       "test_lint.py", "test_jwt_unit.py", "test_supabase_compat.py"}
+NOT_THROUGH_BOUNCER = {"test_pgbouncer.py", "test_faults.py", "test_outage.py",
+                       "test_migrations.py", "test_lint.py", "test_jwt_unit.py",
+                       "test_supabase_compat.py"}
 
 
 def test_whole_http_suite_passes_through_pgbouncer(database_url: str,

@@ -13,9 +13,12 @@ adds, per connection:
 - a header size limit: more than `max_header_bytes` of request line and headers,
   or more than `max_headers` headers, get 431 (414 for the request line alone),
   before any authentication; at most that plus two reads is ever buffered;
-- a connection cap: past `max_connections` open connections in this process a
-  new one gets 503 and is closed at once, leaving descriptors for the pool, the
-  listener and the connections already served.
+- a connection cap: at `max_connections` open connections in this process, a new
+  connection first evicts the one that has waited longest for a request's
+  headers (idle or slow: what an attacker's sockets are), as nginx reuses idle
+  keep-alive connections; only when every connection is busy with a request
+  does the new one get 503 and is closed at once. Descriptors stay free for the
+  pool, the listener and the connections being served.
 
 The deadlines cost the request path two attribute stores and no clock read: one
 sweeper task per process looks at every connection each `interval` seconds,
@@ -28,12 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httptools
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _Base
 
 # What a connection is waiting for from its client. None: nothing (a request is
 # being answered, or an answered kept-alive connection is idle under uvicorn's own
@@ -87,34 +91,53 @@ def _answer(status: int) -> bytes:
 _ANSWERS = {status: _answer(status) for status in _REASONS}
 
 
-class GuardedProtocol(HttpToolsProtocol):
+class GuardedProtocol(_Base):
     """See the module's docstring. `limits` is set on a subclass made per process
     by `protocol_class`."""
 
     limits: ClassVar[Limits]
+    # Copies of two limits, read on every request (a class attribute is found
+    # faster than an attribute of an attribute).
+    _max_header_bytes: ClassVar[int]
+    _max_headers: ClassVar[int]
     _sweeper: ClassVar[asyncio.Task[None] | None] = None
+    # Connections waiting for headers at the last sweep, the longest-waiting last:
+    # whom to evict when the cap is reached (rebuilt by each sweep).
+    _evictable: ClassVar[list[GuardedProtocol]] = []
 
     _phase: int | None = _HEADERS
     _deadline = 0.0  # 0: not yet stamped by the sweeper
     _began = False  # a new request began during the current read
     _partial = False  # part of a request has arrived, not all of it
     _head_bytes = 0  # bytes read while this request's headers were incomplete
-    _head_exact = 0  # bytes of request line and complete headers
+    _read_len = 0  # bytes of the read being parsed
+    _first_read = 0  # bytes of the read in which this request began
     _refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if len(self.server_state.connections) >= self.limits.max_connections:
-            # Over the cap: answer 503 and close without registering. The client may
-            # see a reset instead if it had already sent its request.
+        cls = type(self)
+        if len(self.server_state.connections) >= self.limits.max_connections \
+                and not cls._evict_one():
+            # At the cap with every connection busy: answer 503 and close without
+            # registering. The client may see a reset instead if it had already
+            # sent its request.
             self._refused = True
             transport.write(_ANSWERS[503])
             transport.close()
             return
         super().connection_made(transport)
-        cls = type(self)
         if cls._sweeper is None or cls._sweeper.done():
-            cls._sweeper = self.loop.create_task(_sweep(self.server_state.connections,
-                                                        self.limits))
+            cls._sweeper = self.loop.create_task(_sweep(cls, self.server_state.connections))
+
+    @classmethod
+    def _evict_one(cls) -> bool:
+        """Close the connection that has waited longest for headers, if any still does."""
+        while cls._evictable:
+            victim = cls._evictable.pop()
+            if victim._phase == _HEADERS and not victim.transport.is_closing():
+                victim.expire()
+                return True
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._refused:
@@ -127,6 +150,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         waiting = self._phase
         self._began = False
+        self._read_len = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -151,7 +175,7 @@ class GuardedProtocol(HttpToolsProtocol):
         # began a request is not counted, so at most limit + two reads are held.
         if self._phase == _HEADERS and waiting == _HEADERS and not self._began:
             self._head_bytes += len(data)
-            if self._head_bytes > self.limits.max_header_bytes:
+            if self._head_bytes > self._max_header_bytes:
                 self._close_with(431)
 
     def _close_with(self, status: int) -> None:
@@ -162,7 +186,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def expire(self) -> None:
         """Called by the sweeper when a deadline passed."""
-        if self._phase == _BODY or self._partial:
+        answering = self._phase == _BODY and self.cycle is not None \
+            and self.cycle.response_started
+        if (self._phase == _BODY or self._partial) and not answering:
             self._close_with(408)  # part of a request came: say why it ends
         else:
             self._phase = None
@@ -171,58 +197,59 @@ class GuardedProtocol(HttpToolsProtocol):
     # Parser callbacks
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        _Base.on_message_begin(self)
         self._began = True
         self._partial = True
         self._head_bytes = 0
-        self._head_exact = 0
+        self._first_read = self._read_len
         if self._phase != _HEADERS:  # a request pipelined behind one in progress
             self._phase = _HEADERS
             self._deadline = 0.0
 
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        self._head_exact += len(url)
-        if self._head_exact > self.limits.max_header_bytes:
-            raise _TooLarge(414)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # uvicorn's on_header, plus the size and count checks.
-        self._head_exact += len(name) + len(value) + 4
-        if self._head_exact > self.limits.max_header_bytes \
-                or len(self.headers) >= self.limits.max_headers:
-            raise _TooLarge(431)
-        name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_100_continue = True
-        self.headers.append((name, value))
+    # on_url and on_header stay uvicorn's: the request path pays for no count per
+    # header. The size is checked once the headers are complete, exactly but only
+    # when the reads that carried them were larger than the limit.
 
     def on_headers_complete(self) -> None:
+        if len(self.headers) > self._max_headers:
+            raise _TooLarge(431)
+        if self._first_read + self._head_bytes + self._read_len > self._max_header_bytes:
+            self._check_exact_size()
         self._phase = _BODY
         self._deadline = 0.0
-        super().on_headers_complete()
+        _Base.on_headers_complete(self)
+
+    def _check_exact_size(self) -> None:
+        if len(self.url) > self._max_header_bytes:
+            raise _TooLarge(414)
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self._max_header_bytes:
+            raise _TooLarge(431)
 
     def on_message_complete(self) -> None:
         self._phase = None
         self._partial = False
-        super().on_message_complete()
+        _Base.on_message_complete(self)
 
     def on_response_complete(self) -> None:
         queued = bool(self.pipeline)
-        super().on_response_complete()
-        if not queued and self._phase is None and not self.transport.is_closing():
+        _Base.on_response_complete(self)
+        if self._phase is None and not queued:
             self._phase = _HEADERS  # the next request's headers, from now
             self._deadline = 0.0
             self._head_bytes = 0
 
 
-async def _sweep(connections: set[Any], limits: Limits) -> None:
-    """Stamp deadlines on connections that began waiting, close those past theirs."""
+async def _sweep(cls: type[GuardedProtocol], connections: set[Any]) -> None:
+    """Stamp deadlines on connections that began waiting, close those past theirs,
+    and list those waiting for headers, the longest-waiting last, for eviction."""
     loop = asyncio.get_running_loop()
+    limits = cls.limits
     while True:
         await asyncio.sleep(limits.interval)
         now = loop.time()
         expired = []
+        waiting = []
         for conn in connections:
             phase = getattr(conn, "_phase", None)
             if phase is None:
@@ -234,11 +261,22 @@ async def _sweep(connections: set[Any], limits: Limits) -> None:
                                         else limits.body_timeout)
             elif now >= conn._deadline:
                 expired.append(conn)
+                continue
+            if phase == _HEADERS:
+                waiting.append(conn)
         for conn in expired:
             with contextlib.suppress(Exception):  # one odd connection must not stop the sweep
                 conn.expire()
+        # The earliest deadline has waited longest: last in the list, popped first.
+        waiting.sort(key=_deadline, reverse=True)
+        cls._evictable = waiting
+
+
+_deadline = operator.attrgetter("_deadline")
 
 
 def protocol_class(limits: Limits) -> type[GuardedProtocol]:
     """A GuardedProtocol subclass holding these limits (and its own sweeper)."""
-    return type("GuardedHttpProtocol", (GuardedProtocol,), {"limits": limits})
+    return type("GuardedHttpProtocol", (GuardedProtocol,), {
+        "limits": limits, "_max_header_bytes": limits.max_header_bytes,
+        "_max_headers": limits.max_headers})
