@@ -225,19 +225,38 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(result: dict[str, Any]) -> None:
+def across_runs(results: list[dict[str, Any]]) -> str:
+    """Each target's worst value in each run, side by side."""
+    lines = ["| target | " + " | ".join(f"run {n + 1}" for n in range(len(results))) + " |",
+             "|---|" + "---:|" * len(results)]
+    for name in results[0]["targets"]:
+        cells = []
+        for r in results:
+            t = r["targets"][name]
+            met = {True: "met", False: "not met", None: "-"}[t["met"]]
+            cells.append(f"{t['worst']} ({met})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(results: list[dict[str, Any]]) -> None:
     readme = Path(__file__).resolve().parent / "README.md"
     marker = "<!-- results -->"
     text = readme.read_text()
-    if marker in text:
-        readme.write_text(text.split(marker)[0] + marker + "\n\n" + markdown(result))
+    if marker not in text:
+        return
+    body = ""
+    if len(results) > 1:
+        body = (f"{len(results)} runs in a row on the same data; the targets in each "
+                f"(worst value measured):\n\n{across_runs(results)}\nThe last run:\n\n")
+    readme.write_text(text.split(marker)[0] + marker + "\n\n" + body + markdown(results[-1]))
 
 
-def write(result: dict[str, Any]) -> Path:
+def write(result: dict[str, Any], suffix: str = "") -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = compact_json(result) + "\n"
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    (RESULTS / f"{stamp}.json").write_text(text)
+    (RESULTS / f"{stamp}{suffix}.json").write_text(text)
     latest = RESULTS / "latest.json"
     latest.write_text(text)
     return latest

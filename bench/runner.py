@@ -58,11 +58,15 @@ def fresh_share(before: int | None, after: int | None, done: int) -> float | Non
     return round(min(1.0, (after - before) / done), 3)
 
 
-def run_size(url: str, s: Layout, opt: Options, work: Path,
-             log: Callable[[str], None]) -> dict[str, Any]:
+def run_size(url: str, s: Layout, opt: Options, work: Path, log: Callable[[str], None],
+             progress: dict[str, Progress] | None = None) -> dict[str, Any]:
+    """One measurement of size s; `progress` carries the sequential calls' next fresh
+    rows from one measurement of the same database to the next."""
     auth_url = authenticator_url(url)
     chosen = [c for c in calls(s) if not opt.only or c.name in opt.only]
-    progress = {c.name: Progress() for c in chosen}
+    progress = progress if progress is not None else {}
+    for c in chosen:
+        progress.setdefault(c.name, Progress())
     out: dict[str, Any] = {"calls": {}}
     # Modes and servers compared with each other run in interleaved slices (A B B A
     # A B ..., 2 s each by default): on a shared machine the load of others, and
