@@ -29,7 +29,7 @@ from . import openapi
 from .arguments import body_missing, check_length, check_profile_value, parse_body
 from .errors import ApiError, json_response, unavailable
 from .fast import FastPath
-from .observe import FUNCTION_KEY, Metrics, Observe
+from .observe import ACCESS, FUNCTION_KEY, Metrics, Observe
 from .routes import SEED_ROUTES, SeedRoute
 
 # Methods that must not change anything: volatile functions refuse them (405), and
@@ -289,6 +289,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await gateway.hub.stop()
             await gateway.breaker.stop()
             await gateway.pool.close()
+            ACCESS.flush()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
