@@ -9,8 +9,14 @@ body parsing, the call): only the framework around them is left out. It keeps
 `Observe`'s request id, metrics and access log.
 
 Everything else goes to the Starlette application as before: other paths, other
-methods (405 there), and any request carrying an Origin header, so that CORS keeps
-one implementation (Starlette's middleware)."""
+methods (405 there), any request carrying an Origin header, so that CORS keeps one
+implementation (Starlette's middleware), and any request with a header given twice
+(Starlette reads the first). tests/test_fast_path.py sends the same requests both
+ways and compares the answers.
+
+A call is bounded as db.call bounds it (pool wait + statement timeout + 0.5 s),
+by a timer instead of a task, a shield and a wait_for per request: at the
+deadline the timer answers 503 itself and cancels the call."""
 
 from __future__ import annotations
 
