@@ -1,4 +1,4 @@
-"""python -m gateway serve | dev | token | migrate | mailer"""
+"""python -m gateway serve | dev | token | migrate | mailer | audit-prune"""
 
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     p_migrate = sub.add_parser("migrate", help="bring DATABASE_URL to the current schema")
     p_migrate.add_argument("--force-code", action="store_true",
                            help="rebuild sql/ even when unchanged")
+    p_prune = sub.add_parser("audit-prune",
+                             help="add coming audit partitions, drop those past the retention")
+    p_prune.add_argument("--older-than-days", type=int, default=None,
+                         help="retention in days (default: AUDIT_RETENTION_DAYS)")
+    p_prune.add_argument("--months-ahead", type=int, default=3)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     database_url = os.environ.get("DATABASE_URL") or DEV_DATABASE_URL
@@ -57,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         from .tools.migrate import migrate
 
         print(migrate(database_url, force_code=args.force_code))
+    elif args.command == "audit-prune":
+        from .tools.audit import prune
+
+        days = args.older_than_days or settings.audit_retention_days
+        lines = prune(database_url, days, args.months_ahead)
+        print("\n".join(lines) if lines else f"nothing to do (retention {days} days)")
     elif args.command == "mailer":
         import asyncio
 

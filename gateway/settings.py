@@ -44,6 +44,8 @@ class Settings:
     app_url: str
     mail_poll_seconds: float
     mail_retry_max: int
+    mail_max_attempts: int
+    audit_retention_days: int
     # Limits on what one client can hold or send (README, "Limits").
     header_timeout: float
     body_timeout: float
@@ -86,6 +88,8 @@ class Settings:
             app_url=_env("APP_URL", "http://127.0.0.1:8000") or "",
             mail_poll_seconds=float(_env("MAIL_POLL_SECONDS", "5") or 5),
             mail_retry_max=int(_env("MAIL_RETRY_MAX", "300") or 300),
+            mail_max_attempts=int(_env("MAIL_MAX_ATTEMPTS", "8") or 8),
+            audit_retention_days=int(_env("AUDIT_RETENTION_DAYS", "365") or 365),
             header_timeout=float(_env("HEADER_TIMEOUT", "10") or 10),
             body_timeout=float(_env("BODY_TIMEOUT", "30") or 30),
             max_connections=int(_env("MAX_CONNECTIONS", "10000") or 10000),

@@ -243,6 +243,25 @@ def test_at_the_cap_the_longest_idle_connection_makes_room(
             sock.close()
 
 
+def test_a_flood_of_idle_connections_past_the_cap_does_not_lock_out_healthz(
+        capped_gateway: GatewayProcess) -> None:
+    """15 times the cap, opened as fast as possible: each newcomer evicts the
+    oldest idle one, so /healthz still gets in."""
+    port = _port(capped_gateway)
+    held: list[socket.socket] = []
+    try:
+        held = [_connect(port) for _ in range(CAP * 15)]
+        assert _healthz_seconds(capped_gateway.url) < 10
+        time.sleep(0.5)
+        readable, _, _ = select.select(held, [], [], 1.0)
+        # All but the newest (up to the cap) were closed to make room.
+        assert len(readable) >= CAP * 14, len(readable)
+        assert held[-1] not in readable
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_at_the_cap_with_every_connection_busy_a_newcomer_gets_503(
         capped_gateway: GatewayProcess) -> None:
     port = _port(capped_gateway)

@@ -89,6 +89,25 @@ def test_gateway_worker_delivers_an_emailed_invite(database_url: str, tmp_path: 
                                  headers=invitee.headers)
             assert joined.status_code == 200, joined.text
             token = joined.json()["token"]
+
+            # The stop link, followed without an account, stops further invitations.
+            stops = re.findall(rf"{re.escape(APP_URL)}/invite/stop\?token=([A-Za-z0-9_-]+)",
+                               arrived[0].part("plain"))
+            assert len(stops) == 1
+            stop_token = stops[0]
+            unknown = client.post("/rest/v1/rpc/stop_invitations", json={"token": "nope"})
+            assert unknown.status_code == 404, unknown.text
+            assert unknown.json()["message"] == "This link is not valid."
+            stopped = client.post("/rest/v1/rpc/stop_invitations", json={"token": stop_token})
+            assert stopped.status_code == 200, stopped.text
+            assert stopped.json() == {"stopped": True}
+            again = email_invite(client, make_user(), create_event(client, inviter), invitee.email)
+            assert set(again) == set(created)
+            control = f"control-{uuid.uuid4().hex[:12]}@example.com"
+            email_invite(client, make_user(), create_event(client, inviter), control)
+            wait_until(lambda: sink.to(control), timeout=15, what="the control message")
+            assert len(sink.to(invitee.email)) == 1
+            assert len(outbox(admin, invitee.email)) == 1
         log = gateway.log()
     finally:
         stop_gateway(gateway)
@@ -99,14 +118,26 @@ def test_gateway_worker_delivers_an_emailed_invite(database_url: str, tmp_path: 
     message = received.message
     assert message["To"] == invitee.email
     assert message["From"] == "Joinery <invites@app.example>"
-    assert "Marta Host" in message["Subject"] and "Autumn pairs" in message["Subject"]
+    # No user-written text in the mail: a fixed subject, no name, no title.
+    assert message["Subject"] == "You are invited to register as a pair"
+    assert "Marta Host" not in received.content.decode() and "Autumn pairs" not in (
+        received.content.decode())
     assert message.is_multipart()
     link = f"{APP_URL}/invite/accept?code={code}"
+    stop = f"{APP_URL}/invite/stop?token={stop_token}"
     text, html = received.part("plain"), received.part("html")
     for body in (text, html):
         assert code in body
         assert link in body
+        assert stop in body
     assert f'href="{link}"' in html
+    assert f'href="{stop}"' in html
+    # The stop token is kept only as a hash.
+    stored = admin.execute(
+        "select email from app.mail_stop_tokens where token_hash = sha256(convert_to(%s, 'UTF8'))",
+        (stop_token,)).fetchall()
+    assert stored == [(invitee.email.lower(),)]
+    text, html = text.replace(stop, ""), html.replace(stop, "")
 
     raw = received.content.decode("utf-8", "replace")
     assert token not in raw
@@ -119,9 +150,9 @@ def test_gateway_worker_delivers_an_emailed_invite(database_url: str, tmp_path: 
     assert row[0]["attempts"] == 1
     assert row[0]["last_error"] is None
     assert row[0]["template"] == "pair_invite"
-    assert set(row[0]["data"]) == {"short_code", "event_title", "inviter_name", "expires_at"}
+    assert set(row[0]["data"]) == {"short_code", "expires_at"}
     assert message["Message-ID"] == f"<{row[0]['id']}@joinery>"
-    assert code not in log and token not in log
+    assert code not in log and token not in log and stop_token not in log
 
 
 def start_mailer(database_url: str, port: int, log_path: Path) -> subprocess.Popen:

@@ -4,10 +4,12 @@ re-applied, through `python -m gateway migrate` and through plain yoyo."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC
 
 import psycopg
 import pytest
@@ -124,3 +126,57 @@ def test_authenticator_password_is_set_when_given(scratch_url: str) -> None:
     assert row == (True,)
     with psycopg.connect(scratch_url, autocommit=True) as conn:
         conn.execute("alter role authenticator with password null")
+
+
+def apply_up_to(url: str, last: str) -> None:
+    """Applies the migrations up to `last` only, without sql/ (as an older release left
+    the tables)."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(yoyo_url(url))
+    migrations = read_migrations(str(ROOT / "migrations"))
+    wanted = migrations.filter(lambda m: m.id <= last)
+    with backend.lock():
+        backend.apply_migrations_only(backend.to_apply(wanted))
+
+
+def test_audit_rows_survive_partitioning_and_prune_by_age(scratch_url: str) -> None:
+    apply_up_to(scratch_url, "0007_mail_stops")
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        assert conn.execute("select relkind::text from pg_class "
+                            "where oid = 'app.audit_log'::regclass").fetchone() == ("r",)
+        conn.execute("""
+            insert into app.audit_log (actor_id, action, outcome, status, details, created_at)
+            values (gen_random_uuid(), 'group.join', 'joined', 200, '{"n": 1}',
+                    now() - interval '400 days'),
+                   (null, 'group.join', 'not_found', 404, '{"n": 2}', now() - interval '40 days'),
+                   (gen_random_uuid(), 'pair_invite.accept', 'accepted', 200, '{"n": 3}', now())""")
+        before = conn.execute("select id, actor_id, action, outcome, status, details, created_at "
+                              "from app.audit_log order by id").fetchall()
+    assert len(before) == 3
+
+    assert migrate(scratch_url) == "1 migration(s) applied; sql/ rebuilt"
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        after = conn.execute("select id, actor_id, action, outcome, status, details, created_at "
+                             "from app.audit_log order by id").fetchall()
+        assert after == before
+        assert conn.execute("select relkind::text from pg_class "
+                            "where oid = 'app.audit_log'::regclass").fetchone() == ("p",)
+        homes = conn.execute("select tableoid::regclass::text from app.audit_log "
+                             "order by id").fetchall()
+        assert all(re.fullmatch(r"app\.audit_log_p\d{6}", h) for (h,) in homes), homes
+        new_id = conn.execute("insert into app.audit_log (action, outcome, status) "
+                              "values ('x', 'y', 200) returning id").fetchone()
+        assert new_id is not None and new_id[0] > before[-1][0]
+
+    pruned = run([sys.executable, "-m", "gateway", "audit-prune", "--older-than-days", "100"],
+                 scratch_url)
+    oldest = before[0][6].astimezone(UTC).strftime("%Y%m")
+    assert f"dropped app.audit_log_p{oldest}" in pruned.splitlines()
+    with psycopg.connect(scratch_url) as conn:
+        kept = conn.execute("select details ->> 'n' from app.audit_log "
+                            "where details ? 'n' order by id").fetchall()
+    assert kept == [("2",), ("3",)]
+    again = run([sys.executable, "-m", "gateway", "audit-prune", "--older-than-days", "100"],
+                scratch_url)
+    assert again.strip() == "nothing to do (retention 100 days)"

@@ -113,7 +113,8 @@ class Gateway:
 def make_mailer(settings: Settings) -> Mailer:
     assert settings.smtp_url
     return Mailer(settings.listen_database_url, settings.smtp_url, settings.mail_from,
-                  settings.app_url, settings.mail_poll_seconds, settings.mail_retry_max)
+                  settings.app_url, settings.mail_poll_seconds, settings.mail_retry_max,
+                  settings.mail_max_attempts)
 
 
 def invalid_token(message: str) -> ApiError:
@@ -215,7 +216,7 @@ async def openapi_json(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Prometheus text: requests, latency, pool use, realtime subscribers and, when
-    the database answers, the mail queue depth. Per process."""
+    the database answers, the mail queue depth and the messages given up on. Per process."""
     gw: Gateway = request.app.state.gateway
     stats = gw.pool.get_stats()
     gauges: dict[str, float] = {
@@ -230,9 +231,10 @@ async def metrics(request: Request) -> Response:
         with contextlib.suppress(Exception):
             async with gw.pool.connection(timeout=1) as conn, conn.transaction():
                 await conn.execute("set local role service_role")
-                row = await (await conn.execute("select private.mail_queue_depth()")).fetchone()
+                row = await (await conn.execute(
+                    "select private.mail_queue_depth(), private.mail_failed_count()")).fetchone()
                 if row is not None:
-                    gauges["mail_queue_depth"] = row[0]
+                    gauges["mail_queue_depth"], gauges["mail_failed"] = row
     counters = {"catalog_reloads_total": gw.catalog.reloads,
                 "database_outages_total": gw.breaker.opened}
     return Response(gw.metrics.render(gauges, counters), media_type="text/plain; version=0.0.4")
@@ -240,22 +242,25 @@ async def metrics(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
-    down = json_response({"status": "unavailable", "database": False}, 503,
-                         {"Retry-After": "2"})
     if gw.breaker.open:
-        return down
+        return _unhealthy()
     try:
         async with gw.pool.connection(timeout=2) as conn:
             await conn.execute("select 1")
     except PoolTimeout:
         gw.breaker.suspect()
-        return down
+        return _unhealthy()
     except psycopg.OperationalError:
         gw.breaker.failed()
-        return down
+        return _unhealthy()
     except Exception:  # any failure means not healthy
-        return down
+        return _unhealthy()
     return json_response({"status": "ok", "database": True})
+
+
+def _unhealthy() -> Response:
+    return json_response({"status": "unavailable", "database": False}, 503,
+                         {"Retry-After": "2"})
 
 
 async def api_error(request: Request, exc: Exception) -> Response:

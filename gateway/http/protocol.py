@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import operator
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -101,9 +102,10 @@ class GuardedProtocol(_Base):
     _max_header_bytes: ClassVar[int]
     _max_headers: ClassVar[int]
     _sweeper: ClassVar[asyncio.Task[None] | None] = None
-    # Connections waiting for headers at the last sweep, the longest-waiting last:
-    # whom to evict when the cap is reached (rebuilt by each sweep).
-    _evictable: ClassVar[list[GuardedProtocol]] = []
+    # Whom to evict when the cap is reached, the longest-waiting first: those
+    # waiting for headers at the last sweep, then every connection opened since
+    # (rebuilt by each sweep; entries no longer waiting are skipped).
+    _evictable: ClassVar[deque[GuardedProtocol]]
 
     _phase: int | None = _HEADERS
     _deadline = 0.0  # 0: not yet stamped by the sweeper
@@ -126,6 +128,7 @@ class GuardedProtocol(_Base):
             transport.close()
             return
         super().connection_made(transport)
+        cls._evictable.append(self)
         if cls._sweeper is None or cls._sweeper.done():
             cls._sweeper = self.loop.create_task(_sweep(cls, self.server_state.connections))
 
@@ -133,7 +136,7 @@ class GuardedProtocol(_Base):
     def _evict_one(cls) -> bool:
         """Close the connection that has waited longest for headers, if any still does."""
         while cls._evictable:
-            victim = cls._evictable.pop()
+            victim = cls._evictable.popleft()
             if victim._phase == _HEADERS and not victim.transport.is_closing():
                 victim.expire()
                 return True
@@ -267,9 +270,9 @@ async def _sweep(cls: type[GuardedProtocol], connections: set[Any]) -> None:
         for conn in expired:
             with contextlib.suppress(Exception):  # one odd connection must not stop the sweep
                 conn.expire()
-        # The earliest deadline has waited longest: last in the list, popped first.
-        waiting.sort(key=_deadline, reverse=True)
-        cls._evictable = waiting
+        # The earliest deadline has waited longest: evicted first.
+        waiting.sort(key=_deadline)
+        cls._evictable = deque(waiting)
 
 
 _deadline = operator.attrgetter("_deadline")
@@ -279,4 +282,4 @@ def protocol_class(limits: Limits) -> type[GuardedProtocol]:
     """A GuardedProtocol subclass holding these limits (and its own sweeper)."""
     return type("GuardedHttpProtocol", (GuardedProtocol,), {
         "limits": limits, "_max_header_bytes": limits.max_header_bytes,
-        "_max_headers": limits.max_headers})
+        "_max_headers": limits.max_headers, "_evictable": deque()})

@@ -28,7 +28,12 @@ MANAGED_SCHEMAS = [
     "net", "cron", "pgbouncer", "pgsodium", "pgsodium_masks", "pgtle",
     "supabase_functions", "supabase_migrations", "information_schema",
 ]
-PARAMS = {"project": PROJECT_SCHEMAS, "managed": MANAGED_SCHEMAS}
+# SECURITY DEFINER functions anon may run, each for a reason: stopping
+# invitation mail works from a link in the mail, for people who have no account.
+# Its argument is a 256-bit token, looked up by hash.
+ANON_DEFINERS = ["api.stop_invitations(text)"]
+PARAMS = {"project": PROJECT_SCHEMAS, "managed": MANAGED_SCHEMAS,
+          "anon_definers": ANON_DEFINERS}
 
 # Reused inside queries: the object is not part of an extension.
 NOT_IN_EXTENSION = """not exists (select from pg_depend d
@@ -112,7 +117,7 @@ def rls_disabled(conn: psycopg.Connection) -> list[tuple[str, str]]:
 @check
 def function_executable(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """A function of our schemas that PUBLIC can execute, or a SECURITY DEFINER
-    function that anon can execute.
+    function that anon can execute (but those listed in ANON_DEFINERS).
 
     PostgreSQL grants EXECUTE to PUBLIC on every new function (a null proacl means
     exactly that), so anything not revoked is callable by every role, anon
@@ -131,7 +136,8 @@ def function_executable(conn: psycopg.Connection) -> list[tuple[str, str]]:
                    or exists (select from aclexplode(p.proacl) a
                               where a.grantee = 0 and a.privilege_type = 'EXECUTE') as by_public,
                    exists (select from pg_roles r where r.rolname = 'anon'
-                           and has_function_privilege(r.oid, p.oid, 'EXECUTE')) as by_anon) x
+                           and has_function_privilege(r.oid, p.oid, 'EXECUTE'))
+                   and p.oid::regprocedure::text <> all (%(anon_definers)s) as by_anon) x
         where n.nspname = any(%(project)s) and {FUNCTION_NOT_IN_EXTENSION}
           and (by_public or (p.prosecdef and by_anon))
         order by 1""")

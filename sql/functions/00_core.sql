@@ -86,12 +86,31 @@ end;
 $$;
 
 /**
- * Refuses changes to the audit log: it is append-only, for everyone.
+ * True when a name or title holds a control character: C0, DEL, C1, line and
+ * paragraph separators, bidirectional overrides and isolates. (The tables'
+ * check constraints use the same pattern.)
+ */
+create function private.has_control_chars(value text) returns boolean
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+    return value ~ '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]';
+end;
+$$;
+
+/**
+ * Refuses changes to the audit log: it is append-only, for everyone. Only the
+ * retention job (private.audit_prune, run by an operator) deletes old rows of
+ * the default partition, with `joinery.audit_prune` set for its transaction.
  */
 create function private.forbid_audit_change() returns trigger
 language plpgsql
 as $$
 begin
+    if tg_op = 'DELETE' and pg_catalog.current_setting('joinery.audit_prune', true) = 'on' then
+        return old;
+    end if;
     raise exception using errcode = '42501', message = 'The audit log is append-only.';
 end;
 $$;
@@ -150,9 +169,44 @@ end;
 $$;
 
 /**
+ * Audits a refused attempt without a row per attempt: one row per user, action,
+ * outcome and window (the bucket's window, aligned to the epoch) in
+ * app.audit_refusals, counting the refusals; the first refusal of a window
+ * also writes one audit_log entry.
+ */
+create function private.audit_refusal(
+    action text, outcome text, status integer, window_seconds integer, subject_id uuid default null
+) returns void
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_uid uuid := auth.uid();
+    v_first boolean;
+begin
+    if v_uid is null then
+        perform private.audit(action, outcome, status, subject_id);
+        return;
+    end if;
+    insert into app.audit_refusals as r (actor_id, action, outcome, window_start)
+    values (v_uid, audit_refusal.action, audit_refusal.outcome, pg_catalog.to_timestamp(
+        pg_catalog.floor(extract(epoch from pg_catalog.now()) / greatest(window_seconds, 1))
+        * greatest(window_seconds, 1)))
+    on conflict on constraint audit_refusals_pkey
+    do update set refused = r.refused + 1, last_at = pg_catalog.now()
+    returning r.refused = 1 into v_first;
+    if v_first then
+        perform private.audit(action, outcome, status, subject_id,
+            pg_catalog.jsonb_build_object('counted_in', 'audit_refusals'));
+    end if;
+end;
+$$;
+
+/**
  * The gate of every counted attempt: counts it in `bucket` and returns null, or,
- * over the limit, audits the refusal as `action` and returns the 429 answer
- * (Retry-After header, status, error body) for the caller to return.
+ * over the limit, audits the refusal as `action` (counted per window, see
+ * private.audit_refusal) and returns the 429 answer (Retry-After header,
+ * status, error body) for the caller to return.
  */
 create function private.rate_limited(bucket text, action text, subject_id uuid default null)
 returns jsonb
@@ -164,7 +218,9 @@ begin
     if v_retry = 0 then
         return null;
     end if;
-    perform private.audit(action, 'rate_limited', 429, subject_id);
+    perform private.audit_refusal(action, 'rate_limited', 429,
+        (select l.window_seconds from app.rate_limits l where l.bucket = rate_limited.bucket),
+        subject_id);
     perform pg_catalog.set_config('response.headers',
         pg_catalog.jsonb_build_array(
             pg_catalog.jsonb_build_object('Retry-After', v_retry::text))::text,

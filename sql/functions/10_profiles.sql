@@ -1,8 +1,23 @@
 -- Profiles: created for every new account, read and renamed by their owner.
 
 /**
+ * `value` with each run of control characters (private.has_control_chars),
+ * with the spaces around it, made one space.
+ */
+create function private.strip_control_chars(value text) returns text
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+    return pg_catalog.regexp_replace(value,
+        '\s*[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+\s*', ' ', 'g');
+end;
+$$;
+
+/**
  * Trigger on auth.users: every new account gets a profile. The display name is
- * raw_user_meta_data->>'display_name', else the email's local part.
+ * raw_user_meta_data->>'display_name', else the email's local part, with each
+ * run of control characters made one space (an account is never refused here).
  */
 create function private.handle_new_user() returns trigger
 language plpgsql security definer
@@ -13,8 +28,10 @@ begin
     values (
         new.id,
         pg_catalog.left(coalesce(
-            nullif(pg_catalog.btrim(new.raw_user_meta_data ->> 'display_name'), ''),
-            nullif(pg_catalog.split_part(new.email, '@', 1), ''),
+            nullif(pg_catalog.btrim(private.strip_control_chars(
+                new.raw_user_meta_data ->> 'display_name')), ''),
+            nullif(pg_catalog.btrim(private.strip_control_chars(
+                pg_catalog.split_part(new.email, '@', 1))), ''),
             'user'), 80))
     on conflict (id) do nothing;
     return new;
@@ -49,7 +66,8 @@ $$;
 grant execute on function api.me() to authenticated, service_role;
 
 /**
- * Renames the caller: 1 to 80 characters after trimming.
+ * Renames the caller: 1 to 80 characters after trimming, no control
+ * characters (line breaks, tabs, bidirectional overrides: 400).
  */
 create function api.update_profile(display_name text) returns jsonb
 language plpgsql volatile security definer
@@ -61,6 +79,10 @@ declare
 begin
     if v_name is null or pg_catalog.char_length(v_name) not between 1 and 80 then
         raise exception using errcode = '22023', message = 'display_name must be 1 to 80 characters.';
+    end if;
+    if private.has_control_chars(v_name) then
+        raise exception using errcode = '22023',
+            message = 'display_name must not contain line breaks or other control characters.';
     end if;
     update app.profiles p set display_name = v_name, updated_at = pg_catalog.now()
     where p.id = v_uid;

@@ -90,8 +90,8 @@ end;
 $$;
 
 /**
- * Creates a group; the caller becomes its owner.
- * Returns {id, name, creator_id, created_at}.
+ * Creates a group; the caller becomes its owner. The name: 1 to 100
+ * characters, no control characters (400). Returns {id, name, creator_id, created_at}.
  */
 create function api.create_group(name text) returns jsonb
 language plpgsql volatile security definer
@@ -104,6 +104,10 @@ declare
 begin
     if v_name is null or pg_catalog.char_length(v_name) not between 1 and 100 then
         raise exception using errcode = '22023', message = 'name must be 1 to 100 characters.';
+    end if;
+    if private.has_control_chars(v_name) then
+        raise exception using errcode = '22023',
+            message = 'name must not contain line breaks or other control characters.';
     end if;
     insert into app.groups (name, creator_id) values (v_name, v_uid) returning * into v_group;
     insert into app.group_members (group_id, user_id, role) values (v_group.id, v_uid, 'owner');
@@ -394,38 +398,49 @@ grant execute on function api.list_group_invites(uuid) to authenticated, service
 /**
  * Revokes an invite, by its code or by its id (as listed by
  * list_group_invites, since codes are not kept). Allowed to the invite's
- * creator and the group's owner (403 otherwise); 404 when there is no such
- * invite; revoking twice changes nothing.
+ * creator and the group's owner; anyone else gets the same 404 as for a code
+ * that does not exist (no oracle). Revoking twice changes nothing. Counted as
+ * 'revoke_invite' and audited, refusals included: they are answered, not
+ * raised (status and error body; null, hence 204 over HTTP, on success).
  */
-create function api.revoke_group_invite(code text) returns void
+create function api.revoke_group_invite(code text) returns jsonb
 language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    v_limited jsonb := private.rate_limited('revoke_invite', 'group_invite.revoke');
     v_invite app.group_invites;
 begin
+    if v_limited is not null then
+        return v_limited;
+    end if;
     if not private.is_uuid_text(revoke_group_invite.code) then
-        raise exception using errcode = '22023', message = 'The invite code is malformed.';
+        return private.refuse('group_invite.revoke', 400, 'malformed',
+            'The invite code is malformed.');
     end if;
     select * into v_invite from app.group_invites i
     where i.code_hash = private.hash_secret(pg_catalog.lower(revoke_group_invite.code))
        or i.id = revoke_group_invite.code::uuid
     for update;
     if not found then
-        raise exception using errcode = 'PT404', message = 'No invite with this code.';
+        return private.refuse('group_invite.revoke', 404, 'not_found', 'No invite with this code.');
     end if;
     if v_invite.created_by <> v_uid and not exists (
         select from app.group_members m
         where m.group_id = v_invite.group_id and m.user_id = v_uid and m.role = 'owner'
     ) then
-        raise exception using errcode = '42501',
-            message = 'Only the invite''s creator or the group''s owner can revoke it.';
+        -- The same answer as for an unknown code; the audit tells them apart.
+        perform private.audit('group_invite.revoke', 'not_allowed', 404, v_invite.id);
+        return private.fail(404, 'No invite with this code.', 'not_found');
     end if;
     if v_invite.revoked_at is null then
         update app.group_invites i set revoked_at = pg_catalog.now() where i.id = v_invite.id;
         perform private.audit('group_invite.revoke', 'revoked', 200, v_invite.id);
+    else
+        perform private.audit('group_invite.revoke', 'already_revoked', 200, v_invite.id);
     end if;
+    return null;
 end;
 $$;
 grant execute on function api.revoke_group_invite(text) to authenticated, service_role;

@@ -29,8 +29,9 @@ as $$
 $$;
 
 /**
- * Creates an event; the caller is its creator and first author.
- * capacity (seats) must be positive; registration_deadline is optional.
+ * Creates an event; the caller is its creator and first author. The title:
+ * 1 to 200 characters, no control characters (400). capacity (seats) must be
+ * positive; registration_deadline is optional.
  */
 create function api.create_event(
     title text, starts_at timestamptz default null,
@@ -46,6 +47,10 @@ declare
 begin
     if v_title is null or pg_catalog.char_length(v_title) not between 1 and 200 then
         raise exception using errcode = '22023', message = 'title must be 1 to 200 characters.';
+    end if;
+    if private.has_control_chars(v_title) then
+        raise exception using errcode = '22023',
+            message = 'title must not contain line breaks or other control characters.';
     end if;
     if create_event.capacity is not null and create_event.capacity < 1 then
         raise exception using errcode = '22023', message = 'capacity must be at least 1.';
@@ -124,8 +129,11 @@ $$;
 
 /**
  * Adds an author to the event (creator only). Adding an author again changes
- * nothing. Returns the event. An author removed and added back finds their
- * earlier approvals counting again, so pending groups are re-evaluated.
+ * nothing. Authors cannot be in like groups of their event: a member of a
+ * pending like group of the event is refused (409). Returns the event. An
+ * author removed and added back finds their earlier approvals counting again,
+ * so pending groups are re-evaluated. The event's row lock orders this with
+ * like_event and add_like_group_member, which take it too.
  */
 create function api.add_event_author(event_id uuid, user_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -137,6 +145,12 @@ begin
     if add_event_author.user_id is null
        or not exists (select from auth.users u where u.id = add_event_author.user_id) then
         raise exception using errcode = 'PT404', message = 'User not found.';
+    end if;
+    if exists (select from app.like_group_members m
+               where m.event_id = v_event.id and m.user_id = add_event_author.user_id and m.pending)
+       and not private.is_event_author(v_event.id, add_event_author.user_id) then
+        raise exception using errcode = 'PT409',
+            message = 'A member of a pending like group of the event cannot be one of its authors.';
     end if;
     insert into app.event_authors (event_id, user_id)
     values (v_event.id, add_event_author.user_id)

@@ -224,7 +224,9 @@ declare
     v_group app.like_groups;
     v_bad uuid;
 begin
-    if not exists (select from app.events e where e.id = like_event.event_id) then
+    -- Shares the event's row lock with other likes; add_event_author takes it
+    -- for update, so an author is never added beside a pending membership.
+    if not exists (select from app.events e where e.id = like_event.event_id for key share) then
         raise exception using errcode = 'PT404', message = 'Event not found.';
     end if;
     if private.is_event_author(like_event.event_id, v_uid) then
@@ -325,8 +327,14 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
-    v_group app.like_groups := private.lock_like_group(add_like_group_member.group_id);
+    v_group app.like_groups;
 begin
+    -- The event's row lock first (as add_event_author, which then locks groups),
+    -- shared with other adds: an author is never added beside a pending membership.
+    perform from app.events e
+    where e.id = (select g.event_id from app.like_groups g where g.id = add_like_group_member.group_id)
+    for key share;
+    v_group := private.lock_like_group(add_like_group_member.group_id);
     if v_group.creator_id <> v_uid then
         raise exception using errcode = '42501', message = 'Only the group''s creator can add members.';
     end if;
@@ -365,7 +373,9 @@ grant execute on function api.add_like_group_member(uuid, uuid) to authenticated
  * Removes a member from a pending group: the creator removes others, a member
  * removes themself (the creator cannot leave their own group: 400). Approvals
  * already given still count, so the smaller threshold may approve the group
- * here, with every side effect. Returns the group.
+ * here, with every side effect. Returns the group. Whoever may not see the
+ * group gets the 404 of a group that does not exist, before its state is
+ * looked at (no oracle of existence or state).
  */
 create function api.remove_like_group_member(group_id uuid, user_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -375,6 +385,9 @@ declare
     v_uid uuid := private.require_user();
     v_group app.like_groups := private.lock_like_group(remove_like_group_member.group_id);
 begin
+    if not private.can_view_like_group(v_group.id) then
+        raise exception using errcode = 'PT404', message = 'Like group not found.';
+    end if;
     if v_uid <> v_group.creator_id and v_uid is distinct from remove_like_group_member.user_id then
         raise exception using errcode = '42501',
             message = 'Only the group''s creator can remove other members.';

@@ -179,12 +179,38 @@ $$;
 grant execute on function api.cancel_registration(uuid) to authenticated, service_role;
 
 /**
+ * True when `email` is exactly one plain address, local@domain: at most 254
+ * characters, a local part of at most 64 of letters, digits and
+ * .#$&'*+/=?^_`{|}~- (no leading, trailing or double dot), a domain of at
+ * least two dot-separated labels of letters, digits and inner hyphens (at most
+ * 63 each). No commas, second @, angle brackets, quotes, spaces, CR/LF or other
+ * control characters: the address is the message's one envelope recipient.
+ */
+create function private.is_single_email(email text) returns boolean
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+    return coalesce(
+        pg_catalog.length(email) <= 254
+        and pg_catalog.length(pg_catalog.split_part(email, '@', 1)) <= 64
+        and email ~ ('^[A-Za-z0-9#$&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9#$&''*+/=?^_`{|}~-]+)*'
+                     '@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
+                     '(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$'),
+        false);
+end;
+$$;
+
+/**
  * Invites a partner to register as a pair, by email or by sharing the short
  * code. The event must be open and before its deadline (400), with two seats
  * free (409), and the inviter not registered yet (409). A new invite revokes
- * the inviter's previous open invite for the event. With an email, a message
- * holding the short code is queued in the outbox in this transaction; the
- * answer is the same whether or not the address has an account. Lifetime 7
+ * the inviter's previous open invite for the event. The email, when given,
+ * must be exactly one plain address (400, see private.is_single_email). A
+ * message holding the short code is queued in the outbox in this transaction,
+ * unless the address stopped invitations or got its share of invitation mail
+ * (private.queue_invite_mail); the answer is the same either way, and the same
+ * whether or not the address has an account. Lifetime 7
  * days, never past the registration deadline. Returns {id, short_code,
  * expires_at}; tokens are never returned here.
  */
@@ -204,8 +230,7 @@ begin
     if v_limited is not null then
         return v_limited;
     end if;
-    if v_email is not null and (pg_catalog.length(v_email) > 254
-                                or v_email !~ '^[^@\s]+@[^@\s]+\.[^@\s]+$') then
+    if v_email is not null and not private.is_single_email(v_email) then
         perform private.audit('pair_invite.create', 'invalid', 400, create_pair_invite.event_id);
         return private.fail(400, 'invitee_email is not a valid email address.', 'invitee_email');
     end if;
@@ -246,12 +271,12 @@ begin
         end;
     end loop;
     if v_email is not null then
-        insert into app.mail_outbox (to_email, template, data)
-        select v_invite.invitee_email, 'pair_invite', pg_catalog.jsonb_build_object(
-            'short_code', v_invite.short_code, 'event_title', v_event.title,
-            'inviter_name', p.display_name, 'expires_at', v_invite.expires_at)
-        from app.profiles p where p.id = v_uid;
-        perform pg_catalog.pg_notify('joinery_mail', '');
+        -- Queued or not (the recipient may have stopped invitations or reached
+        -- the per-address limit), the answer and the audit entry are the same.
+        -- No user-written text goes into the message.
+        perform private.queue_invite_mail(v_invite.invitee_email, 'pair_invite',
+            pg_catalog.jsonb_build_object(
+                'short_code', v_invite.short_code, 'expires_at', v_invite.expires_at));
     end if;
     perform private.audit('pair_invite.create', 'created', 200, v_invite.id,
         pg_catalog.jsonb_build_object('event_id', v_event.id, 'emailed', v_email is not null));
@@ -321,6 +346,19 @@ end;
 $$;
 
 /**
+ * Whom a pair-invite token was issued to (join_pair_invite's caller), or null.
+ */
+create function private.pair_token_issued_to(token text) returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    return (select t.issued_to from app.pair_invite_tokens t
+            where t.token_hash = private.hash_secret(coalesce(token, '')));
+end;
+$$;
+
+/**
  * Why the caller may not answer this invite (as an error body), or null:
  * the inviter cannot (403), nor anyone but the addressee of an emailed invite (403).
  */
@@ -359,7 +397,8 @@ $$;
 
 /**
  * Accepts a pair invite: both people are registered (confirmed, one pair_id)
- * in this transaction. Checks: a known token (404), the invite still open
+ * in this transaction. Checks: a known token (404) issued to the caller
+ * (by join_pair_invite; 403 otherwise), the invite still open
  * (410: declined, revoked, expired, or accepted by someone else), the caller
  * not the inviter and, for an emailed invite, the addressee (403), the event
  * open and before its deadline (410 after the deadline, 400 closed), neither
@@ -387,6 +426,10 @@ begin
     if v_invite.id is null then
         return private.refuse('pair_invite.accept', 404, 'not_found',
             'No invitation for this token.');
+    end if;
+    if private.pair_token_issued_to(accept_pair_invite.token) is distinct from v_uid then
+        return private.refuse('pair_invite.accept', 403, 'not_issued_to_caller',
+            'This token was issued to someone else.', subject_id => v_invite.id);
     end if;
     if v_invite.status = 'accepted' and v_invite.invitee_id = v_uid then
         perform private.audit('pair_invite.accept', 'already_accepted', 200, v_invite.id);
@@ -437,7 +480,8 @@ grant execute on function api.accept_pair_invite(text) to authenticated, service
 
 /**
  * Declines a pair invite; nobody is registered. Same checks as accepting for
- * who may answer (403) and whether the invite is open (404, 410). Declining
+ * who may answer (the token's holder, not the inviter, the addressee: 403) and
+ * whether the invite is open (404, 410). Declining
  * again answers the same. Returns {id, status}. Counted as 'respond_invite'.
  */
 create function api.decline_pair_invite(token text) returns jsonb
@@ -458,6 +502,10 @@ begin
     if v_invite.id is null then
         return private.refuse('pair_invite.decline', 404, 'not_found',
             'No invitation for this token.');
+    end if;
+    if private.pair_token_issued_to(decline_pair_invite.token) is distinct from v_uid then
+        return private.refuse('pair_invite.decline', 403, 'not_issued_to_caller',
+            'This token was issued to someone else.', subject_id => v_invite.id);
     end if;
     if v_invite.status = 'declined' and v_invite.invitee_id = v_uid then
         perform private.audit('pair_invite.decline', 'already_declined', 200, v_invite.id);

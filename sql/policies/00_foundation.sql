@@ -24,3 +24,9 @@ grant select on app.rate_limit_hits to authenticated, service_role;
 create policy "Users can read their own rate limit hits" on app.rate_limit_hits
     for select to authenticated
     using (user_id = (select auth.uid()));
+
+-- Refused attempts counted per window: each user reads their own.
+grant select on app.audit_refusals to authenticated, service_role;
+create policy "Users can read their own refusal counts" on app.audit_refusals
+    for select to authenticated
+    using (actor_id = (select auth.uid()));

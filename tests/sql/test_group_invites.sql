@@ -422,9 +422,10 @@ select is_empty(
 -- Revoking
 -- ---------------------------------------------------------------------------
 
-select throws_ok(format('select api.revoke_group_invite(%L)', pg_temp.code('invite_open')),
-    '42501', null,
-    'member: revoking an invite someone else created raises 42501');
+select is(test_support.attempt(format('api.revoke_group_invite(%L)', pg_temp.code('invite_open'))),
+    jsonb_build_object('status', '404', 'headers', null, 'body', jsonb_build_object(
+        'code', 'PT404', 'message', 'No invite with this code.', 'details', 'not_found', 'hint', null)),
+    'member: revoking an invite someone else created answers 404, as for an unknown code');
 
 select lives_ok(format('select api.revoke_group_invite(%L)', pg_temp.code('invite_by_member')),
     'member: the invite''s creator can revoke it');
@@ -442,9 +443,9 @@ select is(
 set local role authenticated;
 select test_support.sign_in('00000000-0000-4000-8000-000000000006');
 
-select throws_ok(format('select api.revoke_group_invite(%L)', pg_temp.code('invite_open')),
-    '42501', null,
-    'outsider: revoking an invite of a group they are not in raises 42501');
+select is(test_support.attempt(format('api.revoke_group_invite(%L)', pg_temp.code('invite_open'))),
+    test_support.attempt(format('api.revoke_group_invite(%L)', gen_random_uuid())),
+    'outsider: revoking an invite of a group they are not in answers exactly as an unknown code');
 
 set local role authenticated;
 select test_support.sign_in('00000000-0000-4000-8000-000000000001');
@@ -458,11 +459,11 @@ select lives_ok(format('select api.revoke_group_invite(%L)', test_support.id('in
 select lives_ok(format('select api.revoke_group_invite(%L)', upper(pg_temp.code('invite_to_revoke'))),
     'owner: an invite can be revoked by its code in upper case');
 
-select throws_ok(format('select api.revoke_group_invite(%L)', gen_random_uuid()), 'PT404', null,
-    'owner: revoking an unknown code raises PT404');
+select is(test_support.sc(test_support.attempt(format('api.revoke_group_invite(%L)', gen_random_uuid()))),
+    '404 PT404', 'owner: revoking an unknown code answers 404');
 
-select throws_ok($$select api.revoke_group_invite('not-a-code')$$, '22023', null,
-    'owner: revoking a malformed code raises 22023');
+select is(test_support.sc(test_support.attempt($$api.revoke_group_invite('not-a-code')$$)),
+    '400 PT400', 'owner: revoking a malformed code answers 400');
 
 reset role;
 

@@ -369,8 +369,8 @@ select throws_ok(
 );
 select throws_ok(
     format('select api.remove_like_group_member(%L, %L)', test_support.id('g'), test_support.u('f01')),
-    '42501', null,
-    'stranger: removing a member of someone else''s group raises 42501'
+    'PT404', 'Like group not found.',
+    'stranger: removing a member of someone else''s group raises PT404, as for no group'
 );
 select is(api.my_like_groups(), '[]'::jsonb,
     'stranger: my_like_groups is empty');

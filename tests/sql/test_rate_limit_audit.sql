@@ -4,7 +4,7 @@
 -- that never holds the code. The whole file is one transaction, so now() is
 -- the same for every attempt: all hits made here share one timestamp.
 begin;
-select plan(22);
+select plan(23);
 
 -- ---------------------------------------------------------------------------
 -- Arrange (as the superuser)
@@ -139,14 +139,21 @@ select results_eq(
     $$select outcome, status, count(*) from app.audit_log
       where actor_id = '00000000-0000-4000-8000-000000000001' and action = 'group.join'
       group by outcome, status order by outcome$$,
-    $$values ('not_found'::text, 404, 10::bigint), ('rate_limited', 429, 2::bigint)$$,
-    'every attempt of the guesser is audited: ten not_found (404), two rate_limited (429)'
+    $$values ('not_found'::text, 404, 10::bigint), ('rate_limited', 429, 1::bigint)$$,
+    'the guesser''s attempts are audited: ten not_found (404) rows, one rate_limited (429) row for the window'
 );
 
 select is(
     (select count(*) from app.audit_log where actor_id = '00000000-0000-4000-8000-000000000001'),
-    12::bigint,
-    'the guesser has exactly twelve audit rows, one per attempt'
+    11::bigint,
+    'the guesser has eleven audit rows: one per allowed attempt, one for the refused ones'
+);
+
+select results_eq(
+    $$select action, outcome, refused, window_start = to_timestamp(floor(extract(epoch from now()) / 60) * 60)
+      from app.audit_refusals where actor_id = '00000000-0000-4000-8000-000000000001'$$,
+    $$values ('group.join'::text, 'rate_limited'::text, 2, true)$$,
+    'the two refused attempts are counted in one app.audit_refusals row for the one-minute window'
 );
 
 select results_eq(

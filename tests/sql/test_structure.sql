@@ -3,7 +3,7 @@
 -- function callable by PUBLIC or anon, no direct writes for signed-in users,
 -- an append-only audit log, the Supabase roles, auth.uid() and new profiles.
 begin;
-select plan(25);
+select plan(26);
 
 -- ---------------------------------------------------------------------------
 -- Tables
@@ -89,8 +89,14 @@ select is_empty(
 select is_empty(
     $$select p.oid::regprocedure::text from pg_catalog.pg_proc p
       where p.pronamespace in ('api'::regnamespace, 'private'::regnamespace)
-        and has_function_privilege('anon', p.oid, 'EXECUTE')$$,
-    'anon can execute no function in api or private'
+        and has_function_privilege('anon', p.oid, 'EXECUTE')
+        and p.oid::regprocedure::text <> 'api.stop_invitations(text)'$$,
+    'anon can execute no function in api or private but api.stop_invitations'
+);
+
+select ok(
+    has_function_privilege('anon', 'api.stop_invitations(text)', 'EXECUTE'),
+    'anon can stop invitations (from the link in a mail, without an account)'
 );
 
 select is_empty(
