@@ -1,4 +1,4 @@
-"""python -m gateway serve | dev | token | migrate | mailer | audit-prune"""
+"""python -m gateway serve | dev | token | migrate | mailer | audit-prune | types"""
 
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p_prune.add_argument("--older-than-days", type=int, default=None,
                          help="retention in days (default: AUDIT_RETENTION_DAYS)")
     p_prune.add_argument("--months-ahead", type=int, default=3)
+    sub.add_parser("types", help="print a TypeScript Database type of the api functions "
+                                 "for supabase-js (createClient<Database>)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     database_url = os.environ.get("DATABASE_URL") or DEV_DATABASE_URL
@@ -68,6 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         days = args.older_than_days or settings.audit_retention_days
         lines = prune(database_url, days, args.months_ahead)
         print("\n".join(lines) if lines else f"nothing to do (retention {days} days)")
+    elif args.command == "types":
+        import psycopg
+
+        from .tools.types import generate
+
+        try:
+            sys.stdout.write(generate(database_url))
+        except psycopg.OperationalError as exc:
+            print(f"types: cannot read the catalogue: {exc}".rstrip(), file=sys.stderr)
+            return 1
     elif args.command == "mailer":
         import asyncio
 
@@ -93,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         token = mint(settings.jwt_secret, user, email="dev@example.com", expires_in=86400)
         base = f"http://{settings.host}:{settings.port}"
         print(f"Gateway on {base} (Ctrl-C stops it)\n")
+        print(f"Start in a browser: {base}/  (pages; the development sign-in is "
+              f"{base}/dev/sign-in, the API explorer {base}/docs)\n")
         print(f"Development user dev@example.com ({user}); token valid for 24 hours:\n{token}\n")
         print("Try:")
         print(f"curl -s -X POST {base}/rest/v1/rpc/create_group \\\n"

@@ -55,6 +55,15 @@ class Settings:
     sql_headers: frozenset[bytes]
     sql_header_value_max: int
     db_probe_interval: float
+    # Pages: where "Sign in" goes (redirect_to is added); the connection the
+    # development sign-in creates users with (used only with DEV_JWT_SECRET).
+    sign_in_url: str | None = None
+    admin_database_url: str = DEV_DATABASE_URL
+
+    @property
+    def dev_sign_in(self) -> bool:
+        """The development sign-in exists only while the development secret is in use."""
+        return self.jwt_secret == DEV_JWT_SECRET
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -101,6 +110,8 @@ class Settings:
                 if h.strip()) - PRIVATE_HEADERS,
             sql_header_value_max=int(_env("SQL_HEADER_VALUE_MAX", "512") or 512),
             db_probe_interval=float(_env("DB_PROBE_INTERVAL_MS", "250") or 250) / 1000,
+            sign_in_url=_env("SIGN_IN_URL"),
+            admin_database_url=_env("DATABASE_URL", DEV_DATABASE_URL) or DEV_DATABASE_URL,
         )
 
 

@@ -17,6 +17,7 @@ import httpx
 import psycopg
 import pytest
 
+from browser import browser_fixture, person_fixture  # noqa: F401  (the page tests' fixtures)
 from gateway.jwt_auth import mint
 from gateway.settings import authenticator_url
 
@@ -118,8 +119,9 @@ class GatewayProcess:
         return self.log_path.read_text()
 
 
-def start_gateway(database_url: str, log_path: Path, **env: str) -> GatewayProcess:
-    port = free_port()
+def start_gateway(database_url: str, log_path: Path, port: int | None = None,
+                  **env: str) -> GatewayProcess:
+    port = port or free_port()
     environment = {
         **os.environ,
         "GATEWAY_DATABASE_URL": authenticator_url(database_url),

@@ -29,6 +29,17 @@ create function private.lint_other_path() returns integer
     language sql security definer set search_path = pg_catalog, public as 'select 1';
 revoke execute on function private.lint_other_path() from public;
 
+-- function_search_path_mutable: a helper that is not a definer, with no path or
+-- another path than ''. One with the empty path is fine.
+create function private.lint_invoker_no_path() returns integer language sql as 'select 1';
+revoke execute on function private.lint_invoker_no_path() from public;
+create function private.lint_invoker_public_path() returns integer
+    language plpgsql set search_path = public as 'begin return 1; end';
+revoke execute on function private.lint_invoker_public_path() from public;
+create function private.lint_invoker_fixed() returns integer
+    language sql set search_path = '' as 'select 1';
+revoke execute on function private.lint_invoker_fixed() from public;
+
 -- rls_disabled: readable by anon in app, readable by authenticated elsewhere,
 -- unreadable but in app; a table of a schema Supabase manages is not ours.
 create table app.lint_open (id integer primary key);
@@ -44,12 +55,14 @@ grant select on extensions.managed to anon;
 
 -- function_executable: PUBLIC keeps EXECUTE on a new function; a definer granted
 -- to anon. An invoker function granted to anon alone is fine.
-create function api.lint_public() returns integer language sql as 'select 1';
+create function api.lint_public() returns integer
+    language sql set search_path = '' as 'select 1';
 create function private.lint_anon_definer() returns integer
     language sql security definer set search_path = '' as 'select 1';
 revoke execute on function private.lint_anon_definer() from public;
 grant execute on function private.lint_anon_definer() to anon;
-create function api.lint_anon_invoker() returns integer language sql as 'select 1';
+create function api.lint_anon_invoker() returns integer
+    language sql set search_path = '' as 'select 1';
 revoke execute on function api.lint_anon_invoker() from public;
 grant execute on function api.lint_anon_invoker() to anon;
 
@@ -139,6 +152,8 @@ create policy "Anyone can insert" on app.lint_writes for insert to authenticated
 EXPECTED = {
     ("definer_search_path", "private.lint_no_path()"),
     ("definer_search_path", "private.lint_other_path()"),
+    ("function_search_path_mutable", "private.lint_invoker_no_path()"),
+    ("function_search_path_mutable", "private.lint_invoker_public_path()"),
     ("rls_disabled", "app.lint_open"),
     ("rls_disabled", "lint_elsewhere.exposed"),
     ("rls_disabled", "app.lint_unprotected"),
@@ -217,6 +232,11 @@ def test_findings_say_why(offended: tuple[str, list[Problem]]) -> None:
         'search_path=pg_catalog, public (needs search_path="")')
     assert details[("definer_search_path", "private.lint_no_path()")] == (
         'search_path is not set (needs search_path="")')
+    assert details[("function_search_path_mutable", "private.lint_invoker_no_path()")] == (
+        'search_path is not set (needs search_path="")')
+    assert details[("function_search_path_mutable",
+                    "private.lint_invoker_public_path()")] == (
+        'search_path=public (needs search_path="")')
     assert details[("rls_disabled", "app.lint_open")] == (
         "row level security is off and anon can read it")
     assert details[("rls_disabled", "app.lint_unprotected")] == (

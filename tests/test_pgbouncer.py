@@ -477,10 +477,11 @@ def test_many_clients_share_three_server_connections(database_url: str, make_use
 
 
 # The HTTP suite, run again with its gateway behind PgBouncer. Modules that start
-# their own gateways (faults, this one) or need none are left out.
+# their own gateways (faults, this one) or need none are left out, and so are the
+# browser tests of the pages (their calls are the HTTP suite's own).
 NOT_THROUGH_BOUNCER = {"test_pgbouncer.py", "test_faults.py", "test_outage.py",
                        "test_migrations.py", "test_lint.py", "test_jwt_unit.py",
-                       "test_supabase_compat.py"}
+                       "test_supabase_compat.py", "test_pages.py", "test_pages_quality.py"}
 
 
 def test_whole_http_suite_passes_through_pgbouncer(database_url: str,

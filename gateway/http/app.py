@@ -23,6 +23,7 @@ from .. import db
 from ..breaker import Breaker
 from ..jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from ..mail.worker import Mailer
+from ..pages import routes as page_routes
 from ..realtime.hub import LISTENER_WAIT, Hub
 from ..settings import Settings
 from . import openapi
@@ -303,6 +304,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/rest/v1/rpc/{fn}", rpc, methods=["GET", "POST"]),
         Route("/realtime/v1/sse", realtime, methods=["GET"]),
         *(Route(r.path, seed_endpoint(r), methods=[r.method]) for r in SEED_ROUTES),
+        *page_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ApiError: api_error},

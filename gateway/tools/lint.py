@@ -87,6 +87,29 @@ def definer_search_path(conn: psycopg.Connection) -> list[tuple[str, str]]:
 
 
 @check
+def function_search_path_mutable(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """A function that is not a definer and has no `set search_path = ''`.
+
+    With definer_search_path this is Supabase's rule 0011 over our schemas, a
+    little stricter: it asks for the empty path, which satisfies every version of
+    that rule. Without a fixed path a function resolves its names through its
+    caller's path, so the same body reaches other objects for another role or
+    session; Supabase's Security Advisor reports each one. A SET clause keeps a
+    SQL function from being inlined, so small helpers are plpgsql, whose plans
+    are cached (bench/README.md has the measured cost).
+    """
+    return rows(conn, f"""
+        select p.oid::regprocedure::text,
+               coalesce((select string_agg(c, ', ') from unnest(p.proconfig) c
+                         where c like 'search_path=%%'),
+                        'search_path is not set') || ' (needs search_path="")'
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = any(%(project)s) and not p.prosecdef and {FUNCTION_NOT_IN_EXTENSION}
+          and 'search_path=""' <> all (coalesce(p.proconfig, '{{}}'))
+        order by 1""")
+
+
+@check
 def rls_disabled(conn: psycopg.Connection) -> list[tuple[str, str]]:
     """A table without row level security that anon or authenticated can read, in
     any schema that is not the system's or Supabase's; and any table of `app`

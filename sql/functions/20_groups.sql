@@ -28,9 +28,11 @@ grant execute on function private.is_group_member(uuid) to authenticated, servic
  * never stored, so only its last four characters are shown.
  */
 create function private.group_invite_json(i app.group_invites) returns jsonb
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select pg_catalog.jsonb_build_object(
+begin
+    return pg_catalog.jsonb_build_object(
         'id', i.id,
         'group_id', i.group_id,
         'code_hint', i.code_hint,
@@ -42,29 +44,36 @@ as $$
         'revoked_at', i.revoked_at,
         'active', i.revoked_at is null
             and (i.expires_at is null or i.expires_at > pg_catalog.now())
-            and (i.max_uses is null or i.use_count < i.max_uses))
+            and (i.max_uses is null or i.use_count < i.max_uses));
+end;
 $$;
 
 /**
  * Why an invite can no longer be used ('revoked', 'expired', 'used_up'), or null.
  */
 create function private.group_invite_unusable_reason(i app.group_invites) returns text
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select case
+begin
+    return case
         when i.revoked_at is not null then 'revoked'
         when i.expires_at is not null and i.expires_at <= pg_catalog.now() then 'expired'
         when i.max_uses is not null and i.use_count >= i.max_uses then 'used_up'
-    end
+    end;
+end;
 $$;
 
 /**
  * True when `code` has the shape of an invite code (a UUID, any case).
  */
 create function private.is_uuid_text(code text) returns boolean
-language sql immutable
+language plpgsql immutable
+set search_path = ''
 as $$
-    select coalesce(code ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', false)
+begin
+    return coalesce(code ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$', false);
+end;
 $$;
 
 /**
@@ -73,6 +82,7 @@ $$;
  */
 create function private.require_group_member(group_id uuid) returns app.group_members
 language plpgsql stable
+set search_path = ''
 as $$
 declare
     v_member app.group_members;

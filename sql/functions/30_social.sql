@@ -4,11 +4,14 @@
  * True when a and b are friends (an accepted friendship).
  */
 create function private.are_friends(a uuid, b uuid) returns boolean
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select exists (
+begin
+    return exists (
         select from app.friendships f
-        where f.user_low = least(a, b) and f.user_high = greatest(a, b) and f.status = 'accepted')
+        where f.user_low = least(a, b) and f.user_high = greatest(a, b) and f.status = 'accepted');
+end;
 $$;
 
 /**
@@ -16,6 +19,7 @@ $$;
  */
 create function private.require_other_user(caller uuid, other uuid) returns void
 language plpgsql stable
+set search_path = ''
 as $$
 begin
     if other is null then

@@ -5,11 +5,14 @@
  * True when user_id is a current author of the event.
  */
 create function private.is_event_author(event_id uuid, user_id uuid) returns boolean
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select exists (
+begin
+    return exists (
         select from app.event_authors a
-        where a.event_id = is_event_author.event_id and a.user_id = is_event_author.user_id)
+        where a.event_id = is_event_author.event_id and a.user_id = is_event_author.user_id);
+end;
 $$;
 
 /**
@@ -17,15 +20,18 @@ $$;
  * registration_deadline, capacity, status, author_ids, created_at}.
  */
 create function private.event_json(e app.events) returns jsonb
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select pg_catalog.jsonb_build_object(
+begin
+    return pg_catalog.jsonb_build_object(
         'id', e.id, 'title', e.title, 'creator_id', e.creator_id, 'starts_at', e.starts_at,
         'registration_deadline', e.registration_deadline, 'capacity', e.capacity,
         'status', e.status,
         'author_ids', (select coalesce(pg_catalog.jsonb_agg(a.user_id order by a.created_at, a.user_id), '[]')
                        from app.event_authors a where a.event_id = e.id),
-        'created_at', e.created_at)
+        'created_at', e.created_at);
+end;
 $$;
 
 /**
@@ -92,6 +98,7 @@ grant execute on function api.get_event(uuid) to authenticated, service_role;
  */
 create function private.lock_event_as_creator(event_id uuid) returns app.events
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_event app.events;
@@ -113,6 +120,7 @@ $$;
  */
 create function private.evaluate_event_groups(event_id uuid) returns void
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_group uuid;

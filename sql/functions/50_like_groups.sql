@@ -13,10 +13,13 @@
  * The gateway listens on channel 'joinery_realtime' and fans out by topic.
  */
 create function private.publish(topic text, message jsonb) returns void
-language sql volatile
+language plpgsql volatile
+set search_path = ''
 as $$
-    select pg_catalog.pg_notify('joinery_realtime',
-        (message || pg_catalog.jsonb_build_object('topic', topic))::text)
+begin
+    perform pg_catalog.pg_notify('joinery_realtime',
+        (message || pg_catalog.jsonb_build_object('topic', topic))::text);
+end;
 $$;
 
 /**
@@ -24,6 +27,7 @@ $$;
  */
 create function private.notify_user(user_id uuid, type text, data jsonb) returns void
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_id uuid;
@@ -64,8 +68,11 @@ grant execute on function private.can_view_like_group(uuid) to authenticated, se
  */
 create function private.like_group_tally(group_id uuid, event_id uuid)
 returns table (received integer, needed integer)
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
+begin
+    return query
     select
         (select pg_catalog.count(*)::integer from app.like_group_approvals v
          join app.event_authors a on a.event_id = like_group_tally.event_id and a.user_id = v.author_id
@@ -74,7 +81,8 @@ as $$
             (select pg_catalog.count(*)::integer from app.event_authors a
              where a.event_id = like_group_tally.event_id),
             (select pg_catalog.count(*)::integer from app.like_group_members m
-             where m.group_id = like_group_tally.group_id))
+             where m.group_id = like_group_tally.group_id));
+end;
 $$;
 
 /**
@@ -87,6 +95,7 @@ $$;
  */
 create function private.like_group_json(group_id uuid) returns jsonb
 language plpgsql stable
+set search_path = ''
 as $$
 begin
     return (
@@ -119,6 +128,7 @@ $$;
  */
 create function private.lock_like_group(group_id uuid) returns app.like_groups
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_group app.like_groups;
@@ -136,6 +146,7 @@ $$;
  */
 create function private.require_pending(g app.like_groups) returns void
 language plpgsql immutable
+set search_path = ''
 as $$
 begin
     if g.status <> 'pending' then
@@ -155,6 +166,7 @@ create function private.decide_like_group(
     g app.like_groups, decision text, chat_id uuid default null
 ) returns void
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_type text := 'group_' || decision;
@@ -183,6 +195,7 @@ $$;
  */
 create function private.evaluate_like_group(group_id uuid) returns text
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_group app.like_groups := private.lock_like_group(evaluate_like_group.group_id);
@@ -290,6 +303,7 @@ grant execute on function api.my_like_groups() to authenticated, service_role;
  */
 create function private.require_like_group_viewer(group_id uuid) returns void
 language plpgsql stable
+set search_path = ''
 as $$
 begin
     perform private.require_user();
@@ -434,6 +448,7 @@ grant execute on function api.list_like_group_approvals(uuid) to authenticated, 
  */
 create function private.lock_like_group_for_author(group_id uuid) returns app.like_groups
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_group app.like_groups := private.lock_like_group(lock_like_group_for_author.group_id);

@@ -16,6 +16,7 @@
  */
 create function private.random_bytes(n integer) returns bytea
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_out bytea := ''::bytea;
@@ -37,6 +38,7 @@ $$;
  */
 create function private.new_short_code() returns text
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     c_alphabet constant text := '23456789ABCDEFGHJKMNPQRSTUVWXYZ';
@@ -61,32 +63,41 @@ $$;
  * A short code as typed by a person: case and spaces or dashes ignored.
  */
 create function private.normalize_short_code(code text) returns text
-language sql immutable
+language plpgsql immutable
+set search_path = ''
 as $$
-    select pg_catalog.upper(pg_catalog.regexp_replace(coalesce(code, ''), '[\s-]', '', 'g'))
+begin
+    return pg_catalog.upper(pg_catalog.regexp_replace(coalesce(code, ''), '[\s-]', '', 'g'));
+end;
 $$;
 
 /**
  * The status as reported: 'expired' once expires_at has passed for an open invite.
  */
 create function private.pair_invite_status(i app.pair_invites) returns text
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select case when i.status = 'sent' and i.expires_at <= pg_catalog.now() then 'expired'
-                else i.status end
+begin
+    return case when i.status = 'sent' and i.expires_at <= pg_catalog.now() then 'expired'
+                else i.status end;
+end;
 $$;
 
 /**
  * Why an event takes no registrations now ('closed', 'deadline'), or null.
  */
 create function private.registration_closed_reason(e app.events) returns text
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select case
+begin
+    return case
         when e.status <> 'open' then 'closed'
         when e.registration_deadline is not null and e.registration_deadline <= pg_catalog.now()
             then 'deadline'
-    end
+    end;
+end;
 $$;
 
 /**
@@ -94,6 +105,7 @@ $$;
  */
 create function private.take_seats(event_id uuid, seats integer) returns boolean
 language plpgsql volatile
+set search_path = ''
 as $$
 begin
     update app.events e set seats_taken = e.seats_taken + take_seats.seats
@@ -107,11 +119,14 @@ $$;
  * {id, event_id, user_id, status, pair_id, created_at}
  */
 create function private.registration_json(r app.registrations) returns jsonb
-language sql immutable
+language plpgsql immutable
+set search_path = ''
 as $$
-    select pg_catalog.jsonb_build_object(
+begin
+    return pg_catalog.jsonb_build_object(
         'id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'status', r.status,
-        'pair_id', r.pair_id, 'created_at', r.created_at)
+        'pair_id', r.pair_id, 'created_at', r.created_at);
+end;
 $$;
 
 /**
@@ -329,10 +344,54 @@ $$;
 grant execute on function api.join_pair_invite(text) to authenticated, service_role;
 
 /**
+ * What the page behind an invitation link shows before anyone clicks:
+ * {event: {id, title, registration_deadline}, inviter: {display_name},
+ * expires_at, own_invite}. Unlike join_pair_invite it issues no token and
+ * changes no invite, so opening a link (a person or a mail scanner) answers
+ * nothing. A preview records what any attempt with a code records: one
+ * 'join_code' rate-limit hit and one audit entry ('pair_invite.preview',
+ * outcome 'shown' or the refusal). Unknown, expired, revoked or answered
+ * codes get join_pair_invite's generic 404.
+ */
+create function api.preview_pair_invite(code text) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_limited jsonb := private.rate_limited('join_code', 'pair_invite.preview');
+    v_invite app.pair_invites;
+begin
+    if v_limited is not null then
+        return v_limited;
+    end if;
+    select * into v_invite from app.pair_invites i
+    where i.short_code = private.normalize_short_code(preview_pair_invite.code)
+      and i.status = 'sent' and i.expires_at > pg_catalog.now();
+    if not found then
+        return private.refuse('pair_invite.preview', 404, 'not_found',
+            'No open invitation with this code.');
+    end if;
+    perform private.audit('pair_invite.preview', 'shown', 200, v_invite.id);
+    return (
+        select pg_catalog.jsonb_build_object(
+            'event', pg_catalog.jsonb_build_object(
+                'id', e.id, 'title', e.title, 'registration_deadline', e.registration_deadline),
+            'inviter', pg_catalog.jsonb_build_object('display_name', p.display_name),
+            'expires_at', v_invite.expires_at,
+            'own_invite', v_invite.inviter_id = v_uid)
+        from app.events e, app.profiles p
+        where e.id = v_invite.event_id and p.id = v_invite.inviter_id);
+end;
+$$;
+grant execute on function api.preview_pair_invite(text) to authenticated, service_role;
+
+/**
  * The invite a token was issued for, locked; null when the token is unknown.
  */
 create function private.lock_invite_by_token(token text) returns app.pair_invites
 language plpgsql volatile
+set search_path = ''
 as $$
 declare
     v_invite app.pair_invites;
@@ -364,6 +423,7 @@ $$;
  */
 create function private.pair_invite_answer_refusal(i app.pair_invites, caller uuid) returns jsonb
 language plpgsql stable
+set search_path = ''
 as $$
 begin
     if i.inviter_id = caller then
@@ -384,15 +444,18 @@ $$;
  * {pair_id, event_id, registrations: [{user_id, status}]} of an accepted invite.
  */
 create function private.pair_result(i app.pair_invites) returns jsonb
-language sql stable
+language plpgsql stable
+set search_path = ''
 as $$
-    select pg_catalog.jsonb_build_object(
+begin
+    return pg_catalog.jsonb_build_object(
         'pair_id', i.pair_id, 'event_id', i.event_id,
         'registrations', (
             select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                     'user_id', r.user_id, 'status', r.status)
                 order by r.user_id = i.inviter_id desc, r.user_id), '[]'::jsonb)
-            from app.registrations r where r.pair_id = i.pair_id))
+            from app.registrations r where r.pair_id = i.pair_id));
+end;
 $$;
 
 /**

@@ -13,7 +13,7 @@
 -- Actors: the events' creators (a1, b1, c1, d1), other authors, the groups'
 -- creators and members.
 begin;
-select plan(44);
+select plan(46);
 
 -- ---------------------------------------------------------------------------
 -- Arrange (as the superuser)
@@ -420,6 +420,21 @@ select ok(
      from pg_temp.tally('gz') t),
     '(f) d1: after d3 is re-added, gz is approved or reports fewer approvals than needed'
 );
+
+-- like_group_json may count approvals in its own query rather than call
+-- private.like_group_tally (for speed); over every like group above, the two agree.
+reset role;
+select is_empty(
+    $$select g.id from app.like_groups g
+      cross join lateral private.like_group_tally(g.id, g.event_id) t
+      where (private.like_group_json(g.id) ->> 'approvals_received')::int
+                is distinct from t.received
+         or (private.like_group_json(g.id) ->> 'approvals_needed')::int
+                is distinct from t.needed$$,
+    'like_group_json reports the counts of like_group_tally for every like group'
+);
+select cmp_ok((select count(*)::int from app.like_groups), '>=', 5,
+    'like groups in several states were compared');
 
 select * from finish();
 rollback;

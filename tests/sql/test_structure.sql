@@ -1,9 +1,9 @@
 -- What the database promises about its own shape, whoever calls it: row-level
--- security on every table, definer functions with an empty search_path, no
+-- security on every table, every function with an empty search_path, no
 -- function callable by PUBLIC or anon, no direct writes for signed-in users,
 -- an append-only audit log, the Supabase roles, auth.uid() and new profiles.
 begin;
-select plan(26);
+select plan(27);
 
 -- ---------------------------------------------------------------------------
 -- Tables
@@ -64,6 +64,15 @@ select is_empty(
         and p.prosecdef
         and not coalesce('search_path=""' = any (p.proconfig), false)$$,
     'every SECURITY DEFINER function in api and private runs with search_path set to empty'
+);
+
+-- Supabase's linter (rule 0011) flags any function without a fixed path, definer or not.
+select is_empty(
+    $$select p.oid::regprocedure::text from pg_catalog.pg_proc p
+      where p.pronamespace in ('api'::regnamespace, 'private'::regnamespace,
+                               'app'::regnamespace)
+        and not coalesce('search_path=""' = any (p.proconfig), false)$$,
+    'every function in app, api and private, definer or not, sets search_path to empty'
 );
 
 -- A null proacl means the default privileges, which include EXECUTE for

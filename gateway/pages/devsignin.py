@@ -1,0 +1,99 @@
+"""Development sign-in: pick or create a user and get a token, as a Supabase
+Auth redirect would give one (`redirect_to#access_token=...`).
+
+It exists only while the gateway verifies tokens with the development secret
+(DEV_JWT_SECRET, public in this repository, so anyone can mint tokens then
+anyway); with any other secret, or a JWKS alone, both routes answer 404 and
+no token is minted. Users are created through DATABASE_URL (an owner
+connection), which the gateway otherwise never uses."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+import psycopg
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from ..jwt_auth import mint
+from ..settings import DEV_JWT_SECRET
+from . import headers
+from .render import page, settings_of
+
+TOKEN_SECONDS = 8 * 3600
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("Not Found", 404, headers=headers.PAGE)
+
+
+def _enabled(request: Request) -> bool:
+    settings = settings_of(request)
+    return settings.dev_sign_in and settings.jwt_secret == DEV_JWT_SECRET
+
+
+def safe_redirect(target: str) -> str:
+    """A path on this site (never another origin), else "/"."""
+    parts = urllib.parse.urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") \
+            or parts.path.startswith("//") or "\\" in target:
+        return "/"
+    return urllib.parse.urlunsplit(("", "", parts.path, parts.query, ""))
+
+
+async def form(request: Request) -> Response:
+    if not _enabled(request):
+        return _not_found()
+    async with await psycopg.AsyncConnection.connect(
+            settings_of(request).admin_database_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "select u.id::text, u.email, coalesce(p.display_name, '') from auth.users u "
+            "left join app.profiles p on p.id = u.id order by u.created_at desc limit 12")
+        users = await cur.fetchall()
+    return page(request, "devsignin.html", script="common", users=users,
+                redirect_to=safe_redirect(request.query_params.get("redirect_to", "/")))
+
+
+async def sign_in(request: Request) -> Response:
+    if not _enabled(request):
+        return _not_found()
+    # A form of this site only. With no-referrer pages Chromium sends Origin: null,
+    # so the fetch metadata header decides where browsers send it.
+    site = f"{request.url.scheme}://{request.url.netloc}"
+    origin = request.headers.get("origin")
+    fetch_site = request.headers.get("sec-fetch-site")
+    if (origin is not None and origin not in (site, "null")) \
+            or fetch_site not in (None, "same-origin", "none"):
+        return PlainTextResponse("Cross-site sign-in refused", 403, headers=headers.PAGE)
+    if int(request.headers.get("content-length") or 0) > 4096:
+        return PlainTextResponse("Too large", 413, headers=headers.PAGE)
+    data = dict(urllib.parse.parse_qsl((await request.body())[:4096].decode("utf-8", "replace")))
+    target = safe_redirect(str(data.get("redirect_to", "/")))
+    user_id = str(data.get("user_id", "")).strip()
+    email = str(data.get("email", "")).strip().lower()
+    name = str(data.get("display_name", "")).strip()[:80]
+    async with await psycopg.AsyncConnection.connect(
+            settings_of(request).admin_database_url, autocommit=True) as conn:
+        if user_id:
+            cur = await conn.execute(
+                "select id::text, email from auth.users where id::text = %s", (user_id,))
+        elif _EMAIL.match(email) and len(email) <= 254:
+            meta = psycopg.types.json.Jsonb({"display_name": name} if name else {})
+            cur = await conn.execute(
+                "insert into auth.users (email, raw_user_meta_data) values (%s, %s) "
+                "on conflict (lower(email)) do update set email = excluded.email "
+                "returning id::text, email", (email, meta))
+        else:
+            return PlainTextResponse("Give an email address", 400, headers=headers.PAGE)
+        row = await cur.fetchone()
+    if row is None:
+        return PlainTextResponse("No such user", 404, headers=headers.PAGE)
+    secret = settings_of(request).jwt_secret
+    assert secret == DEV_JWT_SECRET  # never mint with a real secret
+    token = mint(secret, row[0], email=row[1], expires_in=TOKEN_SECONDS)
+    fragment = urllib.parse.urlencode({
+        "access_token": token, "token_type": "bearer", "expires_in": TOKEN_SECONDS,
+        "type": "magiclink"})
+    return RedirectResponse(f"{target}#{fragment}", 303, headers=headers.PAGE)
