@@ -5,6 +5,7 @@
 #   make migrate   DATABASE_URL=... brings that database to the current schema
 #   make lint      ruff, then the SQL linter on DATABASE_URL (else on a throwaway cluster)
 #   make test-citus  the HTTP and concurrency tests on a throwaway three-node Citus cluster
+#   make bench     the benchmark; make soak: the gateway at half load for SOAK_SECONDS (600)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -78,3 +79,10 @@ bench-citus: venv
 	@scripts/install-citus
 	@CITUS_SHARD_COUNT=$${CITUS_SHARD_COUNT:-12} scripts/citus-cluster run \
 		$(PY) -m bench --citus $(BENCH_CITUS_ARGS)
+
+# Soak (not part of `make test`): the gateway at half its measured capacity for
+# SOAK_SECONDS (default 600); memory per worker, p99 per minute, errors.
+.PHONY: soak
+soak: venv
+	@scripts/install-deps --bench
+	@scripts/devdb run $(PY) -m bench.soak $(SOAK_ARGS)

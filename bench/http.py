@@ -20,6 +20,7 @@ from gateway.jwt_auth import mint
 
 from .calls import Call
 from .layout import Layout, user_id
+from .stats import merged_percentiles
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = Path(__file__).resolve().parent / "wrk.lua"
@@ -119,6 +120,8 @@ class WrkResult:
     requests: int
     errors: int
     used: int   # request lines taken (sequential calls: advances the offset)
+    seconds: float = 0.0
+    pcts_ms: tuple[float, ...] = ()  # the distribution at stats.PCT_POINTS
 
     def summary(self) -> dict[str, float | int]:
         return {"calls_s": round(self.calls_s, 1), "p50_ms": round(self.p50_ms, 2),
@@ -130,7 +133,8 @@ def wrk(base_url: str, path: str, request_file: Path, connections: int, threads:
         seconds: float, first: int = 0, delay_ms: float = 0.0) -> WrkResult:
     """wrk POSTing the lines of request_file, from line `first` on, to base_url + path."""
     env = {**os.environ, "BENCH_DELAY_MS": str(int(delay_ms))}
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
+    duration = f"{max(1, round(seconds))}s"
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", duration, "--latency",
            "--timeout", "10s", "-s", str(LUA), base_url + path, "--", str(request_file), path,
            str(threads), str(first)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -143,5 +147,18 @@ def wrk(base_url: str, path: str, request_file: Path, connections: int, threads:
         calls_s=data["requests"] / (data["duration_us"] / 1e6),
         p50_ms=data["p50_us"] / 1000, p90_ms=data["p90_us"] / 1000,
         p99_ms=data["p99_us"] / 1000, requests=data["requests"], errors=errors,
-        used=data["most_per_thread"] * threads)
+        used=data["most_per_thread"] * threads, seconds=data["duration_us"] / 1e6,
+        pcts_ms=tuple(x / 1000 for x in data["pcts_us"]))
+
+
+def combine(runs: list[WrkResult]) -> WrkResult:
+    """Several runs of the same thing (slices interleaved with another server's) as one."""
+    requests = sum(r.requests for r in runs)
+    seconds = sum(r.seconds for r in runs)
+    p50, p90, p99 = merged_percentiles([(r.requests, list(r.pcts_ms)) for r in runs],
+                                       (50, 90, 99))
+    return WrkResult(calls_s=requests / seconds if seconds else 0.0, p50_ms=p50, p90_ms=p90,
+                     p99_ms=p99, requests=requests, errors=sum(r.errors for r in runs),
+                     used=sum(r.used for r in runs), seconds=seconds,
+                     pcts_ms=runs[-1].pcts_ms if runs else ())
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 # Fixed pools, the same at every size, so that each hot call does the same work.
 JOIN_CODES = 1_000          # open codes (no max_uses, no expiry), one per group 0..999
-FRESH_USERS = 150_000       # a fresh user per join and per accept while they last
+FRESH_USERS = 250_000       # a fresh user per join and per accept while they last
 PENDING_EVENTS = 50         # events whose like groups stay pending
 PENDING_AUTHORS = 20        # authors per pending event: threshold min(20, 10) = 10
 PENDING_GROUPS = 10_000     # 10 members each; approvals by authors 1..9 keep them pending

@@ -56,37 +56,57 @@ def machine(database_url: str) -> dict[str, Any]:
     }
 
 
+READS = ("get_like_group", "my_like_groups")
+
+
 def comparisons(sizes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per call and size: gateway/direct calls/s; per call: p50 at the largest size
-    over p50 at the smallest."""
+    """Per call and size: gateway over floor, gateway and floor over direct (simple
+    and prepared) in calls/s; per call: p50 at the largest size over p50 at the
+    smallest."""
     labels = list(sizes)
     out: dict[str, dict[str, Any]] = {}
     for label in labels:
         for name, c in sizes[label]["calls"].items():
             row = out.setdefault(name, {})
-            row[f"gateway_over_direct_{label}"] = ratio(c["gateway"]["calls_s"],
-                                                        c["direct"]["calls_s"])
+            gw = c.get("gateway", {}).get("calls_s")
+            floor = c.get("floor", {}).get("calls_s")
+            for key, value in (("direct", c["direct"]["calls_s"]),
+                               ("direct_prepared", c.get("direct_prepared", {}).get("calls_s"))):
+                row[f"gateway_over_{key}_{label}"] = ratio(gw, value)
+                row[f"floor_over_{key}_{label}"] = ratio(floor, value)
+            row[f"gateway_over_floor_{label}"] = ratio(gw, floor)
     if len(labels) >= 2:
         small, big = labels[0], labels[-1]
         for name in out:
             a, b = sizes[small]["calls"].get(name), sizes[big]["calls"].get(name)
             if a and b:
                 for mode in ("direct", "gateway"):
-                    out[name][f"p50_{big}_over_{small}_{mode}"] = ratio(
-                        b[mode]["p50_ms"], a[mode]["p50_ms"])
+                    if mode in a and mode in b:
+                        out[name][f"p50_{big}_over_{small}_{mode}"] = ratio(
+                            b[mode]["p50_ms"], a[mode]["p50_ms"])
     return out
 
 
 def targets(sizes: dict[str, dict[str, Any]], comp: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The issue's targets, each with the worst value measured and whether it is met."""
-    gw = [v for c in comp.values() for k, v in c.items() if k.startswith("gateway_over")]
-    growth = [v for c in comp.values() for k, v in c.items() if k.startswith("p50_")]
+    floor = [v for c in comp.values() for k, v in c.items()
+             if k.startswith("gateway_over_floor") and v is not None]
+    reads = [v for name, c in comp.items() if name in READS for k, v in c.items()
+             if k.startswith("gateway_over_direct_prepared") and v is not None]
+    growth = [v for c in comp.values() for k, v in c.items() if k.startswith("p50_") and v]
     tail = [c["half_load"]["p99_over_p50"] for s in sizes.values() for c in s["calls"].values()
             if c.get("half_load") and c["half_load"].get("p99_over_p50")]
+    bursts = [b["gateway"] for s in sizes.values() if (b := s.get("burst"))]
+    burst_bad = [int(not r["exactly_seats"]) + r["server_errors"] + r["connection_errors"]
+                 for r in bursts]
     return {
-        "gateway_over_direct >= 0.5": _target(min(gw, default=None), lambda v: v >= 0.5),
-        "half_load_p99_over_p50 <= 4": _target(max(tail, default=None), lambda v: v <= 4),
+        "gateway_over_floor >= 0.95": _target(min(floor, default=None), lambda v: v >= 0.95),
+        "reads_gateway_over_direct_prepared >= 0.6": _target(min(reads, default=None),
+                                                             lambda v: v >= 0.6),
+        "half_load_p99_over_p50 <= 3": _target(max(tail, default=None), lambda v: v <= 3),
         "p50_1M_over_10k <= 1.3": _target(max(growth, default=None), lambda v: v <= 1.3),
+        "burst_exact_seats_no_5xx_no_connection_error": _target(
+            max(burst_bad, default=None), lambda v: v == 0),
     }
 
 
@@ -94,34 +114,57 @@ def _target(worst: float | None, test: Any) -> dict[str, Any]:
     return {"worst": worst, "met": None if worst is None else bool(test(worst))}
 
 
-def table(sizes: dict[str, dict[str, Any]], comp: dict[str, dict[str, Any]]) -> str:
-    head = (f"{'call':20} {'size':4} {'direct/s':>9} {'gateway/s':>9} {'gw/dir':>6}  "
-            f"{'direct p50/p99 ms':>17}  {'gateway p50/p99 ms':>18}  {'half-load p50/p99':>17}  "
-            f"{'p50 1M/10k dir|gw':>17}")
-    lines = [head, "-" * len(head)]
-    labels = list(sizes)
+def _rows(result_sizes: dict[str, dict[str, Any]], comp: dict[str, dict[str, Any]]
+          ) -> list[list[str]]:
+    labels = list(result_sizes)
+    rows = []
     for name in comp:
         for label in labels:
-            c = sizes[label]["calls"].get(name)
+            c = result_sizes[label]["calls"].get(name)
             if not c:
                 continue
-            d, g, h = c["direct"], c["gateway"], c.get("half_load") or {}
+            d, p = c["direct"], c.get("direct_prepared") or {}
+            f, g, h = c.get("floor") or {}, c.get("gateway") or {}, c.get("half_load") or {}
             growth = ""
             if label == labels[-1] and len(labels) > 1:
-                small = labels[0]
-                growth = (f"{_fmt(comp[name].get(f'p50_{label}_over_{small}_direct'))} | "
-                          f"{_fmt(comp[name].get(f'p50_{label}_over_{small}_gateway'))}")
-            half = f"{h.get('p50_ms', 0):.1f}/{h.get('p99_ms', 0):.1f}" if h else "-"
-            lines.append(
-                f"{name:20} {label:4} {d['calls_s']:9.0f} {g['calls_s']:9.0f} "
-                f"{_fmt(comp[name].get(f'gateway_over_direct_{label}')):>6}  "
-                f"{d['p50_ms']:8.1f}/{d['p99_ms']:<8.1f}  {g['p50_ms']:9.1f}/{g['p99_ms']:<8.1f}  "
-                f"{half:>17}  {growth:>17}")
+                growth = (f"{_fmt(comp[name].get(f'p50_{label}_over_{labels[0]}_direct'))}, "
+                          f"{_fmt(comp[name].get(f'p50_{label}_over_{labels[0]}_gateway'))}")
+            r = comp[name]
+            rows.append([
+                name, label, f"{d['calls_s']:.0f}", _num(p.get("calls_s")),
+                _num(f.get("calls_s")), _num(g.get("calls_s")),
+                _fmt(r.get(f"gateway_over_floor_{label}")),
+                f"{_fmt(r.get(f'gateway_over_direct_{label}'))}, "
+                f"{_fmt(r.get(f'gateway_over_direct_prepared_{label}'))}",
+                f"{_fmt(r.get(f'floor_over_direct_{label}'))}, "
+                f"{_fmt(r.get(f'floor_over_direct_prepared_{label}'))}",
+                f"{d['p50_ms']:.1f} / {d['p99_ms']:.1f}",
+                f"{g.get('p50_ms', 0):.1f} / {g.get('p99_ms', 0):.1f}" if g else "-",
+                f"{h['p50_ms']:.1f} / {h['p99_ms']:.1f}" if h else "-",
+                growth])
+    return rows
+
+
+HEADER = ["call", "size", "direct/s", "prepared/s", "floor/s", "gateway/s", "gw/floor",
+          "gw/direct, /prepared", "floor/direct, /prepared", "direct p50/p99 ms",
+          "gateway p50/p99 ms", "half load p50/p99 ms", "p50 1M/10k direct, gateway"]
+
+
+def table(sizes: dict[str, dict[str, Any]], comp: dict[str, dict[str, Any]]) -> str:
+    rows = [HEADER, *_rows(sizes, comp)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(v.rjust(w) if i > 1 else v.ljust(w)
+                       for i, (v, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def compact_json(value: Any, depth: int = 0) -> str:
@@ -136,38 +179,38 @@ def compact_json(value: Any, depth: int = 0) -> str:
     return json.dumps(value)
 
 
+def burst_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for label, sized in result["sizes"].items():
+        for where, r in (sized.get("burst") or {}).items():
+            lines.append(
+                f"- Burst at {label}, {where}: {r['users']} users within "
+                f"{BURST_WINDOW}, {r['seats']} seats: {r['registered']} registered, answers "
+                f"{r['statuses']}, {r['server_errors']} 5xx, {r['connection_errors']} connection "
+                f"errors; last answer after {r['last_answer_s']:.2f} s, p50 {r['p50_ms']:.0f} ms, "
+                f"p99 {r['p99_ms']:.0f} ms.")
+    return lines
+
+
+BURST_WINDOW = "about 1 s"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results table and machine, for bench/README.md."""
     m = result["machine"]
+    st = result["settings"]
     lines = [
         f"Measured {result['date']} on {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
         f"PostgreSQL {m['postgresql'].split()[0]}, Python {m['python']}, commit {m['commit']}; "
-        f"{result['settings']['clients']} clients, {result['settings']['seconds']} s per run, "
+        f"{st['clients']} clients, {st['gateway_workers']} workers, {st['seconds']} s per run, "
         f"whole run {result['elapsed_seconds']} s.",
         "",
-        "| call | size | direct/s | gateway/s | gateway/direct | direct p50/p99 ms "
-        "| gateway p50/p99 ms | half load p50/p99 ms | p50 1M/10k direct, gateway |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(HEADER) + " |",
+        "|---|---|" + "---:|" * (len(HEADER) - 2),
     ]
-    comp = result["comparisons"]
-    labels = list(result["sizes"])
-    for name in comp:
-        for label in labels:
-            c = result["sizes"][label]["calls"].get(name)
-            if not c:
-                continue
-            d, g, h = c["direct"], c["gateway"], c.get("half_load") or {}
-            growth = ""
-            if label == labels[-1] and len(labels) > 1:
-                growth = (f"{_fmt(comp[name].get(f'p50_{label}_over_{labels[0]}_direct'))}, "
-                          f"{_fmt(comp[name].get(f'p50_{label}_over_{labels[0]}_gateway'))}")
-            half = f"{h['p50_ms']:.1f} / {h['p99_ms']:.1f}" if h else "-"
-            lines.append(
-                f"| {name} | {label} | {d['calls_s']:.0f} | {g['calls_s']:.0f} | "
-                f"{_fmt(comp[name].get(f'gateway_over_direct_{label}'))} | "
-                f"{d['p50_ms']:.1f} / {d['p99_ms']:.1f} | {g['p50_ms']:.1f} / {g['p99_ms']:.1f} | "
-                f"{half} | {growth} |")
+    lines += ["| " + " | ".join(r) + " |" for r in _rows(result["sizes"], result["comparisons"])]
     lines.append("")
+    lines += burst_lines(result)
     for label, sized in result["sizes"].items():
         b = sized.get("baseline")
         if b:
@@ -182,19 +225,38 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(result: dict[str, Any]) -> None:
+def across_runs(results: list[dict[str, Any]]) -> str:
+    """Each target's worst value in each run, side by side."""
+    lines = ["| target | " + " | ".join(f"run {n + 1}" for n in range(len(results))) + " |",
+             "|---|" + "---:|" * len(results)]
+    for name in results[0]["targets"]:
+        cells = []
+        for r in results:
+            t = r["targets"][name]
+            met = {True: "met", False: "not met", None: "-"}[t["met"]]
+            cells.append(f"{t['worst']} ({met})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(results: list[dict[str, Any]]) -> None:
     readme = Path(__file__).resolve().parent / "README.md"
     marker = "<!-- results -->"
     text = readme.read_text()
-    if marker in text:
-        readme.write_text(text.split(marker)[0] + marker + "\n\n" + markdown(result))
+    if marker not in text:
+        return
+    body = ""
+    if len(results) > 1:
+        body = (f"{len(results)} runs in a row on the same data; the targets in each "
+                f"(worst value measured):\n\n{across_runs(results)}\nThe last run:\n\n")
+    readme.write_text(text.split(marker)[0] + marker + "\n\n" + body + markdown(results[-1]))
 
 
-def write(result: dict[str, Any]) -> Path:
+def write(result: dict[str, Any], suffix: str = "") -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = compact_json(result) + "\n"
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    (RESULTS / f"{stamp}.json").write_text(text)
+    (RESULTS / f"{stamp}{suffix}.json").write_text(text)
     latest = RESULTS / "latest.json"
     latest.write_text(text)
     return latest

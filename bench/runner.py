@@ -1,5 +1,5 @@
-"""One size: direct and gateway runs of every hot call, the baseline, the race and
-(when asked) the plans."""
+"""One size: direct (simple and prepared), floor and gateway runs of every hot call,
+the registration burst, the baseline, the race and (when asked) the plans."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import psycopg
 
 from gateway.settings import authenticator_url
 
-from . import baseline, direct, http, plans, profile, race
+from . import baseline, burst, direct, http, plans, profile, race
 from .calls import Call, calls
 from .layout import Layout
 
@@ -24,10 +24,13 @@ class Options:
     seconds: int = 10
     warmup: int = 2           # seconds of HTTP warm-up per call (prepared statements, pool)
     workers: int = 2          # gateway processes (one per core)
+    rounds: int = 2           # interleaved slices per compared mode or server (A B B A)
     pool: int = 16            # connections per gateway process: clients / workers
     only: tuple[str, ...] = ()
     half_load: bool = True
     baseline: bool = True
+    floor: bool = True        # the minimal app (bench/floor.py) beside the gateway
+    burst: bool = True        # the registration-opening burst
     plans: bool = False
     profile: bool = False     # py-spy one gateway worker during each full-load run
 
@@ -55,37 +58,68 @@ def fresh_share(before: int | None, after: int | None, done: int) -> float | Non
     return round(min(1.0, (after - before) / done), 3)
 
 
-def run_size(url: str, s: Layout, opt: Options, work: Path,
-             log: Callable[[str], None]) -> dict[str, Any]:
+def run_size(url: str, s: Layout, opt: Options, work: Path, log: Callable[[str], None],
+             progress: dict[str, Progress] | None = None) -> dict[str, Any]:
+    """One measurement of size s; `progress` carries the sequential calls' next fresh
+    rows from one measurement of the same database to the next."""
     auth_url = authenticator_url(url)
     chosen = [c for c in calls(s) if not opt.only or c.name in opt.only]
-    progress = {c.name: Progress() for c in chosen}
+    progress = progress if progress is not None else {}
+    for c in chosen:
+        progress.setdefault(c.name, Progress())
     out: dict[str, Any] = {"calls": {}}
+    # Modes and servers compared with each other run in interleaved slices (A B B A
+    # A B ..., 2 s each by default): on a shared machine the load of others, and
+    # stalls such as autovacuum, then weigh on both alike.
     for call in chosen:
+        entry: dict[str, Any] = {}
+        slices: dict[str, list[direct.DirectResult]] = {m: [] for m in direct.MODES}
         before = progress_count(url, call)
-        d = direct.run(auth_url, call, s, progress[call.name].offset, opt.clients, opt.threads,
-                       opt.seconds, work / "direct")
-        progress[call.name].offset = d.next_offset
-        entry = {"direct": {**d.summary(),
-                            "fresh": fresh_share(before, progress_count(url, call),
-                                                 d.transactions)}}
+        for mode in interleaved(list(direct.MODES), opt.rounds):
+            d = direct.run(auth_url, call, s, progress[call.name].offset, opt.clients,
+                           opt.threads, max(1, opt.seconds // opt.rounds), work / "direct", mode)
+            progress[call.name].offset = d.next_offset
+            slices[mode].append(d)
+        done = sum(r.transactions for runs in slices.values() for r in runs)
+        fresh = fresh_share(before, progress_count(url, call), done)
+        for mode, runs in slices.items():
+            d = direct.combine(runs)
+            key = "direct" if mode == "simple" else f"direct_{mode}"
+            entry[key] = {**d.summary(), "fresh": fresh}
+            log(f"  {key:15} {call.name:20} {d.calls_s:8.0f}/s  p50 {d.p50_ms:6.2f} ms  "
+                f"p99 {d.p99_ms:6.2f} ms")
         out["calls"][call.name] = entry
-        log(f"  direct  {call.name:20} {d.calls_s:8.0f}/s  p50 {d.p50_ms:6.2f} ms  "
-            f"p99 {d.p99_ms:6.2f} ms")
 
     tokens = http.Tokens()
-    gateway = http.start("gateway", {
-        "GATEWAY_DATABASE_URL": auth_url, "WORKERS": str(opt.workers),
-        "POOL_MIN": str(opt.pool), "POOL_MAX": str(opt.pool)}, work / "gateway.log", "/healthz")
+    pool_env = {"GATEWAY_DATABASE_URL": auth_url, "WORKERS": str(opt.workers),
+                "POOL_MIN": str(opt.pool), "POOL_MAX": str(opt.pool)}
+    servers: dict[str, http.Server] = {}
     try:
+        if opt.floor:
+            servers["floor"] = http.start("bench.floor", pool_env, work / "floor.log",
+                                          "/healthz")
+        servers["gateway"] = http.start("gateway", {**pool_env, "ACCESS_LOG": "off"},
+                                        work / "gateway.log", "/healthz")
+        gateway = servers["gateway"]
         for call in chosen:
             out["calls"][call.name].update(
-                gateway_runs(gateway, url, call, s, opt, progress[call.name],
-                             out["calls"][call.name]["direct"]["calls_s"], tokens, work, log))
+                http_runs(servers, url, call, s, opt, progress[call.name],
+                          out["calls"][call.name]["direct"]["calls_s"], tokens, work, log))
+        if "floor" in servers:
+            servers.pop("floor").stop()
+        if opt.burst:
+            out["burst"] = {"gateway": burst.run_http(url, gateway.url, tokens)}
+            log(burst.line("gateway", out["burst"]["gateway"]))
         if opt.baseline:
-            out["baseline"] = run_baseline(url, gateway.url, s, opt, progress, tokens, work, log)
+            out["baseline"] = run_baseline(url, gateway.url, s, opt, progress, tokens, work,
+                                           log)
+        servers.pop("gateway").stop()
+        if opt.burst:
+            out["burst"]["direct"] = burst.run_direct(url, auth_url, opt.workers * opt.pool)
+            log(burst.line("direct", out["burst"]["direct"]))
     finally:
-        gateway.stop()
+        for server in servers.values():
+            server.stop()
         for request_file in work.glob("*.requests"):  # tokens of many users, large
             request_file.unlink()
     out["checks"] = checks(url)
@@ -109,52 +143,73 @@ def checks(url: str) -> dict[str, int]:
     return {"pending_groups_decided": int(row[0]) if row else -1}
 
 
-def gateway_runs(gateway: http.Server, url: str, call: Call, s: Layout, opt: Options,
-                 pos: Progress, direct_rate: float, tokens: http.Tokens, work: Path,
-                 log: Callable[[str], None]) -> dict[str, Any]:
-    """Warm-up, the run at full load, then (optionally) the run at half that rate."""
-    base = gateway.url
+def interleaved(labels: list[str], rounds: int) -> list[str]:
+    """A B, B A, A B, ...: each label's slices spread evenly over the whole time."""
+    order: list[str] = []
+    for r in range(rounds):
+        order += labels if r % 2 == 0 else labels[::-1]
+    return order
+
+
+def http_runs(servers: dict[str, http.Server], url: str, call: Call, s: Layout, opt: Options,
+              pos: Progress, direct_rate: float, tokens: http.Tokens, work: Path,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    """Warm-up of each server, the full-load runs (floor and gateway in interleaved
+    slices), then (optionally) the gateway at half the rate it reached."""
     path = f"/rest/v1/rpc/{call.name}"
     request_file = work / f"{call.name}.requests"
     file_offset = pos.offset
-    budget = int(direct_rate * (2 * opt.warmup + 2 * opt.seconds) * 1.3) + 2000
+    budget = int(direct_rate * (2 * len(servers) * opt.warmup + 3 * opt.seconds) * 1.3) + 2000
     http.write_requests(request_file, call, s, tokens, file_offset,
                         min(budget, call.pool) if call.sequential else 0)
 
-    def run(seconds: float, connections: int = opt.clients,
-            delay_ms: float = 0.0) -> tuple[http.WrkResult, float | None]:
+    def run(server: http.Server, seconds: float, delay_ms: float = 0.0
+            ) -> tuple[http.WrkResult, float | None]:
         before = progress_count(url, call)
         first = pos.offset - file_offset if call.sequential else 0
-        result = http.wrk(base, path, request_file, connections, opt.threads, seconds,
+        result = http.wrk(server.url, path, request_file, opt.clients, opt.threads, seconds,
                           first=first, delay_ms=delay_ms)
         if call.sequential:
             pos.offset += result.used
         return result, fresh_share(before, progress_count(url, call), result.requests)
 
-    run(opt.warmup)
+    for server in servers.values():
+        run(server, opt.warmup)
+    gateway = servers["gateway"]
     sampler = None
     raw = work / f"profile-{call.name}.raw"
     if opt.profile and profile.available() and gateway.worker_pids():
         sampler = profile.start(gateway.worker_pids()[0], max(1, opt.seconds - 2), raw)
-    full, fresh = run(opt.seconds)
+    slices: dict[str, list[http.WrkResult]] = {label: [] for label in servers}
+    fresh_of: dict[str, list[float]] = {label: [] for label in servers}
+    for label in interleaved(list(servers), opt.rounds):
+        result, fresh = run(servers[label], max(1, opt.seconds // opt.rounds))
+        slices[label].append(result)
+        if fresh is not None:
+            fresh_of[label].append(fresh)
     if sampler is not None:
         sampler.wait()
         profile.summarize(raw, work / f"profile-{call.name}.txt")
-    out: dict[str, Any] = {"gateway": {**full.summary(), "fresh": fresh}}
-    log(f"  gateway {call.name:20} {full.calls_s:8.0f}/s  p50 {full.p50_ms:6.2f} ms  "
-        f"p99 {full.p99_ms:6.2f} ms")
-    if opt.half_load and full.calls_s > 0:
+    out: dict[str, Any] = {}
+    for label, runs in slices.items():
+        full = http.combine(runs)
+        out[label] = {**full.summary(),
+                      "fresh": min(fresh_of[label]) if fresh_of[label] else None}
+        log(f"  {label:15} {call.name:20} {full.calls_s:8.0f}/s  p50 {full.p50_ms:6.2f} ms  "
+            f"p99 {full.p99_ms:6.2f} ms")
+    full_rate = out["gateway"]["calls_s"]
+    if opt.half_load and full_rate > 0:
         # Each connection waits between a response and its next request so that the
         # connections together send about half the maximum rate: a short run with
         # the whole cycle as the pause measures the latency to leave out of it.
-        cycle_ms = opt.clients * 1000.0 / (full.calls_s / 2)
-        probe, _ = run(opt.warmup, delay_ms=cycle_ms)
-        half, fresh = run(opt.seconds, delay_ms=max(1.0, cycle_ms - probe.p50_ms))
+        cycle_ms = opt.clients * 1000.0 / (full_rate / 2)
+        probe, _ = run(gateway, opt.warmup, delay_ms=cycle_ms)
+        half, fresh = run(gateway, opt.seconds, delay_ms=max(1.0, cycle_ms - probe.p50_ms))
         out["half_load"] = {**half.summary(), "fresh": fresh,
-                            "target_calls_s": round(full.calls_s / 2, 1),
+                            "target_calls_s": round(full_rate / 2, 1),
                             "p99_over_p50": round(half.p99_ms / half.p50_ms, 2)
                             if half.p50_ms else None}
-        log(f"  half    {call.name:20} {half.calls_s:8.0f}/s  p50 {half.p50_ms:6.2f} ms  "
+        log(f"  {'half load':15} {call.name:20} {half.calls_s:8.0f}/s  p50 {half.p50_ms:6.2f} ms  "
             f"p99 {half.p99_ms:6.2f} ms")
     return out
 

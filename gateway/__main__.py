@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run the HTTP gateway")
-    p_serve.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "0") or 0))
+    p_serve.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "0") or 0),
+                         help="worker processes (default: WORKERS, else one per core)")
     sub.add_parser("dev", help="print a development token and curl line, then serve")
     p_token = sub.add_parser("token", help="mint a development token (HS256, JWT_SECRET)")
     p_token.add_argument("--sub", required=True, type=uuid.UUID)
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"curl -s -X POST {base}/rest/v1/rpc/create_group \\\n"
               f"  -H 'Authorization: Bearer {token}' \\\n"
               "  -H 'Content-Type: application/json' -d '{\"name\": \"My group\"}'\n", flush=True)
-        return serve(settings, 0)
+        return serve(settings, 1)
     else:
         return serve(settings, args.workers)
     return 0

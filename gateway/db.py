@@ -53,8 +53,11 @@ class Function:
     script: str = field(compare=False)
     read_only_script: str = field(compare=False)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", frozenset(self.arg_names))
+
     def accepts(self, given: set[str]) -> bool:
-        return given <= set(self.arg_names) and self.required <= given
+        return given <= self._names and self.required <= given  # type: ignore[attr-defined]
 
 
 def _build_query(name: str, names: tuple[str, ...], types: tuple[str, ...],
@@ -128,6 +131,9 @@ class Catalog:
         self._loaded_at = 0.0
 
     async def find(self, pool: AsyncConnectionPool, name: str, given: set[str]) -> Function:
+        for fn in self.functions.get(name, ()):  # the common case: known, no reload
+            if fn.accepts(given):
+                return fn
         for attempt in range(2):
             for fn in self.functions.get(name, ()):
                 if fn.accepts(given):
@@ -197,11 +203,10 @@ async def call(pool: Pool, fn: Function, args: dict[str, Any], who: Identity,
     plus the statement timeout plus half a second gets 503 at once (the server is gone
     or unreachable; PgBouncer would otherwise hold the query until a server comes
     back), and its work is cancelled in the background."""
-    work = asyncio.ensure_future(_transaction(pool, fn, args, who, method, path, headers,
-                                              statement_timeout_ms))
-    deadline = pool.timeout + statement_timeout_ms / 1000 + NETWORK_GRACE
+    work = asyncio.ensure_future(transaction(pool, fn, args, who, method, path, headers,
+                                             statement_timeout_ms))
     try:
-        return await asyncio.wait_for(asyncio.shield(work), deadline)
+        return await asyncio.wait_for(asyncio.shield(work), deadline(pool, statement_timeout_ms))
     except TimeoutError:
         pool.breaker.failed()  # no answer at all: unreachable (e.g. behind PgBouncer)
         work.cancel()  # psycopg cancels the query; the pool drops the connection
@@ -213,12 +218,19 @@ async def call(pool: Pool, fn: Function, args: dict[str, Any], who: Identity,
 _abandoned: set[asyncio.Future[Result]] = set()
 
 
-async def _transaction(pool: Pool, fn: Function, args: dict[str, Any],
-                       who: Identity, method: str, path: str, headers: dict[str, str],
-                       statement_timeout_ms: int) -> Result:
+def deadline(pool: Pool, statement_timeout_ms: int) -> float:
+    """Seconds after which a call without an answer gets 503."""
+    return pool.timeout + statement_timeout_ms / 1000 + NETWORK_GRACE
+
+
+async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
+                      who: Identity, method: str, path: str, headers: dict[str, str],
+                      statement_timeout_ms: int) -> Result:
     """The transaction goes out as one script (see _scripts); its third result is
     the call's. A GET of a function that is not volatile runs read-only, as
-    PostgREST does."""
+    PostgREST does. Unbounded: call() bounds it (the fast path bounds it itself).
+    When the task running it is cancelled its connection is closed (the pool
+    replaces it)."""
     values: tuple[Any, ...] = (
         who.role, orjson.dumps(who.claims).decode(), method, path,
         orjson.dumps(headers).decode(), str(statement_timeout_ms))
@@ -242,7 +254,7 @@ async def _transaction(pool: Pool, fn: Function, args: dict[str, Any],
                 cursor.nextset()  # setup -> the call
                 row = await cursor.fetchone()
             except asyncio.CancelledError:
-                await conn.close()  # abandoned by call(): the pool replaces it
+                await conn.close()  # abandoned past its deadline: the pool replaces it
                 raise
             except psycopg.errors.Error as exc:
                 if conn.broken:

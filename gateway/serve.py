@@ -58,7 +58,15 @@ def limits(settings: Settings) -> Limits:
                   max_headers=settings.max_headers)
 
 
-def _config(host: str, port: int) -> uvicorn.Config:
+def default_workers() -> int:
+    """One worker per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _config(host: str, port: int, app: str = APP) -> uvicorn.Config:
     # Client addresses are not used (the access log leaves them out), so proxy
     # headers are not parsed; no Server header either. The protocol is uvicorn's
     # httptools one with timeouts, a header size limit and a connection cap
@@ -66,7 +74,7 @@ def _config(host: str, port: int) -> uvicorn.Config:
     # REALTIME_MAX_FRAME_BYTES are refused by uvicorn itself (close 1009) before
     # they are buffered; the app checks again.
     settings = Settings.from_env()
-    return uvicorn.Config(APP, factory=True, host=host, port=port, access_log=False,
+    return uvicorn.Config(app, factory=True, host=host, port=port, access_log=False,
                           log_level="warning", timeout_graceful_shutdown=10,
                           proxy_headers=False, server_header=False,
                           http=protocol_class(limits(settings)),
@@ -84,18 +92,21 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int) -> None:
+def _worker(host: str, port: int, app: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    uvicorn.Server(_config(host, port)).run(sockets=[_listen(host, port)])
+    uvicorn.Server(_config(host, port, app)).run(sockets=[_listen(host, port)])
 
 
-def serve(host: str, port: int, workers: int) -> int:
+def serve(host: str, port: int, workers: int, app: str = APP) -> int:
+    """Serves `app` with `workers` processes (0: one per core)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    if workers <= 1:
-        uvicorn.Server(_config(host, port)).run()
+    if workers <= 0:
+        workers = default_workers()
+    if workers == 1:
+        uvicorn.Server(_config(host, port, app)).run()
         return 0
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_worker, args=(host, port), name=f"gateway-{i}")
+    children = [context.Process(target=_worker, args=(host, port, app), name=f"gateway-{i}")
                 for i in range(workers)]
     for child in children:
         child.start()

@@ -132,6 +132,7 @@ def start_gateway(database_url: str, log_path: Path, port: int | None = None,
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "POOL_MAX": "20",
+        "WORKERS": "1",  # one process unless a test asks for more (the default is one per core)
         **env,
     }
     log_file = log_path.open("w")

@@ -4,6 +4,7 @@ graceful shutdown that finishes the requests in flight."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import threading
@@ -143,6 +144,23 @@ def test_workers_share_the_port_and_stop_together(database_url: str, tmp_path: P
         time.sleep(0.1)
     assert left == []
     assert "Traceback" not in proc.log()
+
+
+def test_serve_runs_one_worker_per_core_by_default(database_url: str, tmp_path: Path,
+                                                   make_user) -> None:
+    """Without WORKERS, `serve` starts one worker process per core it may use."""
+    proc = start_gateway(database_url, tmp_path / "gateway.log", WORKERS="")
+    cores = len(os.sched_getaffinity(0))
+    try:
+        answer = httpx.get(f"{proc.url}/rest/v1/rpc/my_groups", headers=make_user().headers)
+        assert answer.status_code == 200
+        children = Path(f"/proc/{proc.process.pid}/task/{proc.process.pid}/children")
+        workers = [pid for pid in children.read_text().split()
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == (cores if cores > 1 else 0)
+    finally:
+        proc.process.send_signal(signal.SIGTERM)
+        assert proc.process.wait(timeout=20) == 0
 
 
 def _running(pid: str) -> bool:

@@ -6,7 +6,6 @@ import contextlib
 import gc
 import logging
 import sys
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -31,16 +30,16 @@ from ..realtime.socket import websocket
 from ..realtime.sse import realtime
 from ..settings import Settings
 from . import openapi
+from .arguments import body_missing, check_length, check_profile_value, parse_body
 from .errors import ApiError, json_response, unavailable
-from .observe import FUNCTION_KEY, Metrics, Observe
+from .fast import FastPath
+from .observe import ACCESS, FUNCTION_KEY, Metrics, Observe
 from .routes import SEED_ROUTES, SeedRoute
 
 # Methods that must not change anything: volatile functions refuse them (405), and
 # the others run read-only. HEAD is GET without the body (Starlette routes it to
 # the GET handler; uvicorn drops the body).
 _SAFE_METHODS = frozenset({"GET", "HEAD"})
-# PostgREST exposes one schema here; supabase clients ask for "public" by default.
-_PROFILES = frozenset({"api", "public"})
 
 
 class Gateway:
@@ -63,19 +62,24 @@ class Gateway:
     def identity(self, request: Request, query_token: bool = False) -> db.Identity:
         """Bearer token, else an apikey header holding a JWT, else (where allowed) an
         access_token query parameter, else anon."""
+        headers = request.headers
+        return self.identify(
+            headers.get("authorization"), headers.get("apikey"),
+            (request.query_params.get("access_token") or None) if query_token else None)
+
+    def identify(self, authorization: str | None, apikey: str | None,
+                 query_token: str | None = None) -> db.Identity:
+        """identity() from the header values themselves (the fast path has them)."""
         token = None
-        header = request.headers.get("authorization")
-        if header is not None:
-            scheme, _, value = header.partition(" ")
+        if authorization is not None:
+            scheme, _, value = authorization.partition(" ")
             if scheme.lower() != "bearer" or not value.strip():
                 raise invalid_token("Authorization header must be 'Bearer <token>'")
             token = value.strip()
+        elif apikey is not None and apikey.count(".") == 2:
+            token = apikey
         else:
-            apikey = request.headers.get("apikey", "")
-            if apikey.count(".") == 2:
-                token = apikey
-            elif query_token:
-                token = request.query_params.get("access_token") or None
+            token = query_token
         if token is None:
             return db.Identity("anon", {"role": "anon"})
         try:
@@ -87,21 +91,28 @@ class Gateway:
     async def invoke(self, request: Request, name: str, args: dict[str, Any],
                      who: db.Identity) -> db.Result:
         request.scope[FUNCTION_KEY] = name
-        if self.breaker.open:  # the database is unreachable: say so at once
-            raise unavailable()
-        fn = await self.catalog.find(self.pool, name, set(args))
-        if fn.volatile and request.method in _SAFE_METHODS:
-            raise ApiError(405, "PGRST101",
-                           f"Cannot use the {request.method} method on RPC with volatile "
-                           "functions")
         # Straight from the ASGI scope: header names arrive lower-cased, and the path
         # needs no URL object built around it. Only the allow-listed headers, each
         # value cut to a bounded length (see settings.DEFAULT_SQL_HEADERS).
         allowed, cut = self.settings.sql_headers, self.settings.sql_header_value_max
         headers = {k.decode("latin-1"): v[:cut].decode("latin-1")
                    for k, v in request.scope["headers"] if k in allowed}
-        return await db.call(self.pool, fn, args, who, request.method,
-                             request.scope["path"], headers, self.settings.statement_timeout_ms)
+        return await self.run(name, args, who, request.method, request.scope["path"], headers)
+
+    async def run(self, name: str, args: dict[str, Any], who: db.Identity, method: str,
+                  path: str, headers: dict[str, str], bounded: bool = True) -> db.Result:
+        """One call of api.name: the function chosen by its argument names, refused
+        for GET/HEAD when volatile, run in one transaction -- bounded in time by
+        db.call, or (bounded=False) by the caller, as the fast path does."""
+        if self.breaker.open:  # the database is unreachable: say so at once
+            raise unavailable()
+        fn = await self.catalog.find(self.pool, name, set(args))
+        if fn.volatile and method in _SAFE_METHODS:
+            raise ApiError(405, "PGRST101",
+                           f"Cannot use the {method} method on RPC with volatile functions")
+        run = db.call if bounded else db.transaction
+        return await run(self.pool, fn, args, who, method, path, headers,
+                         self.settings.statement_timeout_ms)
 
 
 def make_mailer(settings: Settings) -> Mailer:
@@ -119,9 +130,7 @@ def invalid_token(message: str) -> ApiError:
 
 async def json_object(request: Request, limit: int) -> dict[str, Any]:
     """The request's JSON object body ({} when empty). 413, 415 and 400 as PostgREST."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "PGRST413", "Request body is too large.")
+    check_length(request.headers.get("content-length"), limit)
     raw = b""
     try:
         async for chunk in request.stream():
@@ -129,29 +138,13 @@ async def json_object(request: Request, limit: int) -> dict[str, Any]:
             if len(raw) > limit:
                 raise ApiError(413, "PGRST413", "Request body is too large.")
     except ClientDisconnect:  # gone (or cut off by the body timeout): nobody to answer
-        raise ApiError(408, "PT408", "The request body did not arrive.") from None
-    if not raw.strip():
-        return {}
-    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if media == "application/x-www-form-urlencoded":
-        form = urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
-        return dict(form)
-    if media not in ("application/json", "text/plain", ""):
-        raise ApiError(415, "PGRST107", f"Content-Type {media!r} is not acceptable; send JSON.")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "PGRST102", "Request body is not valid JSON.", str(exc)) from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "PGRST102", "Request body must be a JSON object of arguments.")
-    return body
+        raise body_missing() from None
+    return parse_body(raw, request.headers.get("content-type"))
 
 
 def check_profile(request: Request) -> None:
     for header in ("accept-profile", "content-profile"):
-        profile = request.headers.get(header)
-        if profile is not None and profile not in _PROFILES:
-            raise ApiError(406, "PGRST106", f"The schema must be one of {sorted(_PROFILES)}.")
+        check_profile_value(request.headers.get(header))
 
 
 def raw_response(result: db.Result) -> Response:
@@ -287,6 +280,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await gateway.hub.stop()
             await gateway.breaker.stop()
             await gateway.pool.close()
+            ACCESS.flush()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
@@ -309,4 +303,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                         expose_headers=["retry-after", "x-request-id", "content-range"],
                         max_age=86400)])
     app.state.gateway = gateway
-    return Observe(app, gateway.metrics, settings.access_log)  # type: ignore[return-value]
+    # The calls themselves (rpc and seed routes) take the fast path; everything else,
+    # and any request from a browser on another origin (CORS), goes through Starlette.
+    return FastPath(gateway, Observe(app, gateway.metrics, settings.access_log),  # type: ignore[return-value]
+                    settings.access_log)
