@@ -307,6 +307,24 @@ $$;
 grant execute on function api.create_pair_invite(uuid, text) to authenticated, service_role;
 
 /**
+ * The open invite a short code names (status sent, not expired), or null. The
+ * one lookup behind join_pair_invite and preview_pair_invite.
+ */
+create function private.open_pair_invite(code text) returns app.pair_invites
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_invite app.pair_invites;
+begin
+    select * into v_invite from app.pair_invites i
+    where i.short_code = private.normalize_short_code(open_pair_invite.code)
+      and i.status = 'sent' and i.expires_at > pg_catalog.now();
+    return v_invite;
+end;
+$$;
+
+/**
  * Exchanges a short code for a token to accept or decline with:
  * {token, event: {id, title}, inviter: {display_name}, expires_at}. An unknown,
  * expired, revoked or already answered code gets one generic 404. Each call
@@ -325,10 +343,8 @@ begin
     if v_limited is not null then
         return v_limited;
     end if;
-    select * into v_invite from app.pair_invites i
-    where i.short_code = private.normalize_short_code(join_pair_invite.code)
-      and i.status = 'sent' and i.expires_at > pg_catalog.now();
-    if not found then
+    v_invite := private.open_pair_invite(join_pair_invite.code);
+    if v_invite.id is null then
         return private.refuse('pair_invite.join', 404, 'not_found',
             'No open invitation with this code.');
     end if;
@@ -370,10 +386,8 @@ begin
     if v_limited is not null then
         return v_limited;
     end if;
-    select * into v_invite from app.pair_invites i
-    where i.short_code = private.normalize_short_code(preview_pair_invite.code)
-      and i.status = 'sent' and i.expires_at > pg_catalog.now();
-    if not found then
+    v_invite := private.open_pair_invite(preview_pair_invite.code);
+    if v_invite.id is null then
         return private.refuse('pair_invite.preview', 404, 'not_found',
             'No open invitation with this code.');
     end if;
