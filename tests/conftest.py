@@ -37,8 +37,9 @@ def database_url() -> str:
 def _pgtap_extension() -> None:
     """pgTAP lives in its own schema, in the test database only, with the helpers
     the pgTAP files share (tests/sql/support.sql, schema test_support). anon and
-    authenticated may call pgTAP and the helpers, whatever the database's default
-    privileges (the files switch to those roles)."""
+    authenticated (and service_role, as the mail worker) may call pgTAP and the
+    helpers, whatever the database's default privileges (the files switch to
+    those roles)."""
     url = os.environ.get("DATABASE_URL")
     if url:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -57,9 +58,11 @@ def _pgtap_extension() -> None:
                          from pg_catalog.pg_extension e where e.extname = 'pgtap'),
                         'test_support']
                     loop
-                        execute format('grant usage on schema %I to anon, authenticated', v_schema);
+                        execute format('grant usage on schema %I '
+                                       'to anon, authenticated, service_role', v_schema);
                         execute format(
-                            'grant execute on all functions in schema %I to anon, authenticated',
+                            'grant execute on all functions in schema %I '
+                            'to anon, authenticated, service_role',
                             v_schema);
                     end loop;
                 end

@@ -124,8 +124,9 @@ class Cluster:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+def migrated_cluster() -> Cluster:
+    """A new cluster of this test's own, started, with database joinery migrated.
+    The caller removes it."""
     if not (PG_BIN / "initdb").exists():
         pytest.fail(f"PostgreSQL not found in {PG_BIN} (run scripts/install-deps)")
     made = Cluster()
@@ -138,6 +139,16 @@ def cluster() -> Iterator[Cluster]:
             [sys.executable, "-m", "gateway", "migrate"], cwd=ROOT, capture_output=True,
             text=True, timeout=120, env={**os.environ, "DATABASE_URL": made.url})
         assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    except BaseException:
+        made.remove()
+        raise
+    return made
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    made = migrated_cluster()
+    try:
         with psycopg.connect(made.url, autocommit=True) as conn:
             # The load creates invites and joins far faster than people do.
             conn.execute("update app.rate_limits set max_attempts = 1000000")

@@ -19,9 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from test_faults import PG_BIN, Cluster
+from test_faults import Cluster, migrated_cluster
 
 import pgbouncer
 from conftest import (
@@ -48,18 +47,8 @@ RESUME = 3.0  # 200 again after PostgreSQL accepts connections
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"PostgreSQL not found in {PG_BIN} (run scripts/install-deps)")
-    made = Cluster()
+    made = migrated_cluster()
     try:
-        made.init()
-        made.start()
-        with psycopg.connect(made.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-            conn.execute("create database joinery")
-        migrated = subprocess.run(
-            [sys.executable, "-m", "gateway", "migrate"], cwd=ROOT, capture_output=True,
-            text=True, timeout=120, env={**os.environ, "DATABASE_URL": made.url})
-        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
         yield made
     finally:
         made.remove()

@@ -14,16 +14,6 @@
 begin;
 select plan(52);
 
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to service_role', v_schema);
-    execute format('grant execute on all functions in schema %I to service_role', v_schema);
-end
-$grant$;
-
 insert into auth.users (id, email, raw_user_meta_data) values
     ('c7000000-0000-4000-8000-000000000001', 'h-typist@example.com', '{"display_name": "Typist"}'),
     ('c7000000-0000-4000-8000-000000000002', 'h-inv2@example.com', '{}'),

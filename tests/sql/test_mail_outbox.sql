@@ -16,20 +16,6 @@ select plan(34);
 -- Arrange (as the superuser)
 -- ---------------------------------------------------------------------------
 
--- pgTAP's functions are not executable by PUBLIC in this database (the
--- migrations revoke that by default; the test session lets anon and
--- authenticated call them): let the workers' role call them too, inside this
--- transaction only.
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to service_role', v_schema);
-    execute format('grant execute on all functions in schema %I to service_role', v_schema);
-end
-$grant$;
-
 -- Only this file's messages are in the outbox while it runs (rolled back).
 delete from app.mail_outbox;
 

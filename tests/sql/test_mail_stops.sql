@@ -12,16 +12,6 @@ select plan(19);
 -- Arrange (as the superuser)
 -- ---------------------------------------------------------------------------
 
-do $grant$
-declare
-    v_schema name := (select e.extnamespace::regnamespace::name
-                      from pg_catalog.pg_extension e where e.extname = 'pgtap');
-begin
-    execute format('grant usage on schema %I to service_role', v_schema);
-    execute format('grant execute on all functions in schema %I to service_role', v_schema);
-end
-$grant$;
-
 delete from app.mail_outbox;
 
 insert into auth.users (id, email, raw_user_meta_data) values
