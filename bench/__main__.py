@@ -36,7 +36,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0,
                         help="gateway (and floor) processes (default: one per core)")
     parser.add_argument("--pool", type=int, default=0,
-                        help="connections per gateway process (default: clients / workers)")
+                        help="connections per gateway process (default: two per core of "
+                             "the machine, shared out among the workers)")
+    parser.add_argument("--prepared", action="store_true",
+                        help="gateway and floor with DB_PREPARED_STATEMENTS=on (two prepared "
+                             "statements in one pipeline instead of one simple-query script)")
     parser.add_argument("--rounds", type=int, default=0,
                         help="interleaved slices of each compared run, A B B A ... "
                              "(default: slices of 2 s)")
@@ -75,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     sizes = [s for s in SIZES if s.label in args.sizes.split(",")]
     workers = args.workers or default_workers()
+    # PostgreSQL's rule of thumb for a pool: about two connections per core of the
+    # database server (which here is this machine), not one per client.
     opt = Options(clients=args.clients, seconds=args.seconds, workers=workers,
-                  pool=args.pool or max(1, args.clients // workers),
+                  pool=args.pool or max(1, 2 * default_workers() // workers),
+                  prepared=args.prepared,
                   only=tuple(x for x in args.calls.split(",") if x),
                   half_load=not args.no_half_load, baseline=not args.no_baseline,
                   floor=not args.no_floor, burst=not args.no_burst,
@@ -90,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": "",
         "machine": report.machine(server_url),
         "settings": {"clients": opt.clients, "seconds": opt.seconds, "gateway_workers":
-                     opt.workers, "pool_per_worker": opt.pool, "pgbench_threads": opt.threads,
+                     opt.workers, "pool_per_worker": opt.pool,
+                     "prepared_statements": opt.prepared, "pgbench_threads": opt.threads,
                      "wrk_threads": opt.threads, "slices": opt.rounds, "repeat": repeat},
         "sizes": {},
     } for _ in range(repeat)]

@@ -6,9 +6,11 @@ one process per worker, SO_REUSEPORT): no framework, no middleware, no access lo
 no metrics. For POST /rest/v1/rpc/{fn} it checks the bearer token with the same
 cached verifier, reads the JSON body as it is, and sends the very script the
 gateway sends for that function (begin; set_config of role, claims, method, path,
-the same allow-listed headers, statement timeout and time zone; the call; commit) through the same
-psycopg pool with client-side binding, then answers the call's JSON text. Errors
-are answered 400 with the database's message; nothing else is checked.
+the same allow-listed headers, statement timeout and time zone; the call; commit)
+through the same psycopg pool with client-side binding -- or, with
+DB_PREPARED_STATEMENTS=on, the same two prepared statements in one pipeline
+(gateway.db.prepared_call) -- then answers the call's JSON text. Errors are
+answered 400 with the database's message; nothing else is checked.
 
 Run: GATEWAY_DATABASE_URL=... JWT_SECRET=... PORT=... WORKERS=2 python -m bench.floor"""
 
@@ -19,13 +21,12 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg import AsyncClientCursor
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from gateway import db
 from gateway.jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
-from gateway.settings import DEFAULT_SQL_HEADERS
+from gateway.settings import DEFAULT_SQL_HEADERS, Settings
 
 # The headers the gateway passes to SQL by default, so that both send the same text.
 _SQL_HEADERS = frozenset(h.encode() for h in DEFAULT_SQL_HEADERS.split(","))
@@ -38,9 +39,12 @@ class Floor:
         self.verifier = CachedVerifier(Verifier(JwtConfig.from_values(
             os.environ["JWT_SECRET"], None, None)))
         size = int(os.environ.get("POOL_MAX", "16"))
+        prepared = Settings.from_env().prepared_statements
         self.pool = AsyncConnectionPool(
             os.environ["GATEWAY_DATABASE_URL"], min_size=size, max_size=size, open=False,
-            kwargs={"autocommit": True, "prepare_threshold": None})
+            kwargs={"autocommit": True,
+                    "prepare_threshold": db.NEVER_BY_COUNT if prepared else None})
+        self.send = db.prepared_call if prepared else db.script_call
         self.catalog = db.Catalog()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -79,12 +83,8 @@ class Floor:
         if fn.arg_names:
             values += ((body or b"{}").decode(),)
         async with self.pool.connection() as conn:
-            cursor = AsyncClientCursor(conn)
             try:
-                await cursor.execute(fn.script, values)  # type: ignore[arg-type]
-                cursor.nextset()
-                cursor.nextset()
-                row = await cursor.fetchone()
+                row = await self.send(conn, fn, values, False)
             except psycopg.errors.Error as exc:
                 if conn.info.transaction_status != TransactionStatus.IDLE:
                     await conn.execute("rollback")

@@ -25,7 +25,8 @@ class Options:
     warmup: int = 2           # seconds of HTTP warm-up per call (prepared statements, pool)
     workers: int = 2          # gateway processes (one per core)
     rounds: int = 2           # interleaved slices per compared mode or server (A B B A)
-    pool: int = 16            # connections per gateway process: clients / workers
+    pool: int = 1             # connections per gateway process (two per core in all)
+    prepared: bool = False    # DB_PREPARED_STATEMENTS of the gateway and the floor
     only: tuple[str, ...] = ()
     half_load: bool = True
     baseline: bool = True
@@ -92,7 +93,8 @@ def run_size(url: str, s: Layout, opt: Options, work: Path, log: Callable[[str],
 
     tokens = http.Tokens()
     pool_env = {"GATEWAY_DATABASE_URL": auth_url, "WORKERS": str(opt.workers),
-                "POOL_MIN": str(opt.pool), "POOL_MAX": str(opt.pool)}
+                "POOL_MIN": str(opt.pool), "POOL_MAX": str(opt.pool),
+                "DB_PREPARED_STATEMENTS": "on" if opt.prepared else "off"}
     servers: dict[str, http.Server] = {}
     try:
         if opt.floor:

@@ -57,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("types", help="print a TypeScript Database type of the api functions "
                                  "for supabase-js (createClient<Database>)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a setting that cannot be read: say which, no traceback
+        print(f"python -m gateway: {exc}", file=sys.stderr)
+        return 2
     database_url = os.environ.get("DATABASE_URL") or DEV_DATABASE_URL
 
     if args.command == "migrate":

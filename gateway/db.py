@@ -52,6 +52,9 @@ class Function:
     # The whole transaction as one simple-query script, and its read-only twin.
     script: str = field(compare=False)
     read_only_script: str = field(compare=False)
+    # The call alone, for the prepared mode (DB_PREPARED_STATEMENTS): server-side
+    # parameters, sent after PREPARED_SETUP in one pipeline.
+    query: str = field(compare=False, default="")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_names", frozenset(self.arg_names))
@@ -118,10 +121,10 @@ class Catalog:
         for name, volatility, retset, void, names, types, ndefaults, comment in rows:
             names_t, types_t = tuple(names), tuple(types)
             required = frozenset(names_t[: len(names_t) - ndefaults])
-            scripts = _scripts(_build_query(name, names_t, types_t, retset, void))
+            query = _build_query(name, names_t, types_t, retset, void)
             functions.setdefault(name, []).append(Function(
                 name, volatility == "v", retset, void, names_t, types_t, required, comment,
-                *scripts))
+                *_scripts(query), query=query.as_string(None)))
         self.functions = functions
         self._loaded_at = time.monotonic()
         self.reloads += 1
@@ -189,7 +192,15 @@ SETUP = sql.SQL(
     "set_config('request.headers', %s, true), set_config('statement_timeout', %s, true), "
     "set_config('timezone', 'UTC', true)"
 )
+# The prepared mode's first statement: SETUP with server-side parameters, and its
+# read-only twin (a GET of a function that is not volatile; the same as
+# `begin read only`, set before the call's first snapshot).
+PREPARED_SETUP = SETUP.as_string(None)
+PREPARED_SETUP_READ_ONLY = PREPARED_SETUP + ", set_config('transaction_read_only', 'on', true)"
 ROLLBACK = sql.SQL("rollback")
+# psycopg prepares a statement when asked to, or once it has run this many times
+# on a connection; the prepared mode asks, and nothing else is prepared.
+NEVER_BY_COUNT = 2**62
 # Beyond the pool's wait and the statement timeout, this long for an answer.
 NETWORK_GRACE = 0.5
 
@@ -226,11 +237,11 @@ def deadline(pool: Pool, statement_timeout_ms: int) -> float:
 async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
                       who: Identity, method: str, path: str, headers: dict[str, str],
                       statement_timeout_ms: int) -> Result:
-    """The transaction goes out as one script (see _scripts); its third result is
-    the call's. A GET of a function that is not volatile runs read-only, as
-    PostgREST does. Unbounded: call() bounds it (the fast path bounds it itself).
-    When the task running it is cancelled its connection is closed (the pool
-    replaces it)."""
+    """The transaction goes out as one simple-query script (script_call), or as two
+    prepared statements in one pipeline (prepared_call, DB_PREPARED_STATEMENTS). A
+    GET of a function that is not volatile runs read-only, as PostgREST does.
+    Unbounded: call() bounds it (the fast path bounds it itself). When the task
+    running it is cancelled its connection is closed (the pool replaces it)."""
     values: tuple[Any, ...] = (
         who.role, orjson.dumps(who.claims).decode(), method, path,
         orjson.dumps(headers).decode(), str(statement_timeout_ms))
@@ -243,16 +254,14 @@ async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
             # nothing on the way that does not raise).
             raise ApiError(400, "PGRST102", "Request body is nested too deeply.",
                            "JSON values may be nested at most 254 levels deep.") from None
-    script = fn.read_only_script if method in ("GET", "HEAD") and not fn.volatile \
-        else fn.script
+    read_only = method in ("GET", "HEAD") and not fn.volatile
     try:
         async with pool.connection() as conn:
-            cursor = AsyncClientCursor(conn)
             try:
-                await cursor.execute(script, values)  # type: ignore[arg-type]
-                cursor.nextset()  # begin -> setup
-                cursor.nextset()  # setup -> the call
-                row = await cursor.fetchone()
+                if pool.prepared:
+                    row = await prepared_call(conn, fn, values, read_only)
+                else:
+                    row = await script_call(conn, fn, values, read_only)
             except asyncio.CancelledError:
                 await conn.close()  # abandoned past its deadline: the pool replaces it
                 raise
@@ -272,6 +281,33 @@ async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
     body, status_text, headers_text = row
     status = int(status_text) if status_text else (204 if body is None else 200)
     return Result(status, body, parse_response_headers(headers_text))
+
+
+async def script_call(conn: psycopg.AsyncConnection[Any], fn: Function,
+                      values: tuple[Any, ...], read_only: bool) -> tuple[Any, ...] | None:
+    """The transaction as one simple-query script (the default): begin; setup; the
+    call; commit, in one packet. Its third result is the call's."""
+    cursor = AsyncClientCursor(conn)
+    await cursor.execute(fn.read_only_script if read_only else fn.script,  # type: ignore[arg-type]
+                         values)
+    cursor.nextset()  # begin -> setup
+    cursor.nextset()  # setup -> the call
+    return await cursor.fetchone()
+
+
+async def prepared_call(conn: psycopg.AsyncConnection[Any], fn: Function,
+                        values: tuple[Any, ...], read_only: bool) -> tuple[Any, ...] | None:
+    """The prepared mode: the setup and the call as two prepared statements (each
+    parsed and planned once per connection) in one pipeline ending with one Sync:
+    one round trip, one implicit transaction that commits at the Sync, or rolls
+    back entirely when either statement fails. The call is parsed after the setup
+    has run, so under the caller's role."""
+    setup, call = conn.cursor(), conn.cursor()
+    async with conn.pipeline():
+        await setup.execute(PREPARED_SETUP_READ_ONLY if read_only else PREPARED_SETUP,
+                            values[:6], prepare=True)
+        await call.execute(fn.query, values[6:], prepare=True)  # type: ignore[arg-type]
+    return await call.fetchone()
 
 
 def parse_response_headers(text: str | None) -> dict[str, str]:
@@ -297,6 +333,7 @@ class Pool(AsyncConnectionPool):
     internals (psycopg_pool 3.3); tests/test_outage.py fails if they change."""
 
     breaker: Breaker
+    prepared: bool = False  # DB_PREPARED_STATEMENTS (see make_pool)
 
     async def _connect(self, timeout: float | None = None) -> Any:
         try:
@@ -314,12 +351,15 @@ class Pool(AsyncConnectionPool):
 
 
 def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float,
-              breaker: Breaker) -> Pool:
-    """Autocommit connections as `authenticator`, holding no session state and no
-    prepared statements. The pool does not keep retrying after a failed connection
-    (reconnect_timeout 0: one more try at once): the breaker's probe finds out
-    when the database is back and then has the pool check and refill itself;
-    until then requests get 503 at once."""
+              breaker: Breaker, prepared: bool = False) -> Pool:
+    """Autocommit connections as `authenticator`, holding no session state, and no
+    prepared statements unless `prepared` (DB_PREPARED_STATEMENTS=on, as PostgREST's
+    db-prepared-statements): then each connection keeps the setup and each called
+    function's statement prepared, which a pooler in transaction mode cannot carry
+    from one transaction to the next (PgBouncer before 1.21). The pool does not
+    keep retrying after a failed connection (reconnect_timeout 0: one more try at
+    once): the breaker's probe finds out when the database is back and then has the
+    pool check and refill itself; until then requests get 503 at once."""
     async def configure(conn: psycopg.AsyncConnection) -> None:
         await conn.set_autocommit(True)
 
@@ -338,9 +378,12 @@ def make_pool(conninfo: str, min_size: int, max_size: int, timeout: float,
             "keepalives_interval": 2,
             "keepalives_count": 2,
             "application_name": "joinery-gateway",
-            "prepare_threshold": None,
+            # Prepared only where asked for (prepared_call's execute(prepare=True)):
+            # psycopg's count of executions never reaches this threshold.
+            "prepare_threshold": NEVER_BY_COUNT if prepared else None,
         },
     )
     pool.breaker = breaker
+    pool.prepared = prepared
     breaker.pool = pool
     return pool

@@ -26,6 +26,17 @@ def _int(name: str, default: int) -> int:
     return int(_env(name, str(default)) or default)
 
 
+def _flag(name: str, default: bool) -> bool:
+    value = (_env(name) or "").lower()
+    if not value:
+        return default
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"{name} must be on or off, not {value!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -38,6 +49,7 @@ class Settings:
     pool_min: int
     pool_max: int
     pool_timeout: float
+    prepared_statements: bool
     statement_timeout_ms: int
     max_body_bytes: int
     sse_heartbeat: float
@@ -96,6 +108,9 @@ class Settings:
             pool_min=int(_env("POOL_MIN", "2") or 2),
             pool_max=int(_env("POOL_MAX", "20") or 20),
             pool_timeout=float(_env("POOL_TIMEOUT", "5") or 5),
+            # Off by default: a pooler in transaction mode (PgBouncer before 1.21)
+            # cannot carry a connection's prepared statements between transactions.
+            prepared_statements=_flag("DB_PREPARED_STATEMENTS", False),
             statement_timeout_ms=int(_env("STATEMENT_TIMEOUT_MS", "8000") or 8000),
             max_body_bytes=int(_env("MAX_BODY_BYTES", str(1024 * 1024)) or 1024 * 1024),
             sse_heartbeat=float(_env("SSE_HEARTBEAT", "15") or 15),

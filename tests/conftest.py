@@ -189,7 +189,11 @@ def gateway(
     if url and log and pid:
         yield GatewayProcess(url, RunningElsewhere(int(pid)), Path(log))  # type: ignore[arg-type]
         return
-    proc = start_gateway(database_url, tmp_path_factory.mktemp("gateway") / "gateway.log")
+    # Straight to PostgreSQL, the suite's own gateway keeps its statements prepared
+    # (DB_PREPARED_STATEMENTS=on); the run through PgBouncer (test_pgbouncer) and the
+    # gateways other tests start use the default, one simple-query script per call.
+    proc = start_gateway(database_url, tmp_path_factory.mktemp("gateway") / "gateway.log",
+                         DB_PREPARED_STATEMENTS="on")
     yield proc
     stop_gateway(proc)
 

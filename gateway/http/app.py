@@ -52,7 +52,7 @@ class Gateway:
         self.breaker = Breaker(settings.database_url, settings.db_probe_interval)
         self.pool = db.make_pool(
             settings.database_url, settings.pool_min, settings.pool_max,
-            settings.pool_timeout, self.breaker)
+            settings.pool_timeout, self.breaker, settings.prepared_statements)
         self.catalog = db.Catalog()
         self.metrics = Metrics()
         self.hub = Hub(settings.listen_database_url, self.catalog.invalidate)
