@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"run {n + 1} of {repeat}:")
         log(report.table(result["sizes"], comp))
         log("")
-        for line in report.burst_lines(result):
+        for line in report.burst_lines(result) + report.one_client_lines(result):
             log(line)
         for name, target in result["targets"].items():
             met = {True: "met", False: "NOT met", None: "-"}[target["met"]]

@@ -195,6 +195,24 @@ def burst_lines(result: dict[str, Any]) -> list[str]:
 BURST_WINDOW = "about 1 s"
 
 
+def one_client_lines(result: dict[str, Any]) -> list[str]:
+    """p99/p50 of one client alone, beside the half-load one."""
+    lines = []
+    for label, sized in result["sizes"].items():
+        cells = []
+        for name, c in sized["calls"].items():
+            one, half = c.get("one_client") or {}, c.get("half_load") or {}
+            if not one:
+                continue
+            alone = ", ".join(f"{where} {r['p50_ms']:.2f}/{r['p99_ms']:.2f} ms "
+                              f"({_fmt(r['p99_over_p50'])})" for where, r in one.items())
+            cells.append(f"{name}: {alone}; half load {_fmt(half.get('p99_over_p50'))}")
+        if cells:
+            lines.append(f"- One client alone at {label}, p50/p99 (p99/p50): "
+                         + "; ".join(cells) + ".")
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results table and machine, for bench/README.md."""
     m = result["machine"]
@@ -211,6 +229,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in _rows(result["sizes"], result["comparisons"])]
     lines.append("")
     lines += burst_lines(result)
+    lines += one_client_lines(result)
     for label, sized in result["sizes"].items():
         b = sized.get("baseline")
         if b:

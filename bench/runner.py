@@ -165,12 +165,13 @@ def http_runs(servers: dict[str, http.Server], url: str, call: Call, s: Layout, 
     http.write_requests(request_file, call, s, tokens, file_offset,
                         min(budget, call.pool) if call.sequential else 0)
 
-    def run(server: http.Server, seconds: float, delay_ms: float = 0.0
+    def run(server: http.Server, seconds: float, delay_ms: float = 0.0, clients: int = 0
             ) -> tuple[http.WrkResult, float | None]:
         before = progress_count(url, call)
         first = pos.offset - file_offset if call.sequential else 0
-        result = http.wrk(server.url, path, request_file, opt.clients, opt.threads, seconds,
-                          first=first, delay_ms=delay_ms)
+        result = http.wrk(server.url, path, request_file, clients or opt.clients,
+                          1 if clients == 1 else opt.threads, seconds, first=first,
+                          delay_ms=delay_ms)
         if call.sequential:
             pos.offset += result.used
         return result, fresh_share(before, progress_count(url, call), result.requests)
@@ -213,7 +214,21 @@ def http_runs(servers: dict[str, http.Server], url: str, call: Call, s: Layout, 
                             if half.p50_ms else None}
         log(f"  {'half load':15} {call.name:20} {half.calls_s:8.0f}/s  p50 {half.p50_ms:6.2f} ms  "
             f"p99 {half.p99_ms:6.2f} ms")
+        # One client, one request at a time, nothing else running: the spread that
+        # the machine (scheduling, wake-ups) and the stack leave with no queue at all,
+        # beside which the half-load tail is read.
+        out["one_client"] = {}
+        for label, server in servers.items():
+            one, _ = run(server, ONE_CLIENT_SECONDS, clients=1)
+            out["one_client"][label] = {
+                "p50_ms": round(one.p50_ms, 3), "p99_ms": round(one.p99_ms, 3),
+                "p99_over_p50": round(one.p99_ms / one.p50_ms, 2) if one.p50_ms else None}
+            log(f"  {'one client':15} {call.name:20} {label:8} p50 {one.p50_ms:6.2f} ms  "
+                f"p99 {one.p99_ms:6.2f} ms")
     return out
+
+
+ONE_CLIENT_SECONDS = 3
 
 
 def run_baseline(url: str, gateway_url: str, s: Layout, opt: Options,
