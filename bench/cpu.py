@@ -3,11 +3,13 @@
 Throughput on a shared machine moves with whatever else runs on it; the CPU time
 the server process spends on a call moves much less. For each hot call this
 opens one connection as `authenticator`, sends the transaction the gateway sends
-(built by gateway.db, the same script and client-side binding), warms the
-session up, then reads the backend's user + system CPU time (/proc/PID/stat; the
-server must run on this machine) around N calls, in several rounds. Reported:
-CPU microseconds per call (median of the rounds, and the range) and wall time per
-call. Needs DATABASE_URL (a superuser URL of a cluster it may fill; run it with
+(built by gateway.db: the same script and client-side binding, or with `--modes
+prepared` the two prepared statements in one pipeline that
+DB_PREPARED_STATEMENTS=on sends), warms the session up, then reads the
+backend's user + system CPU time (/proc/PID/stat; the server must run on this
+machine) around N calls, in several rounds. Reported: CPU microseconds per call
+(median of the rounds, and the range) and wall time per call. Needs DATABASE_URL
+(a superuser URL of a cluster it may fill; run it with
 `scripts/devdb run .venv/bin/python -m bench.cpu`).
 """
 
@@ -25,7 +27,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from gateway.db import CATALOG_QUERY, _build_query, _scripts
+from gateway.db import CATALOG_QUERY, NEVER_BY_COUNT, PREPARED_SETUP, _build_query, _scripts
 from gateway.settings import authenticator_url
 
 from . import load
@@ -41,12 +43,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
-def scripts(conn: psycopg.Connection) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """name -> (the gateway's transaction script, argument names)."""
+def scripts(conn: psycopg.Connection) -> dict[str, tuple[str, str]]:
+    """name -> (the gateway's transaction script, the call alone for the prepared
+    mode)."""
     out = {}
     for name, _vol, retset, void, names, types, _nd, _c in conn.execute(CATALOG_QUERY):
-        script, _ = _scripts(_build_query(name, tuple(names), tuple(types), retset, void))
-        out[name] = (script, tuple(names))
+        query = _build_query(name, tuple(names), tuple(types), retset, void)
+        script, _ = _scripts(query)
+        out[name] = (script, query.as_string(None))
     return out
 
 
@@ -59,21 +63,32 @@ def values(call: Call, s: Layout, i: int, rng: random.Random) -> tuple[Any, ...]
     return (*out, orjson.dumps(args).decode()) if call.arg else out
 
 
-def measure(url: str, call: Call, s: Layout, script: str, start: int, warmup: int,
-            count: int, rounds: int) -> dict[str, Any]:
+def measure(url: str, call: Call, s: Layout, sent: tuple[str, str], start: int, warmup: int,
+            count: int, rounds: int, mode: str = "simple") -> dict[str, Any]:
     rng = random.Random(7)
     i = start
     cpu: list[float] = []
     wall: list[float] = []
-    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
+    prepared = mode == "prepared"
+    with psycopg.connect(url, autocommit=True,
+                         prepare_threshold=NEVER_BY_COUNT if prepared else None) as conn:
         pid = conn.execute("select pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         cursor = psycopg.ClientCursor(conn)
+        setup, the_call = conn.cursor(), conn.cursor()
+        script, query = sent
 
         def run(n: int) -> None:
             nonlocal i
             for _ in range(n):
-                cursor.execute(script, values(call, s, i, rng))  # type: ignore[arg-type]
+                v = values(call, s, i, rng)
                 i += 1
+                if prepared:  # as gateway.db.prepared_call sends it
+                    with conn.pipeline():
+                        setup.execute(PREPARED_SETUP, v[:6], prepare=True)
+                        the_call.execute(query, v[6:], prepare=True)  # type: ignore[arg-type]
+                    the_call.fetchone()
+                    continue
+                cursor.execute(script, v)  # type: ignore[arg-type]
                 while cursor.nextset():
                     pass
 
@@ -95,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=2000, help="calls per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--modes", default="simple",
+                        help="comma-separated: simple (the default script), prepared "
+                             "(DB_PREPARED_STATEMENTS=on)")
     args = parser.parse_args(argv)
     server_url = os.environ.get("DATABASE_URL")
     if not server_url:
@@ -108,15 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     with psycopg.connect(url) as conn:
         known = scripts(conn)
     only = [x for x in args.calls.split(",") if x]
-    print(f"{'call':20} {'cpu us/call':>12} {'range':>13} {'wall us/call':>13}")
+    print(f"{'call':20} {'mode':9} {'cpu us/call':>12} {'range':>13} {'wall us/call':>13}")
+    offset = 0
     for call in calls(s):
         if only and call.name not in only:
             continue
-        result = measure(auth_url, call, s, known[call.name][0], 0, args.warmup, args.count,
-                         args.rounds)
-        low, high = result["cpu_us_range"]
-        print(f"{call.name:20} {result['cpu_us']:12d} {f'{low}-{high}':>13} "
-              f"{result['wall_us']:13d}", flush=True)
+        for mode in args.modes.split(","):
+            result = measure(auth_url, call, s, known[call.name], offset, args.warmup,
+                             args.count, args.rounds, mode)
+            offset = result["next"] if call.sequential else 0  # fresh rows for each mode
+            low, high = result["cpu_us_range"]
+            print(f"{call.name:20} {mode:9} {result['cpu_us']:12d} {f'{low}-{high}':>13} "
+                  f"{result['wall_us']:13d}", flush=True)
     return 0
 
 

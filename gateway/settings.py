@@ -23,7 +23,23 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 def _int(name: str, default: int) -> int:
-    return int(_env(name, str(default)) or default)
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {value!r}") from None
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -104,16 +120,16 @@ class Settings:
             jwt_jwks=jwks,
             jwt_aud=_env("JWT_AUD"),
             host=_env("HOST", "127.0.0.1") or "127.0.0.1",
-            port=int(_env("PORT", "8000") or 8000),
-            pool_min=int(_env("POOL_MIN", "2") or 2),
-            pool_max=int(_env("POOL_MAX", "20") or 20),
-            pool_timeout=float(_env("POOL_TIMEOUT", "5") or 5),
+            port=_int("PORT", 8000),
+            pool_min=_int("POOL_MIN", 2),
+            pool_max=_int("POOL_MAX", 20),
+            pool_timeout=_float("POOL_TIMEOUT", 5),
             # Off by default: a pooler in transaction mode (PgBouncer before 1.21)
             # cannot carry a connection's prepared statements between transactions.
             prepared_statements=_flag("DB_PREPARED_STATEMENTS", False),
-            statement_timeout_ms=int(_env("STATEMENT_TIMEOUT_MS", "8000") or 8000),
-            max_body_bytes=int(_env("MAX_BODY_BYTES", str(1024 * 1024)) or 1024 * 1024),
-            sse_heartbeat=float(_env("SSE_HEARTBEAT", "15") or 15),
+            statement_timeout_ms=_int("STATEMENT_TIMEOUT_MS", 8000),
+            max_body_bytes=_int("MAX_BODY_BYTES", 1024 * 1024),
+            sse_heartbeat=_float("SSE_HEARTBEAT", 15),
             # Realtime limits, per gateway process (see the README's table).
             sse_max_streams=_int("SSE_MAX_STREAMS", 2000),
             sse_max_topics=_int("SSE_MAX_TOPICS", 20),
@@ -122,7 +138,7 @@ class Settings:
             realtime_max_sockets=_int("REALTIME_MAX_SOCKETS", 2000),
             realtime_channels_per_socket=_int("REALTIME_CHANNELS_PER_SOCKET", 100),
             realtime_max_frame_bytes=_int("REALTIME_MAX_FRAME_BYTES", 64 * 1024),
-            realtime_idle_timeout=float(_env("REALTIME_IDLE_TIMEOUT", "60") or 60),
+            realtime_idle_timeout=_float("REALTIME_IDLE_TIMEOUT", 60),
             access_log=(_env("ACCESS_LOG", "on") or "on").lower() not in ("off", "false", "0"),
             # Browsers on other origins call the API, as they call PostgREST: any
             # origin by default (tokens travel in headers, never in cookies).
@@ -131,21 +147,21 @@ class Settings:
             smtp_url=_env("SMTP_URL"),
             mail_from=_env("MAIL_FROM", "Joinery <no-reply@localhost>") or "",
             app_url=_env("APP_URL", "http://127.0.0.1:8000") or "",
-            mail_poll_seconds=float(_env("MAIL_POLL_SECONDS", "5") or 5),
-            mail_retry_max=int(_env("MAIL_RETRY_MAX", "300") or 300),
-            mail_max_attempts=int(_env("MAIL_MAX_ATTEMPTS", "8") or 8),
-            audit_retention_days=int(_env("AUDIT_RETENTION_DAYS", "365") or 365),
-            header_timeout=float(_env("HEADER_TIMEOUT", "10") or 10),
-            body_timeout=float(_env("BODY_TIMEOUT", "30") or 30),
-            max_connections=int(_env("MAX_CONNECTIONS", "10000") or 10000),
-            max_header_bytes=int(_env("MAX_HEADER_BYTES", "16384") or 16384),
-            max_headers=int(_env("MAX_HEADERS", "100") or 100),
+            mail_poll_seconds=_float("MAIL_POLL_SECONDS", 5),
+            mail_retry_max=_int("MAIL_RETRY_MAX", 300),
+            mail_max_attempts=_int("MAIL_MAX_ATTEMPTS", 8),
+            audit_retention_days=_int("AUDIT_RETENTION_DAYS", 365),
+            header_timeout=_float("HEADER_TIMEOUT", 10),
+            body_timeout=_float("BODY_TIMEOUT", 30),
+            max_connections=_int("MAX_CONNECTIONS", 10000),
+            max_header_bytes=_int("MAX_HEADER_BYTES", 16384),
+            max_headers=_int("MAX_HEADERS", 100),
             sql_headers=frozenset(
                 h.strip().lower().encode("latin-1")
                 for h in (_env("SQL_HEADERS", DEFAULT_SQL_HEADERS) or "").split(",")
                 if h.strip()) - PRIVATE_HEADERS,
-            sql_header_value_max=int(_env("SQL_HEADER_VALUE_MAX", "512") or 512),
-            db_probe_interval=float(_env("DB_PROBE_INTERVAL_MS", "250") or 250) / 1000,
+            sql_header_value_max=_int("SQL_HEADER_VALUE_MAX", 512),
+            db_probe_interval=_float("DB_PROBE_INTERVAL_MS", 250) / 1000,
             sign_in_url=_env("SIGN_IN_URL"),
             admin_database_url=_env("DATABASE_URL", DEV_DATABASE_URL) or DEV_DATABASE_URL,
         )

@@ -131,10 +131,16 @@ def test_one_connection_carries_nothing_between_callers(one_connection: GatewayP
         assert http.get("/rest/v1/rpc/my_groups", headers=a.headers).json() == []
 
 
-def test_a_setting_that_cannot_be_read_stops_the_gateway_with_its_name() -> None:
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("DB_PREPARED_STATEMENTS", "sometimes", "must be on or off, not 'sometimes'"),
+    ("POOL_MAX", "twenty", "must be a whole number, not 'twenty'"),
+    ("POOL_TIMEOUT", "soon", "must be a number, not 'soon'"),
+])
+def test_a_setting_that_cannot_be_read_stops_the_gateway_with_its_name(
+        name: str, value: str, message: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "serve"], cwd=ROOT, capture_output=True, text=True,
-        env={"PATH": "/usr/bin:/bin", "DB_PREPARED_STATEMENTS": "sometimes"}, timeout=60)
+        env={"PATH": "/usr/bin:/bin", name: value}, timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == (
-        "python -m gateway: DB_PREPARED_STATEMENTS must be on or off, not 'sometimes'")
+    assert proc.stderr.strip() == f"python -m gateway: {name} {message}"
+    assert proc.stdout == ""
