@@ -54,6 +54,11 @@ def test_statements_are_prepared_once_per_connection(database_url: str, make_use
                 with pytest.raises(psycopg.errors.Error) as raised:
                     await _call(conn, catalog, "create_group", {"name": ""}, claims)
                 out["error"] = raised.value.sqlstate
+                # The read-only setup (a GET): a write fails, as under `begin read only`.
+                with pytest.raises(psycopg.errors.Error) as refused:
+                    await _call(conn, catalog, "create_group", {"name": "Never"}, claims,
+                                read_only=True)
+                out["read_only_error"] = refused.value.sqlstate
                 out["status"] = conn.info.transaction_status
                 out["after"] = await _call(conn, catalog, "me", {}, claims)
                 cur = await conn.execute(
@@ -76,6 +81,7 @@ def test_statements_are_prepared_once_per_connection(database_url: str, make_use
     assert [row[1:] for row in out["me"]] == [(None, None)] * 3  # no response.status
     assert out["groups"][0] == "[]"
     assert out["error"] == "22023"
+    assert out["read_only_error"] == "25006"  # read_only_sql_transaction
     assert out["status"] == psycopg.pq.TransactionStatus.IDLE
     assert out["after"][0] == bodies[0]
     # Setup, its read-only twin, and one statement per function called: me, my_groups,
