@@ -198,6 +198,7 @@ SETUP = sql.SQL(
 PREPARED_SETUP = SETUP.as_string(None)
 PREPARED_SETUP_READ_ONLY = PREPARED_SETUP + ", set_config('transaction_read_only', 'on', true)"
 ROLLBACK = sql.SQL("rollback")
+DEALLOCATE_ALL = sql.SQL("deallocate all")
 # psycopg prepares a statement when asked to, or once it has run this many times
 # on a connection; the prepared mode asks, and nothing else is prepared.
 NEVER_BY_COUNT = 2**62
@@ -301,12 +302,24 @@ async def prepared_call(conn: psycopg.AsyncConnection[Any], fn: Function,
     parsed and planned once per connection) in one pipeline ending with one Sync:
     one round trip, one implicit transaction that commits at the Sync, or rolls
     back entirely when either statement fails. The call is parsed after the setup
-    has run, so under the caller's role."""
+    has run, so under the caller's role.
+
+    When a statement prepared in this very call then fails to run, psycopg forgets
+    its name but the server keeps it, and the next call prepares it again under a
+    new name: every such failure would leave one more statement on the
+    connection. So after any failure the connection's statements are all
+    deallocated (psycopg clears its own record on seeing DEALLOCATE ALL); the
+    next calls prepare theirs again."""
     setup, call = conn.cursor(), conn.cursor()
-    async with conn.pipeline():
-        await setup.execute(PREPARED_SETUP_READ_ONLY if read_only else PREPARED_SETUP,
-                            values[:6], prepare=True)
-        await call.execute(fn.query, values[6:], prepare=True)  # type: ignore[arg-type]
+    try:
+        async with conn.pipeline():
+            await setup.execute(PREPARED_SETUP_READ_ONLY if read_only else PREPARED_SETUP,
+                                values[:6], prepare=True)
+            await call.execute(fn.query, values[6:], prepare=True)  # type: ignore[arg-type]
+    except psycopg.errors.Error:
+        if not conn.broken:
+            await conn.execute(DEALLOCATE_ALL)
+        raise
     return await call.fetchone()
 
 
