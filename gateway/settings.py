@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # Development only: `make run` and the tests use it when JWT_SECRET is unset.
 DEV_JWT_SECRET = "joinery-development-secret-change-me-0123456789"
@@ -22,24 +26,24 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value != "" else default
 
 
-def _int(name: str, default: int) -> int:
+def _parsed(name: str, default: T, parse: Callable[[str], T], what: str) -> T:
+    """The variable `name` read by `parse`, or `default` when unset; a value that
+    cannot be read is refused with the variable's name."""
     value = _env(name)
     if value is None:
         return default
     try:
-        return int(value)
+        return parse(value)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {value!r}") from None
+        raise ValueError(f"{name} must be {what}, not {value!r}") from None
+
+
+def _int(name: str, default: int) -> int:
+    return _parsed(name, default, int, "a whole number")
 
 
 def _float(name: str, default: float) -> float:
-    value = _env(name)
-    if value is None:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, not {value!r}") from None
+    return _parsed(name, default, float, "a number")
 
 
 def _flag(name: str, default: bool) -> bool:
