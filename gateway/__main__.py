@@ -120,10 +120,14 @@ def main(argv: list[str] | None = None) -> int:
                    expires_in=args.expires_in))
     elif args.command == "dev":
         from .jwt_auth import mint
+        from .startup import start_problem
 
         if not settings.development or not settings.jwt_secret:
             print("python -m gateway dev: development only: set JOINERY_ENV=development "
                   "(make run does)", file=sys.stderr)
+            return 2
+        if (problem := start_problem(settings)) is not None:  # before any user is made
+            print(f"python -m gateway dev: refusing to start: {problem}", file=sys.stderr)
             return 2
         user = dev_user(database_url)
         token = mint(settings.jwt_secret, user, email="dev@example.com", expires_in=86400)

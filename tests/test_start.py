@@ -241,3 +241,13 @@ def test_check_config_finds_missing_grants(database_url: str, admin) -> None:
             f'denied to set role "service_role"): grant service_role to {role}\n')
     finally:
         admin.execute(f"drop role {role}")
+
+
+def test_dev_command_refuses_a_host_off_loopback(database_url: str, admin) -> None:
+    before = admin.execute("select count(*) from auth.users").fetchone()
+    done = run("dev", environment(database_url, JOINERY_ENV="development", HOST="0.0.0.0"))
+    assert done.returncode == 2
+    assert done.stderr.startswith("python -m gateway dev: refusing to start: "
+                                  "JOINERY_ENV=development serves the development sign-in")
+    assert done.stderr.count("\n") == 1
+    assert admin.execute("select count(*) from auth.users").fetchone() == before
