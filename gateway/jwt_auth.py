@@ -103,6 +103,8 @@ def _build_keys(jwks: dict[str, Any] | None, strict: bool = True) -> list[_Key]:
             raise ValueError(f"JWKS key #{index} is not an object")
         if data.get("use") == "enc" or data.get("kty") not in _KTY_FOR_ALG.values():
             continue  # not a signing key we could ever use
+        if not strict and data.get("kty") == "oct":
+            continue  # a shared secret published for anyone to read signs nothing here
         try:
             key = PyJWK(data)
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):

@@ -70,7 +70,11 @@ class JwksServer:
                     return
                 body = {"ok": json.dumps({"keys": [k.jwk for k in keys]}).encode(),
                         "garbage": b"<html>not json</html>",
-                        "empty": b'{"keys": [{"kty": "EC", "crv": "P-256", "x": "AA"}]}'}[mode]
+                        "empty": b'{"keys": [{"kty": "EC", "crv": "P-256", "x": "AA"}]}',
+                        # A shared secret published at a URL is no key at all.
+                        "secret": b'{"keys": [{"kty": "oct", "kid": "s", "alg": "HS256", '
+                                  b'"k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0"}]}',
+                        }[mode]
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 if age is not None:
@@ -245,7 +249,7 @@ def test_a_flood_of_unknown_kids_fetches_once_per_interval(server: JwksServer, e
     asyncio.run(run())
 
 
-@pytest.mark.parametrize("mode", ["error", "garbage", "empty", "down"])
+@pytest.mark.parametrize("mode", ["error", "garbage", "empty", "secret", "down"])
 def test_last_good_keys_survive_a_failing_issuer(server: JwksServer, es1: Key,
                                                  mode: str) -> None:
     clock = Clock()
@@ -263,7 +267,8 @@ def test_last_good_keys_survive_a_failing_issuer(server: JwksServer, es1: Key,
     assert keys.current.kids == ["es-1"]
     assert verifier.verify(es1.token(sub="after"))["sub"] == "after"
     expected = {"error": "HTTP 500", "garbage": "not a JWKS: not JSON",
-                "empty": "no usable signing key in the document"}
+                "empty": "no usable signing key in the document",
+                "secret": "no usable signing key in the document"}
     if mode in expected:
         assert keys.last_error == expected[mode]
     else:
