@@ -150,12 +150,30 @@ class RemoteKeys:
         self._install(keys, age)
         return True
 
-    async def refresh(self) -> bool:
-        """One fetch in a thread; callers arriving meanwhile share it."""
+    def _start(self) -> asyncio.Future[bool]:
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(asyncio.to_thread(self.refresh_now))
             self._inflight.add_done_callback(self._done)
-        return await asyncio.shield(self._inflight)
+        return self._inflight
+
+    async def refresh(self) -> bool:
+        """One fetch in a thread; callers arriving meanwhile share it."""
+        return await asyncio.shield(self._start())
+
+    def _may_fetch(self) -> bool:
+        return self.last_attempt is None or self.clock() - self.last_attempt >= self.min_refresh
+
+    def unknown_kid(self) -> None:
+        """Called by the verifier (synchronous, e.g. a WebSocket join) on an unknown key
+        id: starts a fetch in the background when one is allowed, so a retry finds
+        the new keys; the HTTP path also waits for it (refresh_for_unknown_kid)."""
+        if self._inflight is not None or not self._may_fetch():
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a tool): nothing to fetch with
+            return
+        self._start()
 
     def _done(self, future: asyncio.Future[bool]) -> None:
         self._inflight = None
@@ -167,7 +185,7 @@ class RemoteKeys:
         less than JWKS_MIN_REFRESH ago (then False at once). True when new keys came."""
         if self._inflight is not None:
             return await asyncio.shield(self._inflight)
-        if self.last_attempt is not None and self.clock() - self.last_attempt < self.min_refresh:
+        if not self._may_fetch():
             return False
         before = self._generation
         return await self.refresh() and self._generation != before

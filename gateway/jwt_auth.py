@@ -182,6 +182,8 @@ class KeySource(Protocol):
     @property
     def generation(self) -> int: ...
 
+    def unknown_kid(self) -> None: ...
+
 
 class Verifier:
     def __init__(self, config: JwtConfig, remote: KeySource | None = None) -> None:
@@ -218,6 +220,8 @@ class Verifier:
         if not matches and remote is not None and isinstance(kid, str):
             matches = remote.by_kid.get(kid)
         if not matches:
+            if self._remote is not None:
+                self._remote.unknown_kid()  # they may have rotated: fetch again if allowed
             raise UnknownKeyId()
         fitting = [k.key for k in matches if k.fits(alg)]
         if not fitting:

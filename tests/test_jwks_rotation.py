@@ -183,6 +183,29 @@ def test_newly_published_key_is_accepted_within_one_refresh(
     asyncio.run(run())
 
 
+def test_a_synchronous_check_starts_the_fetch_a_retry_finds(
+        server: JwksServer, es1: Key, rs2: Key) -> None:
+    """As a WebSocket join verifies: refused at once, the keys fetched behind it."""
+    clock = Clock()
+    server.publish(es1)
+    keys, verifier = remote(server, clock)
+    assert keys.refresh_now()
+    server.publish(es1, rs2)
+    clock.now += 30
+
+    async def run() -> None:
+        with pytest.raises(UnknownKeyId):
+            verifier.verify(rs2.token())
+        with pytest.raises(UnknownKeyId):  # a second one joins the fetch in flight
+            verifier.verify(rs2.token(sub="u2"))
+        assert keys._inflight is not None
+        assert await keys._inflight is True
+        assert verifier.verify(rs2.token(sub="u3"))["sub"] == "u3"
+        assert server.fetches == 2
+
+    asyncio.run(run())
+
+
 def test_removed_key_stops_working_when_the_cache_expires(
         server: JwksServer, es1: Key, rs2: Key) -> None:
     clock = Clock()
