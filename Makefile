@@ -15,6 +15,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: run test test-citus migrate lint deps venv stop-db check
 
+# Development mode (the development secret and sign-in, loopback only) is set here
+# for the targets that run the gateway on this machine, and never defaults on.
+run test test-citus check bench bench-citus soak: export JOINERY_ENV = development
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip

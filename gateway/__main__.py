@@ -1,4 +1,4 @@
-"""python -m gateway serve | dev | token | migrate | mailer | audit-prune | types"""
+"""python -m gateway serve | dev | check-config | token | migrate | mailer | audit-prune | types"""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ import uuid
 from .settings import DEV_DATABASE_URL, Settings
 
 
-def serve(settings: Settings, workers: int) -> int:
+def serve(settings: Settings, workers: int, command: str = "serve") -> int:
     from .serve import serve as run
+    from .startup import start_problem
 
+    problem = start_problem(settings)
+    if problem is not None:  # one line, no traceback, nothing served
+        print(f"python -m gateway {command}: refusing to start: {problem}", file=sys.stderr)
+        return 2
     return run(settings.host, settings.port, workers)
 
 
@@ -38,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="run the HTTP gateway")
     p_serve.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "0") or 0),
                          help="worker processes (default: WORKERS, else one per core)")
-    sub.add_parser("dev", help="print a development token and curl line, then serve")
+    sub.add_parser("dev", help="print a development token and curl line, then serve "
+                              "(JOINERY_ENV=development)")
+    sub.add_parser("check-config", help="check settings, keys, database, grants and "
+                                        "migrations without serving")
     p_token = sub.add_parser("token", help="mint a development token (HS256, JWT_SECRET)")
     p_token.add_argument("--sub", required=True, type=uuid.UUID)
     p_token.add_argument("--role", default="authenticated",
@@ -57,6 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("types", help="print a TypeScript Database type of the api functions "
                                  "for supabase-js (createClient<Database>)")
     args = parser.parse_args(argv)
+    if args.command == "check-config":
+        from .tools.check import check
+
+        problems = check(os.environ.get("DATABASE_URL") or None)
+        for line in problems:
+            print(f"check-config: {line}", file=sys.stderr)
+        if not problems:
+            print("check-config: ok")
+        return 1 if problems else 0
     try:
         settings = Settings.from_env()
     except ValueError as exc:  # a setting that cannot be read: say which, no traceback
@@ -103,8 +120,15 @@ def main(argv: list[str] | None = None) -> int:
                    expires_in=args.expires_in))
     elif args.command == "dev":
         from .jwt_auth import mint
+        from .startup import start_problem
 
-        assert settings.jwt_secret
+        if not settings.development or not settings.jwt_secret:
+            print("python -m gateway dev: development only: set JOINERY_ENV=development "
+                  "(make run does)", file=sys.stderr)
+            return 2
+        if (problem := start_problem(settings)) is not None:  # before any user is made
+            print(f"python -m gateway dev: refusing to start: {problem}", file=sys.stderr)
+            return 2
         user = dev_user(database_url)
         token = mint(settings.jwt_secret, user, email="dev@example.com", expires_in=86400)
         base = f"http://{settings.host}:{settings.port}"
@@ -116,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"curl -s -X POST {base}/rest/v1/rpc/create_group \\\n"
               f"  -H 'Authorization: Bearer {token}' \\\n"
               "  -H 'Content-Type: application/json' -d '{\"name\": \"My group\"}'\n", flush=True)
-        return serve(settings, 1)
+        return serve(settings, 1, "dev")
     else:
         return serve(settings, args.workers)
     return 0

@@ -7,13 +7,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 import orjson
 from jwt import PyJWK
 
-__all__ = ["ALLOWED_ROLES", "CachedVerifier", "InvalidToken", "JwtConfig", "Verifier", "mint"]
+__all__ = ["ALLOWED_ROLES", "CachedVerifier", "InvalidToken", "JwtConfig", "KeySet",
+           "UnknownKeyId", "Verifier", "mint"]
 
 ALLOWED_ROLES = frozenset({"anon", "authenticated", "service_role"})
 ALLOWED_ALGS = frozenset({"HS256", "ES256", "RS256"})
@@ -25,12 +26,21 @@ class InvalidToken(Exception):
     """message is safe to show the client (never contains the token)."""
 
 
+class UnknownKeyId(InvalidToken):
+    """The token names a key id no configured key has: keys published at a URL
+    may have rotated since they were fetched (gateway/jwks.py fetches again)."""
+
+    def __init__(self) -> None:
+        super().__init__("unknown key id")
+
+
 @dataclass(frozen=True)
 class JwtConfig:
     secret: str | None
     jwks: dict[str, Any] | None
     audience: str | None
     leeway: int = 30
+    require_exp: bool = True
 
     def __post_init__(self) -> None:
         if self.secret is not None and len(self.secret) < _MIN_SECRET_LEN:
@@ -42,7 +52,8 @@ class JwtConfig:
 
     @classmethod
     def from_values(
-        cls, secret: str | None, jwks_text: str | None, audience: str | None
+        cls, secret: str | None, jwks_text: str | None, audience: str | None,
+        require_exp: bool = True,
     ) -> JwtConfig:
         """jwks_text is JSON text of a JWKS, or a path to a file holding it (if it does not
         start with '{'). Empty strings mean unset."""
@@ -62,7 +73,8 @@ class JwtConfig:
                 raise ValueError("JWKS must be a JSON object")
             # A single JWK is accepted as a one-key set.
             jwks = parsed if "keys" in parsed else {"keys": [parsed]}
-        return cls(secret=secret or None, jwks=jwks, audience=audience or None)
+        return cls(secret=secret or None, jwks=jwks, audience=audience or None,
+                   require_exp=require_exp)
 
 
 @dataclass(frozen=True)
@@ -79,18 +91,29 @@ class _Key:
         return alg != "ES256" or self.crv in (None, "P-256")
 
 
-def _build_keys(jwks: dict[str, Any] | None) -> list[_Key]:
+def _build_keys(jwks: dict[str, Any] | None, strict: bool = True) -> list[_Key]:
+    """The signing keys of a JWKS. strict: a key that cannot be used is an error (a
+    set the operator wrote); else it is skipped (a set fetched from an issuer, which
+    may publish keys of kinds this gateway does not use)."""
     keys: list[_Key] = []
     for index, data in enumerate((jwks or {}).get("keys", [])):
         if not isinstance(data, dict):
+            if not strict:
+                continue
             raise ValueError(f"JWKS key #{index} is not an object")
         if data.get("use") == "enc" or data.get("kty") not in _KTY_FOR_ALG.values():
             continue  # not a signing key we could ever use
+        if not strict and data.get("kty") == "oct":
+            continue  # a shared secret published for anyone to read signs nothing here
         try:
             key = PyJWK(data)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            if not strict:
+                continue
             # The library's message may embed key material: do not propagate it.
             raise ValueError(f"JWKS key #{index} is invalid or unsupported") from None
+        if not strict and key.algorithm_name not in ALLOWED_ALGS:
+            continue
         kid, crv = data.get("kid"), data.get("crv")
         keys.append(
             _Key(
@@ -123,19 +146,54 @@ def _role_text(value: object) -> str:
     return f"of type {type(value).__name__}"
 
 
-class Verifier:
-    def __init__(self, config: JwtConfig) -> None:
-        self._config = config
-        self._secret: bytes | None = config.secret.encode() if config.secret else None
-        self._has_jwks = config.jwks is not None
-        keys = _build_keys(config.jwks)
-        self._by_kid: dict[str, list[_Key]] = {}
+class KeySet:
+    """Keys by key id and by algorithm, as the verifier looks them up."""
+
+    def __init__(self, keys: list[_Key], fingerprint: str = "") -> None:
+        self.keys = keys
+        self.fingerprint = fingerprint  # tells one fetched document's keys from another's
+        self.by_kid: dict[str, list[_Key]] = {}
         for key in keys:
             if key.kid is not None:
-                self._by_kid.setdefault(key.kid, []).append(key)
-        self._by_alg: dict[str, list[Any]] = {
-            alg: [k.key for k in keys if k.fits(alg)] for alg in ALLOWED_ALGS
-        }
+                self.by_kid.setdefault(key.kid, []).append(key)
+        self.by_alg: dict[str, list[Any]] = {
+            alg: [k.key for k in keys if k.fits(alg)] for alg in ALLOWED_ALGS}
+
+    @classmethod
+    def parse(cls, jwks: object) -> KeySet:
+        """The usable signing keys of a fetched document (others skipped); ValueError
+        when it is not a JWKS."""
+        if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+            raise ValueError('not a JSON object with a "keys" list')
+        return cls(_build_keys(jwks, strict=False),
+                   json.dumps(jwks["keys"], sort_keys=True, default=str))
+
+    @property
+    def kids(self) -> list[str]:
+        return sorted(self.by_kid)
+
+
+class KeySource(Protocol):
+    """Keys that change while the process runs (gateway/jwks.py, JWT_JWKS_URL)."""
+
+    @property
+    def current(self) -> KeySet: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    def unknown_kid(self) -> None: ...
+
+
+class Verifier:
+    def __init__(self, config: JwtConfig, remote: KeySource | None = None) -> None:
+        self._config = config
+        self._secret: bytes | None = config.secret.encode() if config.secret else None
+        self._remote = remote
+        self._has_jwks = config.jwks is not None or remote is not None
+        static = KeySet(_build_keys(config.jwks))
+        self._by_kid = static.by_kid
+        self._by_alg = static.by_alg
         if self._secret is not None:
             self._by_alg["HS256"].insert(0, self._secret)
         aud = config.audience is not None
@@ -144,15 +202,27 @@ class Verifier:
             options={"verify_aud": aud, "verify_iat": False, "require": ["aud"] if aud else []}
         )
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever the remote keys do (cached verdicts are then forgotten)."""
+        return self._remote.generation if self._remote is not None else 0
+
     def _candidates(self, header: dict[str, Any], alg: str) -> list[Any]:
         kid = header.get("kid")
+        remote = self._remote.current if self._remote is not None else None
         if kid is None:
-            return self._by_alg[alg]
+            if remote is None:
+                return self._by_alg[alg]
+            return self._by_alg[alg] + remote.by_alg[alg]
         if alg == "HS256" and not self._has_jwks:
             return [self._secret] if self._secret is not None else []
-        matches = self._by_kid.get(kid)
+        matches = self._by_kid.get(kid) if isinstance(kid, str) else None
+        if not matches and remote is not None and isinstance(kid, str):
+            matches = remote.by_kid.get(kid)
         if not matches:
-            raise InvalidToken("unknown key id")
+            if self._remote is not None:
+                self._remote.unknown_kid()  # they may have rotated: fetch again if allowed
+            raise UnknownKeyId()
         fitting = [k.key for k in matches if k.fits(alg)]
         if not fitting:
             raise InvalidToken("key id does not match the token algorithm")
@@ -173,6 +243,8 @@ class Verifier:
         if not candidates:
             raise InvalidToken(f"no key configured for {alg}")
         claims = self._decode(token, alg, candidates)
+        if self._config.require_exp and "exp" not in claims:
+            raise InvalidToken("token has no exp claim")
         for name in _TIME_CLAIMS:
             value = claims.get(name)
             if value is not None and not _is_time(value):
@@ -234,9 +306,13 @@ class CachedVerifier:
         self._max_age = max_age
         self._leeway = verifier._config.leeway
         self._cache: dict[str, tuple[dict[str, Any], float]] = {}
+        self._generation = verifier.generation
 
     def verify(self, token: str) -> dict[str, Any]:
         now = time.time()
+        if self._verifier.generation != self._generation:  # keys rotated: judge again
+            self._cache.clear()
+            self._generation = self._verifier.generation
         hit = self._cache.get(token)
         if hit is not None:
             if now < hit[1]:

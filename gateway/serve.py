@@ -102,6 +102,7 @@ def serve(host: str, port: int, workers: int, app: str = APP) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if workers <= 0:
         workers = default_workers()
+    os.environ["WORKERS"] = str(workers)  # each process's start-up line says how many
     if workers == 1:
         uvicorn.Server(_config(host, port, app)).run()
         return 0

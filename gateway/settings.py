@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextvars
+import ipaddress
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import TypeVar
 
 T = TypeVar("T")
 
-# Development only: `make run` and the tests use it when JWT_SECRET is unset.
+# Development only (JOINERY_ENV=development): `make run` and the tests use it when
+# JWT_SECRET is unset. Outside development mode the gateway refuses to start with it.
+DEVELOPMENT = "development"
 DEV_JWT_SECRET = "joinery-development-secret-change-me-0123456789"
 DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329/joinery"
 # Request headers copied into request.headers for SQL: the ones PostgREST users read.
@@ -21,8 +25,13 @@ DEFAULT_SQL_HEADERS = ("accept,accept-language,content-type,host,origin,prefer,r
 PRIVATE_HEADERS = frozenset({b"authorization", b"apikey", b"cookie"})
 
 
+# Where variables are read from: the environment, or (Settings.defaults) nothing.
+_ENVIRON: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "environ", default=os.environ)
+
+
 def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name, "")
+    value = _ENVIRON.get().get(name, "")
     return value if value != "" else default
 
 
@@ -103,15 +112,37 @@ class Settings:
     # development sign-in creates users with (used only with DEV_JWT_SECRET).
     sign_in_url: str | None = None
     admin_database_url: str = DEV_DATABASE_URL
+    # JOINERY_ENV: "development" or "production" (unset).
+    env: str = "production"
+    # Keys published at a URL (Supabase Auth's /auth/v1/.well-known/jwks.json):
+    # fetched at start, kept per Cache-Control max-age within these bounds.
+    jwt_jwks_url: str | None = None
+    jwks_min_refresh: float = 30.0
+    jwks_max_age: float = 3600.0
+    jwt_require_exp: bool = True
+
+    @property
+    def development(self) -> bool:
+        return self.env == DEVELOPMENT
 
     @property
     def dev_sign_in(self) -> bool:
-        """The development sign-in exists only while the development secret is in use."""
-        return self.jwt_secret == DEV_JWT_SECRET
+        """The development sign-in exists only in development mode, and only while the
+        development secret is in use."""
+        return self.development and self.jwt_secret == DEV_JWT_SECRET
+
+    @classmethod
+    def defaults(cls) -> Settings:
+        """The settings with no variable set (what the start-up line compares with)."""
+        return contextvars.copy_context().run(_defaults)
 
     @classmethod
     def from_env(cls) -> Settings:
+        env = (_env("JOINERY_ENV", "production") or "production").lower()
+        if env not in (DEVELOPMENT, "production"):
+            raise ValueError(f"JOINERY_ENV must be development or production, not {env!r}")
         jwks = _env("JWT_JWKS")
+        jwks_url = _env("JWT_JWKS_URL")
         database_url = _env("GATEWAY_DATABASE_URL") or authenticator_url(
             _env("DATABASE_URL", DEV_DATABASE_URL) or DEV_DATABASE_URL)
         return cls(
@@ -119,8 +150,9 @@ class Settings:
             # LISTEN needs a session: behind PgBouncer in transaction mode, point this
             # at PostgreSQL itself (or a session-mode pool).
             listen_database_url=_env("LISTEN_DATABASE_URL", database_url) or database_url,
-            # With a JWKS alone, no shared secret is assumed.
-            jwt_secret=_env("JWT_SECRET", None if jwks else DEV_JWT_SECRET),
+            # The development secret only in development mode, and not beside a JWKS.
+            jwt_secret=_env("JWT_SECRET", None if jwks or jwks_url or env != DEVELOPMENT
+                            else DEV_JWT_SECRET),
             jwt_jwks=jwks,
             jwt_aud=_env("JWT_AUD"),
             host=_env("HOST", "127.0.0.1") or "127.0.0.1",
@@ -168,7 +200,33 @@ class Settings:
             db_probe_interval=_float("DB_PROBE_INTERVAL_MS", 250) / 1000,
             sign_in_url=_env("SIGN_IN_URL"),
             admin_database_url=_env("DATABASE_URL", DEV_DATABASE_URL) or DEV_DATABASE_URL,
+            env=env,
+            jwt_jwks_url=jwks_url,
+            jwks_min_refresh=_float("JWKS_MIN_REFRESH", 30),
+            jwks_max_age=_float("JWKS_MAX_AGE", 3600),
+            jwt_require_exp=_flag("JWT_REQUIRE_EXP", True),
         )
+
+    def changed(self) -> dict[str, object]:
+        """Fields whose value differs from the default, by name."""
+        default = Settings.defaults()
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
+
+def _defaults() -> Settings:
+    _ENVIRON.set({})
+    return Settings.from_env()
+
+
+def is_loopback(host: str) -> bool:
+    """HOST names this machine only (127.0.0.0/8, ::1 or localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def authenticator_url(database_url: str) -> str:

@@ -132,6 +132,9 @@ def start_gateway(database_url: str, log_path: Path, port: int | None = None,
         **os.environ,
         "GATEWAY_DATABASE_URL": authenticator_url(database_url),
         "JWT_SECRET": JWT_SECRET,
+        # As `make test` runs it: development mode (the page tests' development
+        # sign-in needs it); tests of production starts pass JOINERY_ENV="".
+        "JOINERY_ENV": "development",
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "POOL_MAX": "20",

@@ -304,3 +304,13 @@ def test_cached_verifier_does_not_cache_failures_and_stays_bounded() -> None:
         cached.verify(token)
     assert len(cached._cache) == 2
     assert tokens[0] not in cached._cache
+
+
+def test_token_without_exp_rejected() -> None:
+    assert _rejects(_verifier(), _hs(_claims(exp=None))) == "token has no exp claim"
+
+
+def test_token_without_exp_accepted_when_not_required() -> None:
+    claims = _claims(exp=None)
+    verifier = Verifier(JwtConfig(secret=SECRET, jwks=None, audience=None, require_exp=False))
+    assert verifier.verify(_hs(claims)) == claims

@@ -21,7 +21,8 @@ from starlette.routing import Route, WebSocketRoute
 
 from .. import db
 from ..breaker import Breaker
-from ..jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
+from ..jwks import RemoteKeys
+from ..jwt_auth import CachedVerifier, InvalidToken, UnknownKeyId, Verifier
 from ..mail.worker import Mailer
 from ..pages import routes as page_routes
 from ..realtime.access import Access
@@ -29,6 +30,7 @@ from ..realtime.hub import Hub
 from ..realtime.socket import websocket
 from ..realtime.sse import realtime
 from ..settings import Settings
+from ..startup import jwt_config, start_problem, summary
 from . import openapi
 from .arguments import body_missing, check_length, check_profile_value, parse_body
 from .errors import ApiError, json_response, unavailable
@@ -47,8 +49,12 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.verifier = CachedVerifier(Verifier(
-            JwtConfig.from_values(settings.jwt_secret, settings.jwt_jwks, settings.jwt_aud)))
+        problem = start_problem(settings)
+        if problem is not None:  # serve says so before it starts; any other way in too
+            raise RuntimeError(problem)
+        self.remote_keys = RemoteKeys(settings.jwt_jwks_url, settings.jwks_min_refresh,
+                                      settings.jwks_max_age) if settings.jwt_jwks_url else None
+        self.verifier = CachedVerifier(Verifier(jwt_config(settings), self.remote_keys))
         self.breaker = Breaker(settings.database_url, settings.db_probe_interval)
         self.pool = db.make_pool(
             settings.database_url, settings.pool_min, settings.pool_max,
@@ -59,16 +65,16 @@ class Gateway:
         self.access = Access(settings)
         self.mailer = make_mailer(settings) if settings.smtp_url else None
 
-    def identity(self, request: Request, query_token: bool = False) -> db.Identity:
+    async def identity(self, request: Request, query_token: bool = False) -> db.Identity:
         """Bearer token, else an apikey header holding a JWT, else (where allowed) an
         access_token query parameter, else anon."""
         headers = request.headers
-        return self.identify(
+        return await self.identify(
             headers.get("authorization"), headers.get("apikey"),
             (request.query_params.get("access_token") or None) if query_token else None)
 
-    def identify(self, authorization: str | None, apikey: str | None,
-                 query_token: str | None = None) -> db.Identity:
+    async def identify(self, authorization: str | None, apikey: str | None,
+                       query_token: str | None = None) -> db.Identity:
         """identity() from the header values themselves (the fast path has them)."""
         token = None
         if authorization is not None:
@@ -83,7 +89,15 @@ class Gateway:
         if token is None:
             return db.Identity("anon", {"role": "anon"})
         try:
-            claims = self.verifier.verify(token)
+            try:
+                claims = self.verifier.verify(token)
+            except UnknownKeyId:
+                # Keys published at a URL may have rotated: fetch them again (at most
+                # once per JWKS_MIN_REFRESH; requests meanwhile share that fetch).
+                if self.remote_keys is None \
+                        or not await self.remote_keys.refresh_for_unknown_kid():
+                    raise
+                claims = self.verifier.verify(token)
         except InvalidToken as exc:
             raise invalid_token(str(exc)) from None
         return db.Identity(claims["role"], claims)
@@ -158,7 +172,7 @@ async def rpc(request: Request) -> Response:
     """POST|GET /rest/v1/rpc/{fn}, as PostgREST answers it."""
     gw: Gateway = request.app.state.gateway
     check_profile(request)
-    who = gw.identity(request)
+    who = await gw.identity(request)
     if request.method == "POST":
         args = await json_object(request, gw.settings.max_body_bytes)
     else:
@@ -172,7 +186,7 @@ def seed_endpoint(route: SeedRoute) -> Callable[[Request], Awaitable[Response]]:
 
     async def endpoint(request: Request) -> Response:
         gw: Gateway = request.app.state.gateway
-        who = gw.identity(request)
+        who = await gw.identity(request)
         body = await json_object(request, gw.settings.max_body_bytes) if route.takes_body else {}
         args = route.arguments(request.path_params, body)
         result = await gw.invoke(request, route.function, args, who)
@@ -223,6 +237,12 @@ async def metrics(request: Request) -> Response:
                     gauges["mail_queue_depth"], gauges["mail_failed"] = row
     counters = {"catalog_reloads_total": gw.catalog.reloads,
                 "database_outages_total": gw.breaker.opened}
+    if gw.remote_keys is not None:  # JWT_JWKS_URL: fetches, failures, the keys held
+        keys = gw.remote_keys
+        counters["jwks_fetches_total"] = keys.fetches
+        counters["jwks_fetch_failures_total"] = keys.failures
+        gauges["jwks_fetch_failing"] = int(keys.failing)
+        gauges["jwks_keys"] = len(keys.current.keys)
     return Response(gw.metrics.render(gauges, counters), media_type="text/plain; version=0.0.4")
 
 
@@ -262,6 +282,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        remote = gateway.remote_keys
+        if remote is not None:  # fetched before the first request, then kept current
+            await remote.refresh()
+            remote.start()
+        logging.getLogger("joinery.start").info(
+            summary(settings, remote.current.kids if remote is not None else None))
         await gateway.pool.open(wait=False)
         with contextlib.suppress(Exception):
             await gateway.catalog.load(gateway.pool)
@@ -278,6 +304,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if gateway.mailer is not None:
                 await gateway.mailer.stop()
             await gateway.hub.stop()
+            if remote is not None:
+                await remote.stop()
             await gateway.breaker.stop()
             await gateway.pool.close()
             ACCESS.flush()

@@ -205,7 +205,7 @@ class FastPath:
                 if (profile := get(name)) is not None:
                     check_profile_value(profile.decode("latin-1"))
         authorization, apikey = get(b"authorization"), get(b"apikey")
-        who = self.gateway.identify(
+        who = await self.gateway.identify(
             authorization.decode("latin-1") if authorization is not None else None,
             apikey.decode("latin-1") if apikey is not None else None)
         if seed is None:

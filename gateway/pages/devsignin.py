@@ -1,10 +1,11 @@
 """Development sign-in: pick or create a user and get a token, as a Supabase
 Auth redirect would give one (`redirect_to#access_token=...`).
 
-It exists only while the gateway verifies tokens with the development secret
-(DEV_JWT_SECRET, public in this repository, so anyone can mint tokens then
-anyway); with any other secret, or a JWKS alone, both routes answer 404 and
-no token is minted. Users are created through DATABASE_URL (an owner
+It exists only in development mode (JOINERY_ENV=development, loopback HOST)
+while the gateway verifies tokens with the development secret (DEV_JWT_SECRET,
+public in this repository, so anyone can mint tokens then anyway); otherwise,
+with any other secret, or a JWKS alone, both routes answer 404 and no token
+is minted. Users are created through DATABASE_URL (an owner
 connection), which the gateway otherwise never uses."""
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def _not_found() -> Response:
 
 def _enabled(request: Request) -> bool:
     settings = settings_of(request)
-    return settings.dev_sign_in and settings.jwt_secret == DEV_JWT_SECRET
+    return settings.dev_sign_in and settings.development \
+        and settings.jwt_secret == DEV_JWT_SECRET
 
 
 def safe_redirect(target: str) -> str:

@@ -63,7 +63,7 @@ async def realtime(request: Request) -> Response:
     topics = list(dict.fromkeys(request.query_params.getlist("topic")))
     if not 1 <= len(topics) <= limit:
         raise ApiError(400, "PGRST100", f"Give between 1 and {limit} topic parameters.")
-    who = gw.identity(request, query_token=True)
+    who = await gw.identity(request, query_token=True)
     held = take_slot(gw, who.claims)
     handed_over = False
     try:
