@@ -1,4 +1,5 @@
-"""python -m gateway serve | dev | token | migrate | mailer | audit-prune | types"""
+"""python -m gateway serve | dev | token | migrate | mailer | audit-prune | types | verify
+| status"""
 
 from __future__ import annotations
 
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     p_prune.add_argument("--months-ahead", type=int, default=3)
     sub.add_parser("types", help="print a TypeScript Database type of the api functions "
                                  "for supabase-js (createClient<Database>)")
+    p_verify = sub.add_parser("verify", help="check the data's invariants, read-only "
+                              "(exit 0: all hold, 1: some broken, 2: could not check)")
+    p_verify.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -84,6 +88,19 @@ def main(argv: list[str] | None = None) -> int:
         except psycopg.OperationalError as exc:
             print(f"types: cannot read the catalogue: {exc}".rstrip(), file=sys.stderr)
             return 1
+    elif args.command == "verify":
+        import psycopg
+
+        from .tools.verify import check, report, report_json
+
+        try:
+            invariants, seconds = check(database_url, settings.verify_statement_timeout_ms,
+                                        settings.mail_max_attempts)
+        except psycopg.Error as exc:
+            print(f"verify: could not check: {exc}".rstrip(), file=sys.stderr)
+            return 2
+        sys.stdout.write((report_json if args.json else report)(invariants, seconds))
+        return 1 if any(inv.broken for inv in invariants) else 0
     elif args.command == "mailer":
         import asyncio
 

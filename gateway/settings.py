@@ -103,6 +103,9 @@ class Settings:
     # development sign-in creates users with (used only with DEV_JWT_SECRET).
     sign_in_url: str | None = None
     admin_database_url: str = DEV_DATABASE_URL
+    # `python -m gateway verify`: the statement and lock timeout of its one
+    # read-only transaction (milliseconds).
+    verify_statement_timeout_ms: int = 60000
 
     @property
     def dev_sign_in(self) -> bool:
@@ -168,6 +171,7 @@ class Settings:
             db_probe_interval=_float("DB_PROBE_INTERVAL_MS", 250) / 1000,
             sign_in_url=_env("SIGN_IN_URL"),
             admin_database_url=_env("DATABASE_URL", DEV_DATABASE_URL) or DEV_DATABASE_URL,
+            verify_statement_timeout_ms=_int("VERIFY_STATEMENT_TIMEOUT_MS", 60000),
         )
 
 
