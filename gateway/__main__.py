@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             invariants, seconds = check(database_url, settings.verify_statement_timeout_ms,
                                         settings.mail_max_attempts)
         except psycopg.Error as exc:
-            print(f"verify: could not check: {exc}".rstrip(), file=sys.stderr)
+            print(f"verify: could not check: {exc.diag.message_primary or exc}",
+                  file=sys.stderr)
             return 2
         sys.stdout.write((report_json if args.json else report)(invariants, seconds))
         return 1 if any(inv.broken for inv in invariants) else 0
