@@ -98,45 +98,44 @@ begin
                or not exists (select from app.registrations r
                               where r.event_id = i.event_id and r.pair_id = i.pair_id
                                 and r.user_id = i.invitee_id))),
+    approved as (
+        select g.id, g.event_id, g.decided_at from app.like_groups g where g.status = 'approved'),
     deciders as (
         select g.id as group_id, a.user_id
-        from app.like_groups g
-        join app.event_authors a on a.event_id = g.event_id
-        where g.status = 'approved' and a.created_at <= g.decided_at),
-    tally as (
-        select g.id,
-               (select pg_catalog.count(*) from app.like_group_approvals v
-                join deciders d on d.group_id = g.id and d.user_id = v.author_id
-                where v.event_id = g.event_id and v.group_id = g.id and v.approved) as received,
-               least((select pg_catalog.count(*) from deciders d where d.group_id = g.id),
-                     (select pg_catalog.count(*) from app.like_group_members m
-                      where m.event_id = g.event_id and m.group_id = g.id)) as needed
-        from app.like_groups g where g.status = 'approved'),
+        from approved g
+        join app.event_authors a on a.event_id = g.event_id and a.created_at <= g.decided_at),
+    like_members as (
+        select g.id as group_id, m.user_id
+        from approved g
+        join app.like_group_members m on m.event_id = g.event_id and m.group_id = g.id),
     short_tally as (
-        select t.id::text as id from tally t where t.received < t.needed),
+        select g.id::text as id from approved g
+        left join (select d.group_id, pg_catalog.count(*) as n from deciders d
+                   group by d.group_id) dc on dc.group_id = g.id
+        left join (select m.group_id, pg_catalog.count(*) as n from like_members m
+                   group by m.group_id) mc on mc.group_id = g.id
+        left join (select v.group_id, pg_catalog.count(*) as n from app.like_group_approvals v
+                   join deciders d on d.group_id = v.group_id and d.user_id = v.author_id
+                   where v.approved group by v.group_id) rc on rc.group_id = g.id
+        where coalesce(rc.n, 0) < least(coalesce(dc.n, 0), coalesce(mc.n, 0))),
+    expected as (
+        select m.group_id, m.user_id from like_members m
+        union
+        select d.group_id, d.user_id from deciders d),
+    seated as (
+        select c.like_group_id as group_id, p.user_id
+        from approved g
+        join app.chats c on c.event_id = g.event_id and c.like_group_id = g.id
+        join app.chat_participants p on p.event_id = c.event_id and p.chat_id = c.id),
     bad_chats as (
-        select g.id::text as id from app.like_groups g
-        where g.status = 'approved'
-          and ((select pg_catalog.count(*) from app.chats c
-                where c.event_id = g.event_id and c.like_group_id = g.id) <> 1
-               or exists (
-                   (select p.user_id from app.chats c
-                    join app.chat_participants p on p.event_id = c.event_id and p.chat_id = c.id
-                    where c.event_id = g.event_id and c.like_group_id = g.id
-                    except
-                    (select m.user_id from app.like_group_members m
-                     where m.event_id = g.event_id and m.group_id = g.id
-                     union
-                     select d.user_id from deciders d where d.group_id = g.id))
-                   union all
-                   ((select m.user_id from app.like_group_members m
-                     where m.event_id = g.event_id and m.group_id = g.id
-                     union
-                     select d.user_id from deciders d where d.group_id = g.id)
-                    except
-                    select p.user_id from app.chats c
-                    join app.chat_participants p on p.event_id = c.event_id and p.chat_id = c.id
-                    where c.event_id = g.event_id and c.like_group_id = g.id)))),
+        select g.id::text as id from approved g
+        left join (select c.like_group_id, pg_catalog.count(*) as n from app.chats c
+                   group by c.like_group_id) cc on cc.like_group_id = g.id
+        where coalesce(cc.n, 0) <> 1
+        union
+        select coalesce(e.group_id, s.group_id)::text
+        from expected e full join seated s on s.group_id = e.group_id and s.user_id = e.user_id
+        where e.group_id is null or s.group_id is null),
     undecided_chats as (
         select g.id::text as id from app.like_groups g
         where g.status <> 'approved'
