@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     p_verify = sub.add_parser("verify", help="check the data's invariants, read-only "
                               "(exit 0: all hold, 1: some broken, 2: could not check)")
     p_verify.add_argument("--json", action="store_true", help="machine-readable output")
+    p_status = sub.add_parser("status", help="one screen for an operator: migration, "
+                              "mail queue, audit of the last hour, most refused users")
+    p_status.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -102,6 +105,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         sys.stdout.write((report_json if args.json else report)(invariants, seconds))
         return 1 if any(inv.broken for inv in invariants) else 0
+    elif args.command == "status":
+        import psycopg
+
+        from .tools.status import collect
+        from .tools.status import report as status_report
+        from .tools.status import report_json as status_json
+
+        try:
+            status = collect(database_url)
+        except psycopg.Error as exc:
+            print(f"status: cannot read the database: {exc.diag.message_primary or exc}",
+                  file=sys.stderr)
+            return 2
+        sys.stdout.write((status_json if args.json else status_report)(status))
     elif args.command == "mailer":
         import asyncio
 
