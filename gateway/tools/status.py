@@ -20,6 +20,7 @@ def collect(database_url: str, top: int = 5) -> dict[str, Any]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("start transaction isolation level repeatable read, read only")
         conn.execute("set local statement_timeout = '10s'")
+        conn.execute("set local timezone = 'UTC'")  # times shown in UTC, whatever the server's
         table = conn.execute(
             "select n.nspname, c.relname from pg_class c "
             "join pg_namespace n on n.oid = c.relnamespace "
