@@ -211,6 +211,8 @@ async def metrics(request: Request) -> Response:
         "realtime_topics": len(gw.hub.topics),
         "realtime_sse_streams": gw.access.streams,
         "realtime_sockets": gw.access.sockets,
+        # The cap the sockets count runs into (REALTIME_MAX_SOCKETS), for alert rules.
+        "realtime_max_sockets": gw.access.settings.realtime_max_sockets,
     }
     gauges["database_unreachable"] = int(gw.breaker.open)
     if not gw.breaker.open:
