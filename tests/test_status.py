@@ -125,6 +125,15 @@ def test_with_activity(url: str) -> None:
     }
 
 
+def test_only_the_owner_and_service_role_may_call_it(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        grantees = {r[0] for r in conn.execute(
+            "select grantee::regrole::text from pg_proc p, aclexplode(p.proacl) "
+            "where p.oid = 'private.status(integer)'::regprocedure "
+            "and privilege_type = 'EXECUTE'").fetchall()}
+    assert grantees == {"postgres", "service_role"}
+
+
 def test_unreachable_database_exits_2() -> None:
     done = status("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
     assert done.returncode == 2
