@@ -124,6 +124,14 @@ class Settings:
     @property
     def development(self) -> bool:
         return self.env == DEVELOPMENT
+    # `python -m gateway verify`: the statement and lock timeout of its one
+    # read-only transaction (milliseconds).
+    verify_statement_timeout_ms: int = 60000
+    # /metrics: served only on METRICS_PORT (bound to METRICS_HOST) when that is
+    # set; database-derived gauges read at most once per METRICS_DB_INTERVAL seconds.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_db_interval: float = 15.0
 
     @property
     def dev_sign_in(self) -> bool:
@@ -205,6 +213,10 @@ class Settings:
             jwks_min_refresh=_float("JWKS_MIN_REFRESH", 30),
             jwks_max_age=_float("JWKS_MAX_AGE", 3600),
             jwt_require_exp=_flag("JWT_REQUIRE_EXP", True),
+            verify_statement_timeout_ms=_int("VERIFY_STATEMENT_TIMEOUT_MS", 60000),
+            metrics_port=_int("METRICS_PORT", 0) or None,
+            metrics_host=_env("METRICS_HOST", "127.0.0.1") or "127.0.0.1",
+            metrics_db_interval=_float("METRICS_DB_INTERVAL", 15),
         )
 
     def changed(self) -> dict[str, object]:

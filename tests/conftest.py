@@ -139,6 +139,7 @@ def start_gateway(database_url: str, log_path: Path, port: int | None = None,
         "PORT": str(port),
         "POOL_MAX": "20",
         "WORKERS": "1",  # one process unless a test asks for more (the default is one per core)
+        "METRICS_DB_INTERVAL": "0",  # /metrics reads the mail queue at every scrape
         **env,
     }
     log_file = log_path.open("w")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -61,6 +63,7 @@ class Gateway:
             settings.pool_timeout, self.breaker, settings.prepared_statements)
         self.catalog = db.Catalog()
         self.metrics = Metrics()
+        self.metrics_db_at = float("-inf")  # when the database-derived gauges were read
         self.hub = Hub(settings.listen_database_url, self.catalog.invalidate)
         self.access = Access(settings)
         self.mailer = make_mailer(settings) if settings.smtp_url else None
@@ -127,6 +130,52 @@ class Gateway:
         run = db.call if bounded else db.transaction
         return await run(self.pool, fn, args, who, method, path, headers,
                          self.settings.statement_timeout_ms)
+
+
+    def process_metrics(self) -> None:
+        """This process's gauges and counts, written where /metrics reads them."""
+        stats, m = self.pool.get_stats(), self.metrics
+        m.set("pool_size", stats.get("pool_size", 0))
+        m.set("pool_available", stats.get("pool_available", 0))
+        m.set("pool_max", stats.get("pool_max", 0))
+        m.set("pool_requests_waiting", stats.get("requests_waiting", 0))
+        m.set("realtime_topics", len(self.hub.topics))
+        m.set("realtime_sse_streams", self.access.streams)
+        m.set("realtime_sockets", self.access.sockets)
+        m.set("realtime_max_sockets", self.settings.realtime_max_sockets)
+        m.set("database_unreachable", int(self.breaker.open))
+        m.count_to("catalog_reloads", self.catalog.reloads)
+        m.count_to("database_outages", self.breaker.opened)
+        if self.remote_keys is not None:  # JWT_JWKS_URL: fetches, failures, the keys held
+            keys = self.remote_keys
+            m.count_to("jwks_fetches", keys.fetches)
+            m.count_to("jwks_fetch_failures", keys.failures)
+            m.set("jwks_fetch_failing", int(keys.failing))
+            m.set("jwks_keys", len(keys.current.keys))
+
+    async def refresh_metrics(self) -> None:
+        """process_metrics, and the gauges read from the database (mail queue, failed
+        mail) when they are older than METRICS_DB_INTERVAL and the database answers."""
+        self.process_metrics()
+        now = time.monotonic()
+        if self.breaker.open or now - self.metrics_db_at < self.settings.metrics_db_interval:
+            return
+        self.metrics_db_at = now
+        with contextlib.suppress(Exception):
+            async with self.pool.connection(timeout=1) as conn, conn.transaction():
+                await conn.execute("set local role service_role")
+                row = await (await conn.execute(
+                    "select private.mail_queue_depth(), private.mail_failed_count()")).fetchone()
+                if row is not None:
+                    self.metrics.set("mail_queue_depth", row[0])
+                    self.metrics.set("mail_failed", row[1])
+
+    async def refresh_metrics_forever(self) -> None:
+        """Every second: a worker that no scrape reaches keeps its values current."""
+        while True:
+            with contextlib.suppress(Exception):
+                await self.refresh_metrics()
+            await asyncio.sleep(1)
 
 
 def make_mailer(settings: Settings) -> Mailer:
@@ -213,37 +262,11 @@ async def openapi_json(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus text: requests, latency, pool use, realtime subscribers and, when
-    the database answers, the mail queue depth and the messages given up on. Per process."""
+    """Prometheus text: requests, latency, pool use, realtime, the breaker and the
+    mail queue, summed across the worker processes of `serve` (observe.Metrics)."""
     gw: Gateway = request.app.state.gateway
-    stats = gw.pool.get_stats()
-    gauges: dict[str, float] = {
-        "pool_size": stats.get("pool_size", 0),
-        "pool_available": stats.get("pool_available", 0),
-        "pool_max": stats.get("pool_max", 0),
-        "pool_requests_waiting": stats.get("requests_waiting", 0),
-        "realtime_topics": len(gw.hub.topics),
-        "realtime_sse_streams": gw.access.streams,
-        "realtime_sockets": gw.access.sockets,
-    }
-    gauges["database_unreachable"] = int(gw.breaker.open)
-    if not gw.breaker.open:
-        with contextlib.suppress(Exception):
-            async with gw.pool.connection(timeout=1) as conn, conn.transaction():
-                await conn.execute("set local role service_role")
-                row = await (await conn.execute(
-                    "select private.mail_queue_depth(), private.mail_failed_count()")).fetchone()
-                if row is not None:
-                    gauges["mail_queue_depth"], gauges["mail_failed"] = row
-    counters = {"catalog_reloads_total": gw.catalog.reloads,
-                "database_outages_total": gw.breaker.opened}
-    if gw.remote_keys is not None:  # JWT_JWKS_URL: fetches, failures, the keys held
-        keys = gw.remote_keys
-        counters["jwks_fetches_total"] = keys.fetches
-        counters["jwks_fetch_failures_total"] = keys.failures
-        gauges["jwks_fetch_failing"] = int(keys.failing)
-        gauges["jwks_keys"] = len(keys.current.keys)
-    return Response(gw.metrics.render(gauges, counters), media_type="text/plain; version=0.0.4")
+    await gw.refresh_metrics()
+    return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 async def healthz(request: Request) -> Response:
@@ -298,9 +321,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         gc.set_threshold(50_000, 20, 20)
         if gateway.mailer is not None:
             gateway.mailer.start()
+        refresher = asyncio.create_task(gateway.refresh_metrics_forever())
         try:
             yield
         finally:
+            refresher.cancel()
             if gateway.mailer is not None:
                 await gateway.mailer.stop()
             await gateway.hub.stop()
@@ -313,7 +338,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        # With METRICS_PORT, /metrics is served there only (gateway/serve.py).
+        *([] if settings.metrics_port else [Route("/metrics", metrics, methods=["GET"])]),
         Route("/rest/v1/rpc/{fn}", rpc, methods=["GET", "POST"]),
         Route("/realtime/v1/sse", realtime, methods=["GET"]),
         WebSocketRoute("/realtime/v1/websocket", websocket),
