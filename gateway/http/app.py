@@ -31,6 +31,7 @@ from ..realtime.sse import realtime
 from ..settings import Settings
 from . import openapi
 from .arguments import body_missing, check_length, check_profile_value, parse_body
+from .client import client_address
 from .errors import ApiError, json_response, unavailable
 from .fast import FastPath
 from .observe import ACCESS, FUNCTION_KEY, Metrics, Observe
@@ -97,10 +98,12 @@ class Gateway:
         allowed, cut = self.settings.sql_headers, self.settings.sql_header_value_max
         headers = {k.decode("latin-1"): v[:cut].decode("latin-1")
                    for k, v in request.scope["headers"] if k in allowed}
-        return await self.run(name, args, who, request.method, request.scope["path"], headers)
+        return await self.run(name, args, who, request.method, request.scope["path"], headers,
+                              client_addr=client_address(request.scope))
 
     async def run(self, name: str, args: dict[str, Any], who: db.Identity, method: str,
-                  path: str, headers: dict[str, str], bounded: bool = True) -> db.Result:
+                  path: str, headers: dict[str, str], bounded: bool = True,
+                  client_addr: str = "") -> db.Result:
         """One call of api.name: the function chosen by its argument names, refused
         for GET/HEAD when volatile, run in one transaction -- bounded in time by
         db.call, or (bounded=False) by the caller, as the fast path does."""
@@ -112,7 +115,7 @@ class Gateway:
                            f"Cannot use the {method} method on RPC with volatile functions")
         run = db.call if bounded else db.transaction
         return await run(self.pool, fn, args, who, method, path, headers,
-                         self.settings.statement_timeout_ms)
+                         self.settings.statement_timeout_ms, client_addr)
 
 
 def make_mailer(settings: Settings) -> Mailer:

@@ -164,22 +164,43 @@ grant execute on function private.mail_stop_token(text) to service_role;
  * message is sent to it from now on, including those already queued. Invites
  * to it are still created, and their short codes still work. Anyone holding
  * the link may use it, signed in or not. Returns {stopped: true}, also when
- * the address was stopped already; 404 for an unknown token.
+ * the address was stopped already (a repeat writes nothing); 404 for an
+ * unknown token. Calls are counted per client address ('stop_client', when the
+ * gateway gave one) and per token ('stop_token'); over either limit, 429, its
+ * refusals audited once per window and client address (else per token).
+ * Answered, not raised, so the counts commit.
  */
 create function api.stop_invitations(token text) returns jsonb
 language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
+    v_hash bytea := private.hash_secret(coalesce(stop_invitations.token, ''));
+    v_client uuid := private.client_key(private.request_client_addr());
+    v_token_key uuid := pg_catalog.encode(pg_catalog.substr(v_hash, 1, 16), 'hex')::uuid;
+    v_limited jsonb;
     v_email text;
 begin
-    select t.email into v_email from app.mail_stop_tokens t
-    where t.token_hash = private.hash_secret(coalesce(stop_invitations.token, ''));
+    if v_client is not null then
+        v_limited := private.rate_limited('stop_client', 'mail.stop', null, v_client);
+        if v_limited is not null then
+            return v_limited;
+        end if;
+    end if;
+    select t.email into v_email from app.mail_stop_tokens t where t.token_hash = v_hash;
     if not found then
-        raise exception using errcode = 'PT404', message = 'This link is not valid.';
+        return private.fail(404, 'This link is not valid.');
+    end if;
+    v_limited := private.rate_limited('stop_token', 'mail.stop', null, v_token_key,
+        coalesce(v_client, v_token_key));
+    if v_limited is not null then
+        return v_limited;
     end if;
     perform private.lock_mail_recipient(v_email);
-    insert into app.mail_stops (email) values (v_email) on conflict do nothing;
+    if exists (select from app.mail_stops s where s.email = v_email) then
+        return pg_catalog.jsonb_build_object('stopped', true);
+    end if;
+    insert into app.mail_stops (email) values (v_email);
     update app.mail_outbox m set cancelled_at = pg_catalog.now()
     where m.to_email = v_email and m.sent_at is null and m.cancelled_at is null;
     perform private.audit('mail.stop', 'stopped', 200);
