@@ -182,3 +182,19 @@ def test_audit_rows_survive_partitioning_and_prune_by_age(scratch_url: str) -> N
     again = run([sys.executable, "-m", "gateway", "audit-prune", "--older-than-days", "100"],
                 scratch_url)
     assert again.strip() == "nothing to do (retention 100 days)"
+
+
+def test_stored_stops_are_brought_to_their_canonical_form(scratch_url: str) -> None:
+    """Stops made before the alias rules (issue 18) hold for every alias after them."""
+    apply_up_to(scratch_url, "0012_stop_limits")
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute("insert into app.mail_stops (email, created_at) values "
+                     "('f.oo+x@googlemail.com', now() - interval '2 days'), "
+                     "('foo@gmail.com', now() - interval '1 day'), "
+                     "('bar+news@example.org', now()), ('plain@example.org', now())")
+    migrate(scratch_url)
+    with psycopg.connect(scratch_url) as conn:
+        stops = conn.execute("select email, created_at < now() - interval '36 hours' "
+                             "from app.mail_stops order by email").fetchall()
+    assert stops == [("bar@example.org", False), ("foo@gmail.com", True),
+                     ("plain@example.org", False)]
