@@ -9,3 +9,7 @@ insert into app.rate_limits (bucket, max_attempts, window_seconds, description) 
      'signed in or not; valid or not'),
     ('stop_token', 5, 600, 'uses of one stop link')
 on conflict (bucket) do nothing;
+
+-- revoke_invite now counts pair-invite revokes too (api.revoke_pair_invite).
+update app.rate_limits set description = 'revoking group invites (by code or id) and pair invites'
+where bucket = 'revoke_invite';
