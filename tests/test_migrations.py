@@ -50,7 +50,8 @@ def yoyo(url: str, *args: str) -> str:
 
 
 def schema_snapshot(url: str) -> list[tuple]:
-    """Tables, columns, indexes, functions (with their definitions), policies and grants."""
+    """Tables, columns, indexes, constraints, functions (with their definitions),
+    policies and grants."""
     with psycopg.connect(url) as conn:
         rows = conn.execute("""
             select 'column', table_schema || '.' || table_name || '.' || column_name, data_type
@@ -58,7 +59,13 @@ def schema_snapshot(url: str) -> list[tuple]:
             union all
             select 'function', p.oid::regprocedure::text,
                    md5(pg_get_functiondef(p.oid)) || coalesce(p.proacl::text, '')
-            from pg_proc p where p.pronamespace in ('api'::regnamespace, 'private'::regnamespace)
+            from pg_proc p
+            where p.pronamespace in ('api'::regnamespace, 'private'::regnamespace,
+                                     'app'::regnamespace)
+            union all
+            select 'constraint', c.conrelid::regclass::text || '.' || c.conname,
+                   md5(pg_get_constraintdef(c.oid))
+            from pg_constraint c where c.connamespace = 'app'::regnamespace
             union all
             select 'policy', schemaname || '.' || tablename || '.' || policyname,
                    coalesce(qual, '') || coalesce(with_check, '')

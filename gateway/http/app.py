@@ -305,6 +305,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                                        "x-request-id"],
                         expose_headers=["retry-after", "x-request-id", "content-range"],
                         max_age=86400)])
+    # No slash redirects: Starlette's would answer `/join/` with an absolute
+    # Location built from the request's Host header (an attacker's, behind a proxy
+    # that passes it on). A path with a trailing slash is just not found.
+    app.router.redirect_slashes = False
     app.state.gateway = gateway
     # The calls themselves (rpc and seed routes) take the fast path; everything else,
     # and any request from a browser on another origin (CORS), goes through Starlette.

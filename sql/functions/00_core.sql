@@ -95,15 +95,18 @@ $$;
 
 /**
  * True when a name or title holds a control character: C0, DEL, C1, line and
- * paragraph separators, bidirectional overrides and isolates. (The tables'
- * check constraints use the same pattern.)
+ * paragraph separators, and the format characters (Unicode category Cf:
+ * zero-width spaces, bidirectional marks, overrides and isolates, the byte
+ * order mark, ...). The characters are named once, in
+ * app.control_chars_pattern() (migration 0014), which the tables' check
+ * constraints use too.
  */
 create function private.has_control_chars(value text) returns boolean
 language plpgsql immutable
 set search_path = ''
 as $$
 begin
-    return value ~ '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]';
+    return app.has_control_chars(value);
 end;
 $$;
 
