@@ -6,7 +6,6 @@ refusals of one address write one audit entry per window."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 
-from conftest import GatewayProcess, start_gateway, stop_gateway
+from conftest import GatewayProcess, start_gateway, stop_gateway, within_one_window
 
 CLIENTS = 50
 CALLS_EACH = 10
@@ -50,9 +49,7 @@ def fresh_window(admin: psycopg.Connection) -> Iterator[None]:
     admin.execute("delete from app.rate_limit_hits where bucket = any(%s)", (list(STOP_BUCKETS),))
     window = admin.execute("select max(window_seconds) from app.rate_limits "
                            "where bucket = any(%s)", (list(STOP_BUCKETS),)).fetchone()[0]
-    left = window - time.time() % window
-    if left < 60:
-        time.sleep(left + 1)
+    within_one_window(window, margin=60)
     yield
     admin.execute("delete from app.rate_limit_hits where bucket = any(%s)", (list(STOP_BUCKETS),))
 
