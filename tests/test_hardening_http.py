@@ -34,7 +34,7 @@ APP_URL = "https://app.example"
 
 @pytest.fixture
 def sink() -> Iterator[SmtpSink]:
-    with SmtpSink(free_port()) as server:
+    with SmtpSink.on_a_free_port() as server:
         yield server
 
 
