@@ -156,20 +156,27 @@ $$;
 
 /**
  * The key the limiter counts a client address under (an IPv6 client by its
- * /64, which one subscriber usually holds whole), or null for no address.
+ * /64, which one subscriber usually holds whole; an IPv4 client seen through
+ * a dual-stack socket, ::ffff:a.b.c.d, by its IPv4 address), or null for no
+ * address.
  */
 create function private.client_key(addr inet) returns uuid
 language plpgsql immutable
 set search_path = ''
 as $$
+declare
+    v_addr inet := addr;
 begin
-    if addr is null then
+    if v_addr is null then
         return null;
     end if;
+    if pg_catalog.family(v_addr) = 6 and v_addr << '::ffff:0:0/96'::inet then
+        v_addr := pg_catalog.regexp_replace(pg_catalog.host(v_addr), '^::ffff:', '', 'i')::inet;
+    end if;
     return pg_catalog.md5('client/' || pg_catalog.host(
-        case when pg_catalog.family(addr) = 6
-             then pg_catalog.network(pg_catalog.set_masklen(addr, 64))::inet
-             else addr end))::uuid;
+        case when pg_catalog.family(v_addr) = 6
+             then pg_catalog.network(pg_catalog.set_masklen(v_addr, 64))::inet
+             else v_addr end))::uuid;
 end;
 $$;
 

@@ -6,7 +6,7 @@
 -- their short codes still work. Actors: the mail worker (service_role), the
 -- recipient following the link (anon), an inviter, a partner joining by code.
 begin;
-select plan(68);
+select plan(70);
 
 -- ---------------------------------------------------------------------------
 -- Arrange (as the superuser)
@@ -200,6 +200,10 @@ select is(private.client_key('2001:db8:1:2::1'), private.client_key('2001:db8:1:
     'two addresses of one IPv6 /64 share a key');
 select isnt(private.client_key('192.0.2.1'), private.client_key('192.0.2.2'),
     'two IPv4 addresses do not');
+select is(private.client_key('::ffff:192.0.2.1'), private.client_key('192.0.2.1'),
+    'an IPv4 client seen through a dual-stack socket is its IPv4 address');
+select isnt(private.client_key('::ffff:192.0.2.1'), private.client_key('::ffff:192.0.2.2'),
+    'so two of them are not one /64');
 
 set local role anon;
 select set_config('request.client_addr', '192.0.2.1', true);
