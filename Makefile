@@ -15,8 +15,6 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: run test test-citus migrate lint deps venv stop-db check
 
-# Under a lock: two targets run at once on a fresh clone (two `make test`) build
-# one environment, not two over each other; the second finds it done.
 $(STAMP): pyproject.toml
 	@exec 9>.venv.lock; ! command -v flock >/dev/null || flock 9; \
 	if [ ! -f $@ ] || [ pyproject.toml -nt $@ ]; then \
@@ -26,6 +24,9 @@ $(STAMP): pyproject.toml
 		rm -f $(VENV)/.installed-* && touch $@; \
 	fi
 
+# The environment is built under a lock (above): two targets run at once on a
+# fresh clone (two `make test`) build one environment, not two over each other;
+# the second finds it done.
 venv: $(STAMP)
 
 deps:
