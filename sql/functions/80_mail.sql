@@ -170,11 +170,11 @@ grant execute on function private.mail_stop_token(text) to service_role;
  * to it are still created, and their short codes still work. Anyone holding
  * the link may use it, signed in or not. Returns {stopped: true}, also when
  * the address (or an alias of it, see app.canonical_email) was stopped already
- * (a repeat writes nothing); 404 for an
- * unknown token. Calls are counted per client address ('stop_client', when the
- * gateway gave one) and per token ('stop_token'); over either limit, 429, its
- * refusals audited once per window and client address (else per token).
- * Answered, not raised, so the counts commit.
+ * (a repeat writes nothing); 404 for an unknown token. Calls are counted per
+ * client address ('stop_client', when the gateway gave one) and per token
+ * ('stop_token'); over either limit, 429, its refusals audited once per window
+ * and client address (else per token). Answered, not raised, so the counts
+ * commit.
  */
 create function api.stop_invitations(token text) returns jsonb
 language plpgsql volatile security definer
