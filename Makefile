@@ -21,12 +21,17 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 run test test-citus check bench bench-citus soak: export JOINERY_ENV = development
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[test]'
-	@rm -f $(VENV)/.installed-*
-	@touch $@
+	@exec 9>.venv.lock; ! command -v flock >/dev/null || flock 9; \
+	if [ ! -f $@ ] || [ pyproject.toml -nt $@ ]; then \
+		{ test -x $(PY) || $(PYTHON) -m venv $(VENV); } && \
+		$(PY) -m pip install --quiet --upgrade pip && \
+		$(PY) -m pip install --quiet -e '.[test]' && \
+		rm -f $(VENV)/.installed-* && touch $@; \
+	fi
 
+# The environment is built under a lock (above): two targets run at once on a
+# fresh clone (two `make test`) build one environment, not two over each other;
+# the second finds it done.
 venv: $(STAMP)
 
 deps:

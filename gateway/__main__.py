@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "audit-prune":
         from .tools.audit import prune
 
-        days = args.older_than_days or settings.audit_retention_days
+        days = (settings.audit_retention_days if args.older_than_days is None
+                else args.older_than_days)
+        if days < 1:  # 0 would drop every month's entries, the current one's included
+            parser.error(f"--older-than-days must be at least 1, not {days}")
         lines = prune(database_url, days, args.months_ahead)
         print("\n".join(lines) if lines else f"nothing to do (retention {days} days)")
     elif args.command == "types":

@@ -189,9 +189,11 @@ class Result:
 SETUP = sql.SQL(
     "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true), "
     "set_config('request.method', %s, true), set_config('request.path', %s, true), "
-    "set_config('request.headers', %s, true), set_config('statement_timeout', %s, true), "
-    "set_config('timezone', 'UTC', true)"
+    "set_config('request.headers', %s, true), set_config('request.client_addr', %s, true), "
+    "set_config('statement_timeout', %s, true), set_config('timezone', 'UTC', true)"
 )
+# How many of a call's values are SETUP's (the call's JSON arguments follow).
+SETUP_VALUES = 7
 # The prepared mode's first statement: SETUP with server-side parameters, and its
 # read-only twin (a GET of a function that is not volatile; the same as
 # `begin read only`, set before the call's first snapshot).
@@ -208,7 +210,7 @@ NETWORK_GRACE = 0.5
 
 async def call(pool: Pool, fn: Function, args: dict[str, Any], who: Identity,
                method: str, path: str, headers: dict[str, str],
-               statement_timeout_ms: int) -> Result:
+               statement_timeout_ms: int, client_addr: str = "") -> Result:
     """One transaction: role and claims set locally, one function call, commit.
 
     The answer is bounded: a call that has not answered within the pool's wait
@@ -216,7 +218,7 @@ async def call(pool: Pool, fn: Function, args: dict[str, Any], who: Identity,
     or unreachable; PgBouncer would otherwise hold the query until a server comes
     back), and its work is cancelled in the background."""
     work = asyncio.ensure_future(transaction(pool, fn, args, who, method, path, headers,
-                                             statement_timeout_ms))
+                                             statement_timeout_ms, client_addr))
     try:
         return await asyncio.wait_for(asyncio.shield(work), deadline(pool, statement_timeout_ms))
     except TimeoutError:
@@ -237,7 +239,7 @@ def deadline(pool: Pool, statement_timeout_ms: int) -> float:
 
 async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
                       who: Identity, method: str, path: str, headers: dict[str, str],
-                      statement_timeout_ms: int) -> Result:
+                      statement_timeout_ms: int, client_addr: str = "") -> Result:
     """The transaction goes out as one simple-query script (script_call), or as two
     prepared statements in one pipeline (prepared_call, DB_PREPARED_STATEMENTS). A
     GET of a function that is not volatile runs read-only, as PostgREST does.
@@ -245,7 +247,7 @@ async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
     running it is cancelled its connection is closed (the pool replaces it)."""
     values: tuple[Any, ...] = (
         who.role, orjson.dumps(who.claims).decode(), method, path,
-        orjson.dumps(headers).decode(), str(statement_timeout_ms))
+        orjson.dumps(headers).decode(), client_addr, str(statement_timeout_ms))
     if fn.arg_names:
         try:
             values += (orjson.dumps(args).decode(),)
@@ -314,8 +316,8 @@ async def prepared_call(conn: psycopg.AsyncConnection[Any], fn: Function,
     try:
         async with conn.pipeline():
             await setup.execute(PREPARED_SETUP_READ_ONLY if read_only else PREPARED_SETUP,
-                                values[:6], prepare=True)
-            await call.execute(fn.query, values[6:], prepare=True)  # type: ignore[arg-type]
+                                values[:SETUP_VALUES], prepare=True)
+            await call.execute(fn.query, values[SETUP_VALUES:], prepare=True)  # type: ignore[arg-type]
     except psycopg.errors.Error:
         if not conn.broken:
             await conn.execute(DEALLOCATE_ALL)

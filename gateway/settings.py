@@ -51,6 +51,18 @@ def _int(name: str, default: int) -> int:
     return _parsed(name, default, int, "a whole number")
 
 
+def _at_least_one(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def _days(name: str, default: int) -> int:
+    """A number of days, at least 1 (0 would keep nothing)."""
+    return _parsed(name, default, _at_least_one, "a whole number of days, at least 1")
+
+
 def _float(name: str, default: float) -> float:
     return _parsed(name, default, float, "a number")
 
@@ -194,7 +206,7 @@ class Settings:
             mail_poll_seconds=_float("MAIL_POLL_SECONDS", 5),
             mail_retry_max=_int("MAIL_RETRY_MAX", 300),
             mail_max_attempts=_int("MAIL_MAX_ATTEMPTS", 8),
-            audit_retention_days=_int("AUDIT_RETENTION_DAYS", 365),
+            audit_retention_days=_days("AUDIT_RETENTION_DAYS", 365),
             header_timeout=_float("HEADER_TIMEOUT", 10),
             body_timeout=_float("BODY_TIMEOUT", 30),
             max_connections=_int("MAX_CONNECTIONS", 10000),

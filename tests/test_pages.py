@@ -37,7 +37,7 @@ UNAVAILABLE = ("This invitation code cannot be used: it may be mistyped, expired
 
 @pytest.fixture(scope="module")
 def sink() -> Iterator[SmtpSink]:
-    with SmtpSink(free_port()) as server:
+    with SmtpSink.on_a_free_port() as server:
         yield server
 
 

@@ -35,6 +35,7 @@ from ..settings import Settings
 from ..startup import jwt_config, start_problem, summary
 from . import openapi
 from .arguments import body_missing, check_length, check_profile_value, parse_body
+from .client import client_address
 from .errors import ApiError, json_response, unavailable
 from .fast import FastPath
 from .observe import ACCESS, FUNCTION_KEY, Metrics, Observe
@@ -114,10 +115,12 @@ class Gateway:
         allowed, cut = self.settings.sql_headers, self.settings.sql_header_value_max
         headers = {k.decode("latin-1"): v[:cut].decode("latin-1")
                    for k, v in request.scope["headers"] if k in allowed}
-        return await self.run(name, args, who, request.method, request.scope["path"], headers)
+        return await self.run(name, args, who, request.method, request.scope["path"], headers,
+                              client_addr=client_address(request.scope))
 
     async def run(self, name: str, args: dict[str, Any], who: db.Identity, method: str,
-                  path: str, headers: dict[str, str], bounded: bool = True) -> db.Result:
+                  path: str, headers: dict[str, str], bounded: bool = True,
+                  client_addr: str = "") -> db.Result:
         """One call of api.name: the function chosen by its argument names, refused
         for GET/HEAD when volatile, run in one transaction -- bounded in time by
         db.call, or (bounded=False) by the caller, as the fast path does."""
@@ -129,7 +132,7 @@ class Gateway:
                            f"Cannot use the {method} method on RPC with volatile functions")
         run = db.call if bounded else db.transaction
         return await run(self.pool, fn, args, who, method, path, headers,
-                         self.settings.statement_timeout_ms)
+                         self.settings.statement_timeout_ms, client_addr)
 
 
     def process_metrics(self) -> None:
@@ -356,6 +359,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                                        "x-request-id"],
                         expose_headers=["retry-after", "x-request-id", "content-range"],
                         max_age=86400)])
+    # No slash redirects: Starlette's would answer `/join/` with an absolute
+    # Location built from the request's Host header (an attacker's, behind a proxy
+    # that passes it on). A path with a trailing slash is just not found.
+    app.router.redirect_slashes = False
     app.state.gateway = gateway
     # The calls themselves (rpc and seed routes) take the fast path; everything else,
     # and any request from a browser on another origin (CORS), goes through Starlette.

@@ -33,6 +33,7 @@ import orjson
 
 from .. import db
 from .arguments import body_missing, check_length, check_profile_value, parse_body
+from .client import client_address
 from .errors import ApiError, unavailable
 from .observe import access_line, new_request_id, plain_request_id
 from .routes import SEED_ROUTES, SeedRoute
@@ -158,7 +159,8 @@ class FastPath:
                                         request_id, expired)
                 try:
                     result = await self.gateway.run(function, args, who, method, path,
-                                                    sql_headers, bounded=False)
+                                                    sql_headers, bounded=False,
+                                                    client_addr=client_address(scope))
                 finally:
                     timer.cancel()
                 status, body, out, json = _shape(seed, result)

@@ -619,8 +619,12 @@ $$;
 grant execute on function api.decline_pair_invite(text) to authenticated, service_role;
 
 /**
- * The inviter revokes their invite (403 for anyone else, 404 if none). Only an
- * open invite changes; revoking twice changes nothing. Returns {id, status}.
+ * The inviter revokes their invite. Only an open invite changes; revoking
+ * twice changes nothing. Returns {id, status}. Someone else's invite gets the
+ * same 404 as an unknown id (the audit tells them apart), so the answer shows
+ * nothing about invites that are not the caller's. Every attempt is counted
+ * ('revoke_invite', as revoke_group_invite) and audited; refusals are
+ * answered, not raised, so both commit.
  */
 create function api.revoke_pair_invite(invite_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -628,9 +632,13 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    v_limited jsonb := private.rate_limited('revoke_invite', 'pair_invite.revoke');
     v_event_id uuid;
     v_invite app.pair_invites;
 begin
+    if v_limited is not null then
+        return v_limited;
+    end if;
     -- Event first, then the locking read on it (see lock_invite_by_token).
     select f.event_id into v_event_id from app.pair_invites f
     where f.id = revoke_pair_invite.invite_id;
@@ -638,10 +646,12 @@ begin
     where i.event_id = v_event_id and i.id = revoke_pair_invite.invite_id
     for update;
     if not found then
-        raise exception using errcode = 'PT404', message = 'Invitation not found.';
+        return private.refuse('pair_invite.revoke', 404, 'not_found', 'Invitation not found.');
     end if;
     if v_invite.inviter_id <> v_uid then
-        raise exception using errcode = '42501', message = 'Only the inviter can revoke an invitation.';
+        -- The same answer as for an unknown id; the audit tells them apart.
+        perform private.audit('pair_invite.revoke', 'not_allowed', 404, v_invite.id);
+        return private.fail(404, 'Invitation not found.', 'not_found');
     end if;
     if v_invite.status = 'sent' then
         update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
@@ -649,6 +659,8 @@ begin
         where i.event_id = v_invite.event_id and i.id = v_invite.id
         returning * into v_invite;
         perform private.audit('pair_invite.revoke', 'revoked', 200, v_invite.id);
+    else
+        perform private.audit('pair_invite.revoke', 'unchanged', 200, v_invite.id);
     end if;
     return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', private.pair_invite_status(v_invite));
 end;
