@@ -714,18 +714,37 @@ begin
             join app.events e on e.id = i.event_id
             where i.inviter_id = v_uid),
         'received', (
-            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                    'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
-                    'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
-                                   else i.status end,
-                    'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
-                    'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
-                    'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
-                order by i.created_at desc, i.id), '[]'::jsonb)
-            from app.pair_invites i
-            join app.events e on e.id = i.event_id
-            join app.profiles p on p.id = i.inviter_id
-            where i.invitee_id = v_uid or (i.invitee_email is not null and i.invitee_email = v_email)));
+            -- Two index lookups (invitee_id, invitee_email) as UNION ALL rather
+            -- than one OR, which no single index serves; an invite that matches
+            -- both comes from the first.
+            select coalesce(pg_catalog.jsonb_agg(x.item order by x.created_at desc, x.id), '[]'::jsonb)
+            from (
+                select pg_catalog.jsonb_build_object(
+                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                        'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
+                                       else i.status end,
+                        'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
+                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
+                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at) item,
+                       i.created_at, i.id
+                from app.pair_invites i
+                join app.events e on e.id = i.event_id
+                join app.profiles p on p.id = i.inviter_id
+                where i.invitee_id = v_uid
+                union all
+                select pg_catalog.jsonb_build_object(
+                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                        'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
+                                       else i.status end,
+                        'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
+                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
+                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at),
+                       i.created_at, i.id
+                from app.pair_invites i
+                join app.events e on e.id = i.event_id
+                join app.profiles p on p.id = i.inviter_id
+                where v_email is not null and i.invitee_email = v_email
+                  and i.invitee_id is distinct from v_uid) x));
 end;
 $$;
 grant execute on function api.my_pair_invites() to authenticated, service_role;
