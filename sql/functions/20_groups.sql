@@ -315,7 +315,9 @@ begin
     -- KEY SHARE later anyway): leave_group locks the group, then deletes its
     -- invites when the last member leaves; taken in the other order the two
     -- deadlock. A group deleted meanwhile leaves no invite: 404 below.
-    perform from app.groups g where g.id = v_group_id for key share;
+    if v_group_id is not null then
+        perform from app.groups g where g.id = v_group_id for key share;
+    end if;
     select * into v_invite from app.group_invites i
     where i.group_id = v_group_id
       and i.code_hash = private.hash_secret(pg_catalog.lower(join_group.code))
