@@ -321,8 +321,10 @@ def _apply_once(conn: psycopg.Connection, force: bool, timeout: str) -> bool:
     citus = is_coordinator(conn)
     wanted = MARK + code_hash(files) + (f" {CODE_VARIANT}" if citus else "")
     with conn.transaction():
-        conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(timeout)))
+        # Another migrate's rebuild is waited for, whatever it takes; every lock
+        # after this one is bounded.
         conn.execute("select pg_advisory_xact_lock(%s)", (CODE_LOCK,))
+        conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(timeout)))
         current = conn.execute(
             "select obj_description('api'::regnamespace, 'pg_namespace')"
         ).fetchone()
