@@ -521,8 +521,9 @@ $$;
 grant execute on function api.list_like_group_approvals(uuid) to authenticated, service_role;
 
 /**
- * Locks the group and checks that the caller is a current author of its event
- * (403) and that the group is pending (400).
+ * Checks that the caller is a current author of the group's event (403),
+ * then locks the group (404 when there is none) and checks that it is
+ * pending (400).
  */
 create function private.lock_like_group_for_author(group_id uuid) returns app.like_groups
 language plpgsql volatile
