@@ -171,7 +171,10 @@ begin
     from app.rate_limit_hits h
     where h.user_id = v_uid and h.bucket = rate_limit.bucket;
     if v_count >= v_limit.max_attempts then
-        return greatest(1, pg_catalog.ceil(extract(epoch from (v_oldest - v_since)))::integer);
+        -- At most the window: a hit committed after this transaction began can be
+        -- younger than now().
+        return greatest(1, least(v_limit.window_seconds,
+            pg_catalog.ceil(extract(epoch from (v_oldest - v_since)))::integer));
     end if;
     insert into app.rate_limit_hits (user_id, bucket) values (v_uid, rate_limit.bucket);
     return 0;
