@@ -89,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     database_url = os.environ.get("DATABASE_URL") or DEV_DATABASE_URL
 
     if args.command == "migrate":
-        from .tools.migrate import migrate
+        from .tools.migrate import RebuildRefused, migrate
 
-        print(migrate(database_url, force_code=args.force_code))
+        try:
+            print(migrate(database_url, force_code=args.force_code))
+        except RebuildRefused as exc:  # gave up or refused, having changed nothing
+            print(f"python -m gateway migrate: {exc}", file=sys.stderr)
+            return 1
     elif args.command == "audit-prune":
         from .tools.audit import prune
 

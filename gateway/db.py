@@ -15,7 +15,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .breaker import Breaker
-from .http.errors import ApiError, from_database, unavailable
+from .http.errors import ApiError, from_database, try_again, unavailable
 
 CATALOG_QUERY = """
 select p.proname,
@@ -206,6 +206,16 @@ DEALLOCATE_ALL = sql.SQL("deallocate all")
 NEVER_BY_COUNT = 2**62
 # Beyond the pool's wait and the statement timeout, this long for an answer.
 NETWORK_GRACE = 0.5
+# A deadlock (40P01) or a serialization failure (40001) means PostgreSQL rolled
+# the whole transaction back, and the function call is the whole transaction:
+# nothing of it was kept, so it is run again from the start, on the same
+# connection, up to TRIES times in all; then 503 with Retry-After, never 500.
+# Counted attempts (rate-limit hits, audit rows) are written by the call itself,
+# so the try that commits writes them once; a call that gives up after TRIES
+# leaves none (it answered 503: it was not attempted as far as the caller sees).
+# The call's deadline (db.call, the fast path's timer) bounds the tries too.
+RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+TRIES = 3
 
 
 async def call(pool: Pool, fn: Function, args: dict[str, Any], who: Identity,
@@ -258,22 +268,29 @@ async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
             raise ApiError(400, "PGRST102", "Request body is nested too deeply.",
                            "JSON values may be nested at most 254 levels deep.") from None
     read_only = method in ("GET", "HEAD") and not fn.volatile
+    row: tuple[Any, ...] | None = None
     try:
         async with pool.connection() as conn:
-            try:
-                if pool.prepared:
-                    row = await prepared_call(conn, fn, values, read_only)
-                else:
-                    row = await script_call(conn, fn, values, read_only)
-            except asyncio.CancelledError:
-                await conn.close()  # abandoned past its deadline: the pool replaces it
-                raise
-            except psycopg.errors.Error as exc:
-                if conn.broken:
-                    raise psycopg.OperationalError(str(exc)) from None
-                if conn.info.transaction_status != TransactionStatus.IDLE:
-                    await conn.execute(ROLLBACK)
-                raise from_database(exc, who.role) from None
+            for attempt in range(1, TRIES + 1):
+                try:
+                    if pool.prepared:
+                        row = await prepared_call(conn, fn, values, read_only)
+                    else:
+                        row = await script_call(conn, fn, values, read_only)
+                    break
+                except asyncio.CancelledError:
+                    await conn.close()  # abandoned past its deadline: the pool replaces it
+                    raise
+                except psycopg.errors.Error as exc:
+                    if conn.broken:
+                        raise psycopg.OperationalError(str(exc)) from None
+                    if conn.info.transaction_status != TransactionStatus.IDLE:
+                        await conn.execute(ROLLBACK)
+                    if exc.sqlstate in RETRY_SQLSTATES:
+                        if attempt < TRIES:
+                            continue
+                        raise try_again(exc) from None
+                    raise from_database(exc, who.role) from None
     except PoolTimeout:
         pool.breaker.suspect()
         raise unavailable() from None

@@ -12,6 +12,8 @@ from starlette.responses import Response
 _EXACT = {
     "23503": 409,
     "23505": 409,
+    "40001": 503,  # PostgREST answers 500; the gateway retries these, then 503
+    "40P01": 503,
     "25006": 405,
     "42883": 404,
     "42P01": 404,
@@ -73,6 +75,16 @@ def from_database(exc: pg_errors.Error, role: str) -> ApiError:
         diag.message_detail,
         diag.message_hint,
         headers,
+    )
+
+
+def try_again(exc: pg_errors.Error) -> ApiError:
+    """A deadlock or serialization failure that persisted through the gateway's
+    retries (db.TRIES): nothing was kept, the client may send the call again."""
+    return ApiError(
+        503, exc.sqlstate or "40001", exc.diag.message_primary or str(exc),
+        hint="The call was rolled back after conflicting with others; retry it.",
+        headers={"Retry-After": "1"},
     )
 
 
