@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
+from .http.client import Network, parse_networks
+
 T = TypeVar("T")
 
 # Development only (JOINERY_ENV=development): `make run` and the tests use it when
@@ -144,6 +146,8 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_db_interval: float = 15.0
+    # Proxies whose X-Forwarded-For / X-Real-IP name the client (gateway/http/client.py).
+    trusted_proxies: tuple[Network, ...] = ()
 
     @property
     def dev_sign_in(self) -> bool:
@@ -229,6 +233,8 @@ class Settings:
             metrics_port=_int("METRICS_PORT", 0) or None,
             metrics_host=_env("METRICS_HOST", "127.0.0.1") or "127.0.0.1",
             metrics_db_interval=_float("METRICS_DB_INTERVAL", 15),
+            trusted_proxies=_parsed("TRUSTED_PROXIES", (), parse_networks,
+                                    "comma-separated addresses or CIDRs"),
         )
 
     def changed(self) -> dict[str, object]:

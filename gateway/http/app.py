@@ -116,7 +116,11 @@ class Gateway:
         headers = {k.decode("latin-1"): v[:cut].decode("latin-1")
                    for k, v in request.scope["headers"] if k in allowed}
         return await self.run(name, args, who, request.method, request.scope["path"], headers,
-                              client_addr=client_address(request.scope))
+                              client_addr=self.client(request.scope))
+
+    def client(self, scope: dict[str, Any]) -> str:
+        """The client's address, through TRUSTED_PROXIES only (gateway/http/client.py)."""
+        return client_address(scope, self.settings.trusted_proxies)
 
     async def run(self, name: str, args: dict[str, Any], who: db.Identity, method: str,
                   path: str, headers: dict[str, str], bounded: bool = True,
@@ -366,5 +370,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.gateway = gateway
     # The calls themselves (rpc and seed routes) take the fast path; everything else,
     # and any request from a browser on another origin (CORS), goes through Starlette.
-    return FastPath(gateway, Observe(app, gateway.metrics, settings.access_log),  # type: ignore[return-value]
+    return FastPath(gateway, Observe(app, gateway.metrics, settings.access_log,
+                                     settings.trusted_proxies),  # type: ignore[return-value]
                     settings.access_log)

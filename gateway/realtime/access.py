@@ -80,7 +80,7 @@ class Access:
         self.sockets -= 1
 
     async def can_subscribe(self, gw: Gateway, who: db.Identity, topic: str, method: str,
-                            path: str) -> db.Result:
+                            path: str, client: str) -> db.Result:
         """api.can_subscribe(topic) under the caller's claims, as an HTTP call makes
         it (503 at once while the database is known to be unreachable). At most
         REALTIME_AUTH_CONCURRENCY such checks run at once in a process, so a burst
@@ -90,4 +90,4 @@ class Access:
         fn = await gw.catalog.find(gw.pool, "can_subscribe", {"topic"})
         async with self._checks:
             return await db.call(gw.pool, fn, {"topic": topic}, who, method, path, {},
-                                 self.settings.statement_timeout_ms)
+                                 self.settings.statement_timeout_ms, client_addr=client)

@@ -76,6 +76,7 @@ class Session:
         self.vsn = vsn
         # A JWT given as apikey stands in for a join without access_token.
         self.apikey_token = apikey if apikey.count(".") == 2 else None
+        self.client = gw.client(ws.scope)  # the client's address, for SQL
         self.access: Access = gw.access
         self.channels: dict[str, Channel] = {}
         self.subscription = Subscription()
@@ -289,7 +290,8 @@ class Session:
         role that may not call it) reads the same, as Supabase words it."""
         who = db.Identity(str(claims["role"]), claims)
         try:
-            result = await self.access.can_subscribe(self.gw, who, sub_topic, "GET", PATH)
+            result = await self.access.can_subscribe(self.gw, who, sub_topic, "GET", PATH,
+                                                     self.client)
             allowed = result.status == 200 and result.body == "true"
         except ApiError as exc:
             if exc.status == 503:
