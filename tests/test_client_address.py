@@ -67,5 +67,5 @@ def test_no_peer_address() -> None:
 def test_parse_networks() -> None:
     assert [str(n) for n in parse_networks(" 127.0.0.1, 10.0.0.0/8,,fd00::/8 ")] == [
         "127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]
-    with pytest.raises(ValueError, match="'10.0.0.0/33' is not an address or a CIDR"):
+    with pytest.raises(ValueError, match=r"^'10\.0\.0\.0/33' is not an address or a CIDR$"):
         parse_networks("10.0.0.0/33")
