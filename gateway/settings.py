@@ -104,6 +104,8 @@ class Settings:
     realtime_channels_per_socket: int
     realtime_max_frame_bytes: int
     realtime_idle_timeout: float
+    realtime_max_pending_sockets: int
+    realtime_join_timeout: float
     access_log: bool
     cors_origins: tuple[str, ...]
     smtp_url: str | None
@@ -199,6 +201,10 @@ class Settings:
             realtime_channels_per_socket=_int("REALTIME_CHANNELS_PER_SOCKET", 100),
             realtime_max_frame_bytes=_int("REALTIME_MAX_FRAME_BYTES", 64 * 1024),
             realtime_idle_timeout=_float("REALTIME_IDLE_TIMEOUT", 60),
+            # Sockets holding no channel yet (no token proven): their own small cap,
+            # and how long they may stay so (README, Realtime).
+            realtime_max_pending_sockets=_int("REALTIME_MAX_PENDING_SOCKETS", 64),
+            realtime_join_timeout=_float("REALTIME_JOIN_TIMEOUT", 10),
             access_log=(_env("ACCESS_LOG", "on") or "on").lower() not in ("off", "false", "0"),
             # Browsers on other origins call the API, as they call PostgREST: any
             # origin by default (tokens travel in headers, never in cookies).

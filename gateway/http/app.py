@@ -36,7 +36,7 @@ from ..startup import jwt_config, start_problem, summary
 from . import openapi
 from .arguments import body_missing, check_length, check_profile_value, parse_body
 from .client import client_address
-from .errors import ApiError, json_response, unavailable
+from .errors import ApiError, invalid_token, json_response, unavailable
 from .fast import FastPath
 from .observe import ACCESS, FUNCTION_KEY, Metrics, Observe
 from .routes import SEED_ROUTES, SeedRoute
@@ -149,6 +149,7 @@ class Gateway:
         m.set("realtime_topics", len(self.hub.topics))
         m.set("realtime_sse_streams", self.access.streams)
         m.set("realtime_sockets", self.access.sockets)
+        m.set("realtime_pending_sockets", len(self.access.pending))
         m.set("realtime_max_sockets", self.settings.realtime_max_sockets)
         m.set("database_unreachable", int(self.breaker.open))
         m.count_to("catalog_reloads", self.catalog.reloads)
@@ -190,12 +191,6 @@ def make_mailer(settings: Settings) -> Mailer:
     return Mailer(settings.listen_database_url, settings.smtp_url, settings.mail_from,
                   settings.app_url, settings.mail_poll_seconds, settings.mail_retry_max,
                   settings.mail_max_attempts)
-
-
-def invalid_token(message: str) -> ApiError:
-    code = "PGRST303" if message == "token has expired" else "PGRST301"
-    return ApiError(401, code, message, headers={
-        "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})
 
 
 async def json_object(request: Request, limit: int) -> dict[str, Any]:
