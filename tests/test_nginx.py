@@ -10,6 +10,7 @@ Untrusted peers are made on the loopback itself: a client socket bound to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -247,16 +248,65 @@ def test_rpc_and_a_page_through_nginx(behind: tuple[GatewayProcess, Nginx], make
         assert page.text.startswith("<!doctype html>")
         script = http.get("/pages/static/common.js")
         assert script.status_code == 200
-        # nginx refuses what the gateway would refuse, before passing it on.
+        assert script.headers["content-type"].startswith("text/javascript")
+    assert "Traceback" not in gateway.log()
+
+
+def upstream_connections(nginx: Nginx, port: int) -> int:
+    """Established connections from nginx's worker processes to the gateway's port,
+    read from /proc (the workers' socket inodes, matched in /proc/net/tcp)."""
+    master = nginx.process.pid
+    workers = [int(pid) for task in Path(f"/proc/{master}/task").iterdir()
+               for pid in (task / "children").read_text().split()]
+    inodes: set[str] = set()
+    for pid in workers:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].split(":")[1], 16)
+        if remote_port == port and fields[3] == "01" and fields[9] in inodes:
+            count += 1
+    return count
+
+
+def test_nginx_keeps_connections_to_the_gateway_alive(behind: tuple[GatewayProcess, Nginx],
+                                                      make_user) -> None:
+    gateway, nginx = behind
+    user = make_user()
+    port = int(gateway.url.rsplit(":", 1)[1])
+    for _ in range(10):
+        with httpx.Client(base_url=nginx.url, timeout=30) as http:  # a new client each time
+            assert http.post("/rest/v1/rpc/me", json={}, headers=user.headers).status_code == 200
+    # One request at a time, one connection kept: without keep-alive nginx would
+    # have closed each after its answer and hold none now.
+    assert upstream_connections(nginx, port) == 1
+
+
+def test_nginx_refuses_what_the_gateway_would(behind: tuple[GatewayProcess, Nginx]) -> None:
+    _, nginx = behind
+    with httpx.Client(base_url=nginx.url, timeout=30) as http:
         big = http.post("/rest/v1/rpc/me", content=b"x" * (1024 * 1024 + 1),
                         headers={"Content-Type": "application/json"})
         assert big.status_code == 413
-    assert "Traceback" not in gateway.log()
+        assert "<center>nginx</center>" in big.text  # refused by nginx, not passed on
+        long_header = http.get("/healthz", headers={"X-Pad": "a" * 17000})
+        assert long_header.status_code == 400
+        assert "Request Header Or Cookie Too Large" in long_header.text
+        fits = http.get("/healthz", headers={"X-Pad": "a" * 12000})
+        assert fits.status_code == 200
 
 
 def test_sse_through_nginx_is_not_buffered(behind: tuple[GatewayProcess, Nginx],
                                            make_user) -> None:
     _, nginx = behind
+    # The location says so (the gateway's X-Accel-Buffering: no says it as well).
+    sse = CONF.read_text().split("location = /realtime/v1/sse {", 1)[1].split("}", 1)[0]
+    assert "proxy_buffering off;" in sse and "proxy_read_timeout 1h;" in sse
     with httpx.Client(base_url=nginx.url, timeout=30) as http:
         group = pending_group(http, make_user)
         member = group.friends[0]
