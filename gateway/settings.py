@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
+from .http.client import Network, parse_networks
+
 T = TypeVar("T")
 
 # Development only (JOINERY_ENV=development): `make run` and the tests use it when
@@ -102,6 +104,8 @@ class Settings:
     realtime_channels_per_socket: int
     realtime_max_frame_bytes: int
     realtime_idle_timeout: float
+    realtime_max_pending_sockets: int
+    realtime_join_timeout: float
     access_log: bool
     cors_origins: tuple[str, ...]
     smtp_url: str | None
@@ -144,6 +148,8 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_db_interval: float = 15.0
+    # Proxies whose X-Forwarded-For / X-Real-IP name the client (gateway/http/client.py).
+    trusted_proxies: tuple[Network, ...] = ()
 
     @property
     def dev_sign_in(self) -> bool:
@@ -195,6 +201,10 @@ class Settings:
             realtime_channels_per_socket=_int("REALTIME_CHANNELS_PER_SOCKET", 100),
             realtime_max_frame_bytes=_int("REALTIME_MAX_FRAME_BYTES", 64 * 1024),
             realtime_idle_timeout=_float("REALTIME_IDLE_TIMEOUT", 60),
+            # Sockets holding no channel yet (no token proven): their own small cap,
+            # and how long they may stay so (README, Realtime).
+            realtime_max_pending_sockets=_int("REALTIME_MAX_PENDING_SOCKETS", 64),
+            realtime_join_timeout=_float("REALTIME_JOIN_TIMEOUT", 10),
             access_log=(_env("ACCESS_LOG", "on") or "on").lower() not in ("off", "false", "0"),
             # Browsers on other origins call the API, as they call PostgREST: any
             # origin by default (tokens travel in headers, never in cookies).
@@ -229,6 +239,8 @@ class Settings:
             metrics_port=_int("METRICS_PORT", 0) or None,
             metrics_host=_env("METRICS_HOST", "127.0.0.1") or "127.0.0.1",
             metrics_db_interval=_float("METRICS_DB_INTERVAL", 15),
+            trusted_proxies=_parsed("TRUSTED_PROXIES", (), parse_networks,
+                                    "comma-separated addresses or CIDRs"),
         )
 
     def changed(self) -> dict[str, object]:

@@ -36,7 +36,7 @@ from ..startup import jwt_config, start_problem, summary
 from . import openapi
 from .arguments import body_missing, check_length, check_profile_value, parse_body
 from .client import client_address
-from .errors import ApiError, json_response, unavailable
+from .errors import ApiError, invalid_token, json_response, unavailable
 from .fast import FastPath
 from .observe import ACCESS, FUNCTION_KEY, Metrics, Observe
 from .routes import SEED_ROUTES, SeedRoute
@@ -116,7 +116,11 @@ class Gateway:
         headers = {k.decode("latin-1"): v[:cut].decode("latin-1")
                    for k, v in request.scope["headers"] if k in allowed}
         return await self.run(name, args, who, request.method, request.scope["path"], headers,
-                              client_addr=client_address(request.scope))
+                              client_addr=self.client(request.scope))
+
+    def client(self, scope: dict[str, Any]) -> str:
+        """The client's address, through TRUSTED_PROXIES only (gateway/http/client.py)."""
+        return client_address(scope, self.settings.trusted_proxies)
 
     async def run(self, name: str, args: dict[str, Any], who: db.Identity, method: str,
                   path: str, headers: dict[str, str], bounded: bool = True,
@@ -145,6 +149,7 @@ class Gateway:
         m.set("realtime_topics", len(self.hub.topics))
         m.set("realtime_sse_streams", self.access.streams)
         m.set("realtime_sockets", self.access.sockets)
+        m.set("realtime_pending_sockets", len(self.access.pending))
         m.set("realtime_max_sockets", self.settings.realtime_max_sockets)
         m.set("database_unreachable", int(self.breaker.open))
         m.count_to("catalog_reloads", self.catalog.reloads)
@@ -186,12 +191,6 @@ def make_mailer(settings: Settings) -> Mailer:
     return Mailer(settings.listen_database_url, settings.smtp_url, settings.mail_from,
                   settings.app_url, settings.mail_poll_seconds, settings.mail_retry_max,
                   settings.mail_max_attempts)
-
-
-def invalid_token(message: str) -> ApiError:
-    code = "PGRST303" if message == "token has expired" else "PGRST301"
-    return ApiError(401, code, message, headers={
-        "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})
 
 
 async def json_object(request: Request, limit: int) -> dict[str, Any]:
@@ -366,5 +365,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.gateway = gateway
     # The calls themselves (rpc and seed routes) take the fast path; everything else,
     # and any request from a browser on another origin (CORS), goes through Starlette.
-    return FastPath(gateway, Observe(app, gateway.metrics, settings.access_log),  # type: ignore[return-value]
+    return FastPath(gateway, Observe(app, gateway.metrics, settings.access_log,
+                                     settings.trusted_proxies),  # type: ignore[return-value]
                     settings.access_log)
