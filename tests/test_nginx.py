@@ -143,6 +143,7 @@ def behind(database_url: str, tmp_path_factory: pytest.TempPathFactory
         stop_gateway(gateway)
         with psycopg.connect(database_url, autocommit=True) as conn:
             conn.execute("drop function api.test_client_addr()")
+            conn.execute("notify joinery_schema")  # gateways forget it (/openapi.json)
 
 
 def http_from(address: str, base_url: str) -> httpx.Client:

@@ -253,7 +253,7 @@ def seed_endpoint(route: SeedRoute) -> Callable[[Request], Awaitable[Response]]:
 
 async def openapi_json(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
-    if not gw.catalog.functions:
+    if not gw.catalog.functions or gw.catalog.stale:  # never loaded, or the schema changed
         if gw.breaker.open:
             raise unavailable()
         try:
