@@ -6,6 +6,7 @@ migrations make and on Supabase's (no default for `id`, a partial email index)."
 from __future__ import annotations
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 from test_supabase_compat import migrate, supabase_url  # noqa: F401  (fixture)
 
@@ -26,6 +27,7 @@ def test_dev_user_is_made_once(database_url: str) -> None:
     assert accounts(database_url, "dev@example.com") == [(first, "Dev")]
 
 
+@pytest.mark.superuser("creates Supabase's roles and a database shaped as its own")
 def test_dev_user_and_sign_up_on_supabase_auth_users(supabase_url: str) -> None:  # noqa: F811
     migrate(supabase_url)
     with psycopg.connect(supabase_url) as conn:

@@ -195,6 +195,7 @@ def test_plain_yoyo_apply_builds_everything(scratch_url: str) -> None:
     assert migrate(scratch_url) == "0 migration(s) applied; sql/ unchanged"
 
 
+@pytest.mark.superuser("sets the password of role authenticator")
 def test_authenticator_password_is_set_when_given(scratch_url: str) -> None:
     env_password = "s3cret-for-the-test"
     env = {**os.environ, "DATABASE_URL": scratch_url, "AUTHENTICATOR_PASSWORD": env_password}
@@ -229,6 +230,8 @@ def as_role_without_createrole(scratch_url: str) -> Iterator[str]:
         conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
 
 
+@pytest.mark.superuser("makes a role and gives it a database (make test-supabase checks "
+                       "the refusal on Supabase's reserved authenticator)")
 def test_a_password_that_cannot_be_set_is_refused_before_any_change(
         scratch_url: str, as_role_without_createrole: str) -> None:
     env = {**os.environ, "DATABASE_URL": as_role_without_createrole,
