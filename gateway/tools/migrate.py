@@ -447,17 +447,19 @@ PASSWORD_ADVICE = (
 
 def check_authenticator_password(conn: psycopg.Connection) -> None:
     """Before anything changes: can this connection set authenticator's password?
-    The statement itself is tried with a placeholder password, in a transaction
-    rolled back, so every rule the server applies is asked (privileges, and
-    extensions such as Supabase's supautils, which reserves the role). Where the
-    role does not exist yet, migration 0001 will create it: that needs a superuser
-    or CREATEROLE, and whoever creates a role may then alter it."""
+    A superuser can. Otherwise the statement itself is tried with a placeholder
+    password, in a transaction rolled back, so every rule the server applies is
+    asked (privileges, and extensions such as Supabase's supautils, which reserves
+    the role). Where the role does not exist yet, migration 0001 will create it:
+    that needs CREATEROLE, and whoever creates a role may then alter it."""
     row = conn.execute(
         "select exists (select from pg_catalog.pg_roles where rolname = 'authenticator'), "
-        "r.rolsuper or r.rolcreaterole from pg_catalog.pg_roles r "
+        "r.rolsuper, r.rolsuper or r.rolcreaterole from pg_catalog.pg_roles r "
         "where r.rolname = current_user").fetchone()
     assert row is not None
-    exists, may_create = row
+    exists, superuser, may_create = row
+    if superuser:
+        return  # a superuser may alter any role (and nothing is tried on a cluster's nodes)
     if not exists:
         if may_create:
             return
