@@ -414,6 +414,8 @@ def prepare_yoyo_schema(conn: psycopg.Connection) -> None:
     and holds yoyo's tables (moved from `public` on an install made before it), so
     yoyo finds them there. Idempotent, as the migration is."""
     with conn.transaction():
+        # Two migrates at once: one makes the schema and moves, the other then finds it done.
+        conn.execute("select pg_advisory_xact_lock(%s)", (CODE_LOCK + 1,))
         conn.execute(sql.SQL("set local search_path to {}").format(sql.SQL(YOYO_SEARCH_PATH)))
         conn.execute(YOYO_SCHEMA_MIGRATION.read_text())  # type: ignore[arg-type]  # repo file
 
