@@ -95,18 +95,18 @@ def test_migrate_from_nothing_twice_changes_nothing(scratch_url: str) -> None:
 
 
 def test_rollback_last_migrations_and_reapply(scratch_url: str) -> None:
-    """The last two: 0015 (yoyo's schema, nothing of app) and the last that changes app."""
+    """The last two: 0016 (yoyo's schema, nothing of app) and the last that changes app."""
     migrate(scratch_url)
     before = schema_snapshot(scratch_url)
     last = sorted(p.stem for p in (ROOT / "migrations").glob("0*.sql")
                   if not p.stem.endswith(".rollback"))[-2:]
-    assert last[1] == "0015_migrations_schema"
+    assert last[1] == "0016_migrations_schema"
     yoyo(scratch_url, "rollback", "--revision", last[0])
     after_rollback = schema_snapshot(scratch_url)
     assert after_rollback != before  # the last migration's objects are gone...
     kept = {row[1] for row in after_rollback if row[0] == "table"}
     assert {"app.profiles", "app.groups"} <= kept  # ...and only those
-    # Rolled back, 0015 leaves yoyo's tables where the previous release keeps them.
+    # Rolled back, 0016 leaves yoyo's tables where the previous release keeps them.
     assert yoyo_tables(scratch_url) == [(name, "public") for name in YOYO_TABLES]
     # Re-applying brings back exactly the same schema (a rollback that drops tables
     # clears the code mark, so sql/ is rebuilt on them).
@@ -146,14 +146,14 @@ def test_yoyo_tables_are_in_a_schema_no_api_role_can_use(scratch_url: str) -> No
 
 def test_an_older_install_gets_its_yoyo_tables_moved(scratch_url: str) -> None:
     """As the previous release left it: yoyo's tables in public (its URL named no
-    schema), every migration before 0015 applied, sql/ built."""
-    applied = apply_up_to(scratch_url, "0014_plain_text", in_public=True)
+    schema), every migration before 0016 applied, sql/ built."""
+    applied = apply_up_to(scratch_url, "0015_invitee_email_index", in_public=True)
     with psycopg.connect(scratch_url, autocommit=True) as conn:
         apply_code(conn)
     old_url = yoyo_url(scratch_url).split("?")[0]
     assert yoyo_tables(scratch_url) == [(name, "public") for name in YOYO_TABLES]
 
-    # The previous release's plain `yoyo apply` (no schema in the URL) is refused by 0015
+    # The previous release's plain `yoyo apply` (no schema in the URL) is refused by 0016
     # before it moves anything: otherwise it would lose its tables half-way.
     refused = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "yoyo"), "apply", "--database", old_url],
@@ -178,7 +178,7 @@ def test_an_older_install_gets_its_yoyo_tables_moved(scratch_url: str) -> None:
 
 
 def test_plain_yoyo_on_an_older_install_moves_the_tables(scratch_url: str) -> None:
-    apply_up_to(scratch_url, "0014_plain_text", in_public=True)
+    apply_up_to(scratch_url, "0015_invitee_email_index", in_public=True)
     assert yoyo_tables(scratch_url) == [(name, "public") for name in YOYO_TABLES]
     yoyo(scratch_url, "apply")
     assert yoyo_tables(scratch_url) == [(name, "joinery_migrations") for name in YOYO_TABLES]
@@ -260,7 +260,7 @@ def test_a_password_that_cannot_be_set_is_refused_before_any_change(
 def apply_up_to(url: str, last: str, in_public: bool = False) -> int:
     """Applies the migrations up to `last` only, without sql/ (as an older release left
     the tables); with `in_public`, yoyo keeps its tables in public, as releases before
-    0015 did. Returns how many were applied."""
+    0016 did. Returns how many were applied."""
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(yoyo_url(url).split("?")[0] if in_public else yoyo_url(url))

@@ -25,7 +25,7 @@ The rebuild is online: it takes no lock that waits for the traffic's.
 
 yoyo keeps its own tables in schema joinery_migrations (YOYO_SCHEMA), out of
 `public`, which Supabase's REST API exposes: the URL yoyo gets names it
-(`?schema=`), and migration 0015, run first, moves an older install's tables
+(`?schema=`), and migration 0016, run first, moves an older install's tables
 there. A password for `authenticator` (AUTHENTICATOR_PASSWORD) is checked to be
 settable before anything changes.
 """
@@ -52,9 +52,9 @@ OBJECTS_MARK = "joinery objects "  # comment of schema private: {object key: sta
 YOYO_SCHEMA = "joinery_migrations"
 # yoyo runs `set search_path to <schema>` and keeps its tables in the first schema
 # of that path that exists: joinery_migrations, once made; public on a database
-# never migrated (migration 0015 then moves them).
+# never migrated (migration 0016 then moves them).
 YOYO_SEARCH_PATH = f"{YOYO_SCHEMA},public"
-YOYO_SCHEMA_MIGRATION = MIGRATIONS_DIR / "0015_migrations_schema.sql"
+YOYO_SCHEMA_MIGRATION = MIGRATIONS_DIR / "0016_migrations_schema.sql"
 
 
 class RebuildRefused(RuntimeError):
@@ -410,7 +410,7 @@ def yoyo_url(database_url: str) -> str:
 
 
 def prepare_yoyo_schema(conn: psycopg.Connection) -> None:
-    """Migration 0015 itself, before yoyo starts: schema joinery_migrations exists
+    """Migration 0016 itself, before yoyo starts: schema joinery_migrations exists
     and holds yoyo's tables (moved from `public` on an install made before it), so
     yoyo finds them there. Idempotent, as the migration is."""
     with conn.transaction():

@@ -8,7 +8,7 @@
 -- `make migrate` also runs this file before yoyo starts, so yoyo finds its
 -- tables where it keeps them from now on; a plain `yoyo apply` on an older
 -- install moves them here. It changes nothing when run again.
--- depends: 0014_plain_text
+-- depends: 0015_invitee_email_index
 
 do $move$
 declare
