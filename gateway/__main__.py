@@ -25,15 +25,16 @@ def serve(settings: Settings, workers: int, command: str = "serve") -> int:
 
 
 def dev_user(database_url: str) -> str:
-    """The development account (dev@example.com), created when missing."""
+    """The development account (dev@example.com), created when missing, as the
+    development sign-in creates accounts (on Supabase's auth.users too)."""
     import psycopg
+    from psycopg.types.json import Jsonb
+
+    from .pages.devsignin import SIGN_UP_SQL
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute(
-            "insert into auth.users (email, raw_user_meta_data) "
-            "values ('dev@example.com', '{\"display_name\": \"Dev\"}') "
-            "on conflict (lower(email)) do update set email = excluded.email returning id"
-        ).fetchone()
+        row = conn.execute(SIGN_UP_SQL, {"email": "dev@example.com",
+                                         "meta": Jsonb({"display_name": "Dev"})}).fetchone()
     assert row is not None
     return str(row[0])
 

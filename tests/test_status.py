@@ -49,10 +49,15 @@ def code_mark(conn: psycopg.Connection) -> str:
     return str(row[0])
 
 
+MIGRATIONS = sorted(p.stem for p in (ROOT / "migrations").glob("0*.sql")
+                    if not p.stem.endswith(".rollback"))
+LATEST, COUNT = MIGRATIONS[-1], len(MIGRATIONS)
+
+
 def applied_at(conn: psycopg.Connection) -> str:
-    row = conn.execute("select max(applied_at_utc) filter (where migration_id = "
-                       "'0011_covering_indexes'), count(*) from _yoyo_migration").fetchone()
-    assert row is not None and row[1] == 9
+    row = conn.execute("select max(applied_at_utc) filter (where migration_id = %s), "
+                       "count(*) from joinery_migrations._yoyo_migration", (LATEST,)).fetchone()
+    assert row is not None and row[1] == COUNT
     return row[0].isoformat(timespec="seconds") + "Z"
 
 
@@ -62,7 +67,7 @@ def test_empty_database(url: str) -> None:
     with psycopg.connect(url) as conn:
         mark, at = code_mark(conn), applied_at(conn)
     assert done.stdout.splitlines() == [
-        f"migration:     0011_covering_indexes (9 applied, last at {at})",
+        f"migration:     {LATEST} ({COUNT} applied, last at {at})",
         f"sql code:      {mark}",
         "mail queue:    0 queued, 0 failed",
         "audit, last hour: none",
@@ -100,7 +105,7 @@ def test_with_activity(url: str) -> None:
     done = status(url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        f"migration:     0011_covering_indexes (9 applied, last at {at})",
+        f"migration:     {LATEST} ({COUNT} applied, last at {at})",
         f"sql code:      {mark}",
         "mail queue:    2 queued, 1 failed (last failed at 2026-01-02T03:04:05+00:00)",
         "audit, last hour:",
@@ -115,7 +120,7 @@ def test_with_activity(url: str) -> None:
     generated = answer.pop("generated_at")
     assert generated.endswith("+00:00")
     assert answer == {
-        "migration": {"latest": "0011_covering_indexes", "applied": 9, "applied_at": at},
+        "migration": {"latest": LATEST, "applied": COUNT, "applied_at": at},
         "sql_code": mark,
         "mail": {"queued": 2, "failed": 1, "last_failed_at": "2026-01-02T03:04:05+00:00"},
         "audit_last_hour": [{"action": "group.join", "rows": 3},
