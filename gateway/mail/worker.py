@@ -185,12 +185,13 @@ class Mailer:
         mail["To"] = recipient
         mail["Subject"] = rendered.subject
         mail["Message-ID"] = f"<{message['id']}@joinery>"
-        mail["Content-Language"] = rendered.lang
         # RFC 8058: a mail client stops invitations with one POST to the stop link.
         mail["List-Unsubscribe"] = f"<{rendered.stop_url}>"
         mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         mail.set_content(rendered.text)
         mail.add_alternative(rendered.html, subtype="html")
+        # After the content: setting the content clears every Content-* header.
+        mail["Content-Language"] = rendered.lang
         target = self.smtp
         smtp_class = smtplib.SMTP_SSL if target.tls == "ssl" else smtplib.SMTP
         with smtp_class(target.host, target.port, timeout=10) as client:
