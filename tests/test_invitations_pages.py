@@ -12,6 +12,7 @@ import httpx
 import psycopg
 
 from browser import PHONE, make_event, screenshot, serious_violations, signed_in
+from smtp_sink import wait_until
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -122,6 +123,7 @@ def test_two_authors_see_each_other_decide_live(
     # The second author approves: the threshold is reached; both see it approved,
     # with its chat id, the first author without a reload.
     page_two.locator(f"li[data-group-id='{gid}']").get_by_role("button", name="Aprova").click()
+    page_two.locator(f"#decided li[data-group-id='{gid}']").wait_for(timeout=10_000)
     chat = admin.execute("select id::text from app.chats where like_group_id = %s",
                          (gid,)).fetchone()
     assert chat is not None
@@ -176,3 +178,27 @@ def test_the_queue_is_not_found_for_anyone_else(
     refused = client.post("/rest/v1/rpc/can_subscribe", headers=member.headers,
                           json={"topic": f"event:{event_id}"})
     assert (refused.status_code, refused.json()) == (200, False)
+
+
+def test_inviter_sends_again_twice_from_the_event_page(
+        client: httpx.Client, gateway: GatewayProcess, make_user, admin: psycopg.Connection,
+        person) -> None:
+    inviter = make_user("Resend Host")
+    event_id = make_event(client, inviter)
+    email = f"again-{inviter.id[:8]}@example.com"
+    created = call(client, inviter, "create_pair_invite", event_id=event_id, invitee_email=email)
+    assert isinstance(created, dict)
+    host = person()
+    page = host.open(signed_in(f"{gateway.url}/events/{event_id}", inviter))
+    row = page.locator("#sent li", has_text=f"To {email}")
+    for count in (1, 2):
+        row.get_by_role("button", name="Send again").click()
+        wait_until(lambda n=count: admin.execute(
+            "select resend_count from app.pair_invites where id = %s",
+            (created["id"],)).fetchone() == (n,), timeout=10, what=f"resend {count}")
+        page.locator("#event-status").filter(
+            has_text=f"Invitation sent again to {email}.").wait_for()
+    # After the second, the list is read again without the button.
+    row.get_by_role("button", name="Send again").wait_for(state="detached")
+    assert row.get_by_role("button", name="Revoke").count() == 1
+    assert host.problems == []

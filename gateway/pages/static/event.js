@@ -79,9 +79,25 @@ function inviteItem(invite, sent) {
       await refreshInvites();
     }));
     item.append(" ", revoke);
+    if (invite.invitee_email && invite.resends < 2) item.append(" ", resendButton(invite));
   }
+  if (sent && invite.reminded_at) item.append(` · ${t("reminded", { date: formatDate(invite.reminded_at) })}`);
   if (!sent && invite.status === "sent") item.append(" ", ...answerButtons(invite));
   return item;
+}
+
+// The inviter sends an emailed invitation again (at most twice; api.resend_pair_invite).
+function resendButton(invite) {
+  const resend = el("button", { type: "button", class: "secondary small",
+    "aria-label": `${t("resend")}: ${invite.short_code}` }, t("resend"));
+  resend.addEventListener("click", busy([resend], async () => {
+    const result = await rpc("resend_pair_invite", { invite_id: invite.id });
+    status.replaceChildren(result.status === 200
+      ? message("success", t("resent", { email: invite.invitee_email }))
+      : message("error", result.body?.details === "resend_limit" ? t("resend_limit") : failure(result)));
+    await refreshInvites();
+  }));
+  return resend;
 }
 
 // A received invitation answered in place (api.answer_pair_invite): only the
