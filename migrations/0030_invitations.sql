@@ -1,6 +1,6 @@
 -- Invitations (issue 21, parts 2-5): a profile's language, the inviter's
 -- language at invite time, resends counted per invite, reminders sent once.
--- depends: 0010_event_keys 0011_covering_indexes
+-- depends: 0015_invitee_email_index
 
 -- The language a person reads mail in: 'en' or 'ca'; null until they choose
 -- (then the mail falls back to the inviter's language, then English).

@@ -64,7 +64,7 @@ def message_ids(sink: SmtpSink, addresses: set[str]) -> Counter[str]:
 
 @pytest.fixture
 def sink() -> Iterator[SmtpSink]:
-    with SmtpSink(free_port()) as server:
+    with SmtpSink.on_a_free_port() as server:
         yield server
 
 

@@ -50,7 +50,8 @@ def yoyo(url: str, *args: str) -> str:
 
 
 def schema_snapshot(url: str) -> list[tuple]:
-    """Tables, columns, indexes, functions (with their definitions), policies and grants."""
+    """Tables, columns, indexes, constraints, functions (with their definitions),
+    policies and grants."""
     with psycopg.connect(url) as conn:
         rows = conn.execute("""
             select 'column', table_schema || '.' || table_name || '.' || column_name, data_type
@@ -58,7 +59,13 @@ def schema_snapshot(url: str) -> list[tuple]:
             union all
             select 'function', p.oid::regprocedure::text,
                    md5(pg_get_functiondef(p.oid)) || coalesce(p.proacl::text, '')
-            from pg_proc p where p.pronamespace in ('api'::regnamespace, 'private'::regnamespace)
+            from pg_proc p
+            where p.pronamespace in ('api'::regnamespace, 'private'::regnamespace,
+                                     'app'::regnamespace)
+            union all
+            select 'constraint', c.conrelid::regclass::text || '.' || c.conname,
+                   md5(pg_get_constraintdef(c.oid))
+            from pg_constraint c where c.connamespace = 'app'::regnamespace
             union all
             select 'policy', schemaname || '.' || tablename || '.' || policyname,
                    coalesce(qual, '') || coalesce(with_check, '')
@@ -182,3 +189,19 @@ def test_audit_rows_survive_partitioning_and_prune_by_age(scratch_url: str) -> N
     again = run([sys.executable, "-m", "gateway", "audit-prune", "--older-than-days", "100"],
                 scratch_url)
     assert again.strip() == "nothing to do (retention 100 days)"
+
+
+def test_stored_stops_are_brought_to_their_canonical_form(scratch_url: str) -> None:
+    """Stops made before the alias rules (issue 18) hold for every alias after them."""
+    apply_up_to(scratch_url, "0012_stop_limits")
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute("insert into app.mail_stops (email, created_at) values "
+                     "('f.oo+x@googlemail.com', now() - interval '2 days'), "
+                     "('foo@gmail.com', now() - interval '1 day'), "
+                     "('bar+news@example.org', now()), ('plain@example.org', now())")
+    migrate(scratch_url)
+    with psycopg.connect(scratch_url) as conn:
+        stops = conn.execute("select email, created_at < now() - interval '36 hours' "
+                             "from app.mail_stops order by email").fetchall()
+    assert stops == [("bar@example.org", False), ("foo@gmail.com", True),
+                     ("plain@example.org", False)]

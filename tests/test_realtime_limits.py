@@ -80,7 +80,7 @@ def test_streams_capped_per_user_and_per_process(capped: GatewayProcess, make_us
                 "Too many event streams on this server; try again later.")
         healthy(capped.url)
         metrics = httpx.get(f"{capped.url}/metrics", timeout=TIMEOUT).text
-        assert "\njoinery_realtime_sse_streams 5\n" in metrics, metrics
+        assert "\njoinery_realtime_sse_streams 5.0\n" in metrics, metrics
 
     # Closed streams give their slots back (the server notices the disconnect).
     deadline = time.monotonic() + 5

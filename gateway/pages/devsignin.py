@@ -24,6 +24,13 @@ from .render import page, settings_of
 
 TOKEN_SECONDS = 8 * 3600
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The page's sign-in nonce (common.js), echoed back beside the token as `state`.
+_STATE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def _state(value: object) -> str:
+    text = str(value or "")
+    return text if _STATE.match(text) else ""
 
 
 def _not_found() -> Response:
@@ -55,7 +62,8 @@ async def form(request: Request) -> Response:
             "left join app.profiles p on p.id = u.id order by u.created_at desc limit 12")
         users = await cur.fetchall()
     return page(request, "devsignin.html", script="common", users=users,
-                redirect_to=safe_redirect(request.query_params.get("redirect_to", "/")))
+                redirect_to=safe_redirect(request.query_params.get("redirect_to", "/")),
+                state=_state(request.query_params.get("state")))
 
 
 async def sign_in(request: Request) -> Response:
@@ -95,7 +103,10 @@ async def sign_in(request: Request) -> Response:
     secret = settings_of(request).jwt_secret
     assert secret == DEV_JWT_SECRET  # never mint with a real secret
     token = mint(secret, row[0], email=row[1], expires_in=TOKEN_SECONDS)
-    fragment = urllib.parse.urlencode({
+    values: dict[str, str | int] = {
         "access_token": token, "token_type": "bearer", "expires_in": TOKEN_SECONDS,
-        "type": "magiclink"})
+        "type": "magiclink"}
+    if state := _state(data.get("state")):
+        values["state"] = state
+    fragment = urllib.parse.urlencode(values)
     return RedirectResponse(f"{target}#{fragment}", 303, headers=headers.PAGE)

@@ -9,8 +9,7 @@ language plpgsql immutable
 set search_path = ''
 as $$
 begin
-    return pg_catalog.regexp_replace(value,
-        '\s*[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+\s*', ' ', 'g');
+    return app.strip_control_chars(value);
 end;
 $$;
 

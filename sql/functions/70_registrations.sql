@@ -241,6 +241,7 @@ declare
     v_email text := nullif(pg_catalog.btrim(create_pair_invite.invitee_email), '');
     v_reason text;
     v_code text;
+    v_constraint text;
     v_invite app.pair_invites;
 begin
     if v_limited is not null then
@@ -250,8 +251,15 @@ begin
         perform private.audit('pair_invite.create', 'invalid', 400, create_pair_invite.event_id);
         return private.fail(400, 'invitee_email is not a valid email address.', 'invitee_email');
     end if;
-    -- The event row lock orders this with accepts and registrations of the event.
-    select * into v_event from app.events e where e.id = create_pair_invite.event_id for update;
+    -- No lock on the event: an invite takes no seat, so the checks below are a
+    -- courtesy that accept_pair_invite repeats under its locks (deadline, two
+    -- free seats, neither person registered). Only the inviter's own open invite
+    -- is locked, and only invites are locked here, so the lock order is the
+    -- accept's (invite, then event) and an invite creation never waits for a
+    -- registration or a like of the event, nor they for it. Two creations by one
+    -- inviter are serialised by the rate limiter's per-user lock and the partial
+    -- unique index pair_invites_one_open_per_inviter.
+    select * into v_event from app.events e where e.id = create_pair_invite.event_id;
     if not found then
         perform private.audit('pair_invite.create', 'not_found', 404, create_pair_invite.event_id);
         return private.fail(404, 'Event not found.');
@@ -265,6 +273,12 @@ begin
         return private.refuse('pair_invite.create', 409, 'full',
             'The event does not have two free seats.', subject_id => v_event.id);
     end if;
+    -- The inviter's open invite first: an accept of it in flight holds it, and
+    -- once that commits the registration check below (a new snapshot) sees it.
+    -- A refusal must not revoke, so the lock comes before the check.
+    perform from app.pair_invites i
+    where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent'
+    for update;
     if exists (select from app.registrations r
                where r.event_id = v_event.id and r.user_id = v_uid and r.status = 'confirmed') then
         return private.refuse('pair_invite.create', 409, 'already_registered',
@@ -274,7 +288,7 @@ begin
     update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
     where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
-    loop
+    for v_try in 1 .. 5 loop
         -- On a Citus cluster the unique constraint on short codes is per event (it
         -- must include the distribution column): a code in use anywhere is skipped.
         v_code := private.new_short_code();
@@ -289,9 +303,17 @@ begin
             returning * into v_invite;
             exit;
         exception when unique_violation then
-            -- A short code already in use (about one in 10^11): draw another.
+            -- A short code already in use (about one in 10^11): draw another. Any
+            -- other unique violation is not the code's and is raised again.
+            get stacked diagnostics v_constraint = constraint_name;
+            if v_constraint not like 'pair\_invites\_short\_code\_key%' then  -- a shard's name has a suffix
+                raise;
+            end if;
         end;
     end loop;
+    if v_invite.id is null then
+        raise exception using errcode = 'PT503', message = 'No free short code was found; try again.';
+    end if;
     if v_email is not null then
         -- Queued or not (the recipient may have stopped invitations or reached
         -- the per-address limit), the answer and the audit entry are the same.
@@ -522,8 +544,11 @@ begin
             pg_catalog.format('This invitation is %s.', v_status), subject_id => v_invite.id);
     end if;
 
-    -- Lock the event: accepts, registrations and invites of one event are serialised.
-    select * into v_event from app.events e where e.id = v_invite.event_id for update;
+    -- Lock order everywhere: the invite, then the event. The event's lock is the
+    -- seat counter's (take_seats' UPDATE takes the same one): FOR NO KEY UPDATE,
+    -- which foreign-key checks (KEY SHARE) of likes, invites and authors of the
+    -- event do not wait for. Accepts and registrations of one event are serialised.
+    select * into v_event from app.events e where e.id = v_invite.event_id for no key update;
     v_reason := private.registration_closed_reason(v_event);
     if v_reason is not null then
         return private.refuse(action,
@@ -662,8 +687,12 @@ $$;
 grant execute on function api.decline_pair_invite(text) to authenticated, service_role;
 
 /**
- * The inviter revokes their invite (403 for anyone else, 404 if none). Only an
- * open invite changes; revoking twice changes nothing. Returns {id, status}.
+ * The inviter revokes their invite. Only an open invite changes; revoking
+ * twice changes nothing. Returns {id, status}. Someone else's invite gets the
+ * same 404 as an unknown id (the audit tells them apart), so the answer shows
+ * nothing about invites that are not the caller's. Every attempt is counted
+ * ('revoke_invite', as revoke_group_invite) and audited; refusals are
+ * answered, not raised, so both commit.
  */
 create function api.revoke_pair_invite(invite_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -671,9 +700,13 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    v_limited jsonb := private.rate_limited('revoke_invite', 'pair_invite.revoke');
     v_event_id uuid;
     v_invite app.pair_invites;
 begin
+    if v_limited is not null then
+        return v_limited;
+    end if;
     -- Event first, then the locking read on it (see lock_invite_by_token).
     select f.event_id into v_event_id from app.pair_invites f
     where f.id = revoke_pair_invite.invite_id;
@@ -681,10 +714,12 @@ begin
     where i.event_id = v_event_id and i.id = revoke_pair_invite.invite_id
     for update;
     if not found then
-        raise exception using errcode = 'PT404', message = 'Invitation not found.';
+        return private.refuse('pair_invite.revoke', 404, 'not_found', 'Invitation not found.');
     end if;
     if v_invite.inviter_id <> v_uid then
-        raise exception using errcode = '42501', message = 'Only the inviter can revoke an invitation.';
+        -- The same answer as for an unknown id; the audit tells them apart.
+        perform private.audit('pair_invite.revoke', 'not_allowed', 404, v_invite.id);
+        return private.fail(404, 'Invitation not found.', 'not_found');
     end if;
     if v_invite.status = 'sent' then
         update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
@@ -692,6 +727,8 @@ begin
         where i.event_id = v_invite.event_id and i.id = v_invite.id
         returning * into v_invite;
         perform private.audit('pair_invite.revoke', 'revoked', 200, v_invite.id);
+    else
+        perform private.audit('pair_invite.revoke', 'unchanged', 200, v_invite.id);
     end if;
     return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', private.pair_invite_status(v_invite));
 end;
@@ -735,19 +772,39 @@ begin
             join app.events e on e.id = i.event_id
             where i.inviter_id = v_uid),
         'received', (
-            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                    'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
-                    'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
-                                   else i.status end,
-                    'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
-                    'pair_id', i.pair_id, 'expires_at', i.expires_at, 'reminded_at', i.reminded_at,
-                    'created_at', i.created_at,
-                    'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
-                order by i.created_at desc, i.id), '[]'::jsonb)
-            from app.pair_invites i
-            join app.events e on e.id = i.event_id
-            join app.profiles p on p.id = i.inviter_id
-            where i.invitee_id = v_uid or (i.invitee_email is not null and i.invitee_email = v_email)));
+            -- Two index lookups (invitee_id, invitee_email) as UNION ALL rather
+            -- than one OR, which no single index serves; an invite that matches
+            -- both comes from the first.
+            select coalesce(pg_catalog.jsonb_agg(x.item order by x.created_at desc, x.id), '[]'::jsonb)
+            from (
+                select pg_catalog.jsonb_build_object(
+                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                        'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
+                                       else i.status end,
+                        'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
+                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'reminded_at', i.reminded_at,
+                        'created_at', i.created_at,
+                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at) item,
+                       i.created_at, i.id
+                from app.pair_invites i
+                join app.events e on e.id = i.event_id
+                join app.profiles p on p.id = i.inviter_id
+                where i.invitee_id = v_uid
+                union all
+                select pg_catalog.jsonb_build_object(
+                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                        'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
+                                       else i.status end,
+                        'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
+                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'reminded_at', i.reminded_at,
+                        'created_at', i.created_at,
+                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at),
+                       i.created_at, i.id
+                from app.pair_invites i
+                join app.events e on e.id = i.event_id
+                join app.profiles p on p.id = i.inviter_id
+                where v_email is not null and i.invitee_email = v_email
+                  and i.invitee_id is distinct from v_uid) x));
 end;
 $$;
 grant execute on function api.my_pair_invites() to authenticated, service_role;
