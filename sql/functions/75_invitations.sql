@@ -124,9 +124,11 @@ begin
     if v_limited is not null then
         return v_limited;
     end if;
-    -- The row lock serialises resends of one invite: the count cannot be overrun.
-    v_invite := private.lock_invite_by_id(resend_pair_invite.invite_id);
-    if v_invite.id is null then
+    -- The caller first, unlocked (an invite's inviter and address never change),
+    -- so nobody else can make the invite wait; then the row lock, which
+    -- serialises resends of one invite: the count cannot be overrun.
+    select * into v_invite from app.pair_invites i where i.id = resend_pair_invite.invite_id;
+    if not found then
         return private.refuse('pair_invite.resend', 404, 'not_found', 'Invitation not found.');
     end if;
     if v_invite.inviter_id <> v_uid then
@@ -137,6 +139,7 @@ begin
         return private.refuse('pair_invite.resend', 400, 'no_email',
             'This invitation was not sent by email.', subject_id => v_invite.id);
     end if;
+    v_invite := private.lock_invite_by_id(v_invite.id);
     v_status := private.pair_invite_status(v_invite);
     if v_status <> 'sent' then
         return private.refuse('pair_invite.resend', 410, v_status,
@@ -260,8 +263,12 @@ begin
     if answer_pair_invite.accept is null then
         return private.refuse(v_action, 400, 'accept', 'accept must be true or false.');
     end if;
-    v_invite := private.lock_invite_by_id(answer_pair_invite.invite_id);
-    if v_invite.id is null then
+    -- Who may answer is checked before the invite is locked (its inviter and
+    -- address never change), so nobody else can make it wait. Then the lock
+    -- order of accept_pair_invite: the invite, then (in
+    -- accept_locked_pair_invite) the event, FOR NO KEY UPDATE.
+    select * into v_invite from app.pair_invites i where i.id = answer_pair_invite.invite_id;
+    if not found then
         return private.refuse(v_action, 404, 'not_found', 'Invitation not found.');
     end if;
     if v_invite.inviter_id <> v_uid and (v_invite.invitee_email is null
@@ -270,6 +277,7 @@ begin
             'This invitation was not sent to the verified email address of your account.',
             subject_id => v_invite.id);
     end if;
+    v_invite := private.lock_invite_by_id(v_invite.id);
     if answer_pair_invite.accept then
         return private.accept_locked_pair_invite(v_invite, v_uid, v_action);
     end if;
