@@ -33,8 +33,10 @@ async def one_click(request: Request) -> Response:
                        "to the link of an invitation message.", 400)
     gw = request.app.state.gateway
     try:
+        # The client's address (through TRUSTED_PROXIES) as for the page's own
+        # call: the one-click POST counts against the same stop_client limit.
         result = await gw.run("stop_invitations", {"token": token}, ANON, "POST",
-                              request.url.path, {})
+                              request.url.path, {}, client_addr=gw.client(request.scope))
     except ApiError as exc:
         return _answer("This link is not valid." if exc.status == 404
                        else "The stop could not be done now; try again.", exc.status)
