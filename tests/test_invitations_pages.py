@@ -1,6 +1,6 @@
 """Issue 21's pages in a real Chromium: a received invitation accepted on the
 event page (api.answer_pair_invite), and the authors' approval queue at
-/events/{id}/groups, kept current through the realtime socket while two
+/events/{id}/groups, kept current through the realtime stream (SSE) while two
 authors act in two browser contexts; axe and screenshots at phone and desktop
 width, in English and Catalan; "not found" for everyone else."""
 

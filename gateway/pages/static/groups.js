@@ -1,6 +1,6 @@
 // /events/{id}/groups: the authors' approval queue. Pending like groups with
 // their members' names and approvals against the threshold, Approve and
-// Reject; kept current through the realtime socket (topic event:{id}, which
+// Reject; kept current through the realtime stream (topic event:{id}, which
 // only the event's authors may join) when another author acts. Anyone else
 // sees the same "not found" as for an event that does not exist.
 import { busy, commonError, el, formatDate, message, rpc, session, signInPrompt, start, t } from "./common.js";

@@ -1,57 +1,84 @@
-// A small client of the gateway's realtime socket (/realtime/v1/websocket,
-// Supabase Realtime's Phoenix protocol, vsn 1.0.0): one private channel, its
-// broadcasts handed to `onMessage`, a heartbeat, and a reconnect with backoff.
-// `onState` hears "live" (joined), "refused" and "offline"; a page reloads
-// its data on "live", so nothing missed while offline is lost.
-
-const HEARTBEAT_MS = 25000;
+// A small client of the gateway's realtime stream (GET /realtime/v1/sse,
+// Server-Sent Events): one topic, its messages handed to `onMessage`, and a
+// reconnect with backoff. Read with fetch, so the person's token travels in
+// the Authorization header, never in the URL (URLs end up in logs), and no
+// apikey is needed (a realtime socket's apikey must be a JWT: the pages hold
+// no anon key). `onState` hears "live" (the stream is listening), "refused"
+// (401, 403, 404) and "offline"; a page reloads its data on "live", so
+// nothing missed while offline is lost.
 
 export function subscribe(topic, token, onMessage, onState = () => {}) {
-  const channel = `realtime:${topic}`;
-  let socket = null;
-  let timer = null;
-  let ref = 0;
   let retry = 1000;
   let stopped = false;
+  let controller = null;
 
-  function send(frame) {
-    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+  function dispatch(block) {
+    let event = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith(":")) continue;  // a heartbeat
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") event = value;
+      else if (field === "data") data.push(value);
+    }
+    if (!data.length) return true;
+    if (event === "ready") {
+      retry = 1000;
+      onState("live");
+    } else if (event === "expired" || event === "reconnect") {
+      return false;  // the stream ends: connect again
+    } else {
+      let payload;
+      try { payload = JSON.parse(data.join("\n")); } catch { return true; }
+      onMessage(payload || {});
+    }
+    return true;
   }
 
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    // The token travels in the join, never in the URL (URLs end up in logs).
-    socket = new WebSocket(`${scheme}//${location.host}/realtime/v1/websocket?apikey=pages&vsn=1.0.0`);
-    socket.addEventListener("open", () => {
-      const joinRef = String(++ref);
-      send({ topic: channel, event: "phx_join", ref: joinRef, join_ref: joinRef,
-        payload: { config: { private: true, broadcast: { self: false } }, access_token: token } });
-      timer = setInterval(() => send({ topic: "phoenix", event: "heartbeat", payload: {}, ref: String(++ref) }),
-        HEARTBEAT_MS);
-    });
-    socket.addEventListener("message", (event) => {
-      let frame;
-      try { frame = JSON.parse(event.data); } catch { return; }
-      if (!frame || frame.topic !== channel) return;
-      if (frame.event === "phx_reply" && frame.ref === frame.join_ref) {
-        const ok = frame.payload?.status === "ok";
-        if (ok) retry = 1000;
-        onState(ok ? "live" : "refused");
-      } else if (frame.event === "broadcast") {
-        onMessage(frame.payload?.payload || {});
-      } else if (frame.event === "phx_close") {
-        socket.close();
+  async function connect() {
+    controller = new AbortController();
+    let refused = false;
+    try {
+      const response = await fetch(`/realtime/v1/sse?${new URLSearchParams({ topic })}`, {
+        headers: { Authorization: `Bearer ${token}`, Accept: "text/event-stream" },
+        cache: "no-store", signal: controller.signal,
+      });
+      if ([401, 403, 404].includes(response.status)) {
+        refused = true;
+      } else if (response.ok && response.body) {
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value.replace(/\r\n?/g, "\n");
+          let end;
+          let going = true;
+          while (going && (end = buffer.indexOf("\n\n")) >= 0) {
+            going = dispatch(buffer.slice(0, end));
+            buffer = buffer.slice(end + 2);
+          }
+          if (!going) {
+            controller.abort();
+            break;
+          }
+        }
       }
-    });
-    socket.addEventListener("close", () => {
-      clearInterval(timer);
-      if (stopped) return;
-      onState("offline");
-      setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 30000);
-    });
+    } catch {
+      // offline, or stopped
+    }
+    if (stopped) return;
+    if (refused) {
+      onState("refused");
+      return;
+    }
+    onState("offline");
+    setTimeout(connect, retry);
+    retry = Math.min(retry * 2, 30000);
   }
 
   connect();
-  return () => { stopped = true; clearInterval(timer); if (socket) socket.close(); };
+  return () => { stopped = true; if (controller) controller.abort(); };
 }
