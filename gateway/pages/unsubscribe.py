@@ -40,6 +40,14 @@ async def one_click(request: Request) -> Response:
     except ApiError as exc:
         return _answer("This link is not valid." if exc.status == 404
                        else "The stop could not be done now; try again.", exc.status)
+    # stop_invitations answers its refusals (security): an unknown token is a
+    # 404 result, over its stop_client / stop_token limits a 429 with Retry-After.
+    if result.status == 404:
+        return _answer("This link is not valid.", 404)
     if result.status != 200:
-        return _answer("The stop could not be done now; try again.", result.status)
+        answer = _answer("The stop could not be done now; try again.", result.status)
+        for name, value in result.headers.items():
+            if name.lower() == "retry-after":
+                answer.headers["Retry-After"] = value
+        return answer
     return _answer("Done: no more invitation mail will be sent to this address.", 200)
