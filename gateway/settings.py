@@ -114,6 +114,7 @@ class Settings:
     mail_poll_seconds: float
     mail_retry_max: int
     mail_max_attempts: int
+    invite_reminder_before: int
     audit_retention_days: int
     # Limits on what one client can hold or send (README, "Limits").
     header_timeout: float
@@ -216,6 +217,7 @@ class Settings:
             mail_poll_seconds=_float("MAIL_POLL_SECONDS", 5),
             mail_retry_max=_int("MAIL_RETRY_MAX", 300),
             mail_max_attempts=_int("MAIL_MAX_ATTEMPTS", 8),
+            invite_reminder_before=_int("INVITE_REMINDER_BEFORE", 86400),
             audit_retention_days=_days("AUDIT_RETENTION_DAYS", 365),
             header_timeout=_float("HEADER_TIMEOUT", 10),
             body_timeout=_float("BODY_TIMEOUT", 30),

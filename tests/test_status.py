@@ -18,6 +18,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from conftest import ROOT
 from gateway.tools.migrate import migrate
 
+# The migrations a fresh database gets: status shows the highest id and the count.
+MIGRATIONS = sorted(p.stem for p in (ROOT / "migrations").glob("[0-9]*.sql")
+                    if not p.name.endswith(".rollback.sql"))
+LATEST, APPLIED = MIGRATIONS[-1], len(MIGRATIONS)
 OUTAGE = "not recorded in the database (see joinery_database_outages_total and the log)"
 
 
@@ -49,15 +53,10 @@ def code_mark(conn: psycopg.Connection) -> str:
     return str(row[0])
 
 
-MIGRATIONS = sorted(p.stem for p in (ROOT / "migrations").glob("0*.sql")
-                    if not p.stem.endswith(".rollback"))
-LATEST, COUNT = MIGRATIONS[-1], len(MIGRATIONS)
-
-
 def applied_at(conn: psycopg.Connection) -> str:
     row = conn.execute("select max(applied_at_utc) filter (where migration_id = %s), "
                        "count(*) from joinery_migrations._yoyo_migration", (LATEST,)).fetchone()
-    assert row is not None and row[1] == COUNT
+    assert row is not None and row[1] == APPLIED
     return row[0].isoformat(timespec="seconds") + "Z"
 
 
@@ -67,7 +66,7 @@ def test_empty_database(url: str) -> None:
     with psycopg.connect(url) as conn:
         mark, at = code_mark(conn), applied_at(conn)
     assert done.stdout.splitlines() == [
-        f"migration:     {LATEST} ({COUNT} applied, last at {at})",
+        f"migration:     {LATEST} ({APPLIED} applied, last at {at})",
         f"sql code:      {mark}",
         "mail queue:    0 queued, 0 failed",
         "audit, last hour: none",
@@ -105,7 +104,7 @@ def test_with_activity(url: str) -> None:
     done = status(url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        f"migration:     {LATEST} ({COUNT} applied, last at {at})",
+        f"migration:     {LATEST} ({APPLIED} applied, last at {at})",
         f"sql code:      {mark}",
         "mail queue:    2 queued, 1 failed (last failed at 2026-01-02T03:04:05+00:00)",
         "audit, last hour:",
@@ -120,7 +119,7 @@ def test_with_activity(url: str) -> None:
     generated = answer.pop("generated_at")
     assert generated.endswith("+00:00")
     assert answer == {
-        "migration": {"latest": LATEST, "applied": COUNT, "applied_at": at},
+        "migration": {"latest": LATEST, "applied": APPLIED, "applied_at": at},
         "sql_code": mark,
         "mail": {"queued": 2, "failed": 1, "last_failed_at": "2026-01-02T03:04:05+00:00"},
         "audit_last_hour": [{"action": "group.join", "rows": 3},

@@ -190,7 +190,7 @@ def make_mailer(settings: Settings) -> Mailer:
     assert settings.smtp_url
     return Mailer(settings.listen_database_url, settings.smtp_url, settings.mail_from,
                   settings.app_url, settings.mail_poll_seconds, settings.mail_retry_max,
-                  settings.mail_max_attempts)
+                  settings.mail_max_attempts, settings.invite_reminder_before)
 
 
 async def json_object(request: Request, limit: int) -> dict[str, Any]:

@@ -326,6 +326,7 @@ begin
         raise exception using errcode = 'PT409',
             message = 'Someone in this group is already in a pending like group for this event.';
     end;
+    perform private.publish_queue_change(v_group.event_id, v_group.id, 'pending');
     return private.like_group_json(v_group.id, v_group.event_id);
 end;
 $$;
@@ -561,6 +562,7 @@ begin
     values (v_group.id, v_group.event_id, auth.uid(), true)
     on conflict on constraint like_group_approvals_one_per_author do nothing;
     v_status := private.evaluate_like_group(v_group.id);
+    perform private.publish_queue_change(v_group.event_id, v_group.id, v_status);
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', v_status,
         'chat_id', (select c.id from app.chats c
                     where c.event_id = v_group.event_id and c.like_group_id = v_group.id));
@@ -583,6 +585,7 @@ begin
     values (v_group.id, v_group.event_id, auth.uid(), false)
     on conflict on constraint like_group_approvals_one_per_author do update set approved = false;
     perform private.decide_like_group(v_group, 'rejected');
+    perform private.publish_queue_change(v_group.event_id, v_group.id, 'rejected');
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', 'rejected');
 end;
 $$;
