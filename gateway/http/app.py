@@ -31,6 +31,7 @@ from ..realtime.socket import websocket
 from ..realtime.sse import realtime
 from ..settings import Settings
 from ..startup import jwt_config, start_problem, summary
+from ..webhooks.worker import webhook_metrics, webhook_worker
 from . import openapi
 from .arguments import body_missing, check_length, check_profile_value, parse_body
 from .errors import ApiError, json_response, unavailable
@@ -64,6 +65,7 @@ class Gateway:
         self.hub = Hub(settings.listen_database_url, self.catalog.invalidate)
         self.access = Access(settings)
         self.mailer = make_mailer(settings) if settings.smtp_url else None
+        self.webhooks = webhook_worker(settings.listen_database_url)  # WEBHOOK_WORKER=on
 
     async def identity(self, request: Request, query_token: bool = False) -> db.Identity:
         """Bearer token, else an apikey header holding a JWT, else (where allowed) an
@@ -237,6 +239,7 @@ async def metrics(request: Request) -> Response:
                     gauges["mail_queue_depth"], gauges["mail_failed"] = row
     counters = {"catalog_reloads_total": gw.catalog.reloads,
                 "database_outages_total": gw.breaker.opened}
+    await webhook_metrics(gw, gauges, counters)  # webhook_pending, webhook_failed_total
     if gw.remote_keys is not None:  # JWT_JWKS_URL: fetches, failures, the keys held
         keys = gw.remote_keys
         counters["jwks_fetches_total"] = keys.fetches
@@ -298,11 +301,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         gc.set_threshold(50_000, 20, 20)
         if gateway.mailer is not None:
             gateway.mailer.start()
+        if gateway.webhooks is not None:
+            gateway.webhooks.start()
         try:
             yield
         finally:
             if gateway.mailer is not None:
                 await gateway.mailer.stop()
+            if gateway.webhooks is not None:
+                await gateway.webhooks.stop()
             await gateway.hub.stop()
             if remote is not None:
                 await remote.stop()
