@@ -80,6 +80,9 @@ class WebhookWorker:
             try:
                 async with await self._connect() as conn, await self._connect() as listen:
                     await listen.execute(f"listen {CHANNEL}")
+                    # A connection of its own, in autocommit: each claim and each mark
+                    # is one statement, its own transaction, one round trip.
+                    await conn.execute("set role service_role")
                     delay = 0.5
                     listener = asyncio.create_task(self._listen(listen))
                     slots = [asyncio.create_task(self._slot(conn))
@@ -119,8 +122,7 @@ class WebhookWorker:
 
     async def claim(self, conn: psycopg.AsyncConnection) -> dict[str, Any] | None:
         """Leases one due delivery and commits (private.webhook_claim)."""
-        async with self._db, conn.transaction():
-            await conn.execute("set local role service_role")
+        async with self._db:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute("select * from private.webhook_claim(%s, 1)",
                               (self.cfg.lease_seconds,))
@@ -128,8 +130,7 @@ class WebhookWorker:
 
     async def mark(self, conn: psycopg.AsyncConnection, delivery: dict[str, Any],
                    outcome: Outcome) -> str:
-        async with self._db, conn.transaction():
-            await conn.execute("set local role service_role")
+        async with self._db:
             row = await (await conn.execute(
                 "select private.webhook_done(%s, %s, %s, %s, %s, %s, %s, %s)",
                 (delivery["delivery_id"], delivery["lease"], outcome.status_code,
