@@ -29,7 +29,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from conftest import JWT_SECRET, ROOT
+from conftest import JWT_SECRET, ROOT, start_gateway, stop_gateway
 from gateway.jwt_auth import mint
 from gateway.settings import authenticator_url
 from gateway.webhooks.send import forbidden, sign
@@ -413,7 +413,10 @@ def test_burst_of_1000_all_delivered(
 ) -> None:
     endpoint = endpoints("/ok", ["registration.confirmed"])
     start_worker()
-    time.sleep(0.5)  # the worker is up and idle: the measure is of delivery only
+    # The worker is up and listening: the measure is of delivery only.
+    wait_for(lambda: admin.execute(
+        "select count(*) from pg_stat_activity where application_name = 'joinery-webhooks' "
+        "and query like 'listen%%'").fetchone() == (1,), "the worker")
     ids, committed = burst(admin, 1000)
     assert len(ids) == 1000
     wait_for(lambda: len(receiver.on("/ok")) >= 1000, "1000 deliveries", timeout=180)
@@ -666,3 +669,21 @@ def test_metrics(client: httpx.Client, admin: psycopg.Connection,
     assert f"joinery_webhook_pending {pending}" in lines
     assert "# TYPE joinery_webhook_failed_total counter" in lines
     assert f"joinery_webhook_failed_total {failed}" in lines
+
+
+def test_the_gateway_delivers_with_webhook_worker_on(
+    database_url: str, admin: psycopg.Connection, make_user: Callable[..., User],
+    receiver: Receiver, endpoints: Callable[..., dict[str, Any]], tmp_path: Path,
+) -> None:
+    endpoint = endpoints("/ok", ["like_group.created"])
+    gateway = start_gateway(database_url, tmp_path / "gateway.log", WEBHOOK_WORKER="on",
+                            WEBHOOK_ALLOW_PRIVATE="on")
+    try:
+        with httpx.Client(base_url=gateway.url, timeout=30) as other:
+            _, group_id = event_with_like(other, make_user(), make_user())
+        wait_for(lambda: all_delivered(admin, endpoint["id"], 1), "the delivery")
+    finally:
+        stop_gateway(gateway)
+    [got] = receiver.on("/ok")
+    assert got.verified
+    assert got.payload["data"]["group_id"] == group_id

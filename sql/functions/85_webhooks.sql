@@ -489,6 +489,12 @@ declare
     v_schedule integer[] := private.webhook_retry_schedule();
     v_attempt integer;
 begin
+    -- The endpoint first (as delete_webhook_endpoint locks it before its
+    -- deliveries go), so the two wait for each other instead of deadlocking.
+    perform from app.webhook_endpoints e
+    where e.id = (select d.endpoint_id from app.webhook_deliveries d
+                  where d.id = webhook_done.delivery_id)
+    for key share;
     select * into v_delivery from app.webhook_deliveries d
     where d.id = webhook_done.delivery_id for update;
     if not found then
