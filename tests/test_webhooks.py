@@ -687,3 +687,101 @@ def test_the_gateway_delivers_with_webhook_worker_on(
     [got] = receiver.on("/ok")
     assert got.verified
     assert got.payload["data"]["group_id"] == group_id
+
+
+def test_every_event_type(
+    client: httpx.Client, admin: psycopg.Connection, make_user: Callable[..., User],
+    receiver: Receiver, endpoints: Callable[..., dict[str, Any]],
+    start_worker: Callable[..., subprocess.Popen],
+) -> None:
+    types = ["group.member_joined", "group_invite.revoked", "like_group.created",
+             "like_group.approved", "like_group.rejected", "pair_invite.sent",
+             "pair_invite.accepted", "pair_invite.declined", "pair_invite.revoked",
+             "registration.confirmed", "registration.cancelled"]
+    endpoint = endpoints("/ok", types)
+    assert endpoint["event_types"] == sorted(types)
+    owner, joiner, author, fan = make_user(), make_user(), make_user(), make_user()
+    inviter, partner, decliner, revoker = make_user(), make_user(), make_user(), make_user()
+    expected: list[tuple[str, dict[str, Any]]] = []
+
+    def ok(response: httpx.Response, status: int = 200) -> Any:
+        assert response.status_code == status, response.text
+        return response.json() if response.content else None
+
+    # A group: someone joins by code, then the owner revokes the code.
+    group = ok(client.post("/rest/v1/rpc/create_group", json={"name": "Crew"},
+                           headers=owner.headers))
+    invite = ok(client.post(f"/api/groups/{group['id']}/invite", json={},
+                            headers=owner.headers), 201)["invite"]
+    ok(client.post("/api/groups/join", json={"code": invite["code"]}, headers=joiner.headers))
+    expected.append(("group.member_joined", {"group_id": group["id"], "user_id": joiner.id,
+                                             "invite_id": invite["id"]}))
+    ok(client.post("/rest/v1/rpc/revoke_group_invite", json={"code": invite["id"]},
+                   headers=owner.headers), 204)
+    expected.append(("group_invite.revoked", {"invite_id": invite["id"],
+                                              "group_id": group["id"], "revoked_by": owner.id}))
+
+    # A like group, rejected.
+    event_id, group_id = event_with_like(client, author, fan)
+    expected.append(("like_group.created", {"group_id": group_id, "event_id": event_id,
+                                            "creator_id": fan.id, "member_ids": [fan.id]}))
+    ok(client.post(f"/groups/{group_id}/reject", headers=author.headers))
+    expected.append(("like_group.rejected", {"group_id": group_id, "event_id": event_id}))
+
+    # Pair invitations: accepted (two registrations, one then cancelled), declined, revoked.
+    open_id = open_event(client, author)
+
+    def pair_invite(who: User) -> dict[str, Any]:
+        created = ok(client.post(f"/api/events/{open_id}/invite", json={},
+                                 headers=who.headers), 201)
+        expected.append(("pair_invite.sent", {"invite_id": created["id"], "event_id": open_id,
+                                              "inviter_id": who.id,
+                                              "expires_at": created["expires_at"]}))
+        return dict(created)
+
+    accepted = pair_invite(inviter)
+    token = ok(client.post("/api/invites/join", json={"code": accepted["short_code"]},
+                           headers=partner.headers))["token"]
+    pair_id = ok(client.post(f"/api/invites/{token}/accept", headers=partner.headers))["pair_id"]
+    expected.append(("pair_invite.accepted", {
+        "invite_id": accepted["id"], "event_id": open_id, "inviter_id": inviter.id,
+        "invitee_id": partner.id, "pair_id": pair_id}))
+    registrations = dict(admin.execute(
+        "select user_id::text, id::text from app.registrations where pair_id = %s",
+        (pair_id,)).fetchall())
+    for user in sorted((inviter, partner), key=lambda u: registrations[u.id]):
+        expected.append(("registration.confirmed", {
+            "registration_id": registrations[user.id], "event_id": open_id, "user_id": user.id,
+            "pair_id": pair_id}))
+    ok(client.post("/rest/v1/rpc/cancel_registration", json={"event_id": open_id},
+                   headers=partner.headers), 204)
+    expected.append(("registration.cancelled", {
+        "registration_id": registrations[partner.id], "event_id": open_id,
+        "user_id": partner.id, "pair_id": pair_id}))
+    declined = pair_invite(decliner)
+    token = ok(client.post("/api/invites/join", json={"code": declined["short_code"]},
+                           headers=partner.headers))["token"]
+    ok(client.post(f"/api/invites/{token}/decline", headers=partner.headers))
+    expected.append(("pair_invite.declined", {
+        "invite_id": declined["id"], "event_id": open_id, "inviter_id": decliner.id,
+        "invitee_id": partner.id}))
+    revoked = pair_invite(revoker)
+    ok(client.post("/rest/v1/rpc/revoke_pair_invite", json={"invite_id": revoked["id"]},
+                   headers=revoker.headers))
+    expected.append(("pair_invite.revoked", {"invite_id": revoked["id"], "event_id": open_id,
+                                             "inviter_id": revoker.id}))
+
+    start_worker()
+    wait_for(lambda: all_delivered(admin, endpoint["id"], len(expected)), "every delivery")
+    got = receiver.on("/ok")
+    assert all(r.verified for r in got)
+    assert len({r.id for r in got}) == len(got) == len(expected)  # each once
+    received = [(r.payload["type"], r.payload["data"]) for r in got]
+    for item in received:  # timestamps as PostgreSQL writes them, compared as instants
+        if "expires_at" in item[1]:
+            item[1]["expires_at"] = datetime.fromisoformat(item[1]["expires_at"])
+    for item in expected:
+        if "expires_at" in item[1]:
+            item[1]["expires_at"] = datetime.fromisoformat(item[1]["expires_at"])
+    assert sorted(received, key=repr) == sorted(expected, key=repr)
+    assert {t for t, _ in received} == set(types) - {"like_group.approved"}
