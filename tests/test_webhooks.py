@@ -32,6 +32,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from conftest import JWT_SECRET, ROOT, start_gateway, stop_gateway
 from gateway.jwt_auth import mint
 from gateway.settings import authenticator_url
+from gateway.webhooks.config import WebhookSettings
 from gateway.webhooks.send import forbidden, sign
 
 if TYPE_CHECKING:
@@ -785,3 +786,24 @@ def test_every_event_type(
             item[1]["expires_at"] = datetime.fromisoformat(item[1]["expires_at"])
     assert sorted(received, key=repr) == sorted(expected, key=repr)
     assert {t for t, _ in received} == set(types) - {"like_group.approved"}
+
+
+def test_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WEBHOOK_DISABLE_AFTER", "WEBHOOK_ALLOW_PRIVATE", "WEBHOOK_WORKER",
+                 "WEBHOOK_TIMEOUT", "WEBHOOK_LEASE_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JOINERY_ENV", "production")
+    cfg = WebhookSettings.from_env()
+    assert (cfg.disable_after, cfg.allow_private, cfg.worker, cfg.timeout,
+            cfg.lease_seconds) == (432000, False, False, 15, 60)
+    monkeypatch.setenv("JOINERY_ENV", "development")
+    assert WebhookSettings.from_env().allow_private is True
+    monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE", "off")
+    assert WebhookSettings.from_env().allow_private is False
+    for value, seconds in [("12h", 43200), ("30m", 1800), ("45s", 45), ("90", 90),
+                           ("1.5d", 129600)]:
+        monkeypatch.setenv("WEBHOOK_DISABLE_AFTER", value)
+        assert WebhookSettings.from_env().disable_after == seconds
+    monkeypatch.setenv("WEBHOOK_DISABLE_AFTER", "soon")
+    with pytest.raises(ValueError, match="WEBHOOK_DISABLE_AFTER must be a duration"):
+        WebhookSettings.from_env()
