@@ -654,8 +654,8 @@ begin
             updated_at = pg_catalog.now()
         where i.event_id = v_invite.event_id and i.id = v_invite.id
         returning * into v_invite;
-        perform private.audit('pair_invite.revoke', 'revoked', 200, v_invite.id);
         perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_invite.event_id, 'inviter_id', v_invite.inviter_id));
+        perform private.audit('pair_invite.revoke', 'revoked', 200, v_invite.id);
     end if;
     return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', private.pair_invite_status(v_invite));
 end;
