@@ -299,10 +299,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # and collect young objects less often (fewer pauses in the latency tail).
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
-        if gateway.mailer is not None:
-            gateway.mailer.start()
         if gateway.webhooks is not None:
             gateway.webhooks.start()
+        if gateway.mailer is not None:
+            gateway.mailer.start()
         try:
             yield
         finally:
