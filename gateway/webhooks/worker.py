@@ -153,6 +153,14 @@ def webhook_worker(conninfo: str) -> WebhookWorker | None:
     return WebhookWorker(conninfo, cfg) if cfg.worker else None
 
 
+async def webhook_counts(conn: psycopg.AsyncConnection) -> tuple[int, int]:
+    """(deliveries pending to enabled endpoints, deliveries failed), read as
+    service_role (the caller's transaction has `set local role service_role`)."""
+    row = await (await conn.execute(
+        "select private.webhook_pending_count(), private.webhook_failed_count()")).fetchone()
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+
 async def webhook_metrics(gateway: Any, gauges: dict[str, float],
                           counters: dict[str, float]) -> None:
     """joinery_webhook_pending and joinery_webhook_failed_total, when the database answers."""
@@ -161,8 +169,5 @@ async def webhook_metrics(gateway: Any, gauges: dict[str, float],
     with contextlib.suppress(Exception):
         async with gateway.pool.connection(timeout=1) as conn, conn.transaction():
             await conn.execute("set local role service_role")
-            row = await (await conn.execute(
-                "select private.webhook_pending_count(), private.webhook_failed_count()"
-            )).fetchone()
-            if row is not None:
-                gauges["webhook_pending"], counters["webhook_failed_total"] = row
+            gauges["webhook_pending"], counters["webhook_failed_total"] = \
+                await webhook_counts(conn)
