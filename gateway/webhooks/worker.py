@@ -101,6 +101,8 @@ class WebhookWorker:
                 raise
             except psycopg.Error as exc:
                 log.warning("webhooks: database unavailable (%s); retrying", type(exc).__name__)
+            except Exception:  # a bug must not end delivery for good: log it, start again
+                log.exception("webhooks: worker failed; restarting")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
