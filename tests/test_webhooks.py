@@ -796,12 +796,12 @@ def test_every_event_type(
 
 def test_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("WEBHOOK_DISABLE_AFTER", "WEBHOOK_ALLOW_PRIVATE", "WEBHOOK_WORKER",
-                 "WEBHOOK_TIMEOUT", "WEBHOOK_LEASE_SECONDS"):
+                 "WEBHOOK_TIMEOUT", "WEBHOOK_LEASE_SECONDS", "WEBHOOK_RETENTION"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JOINERY_ENV", "production")
     cfg = WebhookSettings.from_env()
     assert (cfg.disable_after, cfg.allow_private, cfg.worker, cfg.timeout,
-            cfg.lease_seconds) == (432000, False, False, 15, 60)
+            cfg.lease_seconds, cfg.retention) == (432000, False, False, 15, 60, 2592000)
     monkeypatch.setenv("JOINERY_ENV", "development")
     assert WebhookSettings.from_env().allow_private is True
     monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE", "off")

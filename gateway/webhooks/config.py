@@ -44,6 +44,9 @@ class WebhookSettings:
     # How long a leased delivery is held (longer than an attempt can take): a
     # worker that dies leaves its deliveries due again after this.
     lease_seconds: int
+    # Events older than this, with nothing left to send, are deleted (with their
+    # deliveries and log) by the workers, about once an hour.
+    retention: float
 
     @classmethod
     def from_env(cls) -> WebhookSettings:
@@ -58,4 +61,5 @@ class WebhookSettings:
             retry_scale=_float("WEBHOOK_RETRY_SCALE", 1),
             poll_seconds=_float("WEBHOOK_POLL_SECONDS", 1),
             lease_seconds=max(1, _int("WEBHOOK_LEASE_SECONDS", int(timeout * 2 + 30))),
+            retention=duration("WEBHOOK_RETENTION", 30 * 86400),
         )

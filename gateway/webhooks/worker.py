@@ -85,18 +85,19 @@ class WebhookWorker:
                     await conn.execute("set role service_role")
                     delay = 0.5
                     listener = asyncio.create_task(self._listen(listen))
+                    pruner = asyncio.create_task(self._prune(conn))
                     slots = [asyncio.create_task(self._slot(conn))
                              for _ in range(self.cfg.concurrency)]
                     try:
                         # The first to fail (a lost connection) ends them all.
-                        done, _ = await asyncio.wait([listener, *slots],
+                        done, _ = await asyncio.wait([listener, pruner, *slots],
                                                      return_when=asyncio.FIRST_EXCEPTION)
                         for task in done:
                             task.result()
                     finally:
-                        for task in (listener, *slots):
+                        for task in (listener, pruner, *slots):
                             task.cancel()
-                        await asyncio.gather(listener, *slots, return_exceptions=True)
+                        await asyncio.gather(listener, pruner, *slots, return_exceptions=True)
             except asyncio.CancelledError:
                 raise
             except psycopg.Error as exc:
@@ -109,6 +110,17 @@ class WebhookWorker:
     async def _listen(self, conn: psycopg.AsyncConnection) -> None:
         async for _ in conn.notifies():
             self._wake.set()
+
+    async def _prune(self, conn: psycopg.AsyncConnection) -> None:
+        """Deletes events past WEBHOOK_RETENTION with nothing left to send, hourly."""
+        while True:
+            async with self._db:
+                row = await (await conn.execute(
+                    "select private.webhook_prune(make_interval(secs => %s))",
+                    (self.cfg.retention,))).fetchone()
+            if row and row[0]:
+                log.info("webhooks: pruned %s events older than %gs", row[0], self.cfg.retention)
+            await asyncio.sleep(3600)
 
     async def _slot(self, conn: psycopg.AsyncConnection) -> None:
         loop = asyncio.get_running_loop()

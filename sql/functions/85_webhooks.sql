@@ -578,3 +578,25 @@ begin
 end;
 $$;
 grant execute on function private.webhook_failed_count() to service_role;
+
+/**
+ * Deletes events older than `older_than` with nothing left to send (no
+ * pending delivery), with their deliveries and log; returns how many. Workers
+ * call it now and then (WEBHOOK_RETENTION).
+ */
+create function private.webhook_prune(older_than interval) returns bigint
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_count bigint;
+begin
+    delete from app.webhook_events ev
+    where ev.created_at < pg_catalog.now() - webhook_prune.older_than
+      and not exists (select from app.webhook_deliveries d
+                      where d.event_id = ev.id and d.status = 'pending');
+    get diagnostics v_count = row_count;
+    return v_count;
+end;
+$$;
+grant execute on function private.webhook_prune(interval) to service_role;

@@ -6,7 +6,7 @@
 --
 -- One transaction: now() is frozen, so next_attempt_at - now() is exact.
 begin;
-select plan(60);
+select plan(63);
 
 -- Only this file's endpoints exist while it runs (rolled back).
 delete from app.webhook_endpoints;
@@ -212,6 +212,30 @@ select is(private.webhook_pending_count(), 0::bigint,
 select is((select count(*)::int from private.webhook_claim(30, 1)), 0,
           '... and are not claimed');
 reset role;
+
+-- ---------------------------------------------------------------------------
+-- Retention
+-- ---------------------------------------------------------------------------
+
+update app.webhook_endpoints set enabled = true where id = test_support.id('one');
+insert into app.webhook_events (id, type, data, created_at) values
+    ('e0000000-0000-4000-8000-000000000001', 'like_group.approved', '{}', now() - interval '31 days'),
+    ('e0000000-0000-4000-8000-000000000002', 'like_group.approved', '{}', now() - interval '31 days'),
+    ('e0000000-0000-4000-8000-000000000003', 'like_group.approved', '{}', now() - interval '29 days');
+insert into app.webhook_deliveries (event_id, endpoint_id, status) values
+    ('e0000000-0000-4000-8000-000000000001', test_support.id('one'), 'delivered'),
+    ('e0000000-0000-4000-8000-000000000002', test_support.id('one'), 'pending');
+set local role service_role;
+select is(private.webhook_prune(interval '30 days'), 1::bigint,
+          'prune: one old event with nothing left to send');
+reset role;
+select results_eq(
+    $$select id::text from app.webhook_events where id::text like 'e0000000%' order by 1$$,
+    $$values ('e0000000-0000-4000-8000-000000000002'), ('e0000000-0000-4000-8000-000000000003')$$,
+    'an old event still pending and a recent one are kept');
+select is((select count(*)::int from app.webhook_deliveries
+           where event_id = 'e0000000-0000-4000-8000-000000000001'), 0,
+          'the pruned event''s deliveries went with it');
 
 select * from finish();
 rollback;
