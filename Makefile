@@ -3,8 +3,10 @@
 #   make run       embedded PostgreSQL + migrations + gateway on http://127.0.0.1:8000
 #   make test      everything, from nothing, on a throwaway cluster
 #   make migrate   DATABASE_URL=... brings that database to the current schema
+#   make verify    DATABASE_URL=... checks the data's invariants, read-only (else the dev cluster)
 #   make lint      ruff, then the SQL linter on DATABASE_URL (else on a throwaway cluster)
 #   make test-citus  the HTTP and concurrency tests on a throwaway three-node Citus cluster
+#   make test-supabase  migrations, HTTP and realtime tests on a throwaway Supabase-shaped database
 #   make bench     the benchmark; make soak: the gateway at half load for SOAK_SECONDS (600)
 
 SHELL := /bin/bash
@@ -13,19 +15,24 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test test-citus migrate lint deps venv stop-db check
+.PHONY: run test test-citus test-supabase migrate verify lint deps venv stop-db check
 
 # Development mode (the development secret and sign-in, loopback only) is set here
 # for the targets that run the gateway on this machine, and never defaults on.
-run test test-citus check bench bench-citus soak: export JOINERY_ENV = development
+run test test-citus test-supabase check bench bench-citus soak: export JOINERY_ENV = development
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -e '.[test]'
-	@rm -f $(VENV)/.installed-*
-	@touch $@
+	@exec 9>.venv.lock; ! command -v flock >/dev/null || flock 9; \
+	if [ ! -f $@ ] || [ pyproject.toml -nt $@ ]; then \
+		{ test -x $(PY) || $(PYTHON) -m venv $(VENV); } && \
+		$(PY) -m pip install --quiet --upgrade pip && \
+		$(PY) -m pip install --quiet -e '.[test]' && \
+		rm -f $(VENV)/.installed-* && touch $@; \
+	fi
 
+# The environment is built under a lock (above): two targets run at once on a
+# fresh clone (two `make test`) build one environment, not two over each other;
+# the second finds it done.
 venv: $(STAMP)
 
 deps:
@@ -38,6 +45,12 @@ run: deps venv
 migrate: venv
 	@test -n "$$DATABASE_URL" || url=$$(scripts/devdb start); \
 	DATABASE_URL=$${DATABASE_URL:-$$url} $(PY) -m gateway migrate
+
+# The invariants of sql/functions/95_verify.sql, in one read-only snapshot
+# (python -m gateway verify; VERIFY_ARGS=--json for machine output).
+verify: venv
+	@test -n "$$DATABASE_URL" || url=$$(scripts/devdb start); \
+	DATABASE_URL=$${DATABASE_URL:-$$url} $(PY) -m gateway verify $(VERIFY_ARGS)
 
 stop-db:
 	@scripts/devdb stop
@@ -60,6 +73,12 @@ test: deps venv
 # made for the run and removed after it; see scripts/test-citus.
 test-citus: deps venv
 	@scripts/test-citus
+
+# A database shaped like a fresh Supabase project (../shared/supabase-emu), migrated
+# as Supabase's non-superuser postgres, the gateway as its authenticator; see
+# scripts/test-supabase.
+test-supabase: deps venv
+	@scripts/test-supabase
 
 check:
 	@$(VENV)/bin/ruff check gateway tests migrations

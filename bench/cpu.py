@@ -27,7 +27,14 @@ from typing import Any
 import orjson
 import psycopg
 
-from gateway.db import CATALOG_QUERY, NEVER_BY_COUNT, PREPARED_SETUP, _build_query, _scripts
+from gateway.db import (
+    CATALOG_QUERY,
+    NEVER_BY_COUNT,
+    PREPARED_SETUP,
+    SETUP_VALUES,
+    _build_query,
+    _scripts,
+)
 from gateway.settings import authenticator_url
 
 from . import load
@@ -59,7 +66,7 @@ def values(call: Call, s: Layout, i: int, rng: random.Random) -> tuple[Any, ...]
     claims = {"role": "authenticated", "sub": user_id(user), "iat": 1700000000,
               "exp": 4000000000}
     out: tuple[Any, ...] = ("authenticated", orjson.dumps(claims).decode(), "POST",
-                            f"/rest/v1/rpc/{call.name}", HEADERS_JSON, "8000")
+                            f"/rest/v1/rpc/{call.name}", HEADERS_JSON, "127.0.0.1", "8000")
     return (*out, orjson.dumps(args).decode()) if call.arg else out
 
 
@@ -84,8 +91,8 @@ def measure(url: str, call: Call, s: Layout, sent: tuple[str, str], start: int, 
                 i += 1
                 if prepared:  # as gateway.db.prepared_call sends it
                     with conn.pipeline():
-                        setup.execute(PREPARED_SETUP, v[:6], prepare=True)
-                        the_call.execute(query, v[6:], prepare=True)  # type: ignore[arg-type]
+                        setup.execute(PREPARED_SETUP, v[:SETUP_VALUES], prepare=True)
+                        the_call.execute(query, v[SETUP_VALUES:], prepare=True)  # type: ignore[arg-type]
                     the_call.fetchone()
                     continue
                 cursor.execute(script, v)  # type: ignore[arg-type]

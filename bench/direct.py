@@ -42,6 +42,7 @@ def script(call: Call, s: Layout, clients: int, mode: str = "simple") -> str:
              f"set_config('request.method', 'POST', true), "
              f"set_config('request.path', '/rest/v1/rpc/{call.name}', true), "
              f"set_config('request.headers', '{HEADERS_JSON}', true), "
+             f"set_config('request.client_addr', '127.0.0.1', true), "
              f"set_config('statement_timeout', '8000', true), "
              f"set_config('timezone', 'UTC', true)")
     if call.arg:

@@ -25,6 +25,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from gateway import db
+from gateway.http.client import client_address
 from gateway.jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from gateway.settings import DEFAULT_SQL_HEADERS, Settings
 
@@ -79,7 +80,8 @@ class Floor:
             return
         fn = fns[0]
         values: tuple[Any, ...] = (claims["role"], orjson.dumps(claims).decode(), "POST", path,
-                                   orjson.dumps(headers).decode(), "8000")
+                                   orjson.dumps(headers).decode(),
+                                   client_address(scope), "8000")
         if fn.arg_names:
             values += ((body or b"{}").decode(),)
         async with self.pool.connection() as conn:

@@ -1,4 +1,5 @@
-"""python -m gateway serve | dev | check-config | token | migrate | mailer | audit-prune | types"""
+"""python -m gateway serve | dev | check-config | token | migrate | mailer | audit-prune
+| types | verify | status"""
 
 from __future__ import annotations
 
@@ -24,15 +25,16 @@ def serve(settings: Settings, workers: int, command: str = "serve") -> int:
 
 
 def dev_user(database_url: str) -> str:
-    """The development account (dev@example.com), created when missing."""
+    """The development account (dev@example.com), created when missing, as the
+    development sign-in creates accounts (on Supabase's auth.users too)."""
     import psycopg
+    from psycopg.types.json import Jsonb
+
+    from .pages.devsignin import SIGN_UP_SQL
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute(
-            "insert into auth.users (email, raw_user_meta_data) "
-            "values ('dev@example.com', '{\"display_name\": \"Dev\"}') "
-            "on conflict (lower(email)) do update set email = excluded.email returning id"
-        ).fetchone()
+        row = conn.execute(SIGN_UP_SQL, {"email": "dev@example.com",
+                                         "meta": Jsonb({"display_name": "Dev"})}).fetchone()
     assert row is not None
     return str(row[0])
 
@@ -65,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     p_prune.add_argument("--months-ahead", type=int, default=3)
     sub.add_parser("types", help="print a TypeScript Database type of the api functions "
                                  "for supabase-js (createClient<Database>)")
+    p_verify = sub.add_parser("verify", help="check the data's invariants, read-only "
+                              "(exit 0: all hold, 1: some broken, 2: could not check)")
+    p_verify.add_argument("--json", action="store_true", help="machine-readable output")
+    p_status = sub.add_parser("status", help="one screen for an operator: migration, "
+                              "mail queue, audit of the last hour, most refused users")
+    p_status.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
     if args.command == "check-config":
         from .tools.check import check
@@ -83,13 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     database_url = os.environ.get("DATABASE_URL") or DEV_DATABASE_URL
 
     if args.command == "migrate":
-        from .tools.migrate import migrate
+        from .tools.migrate import RebuildRefused, migrate
 
-        print(migrate(database_url, force_code=args.force_code))
+        try:
+            print(migrate(database_url, force_code=args.force_code))
+        except RebuildRefused as exc:  # gave up or refused, having changed nothing
+            print(f"python -m gateway migrate: {exc}", file=sys.stderr)
+            return 1
     elif args.command == "audit-prune":
         from .tools.audit import prune
 
-        days = args.older_than_days or settings.audit_retention_days
+        days = (settings.audit_retention_days if args.older_than_days is None
+                else args.older_than_days)
+        if days < 1:  # 0 would drop every month's entries, the current one's included
+            parser.error(f"--older-than-days must be at least 1, not {days}")
         lines = prune(database_url, days, args.months_ahead)
         print("\n".join(lines) if lines else f"nothing to do (retention {days} days)")
     elif args.command == "types":
@@ -102,6 +117,34 @@ def main(argv: list[str] | None = None) -> int:
         except psycopg.OperationalError as exc:
             print(f"types: cannot read the catalogue: {exc}".rstrip(), file=sys.stderr)
             return 1
+    elif args.command == "verify":
+        import psycopg
+
+        from .tools.verify import check, report, report_json
+
+        try:
+            invariants, seconds = check(database_url, settings.verify_statement_timeout_ms,
+                                        settings.mail_max_attempts)
+        except psycopg.Error as exc:
+            print(f"verify: could not check: {exc.diag.message_primary or exc}",
+                  file=sys.stderr)
+            return 2
+        sys.stdout.write((report_json if args.json else report)(invariants, seconds))
+        return 1 if any(inv.broken for inv in invariants) else 0
+    elif args.command == "status":
+        import psycopg
+
+        from .tools.status import collect
+        from .tools.status import report as status_report
+        from .tools.status import report_json as status_json
+
+        try:
+            status = collect(database_url)
+        except psycopg.Error as exc:
+            print(f"status: cannot read the database: {exc.diag.message_primary or exc}",
+                  file=sys.stderr)
+            return 2
+        sys.stdout.write((status_json if args.json else status_report)(status))
     elif args.command == "mailer":
         import asyncio
 

@@ -15,7 +15,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .breaker import Breaker
-from .http.errors import ApiError, from_database, unavailable
+from .http.errors import ApiError, from_database, try_again, unavailable
 
 CATALOG_QUERY = """
 select p.proname,
@@ -113,6 +113,7 @@ class Catalog:
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
         self.reloads = 0  # loads done, the first included (shown in /metrics)
+        self.stale = False  # a schema change was announced since the last load
 
     async def load(self, pool: AsyncConnectionPool) -> None:
         async with pool.connection() as conn:
@@ -127,11 +128,14 @@ class Catalog:
                 *_scripts(query), query=query.as_string(None)))
         self.functions = functions
         self._loaded_at = time.monotonic()
+        self.stale = False
         self.reloads += 1
 
     def invalidate(self) -> None:
-        """A schema change was announced: the next miss reloads at once."""
+        """A schema change was announced: the next miss (or /openapi.json) reloads at
+        once."""
         self._loaded_at = 0.0
+        self.stale = True
 
     async def find(self, pool: AsyncConnectionPool, name: str, given: set[str]) -> Function:
         for fn in self.functions.get(name, ()):  # the common case: known, no reload
@@ -189,9 +193,11 @@ class Result:
 SETUP = sql.SQL(
     "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true), "
     "set_config('request.method', %s, true), set_config('request.path', %s, true), "
-    "set_config('request.headers', %s, true), set_config('statement_timeout', %s, true), "
-    "set_config('timezone', 'UTC', true)"
+    "set_config('request.headers', %s, true), set_config('request.client_addr', %s, true), "
+    "set_config('statement_timeout', %s, true), set_config('timezone', 'UTC', true)"
 )
+# How many of a call's values are SETUP's (the call's JSON arguments follow).
+SETUP_VALUES = 7
 # The prepared mode's first statement: SETUP with server-side parameters, and its
 # read-only twin (a GET of a function that is not volatile; the same as
 # `begin read only`, set before the call's first snapshot).
@@ -204,11 +210,21 @@ DEALLOCATE_ALL = sql.SQL("deallocate all")
 NEVER_BY_COUNT = 2**62
 # Beyond the pool's wait and the statement timeout, this long for an answer.
 NETWORK_GRACE = 0.5
+# A deadlock (40P01) or a serialization failure (40001) means PostgreSQL rolled
+# the whole transaction back, and the function call is the whole transaction:
+# nothing of it was kept, so it is run again from the start, on the same
+# connection, up to TRIES times in all; then 503 with Retry-After, never 500.
+# Counted attempts (rate-limit hits, audit rows) are written by the call itself,
+# so the try that commits writes them once; a call that gives up after TRIES
+# leaves none (it answered 503: it was not attempted as far as the caller sees).
+# The call's deadline (db.call, the fast path's timer) bounds the tries too.
+RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+TRIES = 3
 
 
 async def call(pool: Pool, fn: Function, args: dict[str, Any], who: Identity,
                method: str, path: str, headers: dict[str, str],
-               statement_timeout_ms: int) -> Result:
+               statement_timeout_ms: int, client_addr: str = "") -> Result:
     """One transaction: role and claims set locally, one function call, commit.
 
     The answer is bounded: a call that has not answered within the pool's wait
@@ -216,7 +232,7 @@ async def call(pool: Pool, fn: Function, args: dict[str, Any], who: Identity,
     or unreachable; PgBouncer would otherwise hold the query until a server comes
     back), and its work is cancelled in the background."""
     work = asyncio.ensure_future(transaction(pool, fn, args, who, method, path, headers,
-                                             statement_timeout_ms))
+                                             statement_timeout_ms, client_addr))
     try:
         return await asyncio.wait_for(asyncio.shield(work), deadline(pool, statement_timeout_ms))
     except TimeoutError:
@@ -237,7 +253,7 @@ def deadline(pool: Pool, statement_timeout_ms: int) -> float:
 
 async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
                       who: Identity, method: str, path: str, headers: dict[str, str],
-                      statement_timeout_ms: int) -> Result:
+                      statement_timeout_ms: int, client_addr: str = "") -> Result:
     """The transaction goes out as one simple-query script (script_call), or as two
     prepared statements in one pipeline (prepared_call, DB_PREPARED_STATEMENTS). A
     GET of a function that is not volatile runs read-only, as PostgREST does.
@@ -245,7 +261,7 @@ async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
     running it is cancelled its connection is closed (the pool replaces it)."""
     values: tuple[Any, ...] = (
         who.role, orjson.dumps(who.claims).decode(), method, path,
-        orjson.dumps(headers).decode(), str(statement_timeout_ms))
+        orjson.dumps(headers).decode(), client_addr, str(statement_timeout_ms))
     if fn.arg_names:
         try:
             values += (orjson.dumps(args).decode(),)
@@ -256,22 +272,29 @@ async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
             raise ApiError(400, "PGRST102", "Request body is nested too deeply.",
                            "JSON values may be nested at most 254 levels deep.") from None
     read_only = method in ("GET", "HEAD") and not fn.volatile
+    row: tuple[Any, ...] | None = None
     try:
         async with pool.connection() as conn:
-            try:
-                if pool.prepared:
-                    row = await prepared_call(conn, fn, values, read_only)
-                else:
-                    row = await script_call(conn, fn, values, read_only)
-            except asyncio.CancelledError:
-                await conn.close()  # abandoned past its deadline: the pool replaces it
-                raise
-            except psycopg.errors.Error as exc:
-                if conn.broken:
-                    raise psycopg.OperationalError(str(exc)) from None
-                if conn.info.transaction_status != TransactionStatus.IDLE:
-                    await conn.execute(ROLLBACK)
-                raise from_database(exc, who.role) from None
+            for attempt in range(1, TRIES + 1):
+                try:
+                    if pool.prepared:
+                        row = await prepared_call(conn, fn, values, read_only)
+                    else:
+                        row = await script_call(conn, fn, values, read_only)
+                    break
+                except asyncio.CancelledError:
+                    await conn.close()  # abandoned past its deadline: the pool replaces it
+                    raise
+                except psycopg.errors.Error as exc:
+                    if conn.broken:
+                        raise psycopg.OperationalError(str(exc)) from None
+                    if conn.info.transaction_status != TransactionStatus.IDLE:
+                        await conn.execute(ROLLBACK)
+                    if exc.sqlstate in RETRY_SQLSTATES:
+                        if attempt < TRIES:
+                            continue
+                        raise try_again(exc) from None
+                    raise from_database(exc, who.role) from None
     except PoolTimeout:
         pool.breaker.suspect()
         raise unavailable() from None
@@ -314,8 +337,8 @@ async def prepared_call(conn: psycopg.AsyncConnection[Any], fn: Function,
     try:
         async with conn.pipeline():
             await setup.execute(PREPARED_SETUP_READ_ONLY if read_only else PREPARED_SETUP,
-                                values[:6], prepare=True)
-            await call.execute(fn.query, values[6:], prepare=True)  # type: ignore[arg-type]
+                                values[:SETUP_VALUES], prepare=True)
+            await call.execute(fn.query, values[SETUP_VALUES:], prepare=True)  # type: ignore[arg-type]
     except psycopg.errors.Error:
         if not conn.broken:
             await conn.execute(DEALLOCATE_ALL)

@@ -3,7 +3,12 @@
 With several workers each process binds its own listening socket on the same
 port with SO_REUSEPORT, so the kernel spreads connections across them. (With
 one shared socket, whichever worker is idle when a client connects takes the
-connection, and a keep-alive load ends up unevenly split between workers.)"""
+connection, and a keep-alive load ends up unevenly split between workers.)
+
+Metrics: the workers write theirs into one directory (prometheus-client's
+multiprocess mode, PROMETHEUS_MULTIPROC_DIR, made here unless given), so /metrics
+shows the same totals whichever worker answers. With METRICS_PORT, this process
+serves them on METRICS_HOST:METRICS_PORT and the workers do not."""
 
 from __future__ import annotations
 
@@ -11,9 +16,12 @@ import logging
 import multiprocessing
 import os
 import resource
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -67,10 +75,10 @@ def default_workers() -> int:
 
 
 def _config(host: str, port: int, app: str = APP) -> uvicorn.Config:
-    # Client addresses are not used (the access log leaves them out), so proxy
-    # headers are not parsed; no Server header either. The protocol is uvicorn's
-    # httptools one with timeouts, a header size limit and a connection cap
-    # (gateway/http/protocol.py). WebSocket frames larger than
+    # uvicorn parses no proxy headers: the client's address is read by
+    # gateway/http/client.py, through TRUSTED_PROXIES only. No Server header
+    # either. The protocol is uvicorn's httptools one with timeouts, a header size
+    # limit and a connection cap (gateway/http/protocol.py). WebSocket frames larger than
     # REALTIME_MAX_FRAME_BYTES are refused by uvicorn itself (close 1009) before
     # they are buffered; the app checks again.
     settings = Settings.from_env()
@@ -97,12 +105,51 @@ def _worker(host: str, port: int, app: str) -> None:
     uvicorn.Server(_config(host, port, app)).run(sockets=[_listen(host, port)])
 
 
+def metrics_dir() -> tuple[str, bool]:
+    """The directory the processes write their metrics to, emptied; and whether it
+    was made here (then it is removed at the end). Set before any worker starts:
+    prometheus-client reads it when first imported."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for old in Path(given).glob("*.db"):  # a previous run's values
+            old.unlink()
+        return given, False
+    path = tempfile.mkdtemp(prefix="joinery-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path, True
+
+
+def serve_metrics(path: str) -> None:
+    """With METRICS_PORT: /metrics of every worker on METRICS_HOST:METRICS_PORT, from
+    a thread of this process (prometheus-client's own HTTP server)."""
+    settings = Settings.from_env()
+    if not settings.metrics_port:
+        return
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path)
+    start_http_server(settings.metrics_port, settings.metrics_host, registry)
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+
+
 def serve(host: str, port: int, workers: int, app: str = APP) -> int:
     """Serves `app` with `workers` processes (0: one per core)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if workers <= 0:
         workers = default_workers()
     os.environ["WORKERS"] = str(workers)  # each process's start-up line says how many
+    path, made = metrics_dir()
+    try:
+        serve_metrics(path)
+        return _serve(host, port, workers, app)
+    finally:
+        if made:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _serve(host: str, port: int, workers: int, app: str) -> int:
     if workers == 1:
         uvicorn.Server(_config(host, port, app)).run()
         return 0
@@ -120,8 +167,12 @@ def serve(host: str, port: int, workers: int, app: str = APP) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    from prometheus_client import multiprocess
+
     for child in children:
         child.join()
+        if child.pid is not None:  # its live gauges no longer count
+            multiprocess.mark_process_dead(child.pid)
     # A worker stopped by the forwarded signal exits with it: that is a clean stop.
     failed = [c.exitcode for c in children if c.exitcode not in (0, -signal.SIGTERM,
                                                                  -signal.SIGINT)]

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
+from .http.client import Network, parse_networks
+
 T = TypeVar("T")
 
 # Development only (JOINERY_ENV=development): `make run` and the tests use it when
@@ -51,6 +53,18 @@ def _int(name: str, default: int) -> int:
     return _parsed(name, default, int, "a whole number")
 
 
+def _at_least_one(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def _days(name: str, default: int) -> int:
+    """A number of days, at least 1 (0 would keep nothing)."""
+    return _parsed(name, default, _at_least_one, "a whole number of days, at least 1")
+
+
 def _float(name: str, default: float) -> float:
     return _parsed(name, default, float, "a number")
 
@@ -90,6 +104,8 @@ class Settings:
     realtime_channels_per_socket: int
     realtime_max_frame_bytes: int
     realtime_idle_timeout: float
+    realtime_max_pending_sockets: int
+    realtime_join_timeout: float
     access_log: bool
     cors_origins: tuple[str, ...]
     smtp_url: str | None
@@ -98,6 +114,7 @@ class Settings:
     mail_poll_seconds: float
     mail_retry_max: int
     mail_max_attempts: int
+    invite_reminder_before: int
     audit_retention_days: int
     # Limits on what one client can hold or send (README, "Limits").
     header_timeout: float
@@ -124,6 +141,16 @@ class Settings:
     @property
     def development(self) -> bool:
         return self.env == DEVELOPMENT
+    # `python -m gateway verify`: the statement and lock timeout of its one
+    # read-only transaction (milliseconds).
+    verify_statement_timeout_ms: int = 60000
+    # /metrics: served only on METRICS_PORT (bound to METRICS_HOST) when that is
+    # set; database-derived gauges read at most once per METRICS_DB_INTERVAL seconds.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_db_interval: float = 15.0
+    # Proxies whose X-Forwarded-For / X-Real-IP name the client (gateway/http/client.py).
+    trusted_proxies: tuple[Network, ...] = ()
 
     @property
     def dev_sign_in(self) -> bool:
@@ -175,6 +202,10 @@ class Settings:
             realtime_channels_per_socket=_int("REALTIME_CHANNELS_PER_SOCKET", 100),
             realtime_max_frame_bytes=_int("REALTIME_MAX_FRAME_BYTES", 64 * 1024),
             realtime_idle_timeout=_float("REALTIME_IDLE_TIMEOUT", 60),
+            # Sockets holding no channel yet (no token proven): their own small cap,
+            # and how long they may stay so (README, Realtime).
+            realtime_max_pending_sockets=_int("REALTIME_MAX_PENDING_SOCKETS", 64),
+            realtime_join_timeout=_float("REALTIME_JOIN_TIMEOUT", 10),
             access_log=(_env("ACCESS_LOG", "on") or "on").lower() not in ("off", "false", "0"),
             # Browsers on other origins call the API, as they call PostgREST: any
             # origin by default (tokens travel in headers, never in cookies).
@@ -186,7 +217,8 @@ class Settings:
             mail_poll_seconds=_float("MAIL_POLL_SECONDS", 5),
             mail_retry_max=_int("MAIL_RETRY_MAX", 300),
             mail_max_attempts=_int("MAIL_MAX_ATTEMPTS", 8),
-            audit_retention_days=_int("AUDIT_RETENTION_DAYS", 365),
+            invite_reminder_before=_int("INVITE_REMINDER_BEFORE", 86400),
+            audit_retention_days=_days("AUDIT_RETENTION_DAYS", 365),
             header_timeout=_float("HEADER_TIMEOUT", 10),
             body_timeout=_float("BODY_TIMEOUT", 30),
             max_connections=_int("MAX_CONNECTIONS", 10000),
@@ -205,6 +237,12 @@ class Settings:
             jwks_min_refresh=_float("JWKS_MIN_REFRESH", 30),
             jwks_max_age=_float("JWKS_MAX_AGE", 3600),
             jwt_require_exp=_flag("JWT_REQUIRE_EXP", True),
+            verify_statement_timeout_ms=_int("VERIFY_STATEMENT_TIMEOUT_MS", 60000),
+            metrics_port=_int("METRICS_PORT", 0) or None,
+            metrics_host=_env("METRICS_HOST", "127.0.0.1") or "127.0.0.1",
+            metrics_db_interval=_float("METRICS_DB_INTERVAL", 15),
+            trusted_proxies=_parsed("TRUSTED_PROXIES", (), parse_networks,
+                                    "comma-separated addresses or CIDRs"),
         )
 
     def changed(self) -> dict[str, object]:

@@ -25,6 +25,26 @@ ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "joinery-test-secret-0123456789-abcdefghijklmnop"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `superuser("why")` are skipped, with the reason, where DATABASE_URL
+    connects as a role that is not a superuser: on Supabase, `postgres` is not one
+    (make test-supabase)."""
+    marked = [item for item in items if item.get_closest_marker("superuser")]
+    url = os.environ.get("DATABASE_URL")
+    if not marked or not url:
+        return
+    with psycopg.connect(url) as conn:
+        row = conn.execute("select current_user, rolsuper from pg_catalog.pg_roles "
+                           "where rolname = current_user").fetchone()
+    if row is None or row[1]:
+        return
+    for item in marked:
+        marker = item.get_closest_marker("superuser")
+        why = marker.args[0] if marker and marker.args else "superuser only"
+        item.add_marker(pytest.mark.skip(
+            reason=f"needs a superuser ({why}); {row[0]} is not one here"))
+
+
 @pytest.fixture(scope="session")
 def database_url() -> str:
     url = os.environ.get("DATABASE_URL")
@@ -92,8 +112,10 @@ def create_user(database_url: str, display_name: str | None = None) -> User:
     email = f"user-{uuid.uuid4().hex[:12]}@example.com"
     meta = {"display_name": display_name} if display_name else {}
     with psycopg.connect(database_url, autocommit=True) as conn:
+        # As Supabase Auth inserts: its auth.users has no default for id.
         row = conn.execute(
-            "insert into auth.users (email, raw_user_meta_data) values (%s, %s) returning id",
+            "insert into auth.users (id, email, raw_user_meta_data, created_at, updated_at) "
+            "values (gen_random_uuid(), %s, %s, now(), now()) returning id",
             (email, psycopg.types.json.Jsonb(meta)),
         ).fetchone()
     assert row is not None
@@ -107,6 +129,43 @@ def make_user(database_url: str) -> Callable[..., User]:
         return create_user(database_url, display_name)
 
     return factory
+
+
+JS_DIR = ROOT / "tests" / "js"
+NPM_TIMEOUT = 300
+
+
+def install_js(ready: Callable[[], bool]) -> None:
+    """tests/js installed (npm ci) unless `ready()` already: under a lock on the
+    folder, so that two test runs of one clone at once do not install over each
+    other (npm ci first deletes node_modules); the second finds it done."""
+    import fcntl
+    import shutil
+
+    if ready():
+        return
+    npm = shutil.which("npm")
+    assert npm is not None, "node is installed but npm is not: cannot install tests/js"
+    with (JS_DIR / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if ready():
+            return
+        command = [npm, "ci" if (JS_DIR / "package-lock.json").is_file() else "install",
+                   "--no-audit", "--no-fund"]
+        done = subprocess.run(command, cwd=JS_DIR, capture_output=True, text=True,
+                              timeout=NPM_TIMEOUT)
+        assert done.returncode == 0, f"{' '.join(command[1:])} failed:\n{done.stdout}{done.stderr}"
+    assert ready(), "npm finished but tests/js is not installed"
+
+
+def within_one_window(seconds: int, margin: float = 15) -> None:
+    """Waits, when needed, until at least `margin` seconds are left in the current
+    window of `seconds`, aligned to the epoch as private.audit_refusal aligns its
+    windows, so that the refusals a test makes next fall in one window (one audit
+    row) however the test's start falls on the clock."""
+    left = seconds - time.time() % seconds
+    if left < margin:
+        time.sleep(left + 0.1)
 
 
 def free_port() -> int:
@@ -127,7 +186,38 @@ class GatewayProcess:
 
 def start_gateway(database_url: str, log_path: Path, port: int | None = None,
                   **env: str) -> GatewayProcess:
-    port = port or free_port()
+    """A gateway process on `port`, else on a free port.
+
+    A port found free may be taken by another test run on this machine before the
+    gateway binds it. One process (WORKERS=1, the tests' default) binds it alone
+    and fails loudly: the next free port is tried. Several workers bind it with
+    SO_REUSEPORT, so two such gateways of two runs could share one port silently,
+    each answering the other's requests: for them the port is held, by a bound
+    socket with SO_REUSEPORT that only they can share, until they listen."""
+    if port is not None:
+        return _start_gateway(database_url, log_path, port, **env)
+    shared = env.get("WORKERS", "1") != "1"  # "" is one worker per core
+    for attempt in range(5):
+        with socket.socket() as held:
+            if shared:
+                held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            held.bind(("127.0.0.1", 0))
+            free = held.getsockname()[1]
+            if not shared:
+                held.close()
+            try:
+                return _start_gateway(database_url, log_path, free, **env)
+            except PortTaken:
+                if attempt == 4:
+                    raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    """The gateway could not bind its port: another process holds it."""
+
+
+def _start_gateway(database_url: str, log_path: Path, port: int, **env: str) -> GatewayProcess:
     environment = {
         **os.environ,
         "GATEWAY_DATABASE_URL": authenticator_url(database_url),
@@ -139,6 +229,7 @@ def start_gateway(database_url: str, log_path: Path, port: int | None = None,
         "PORT": str(port),
         "POOL_MAX": "20",
         "WORKERS": "1",  # one process unless a test asks for more (the default is one per core)
+        "METRICS_DB_INTERVAL": "0",  # /metrics reads the mail queue at every scrape
         **env,
     }
     log_file = log_path.open("w")
@@ -150,7 +241,10 @@ def start_gateway(database_url: str, log_path: Path, port: int | None = None,
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gateway exited early:\n{log_path.read_text()}")
+            log = log_path.read_text()
+            if "address already in use" in log.lower():
+                raise PortTaken(f"port {port} is taken:\n{log}")
+            raise RuntimeError(f"gateway exited early:\n{log}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return GatewayProcess(url, process, log_path)

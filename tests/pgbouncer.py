@@ -150,27 +150,45 @@ def running_pgbouncer(database_url: str, *, pool_size: int = 20,
     if not available():
         raise RuntimeError(f"PgBouncer not found at {PGBOUNCER} (run scripts/install-deps)")
     folder = _folder()
-    port = free_port()
     superuser = str(conninfo_to_dict(database_url).get("user") or "postgres")
     users = sorted({"authenticator", superuser})
     auth_file = _write(folder, "userlist.txt", "".join(f'"{u}" ""\n' for u in users))
-    text, dbname, superuser = config(database_url, port, auth_file, pool_size=pool_size,
-                                     settings=settings)
-    ini = _write(folder, "pgbouncer.ini", text)
-    log_path = folder / "pgbouncer.log"
-    command = [PGBOUNCER, str(ini)]
-    if RUNS_AS_ROOT:
-        command = ["runuser", "-u", "postgres", "--", *command]
-    with log_path.open("w") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
-    bouncer = Bouncer(port, dbname, superuser, process, folder, log_path)
+    # A port found free may be taken by another process (another test run on this
+    # machine) before PgBouncer binds it: then the next free one.
+    for attempt in range(5):
+        port = free_port()
+        text, dbname, superuser = config(database_url, port, auth_file, pool_size=pool_size,
+                                         settings=settings)
+        ini = _write(folder, "pgbouncer.ini", text)
+        log_path = folder / "pgbouncer.log"
+        command = [PGBOUNCER, str(ini)]
+        if RUNS_AS_ROOT:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        bouncer = Bouncer(port, dbname, superuser, process, folder, log_path)
+        try:
+            _wait_ready(bouncer, start_timeout)
+            break
+        except PortTaken:
+            stop(bouncer)
+            if attempt == 4:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+        except BaseException:
+            stop(bouncer)
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
     try:
-        _wait_ready(bouncer, start_timeout)
         yield bouncer
     finally:
         stop(bouncer)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class PortTaken(RuntimeError):
+    """PgBouncer could not bind its port: another process holds it."""
 
 
 def _wait_ready(bouncer: Bouncer, timeout: float) -> None:
@@ -179,8 +197,12 @@ def _wait_ready(bouncer: Bouncer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if bouncer.process.poll() is not None:
-            raise RuntimeError(f"PgBouncer exited early:\n{bouncer.log()}")
-        if _listening(bouncer.port):
+            log = bouncer.log()
+            if "address already in use" in log.lower():
+                raise PortTaken(f"port {bouncer.port} is taken:\n{log}")
+            raise RuntimeError(f"PgBouncer exited early:\n{log}")
+        # Its own line, not just someone listening there: the port may be another's.
+        if f"listening on 127.0.0.1:{bouncer.port}" in bouncer.log() and _listening(bouncer.port):
             return
         time.sleep(0.05)
     stop(bouncer)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -46,6 +48,12 @@ class _Handler:
         return "250 OK"
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class SmtpSink:
     """SMTP on 127.0.0.1:port; `received` lists what arrived, in order."""
 
@@ -78,6 +86,25 @@ class SmtpSink:
 
     def __enter__(self) -> SmtpSink:
         return self.start()
+
+    @classmethod
+    @contextlib.contextmanager
+    def on_a_free_port(cls) -> Iterator[SmtpSink]:
+        """A started sink on a port found free; when another process (another test
+        run on this machine) took that port in between, on the next one."""
+        for attempt in range(5):
+            sink = cls(_free_port())
+            try:
+                sink.start()
+            except OSError:
+                if attempt == 4:
+                    raise
+                continue
+            try:
+                yield sink
+            finally:
+                sink.stop()
+            return
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

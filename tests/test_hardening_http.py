@@ -22,7 +22,7 @@ import pytest
 from test_mail import create_event, email_invite, outbox
 from test_pairs_concurrency import at_once
 
-from conftest import ROOT, free_port, start_gateway, stop_gateway
+from conftest import ROOT, free_port, start_gateway, stop_gateway, within_one_window
 from gateway.settings import authenticator_url
 from smtp_sink import SmtpSink, wait_until
 
@@ -34,7 +34,7 @@ APP_URL = "https://app.example"
 
 @pytest.fixture
 def sink() -> Iterator[SmtpSink]:
-    with SmtpSink(free_port()) as server:
+    with SmtpSink.on_a_free_port() as server:
         yield server
 
 
@@ -153,6 +153,7 @@ def test_per_recipient_limit_holds_under_concurrent_inviters(gateway, client: ht
 
 def test_refusals_are_counted_per_window_under_concurrency(gateway, make_user, admin) -> None:
     user = make_user()
+    within_one_window(60)  # the twenty refusals: one audit row for their window
     responses = at_once(gateway, [
         ("/rest/v1/rpc/join_group", {"code": str(uuid.uuid4())}, user.headers)
         for _ in range(30)])

@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import ROOT
-from gateway.tools.migrate import yoyo_url
+from gateway.tools.migrate import apply_code, yoyo_url
 
 
 @pytest.fixture
@@ -50,7 +50,8 @@ def yoyo(url: str, *args: str) -> str:
 
 
 def schema_snapshot(url: str) -> list[tuple]:
-    """Tables, columns, indexes, functions (with their definitions), policies and grants."""
+    """Tables, columns, indexes, constraints, functions (with their definitions),
+    policies and grants."""
     with psycopg.connect(url) as conn:
         rows = conn.execute("""
             select 'column', table_schema || '.' || table_name || '.' || column_name, data_type
@@ -58,7 +59,13 @@ def schema_snapshot(url: str) -> list[tuple]:
             union all
             select 'function', p.oid::regprocedure::text,
                    md5(pg_get_functiondef(p.oid)) || coalesce(p.proacl::text, '')
-            from pg_proc p where p.pronamespace in ('api'::regnamespace, 'private'::regnamespace)
+            from pg_proc p
+            where p.pronamespace in ('api'::regnamespace, 'private'::regnamespace,
+                                     'app'::regnamespace)
+            union all
+            select 'constraint', c.conrelid::regclass::text || '.' || c.conname,
+                   md5(pg_get_constraintdef(c.oid))
+            from pg_constraint c where c.connamespace = 'app'::regnamespace
             union all
             select 'policy', schemaname || '.' || tablename || '.' || policyname,
                    coalesce(qual, '') || coalesce(with_check, '')
@@ -87,20 +94,95 @@ def test_migrate_from_nothing_twice_changes_nothing(scratch_url: str) -> None:
     assert "api.create_group_invite(uuid,integer,integer)" in names
 
 
-def test_rollback_last_migration_and_reapply(scratch_url: str) -> None:
+def test_rollback_last_migrations_and_reapply(scratch_url: str) -> None:
+    """The last two: 0016 (yoyo's schema, nothing of app) and the last that changes app."""
     migrate(scratch_url)
     before = schema_snapshot(scratch_url)
     last = sorted(p.stem for p in (ROOT / "migrations").glob("0*.sql")
-                  if not p.stem.endswith(".rollback"))[-1]
-    yoyo(scratch_url, "rollback", "--revision", last)
+                  if not p.stem.endswith(".rollback"))[-2:]
+    assert last[1] == "0016_migrations_schema"
+    yoyo(scratch_url, "rollback", "--revision", last[0])
     after_rollback = schema_snapshot(scratch_url)
     assert after_rollback != before  # the last migration's objects are gone...
     kept = {row[1] for row in after_rollback if row[0] == "table"}
     assert {"app.profiles", "app.groups"} <= kept  # ...and only those
+    # Rolled back, 0016 leaves yoyo's tables where the previous release keeps them.
+    assert yoyo_tables(scratch_url) == [(name, "public") for name in YOYO_TABLES]
     # Re-applying brings back exactly the same schema (a rollback that drops tables
     # clears the code mark, so sql/ is rebuilt on them).
-    assert migrate(scratch_url).startswith("1 migration(s) applied; sql/ ")
+    assert migrate(scratch_url).startswith("2 migration(s) applied; sql/ ")
     assert schema_snapshot(scratch_url) == before
+    assert yoyo_tables(scratch_url) == [(name, "joinery_migrations") for name in YOYO_TABLES]
+
+
+YOYO_TABLES = ["_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock"]
+
+
+def yoyo_tables(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "select c.relname::text, c.relnamespace::regnamespace::text from pg_class c "
+            "where c.relname = any(%s) and c.relkind = 'r' order by 1, 2",
+            (YOYO_TABLES,)).fetchall()
+
+
+def test_yoyo_tables_are_in_a_schema_no_api_role_can_use(scratch_url: str) -> None:
+    migrate(scratch_url)
+    assert yoyo_tables(scratch_url) == [(name, "joinery_migrations") for name in YOYO_TABLES]
+    with psycopg.connect(scratch_url) as conn:
+        rows = conn.execute("""
+            select r.rolname::text,
+                   has_schema_privilege(r.oid, 'joinery_migrations', 'USAGE'),
+                   bool_or(has_table_privilege(r.oid, c.oid,
+                           'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')),
+                   bool_and(c.relrowsecurity)
+            from pg_roles r cross join pg_class c
+            where r.rolname in ('anon', 'authenticated', 'service_role', 'authenticator')
+              and c.relnamespace = 'joinery_migrations'::regnamespace and c.relkind = 'r'
+            group by r.rolname, r.oid order by 1""").fetchall()
+    assert rows == [(role, False, False, True) for role in
+                    ("anon", "authenticated", "authenticator", "service_role")]
+
+
+def test_an_older_install_gets_its_yoyo_tables_moved(scratch_url: str) -> None:
+    """As the previous release left it: yoyo's tables in public (its URL named no
+    schema), every migration before 0016 applied, sql/ built."""
+    applied = apply_up_to(scratch_url, "0015_invitee_email_index", in_public=True)
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        apply_code(conn)
+    old_url = yoyo_url(scratch_url).split("?")[0]
+    assert yoyo_tables(scratch_url) == [(name, "public") for name in YOYO_TABLES]
+
+    # The previous release's plain `yoyo apply` (no schema in the URL) is refused by 0016
+    # before it moves anything: otherwise it would lose its tables half-way.
+    refused = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "yoyo"), "apply", "--database", old_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+    assert "yoyo must keep its tables in schema joinery_migrations" in refused.stderr
+    assert yoyo_tables(scratch_url) == [(name, "public") for name in YOYO_TABLES]
+
+    assert migrate(scratch_url) == "1 migration(s) applied; sql/ unchanged"
+    assert yoyo_tables(scratch_url) == [(name, "joinery_migrations") for name in YOYO_TABLES]
+    with psycopg.connect(scratch_url) as conn:
+        marked = conn.execute("select count(*) from joinery_migrations._yoyo_migration"
+                              ).fetchone()
+        locks = conn.execute("select count(*) from joinery_migrations.yoyo_lock").fetchone()
+    assert marked == (applied + 1,) and locks == (0,)
+    assert migrate(scratch_url) == "0 migration(s) applied; sql/ unchanged"
+    # Plain yoyo with the URL yoyo.ini advises finds everything applied.
+    listed = yoyo(scratch_url, "list").splitlines()[2:]
+    assert [line.split()[:2] for line in listed] == [
+        ["A", name] for name in sorted(p.stem for p in (ROOT / "migrations").glob("0*.sql")
+                                       if not p.stem.endswith(".rollback"))]
+
+
+def test_plain_yoyo_on_an_older_install_moves_the_tables(scratch_url: str) -> None:
+    apply_up_to(scratch_url, "0015_invitee_email_index", in_public=True)
+    assert yoyo_tables(scratch_url) == [(name, "public") for name in YOYO_TABLES]
+    yoyo(scratch_url, "apply")
+    assert yoyo_tables(scratch_url) == [(name, "joinery_migrations") for name in YOYO_TABLES]
+    assert migrate(scratch_url) == "0 migration(s) applied; sql/ unchanged"
 
 
 def test_plain_yoyo_apply_builds_everything(scratch_url: str) -> None:
@@ -113,6 +195,7 @@ def test_plain_yoyo_apply_builds_everything(scratch_url: str) -> None:
     assert migrate(scratch_url) == "0 migration(s) applied; sql/ unchanged"
 
 
+@pytest.mark.superuser("sets the password of role authenticator")
 def test_authenticator_password_is_set_when_given(scratch_url: str) -> None:
     env_password = "s3cret-for-the-test"
     env = {**os.environ, "DATABASE_URL": scratch_url, "AUTHENTICATOR_PASSWORD": env_password}
@@ -128,16 +211,65 @@ def test_authenticator_password_is_set_when_given(scratch_url: str) -> None:
         conn.execute("alter role authenticator with password null")
 
 
-def apply_up_to(url: str, last: str) -> None:
+@pytest.fixture
+def as_role_without_createrole(scratch_url: str) -> Iterator[str]:
+    """The scratch database, owned by a login role that may not alter other roles
+    (as Supabase's `postgres` may not alter the reserved `authenticator`)."""
+    role = f"joinery_mig_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create role {} login nocreaterole").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("alter database {} owner to {}").format(
+            sql.Identifier(conn.info.dbname), sql.Identifier(role)))
+    params = conninfo_to_dict(scratch_url)
+    params["user"] = role
+    yield make_conninfo(**params)
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("alter database {} owner to current_user").format(
+            sql.Identifier(conn.info.dbname)))
+        conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.superuser("makes a role and gives it a database (make test-supabase checks "
+                       "the refusal on Supabase's reserved authenticator)")
+def test_a_password_that_cannot_be_set_is_refused_before_any_change(
+        scratch_url: str, as_role_without_createrole: str) -> None:
+    env = {**os.environ, "DATABASE_URL": as_role_without_createrole,
+           "AUTHENTICATOR_PASSWORD": "never-set"}
+    done = subprocess.run([sys.executable, "-m", "gateway", "migrate"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    role = conninfo_to_dict(as_role_without_createrole)["user"]
+    assert re.match(
+        f"python -m gateway migrate: AUTHENTICATOR_PASSWORD is set, but {role} may not set "
+        "the password of "
+        r"role authenticator \(permission denied[^)]*\)\. Nothing was changed\. ", done.stderr)
+    assert "Deploy onto Supabase" in done.stderr
+    with psycopg.connect(scratch_url) as conn:
+        found = conn.execute(
+            "select count(*) from pg_namespace where nspname in ('app', 'api', 'private', "
+            "'joinery_migrations') or nspname = 'public' and exists "
+            "(select from pg_class where relnamespace = 'public'::regnamespace)").fetchone()
+        password = conn.execute(
+            "select rolpassword from pg_authid where rolname = 'authenticator'").fetchone()
+    assert found == (0,)
+    assert password == (None,)
+
+
+def apply_up_to(url: str, last: str, in_public: bool = False) -> int:
     """Applies the migrations up to `last` only, without sql/ (as an older release left
-    the tables)."""
+    the tables); with `in_public`, yoyo keeps its tables in public, as releases before
+    0016 did. Returns how many were applied."""
     from yoyo import get_backend, read_migrations
 
-    backend = get_backend(yoyo_url(url))
+    backend = get_backend(yoyo_url(url).split("?")[0] if in_public else yoyo_url(url))
     migrations = read_migrations(str(ROOT / "migrations"))
     wanted = migrations.filter(lambda m: m.id <= last)
     with backend.lock():
         backend.apply_migrations_only(backend.to_apply(wanted))
+    backend.connection.close()
+    return len(wanted)
 
 
 def test_audit_rows_survive_partitioning_and_prune_by_age(scratch_url: str) -> None:
@@ -182,3 +314,19 @@ def test_audit_rows_survive_partitioning_and_prune_by_age(scratch_url: str) -> N
     again = run([sys.executable, "-m", "gateway", "audit-prune", "--older-than-days", "100"],
                 scratch_url)
     assert again.strip() == "nothing to do (retention 100 days)"
+
+
+def test_stored_stops_are_brought_to_their_canonical_form(scratch_url: str) -> None:
+    """Stops made before the alias rules (issue 18) hold for every alias after them."""
+    apply_up_to(scratch_url, "0012_stop_limits")
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute("insert into app.mail_stops (email, created_at) values "
+                     "('f.oo+x@googlemail.com', now() - interval '2 days'), "
+                     "('foo@gmail.com', now() - interval '1 day'), "
+                     "('bar+news@example.org', now()), ('plain@example.org', now())")
+    migrate(scratch_url)
+    with psycopg.connect(scratch_url) as conn:
+        stops = conn.execute("select email, created_at < now() - interval '36 hours' "
+                             "from app.mail_stops order by email").fetchall()
+    assert stops == [("bar@example.org", False), ("foo@gmail.com", True),
+                     ("plain@example.org", False)]

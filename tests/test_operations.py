@@ -58,7 +58,7 @@ def test_metrics_count_requests_and_show_pool_and_mail_queue(
     before = client.get("/metrics").text
     pattern = re.compile(
         r'^joinery_http_requests_total\{method="GET",route="/rest/v1/rpc/\{fn\}",'
-        r'status="200"\} (\d+)$', re.M)
+        r'status="200"\} (\d+)\.0$', re.M)  # prometheus-client writes floats
     count_before = int(m[1]) if (m := pattern.search(before)) else 0
     for _ in range(3):
         assert client.get("/rest/v1/rpc/my_groups", headers=user.headers).status_code == 200
@@ -67,11 +67,13 @@ def test_metrics_count_requests_and_show_pool_and_mail_queue(
     assert page.headers["content-type"].startswith("text/plain")
     match = pattern.search(page.text)
     assert match is not None and int(match[1]) >= count_before + 3
-    assert re.search(r'^joinery_http_request_duration_seconds_bucket\{route="/rest/v1/rpc/\{fn\}",'
-                     r'le="\+Inf"\} \d+$', page.text, re.M)
+    # Labels in either order (the multiprocess mode of `serve` sorts them).
+    assert re.search(r'^joinery_http_request_duration_seconds_bucket\{'
+                     r'(route="/rest/v1/rpc/\{fn\}",le="\+Inf"|le="\+Inf",route="/rest/v1/rpc/\{fn\}")'
+                     r'\} \d+\.0$', page.text, re.M)
     for gauge in ("pool_size", "pool_available", "pool_max", "mail_queue_depth",
                   "realtime_topics"):
-        assert re.search(rf"^joinery_{gauge} \d+$", page.text, re.M), gauge
+        assert re.search(rf"^joinery_{gauge} \d+\.0$", page.text, re.M), gauge
 
 
 def test_shutdown_finishes_requests_in_flight(database_url: str, tmp_path: Path,

@@ -472,11 +472,22 @@ def test_revoke_pair_invite(client: httpx.Client, make_user, admin) -> None:
 
     not_mine = client.post("/rest/v1/rpc/revoke_pair_invite", json={"invite_id": created["id"]},
                            headers=other.headers)
-    assert not_mine.status_code == 403, not_mine.text
     missing = client.post("/rest/v1/rpc/revoke_pair_invite", json={"invite_id": str(uuid.uuid4())},
-                          headers=inviter.headers)
-    assert missing.status_code == 404, missing.text
+                          headers=other.headers)
+    # Someone else's invite and an unknown id: one answer, both counted and audited.
+    for refused in (not_mine, missing):
+        assert refused.status_code == 404, refused.text
+        assert refused.json() == {"code": "PT404", "message": "Invitation not found.",
+                                  "details": "not_found", "hint": None}
     assert invite_status(admin, created["id"]) == "sent"
+    audited = admin.execute(
+        "select outcome, status, subject_id::text from app.audit_log "
+        "where action = 'pair_invite.revoke' and actor_id = %s order by id", (other.id,)).fetchall()
+    assert audited == [("not_allowed", 404, created["id"]), ("not_found", 404, None)]
+    counted = admin.execute(
+        "select count(*) from app.rate_limit_hits where user_id = %s and bucket = 'revoke_invite'",
+        (other.id,)).fetchone()
+    assert counted == (2,)
 
     revoked = client.post("/rest/v1/rpc/revoke_pair_invite", json={"invite_id": created["id"]},
                           headers=inviter.headers)

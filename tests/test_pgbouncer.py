@@ -227,6 +227,7 @@ select current_user, session_user, current_setting('role'),
        coalesce(current_setting('request.method', true), ''),
        coalesce(current_setting('request.path', true), ''),
        coalesce(current_setting('request.headers', true), ''),
+       coalesce(current_setting('request.client_addr', true), ''),
        coalesce(current_setting('response.status', true), ''),
        coalesce(current_setting('response.headers', true), ''),
        current_setting('transaction_read_only')
@@ -300,14 +301,14 @@ def test_nothing_leaks_between_requests(single_gateway: GatewayProcess,
                     f"clients: {single_bouncer.admin('show clients')}; servers: "
                     f"{single_bouncer.admin('show servers')}; sessions: {sessions}; "
                     f"log: {single_bouncer.log()[-2000:]}")
-    assert row == ("authenticator", "authenticator", "none", "", "", "", "", "", "", "off"), row
+    assert row == ("authenticator", "authenticator", "none", "", "", "", "", "", "", "", "off"), row
     # As the superuser through the bouncer too (its own pool and server connection).
     with psycopg.connect(single_bouncer.superuser_url, autocommit=True,
                          prepare_threshold=None) as conn:
         row = conn.execute(LEFTOVERS).fetchone()
     assert row is not None
     assert row[:2] == (single_bouncer.superuser, single_bouncer.superuser)
-    assert row[2:] == ("none", "", "", "", "", "", "", "off"), row
+    assert row[2:] == ("none", "", "", "", "", "", "", "", "off"), row
     # No session-level role setting or advisory lock is held by any gateway session.
     with psycopg.connect(database_url, autocommit=True) as conn:
         locks = conn.execute(
@@ -481,7 +482,8 @@ def test_many_clients_share_three_server_connections(database_url: str, make_use
 # browser tests of the pages (their calls are the HTTP suite's own).
 NOT_THROUGH_BOUNCER = {"test_pgbouncer.py", "test_faults.py", "test_outage.py",
                        "test_migrations.py", "test_lint.py", "test_jwt_unit.py",
-                       "test_supabase_compat.py", "test_pages.py", "test_pages_quality.py"}
+                       "test_supabase_compat.py", "test_pages.py", "test_pages_quality.py",
+                       "test_pages_session.py"}
 
 
 def test_whole_http_suite_passes_through_pgbouncer(database_url: str,

@@ -27,7 +27,7 @@ async def _call(conn: psycopg.AsyncConnection[Any], catalog: db.Catalog, name: s
                 ) -> tuple[Any, ...] | None:
     fn = next(f for f in catalog.functions[name] if f.accepts(set(args)))
     values: tuple[Any, ...] = (claims["role"], json.dumps(claims), "POST",
-                               f"/rest/v1/rpc/{name}", "{}", "8000")
+                               f"/rest/v1/rpc/{name}", "{}", "127.0.0.1", "8000")
     if fn.arg_names:
         values += (json.dumps(args),)
     return await db.prepared_call(conn, fn, values, read_only)
@@ -90,7 +90,7 @@ def test_statements_are_prepared_once_per_connection(database_url: str, make_use
     assert [row[1:] for row in out["me"]] == [(None, None)] * 3  # no response.status
     assert out["groups"][0] == "[]"
     setup = db.PREPARED_SETUP
-    for n in range(1, 7):
+    for n in range(1, db.SETUP_VALUES + 1):
         setup = setup.replace("%s", f"${n}", 1)
     # The setup and me, then the read-only setup and my_groups: one statement each,
     # never one per request.
@@ -109,10 +109,19 @@ def test_statements_are_prepared_once_per_connection(database_url: str, make_use
     current_user, jwt_claims, timeout, read_only = out["left"]
     assert current_user == "authenticator"
     assert jwt_claims in (None, "")
-    assert timeout == "0"
+    assert timeout == role_statement_timeout(database_url)  # the role's own, not the call's
     assert read_only == "off"
     assert admin.execute("select count(*) from app.groups where creator_id = %s",
                          (user.id,)).fetchone() == (0,)
+
+
+def role_statement_timeout(database_url: str) -> str:
+    """authenticator's statement_timeout outside any call: 0 where the migrations
+    made the role, 8s on Supabase (ALTER ROLE ... SET)."""
+    with psycopg.connect(authenticator_url(database_url)) as conn:
+        row = conn.execute("select current_setting('statement_timeout')").fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 @pytest.fixture(scope="module")

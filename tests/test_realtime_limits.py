@@ -80,7 +80,7 @@ def test_streams_capped_per_user_and_per_process(capped: GatewayProcess, make_us
                 "Too many event streams on this server; try again later.")
         healthy(capped.url)
         metrics = httpx.get(f"{capped.url}/metrics", timeout=TIMEOUT).text
-        assert "\njoinery_realtime_sse_streams 5\n" in metrics, metrics
+        assert "\njoinery_realtime_sse_streams 5.0\n" in metrics, metrics
 
     # Closed streams give their slots back (the server notices the disconnect).
     deadline = time.monotonic() + 5
@@ -112,6 +112,7 @@ def test_stream_ends_at_token_expiry(gateway: GatewayProcess, make_user) -> None
     assert [f.event for f in subscriber.frames if f.event] == ["ready", "expired"]
 
 
+@pytest.mark.superuser("sets track_functions on role authenticator")
 def test_subscription_checks_are_paid_only_by_admitted_streams(
         database_url: str, tmp_path: Path, admin: psycopg.Connection, make_user) -> None:
     """One user, 12 concurrent streams of 20 topics each, 3 allowed: exactly 3 x 20

@@ -77,7 +77,8 @@ def production(database_url: str, tmp_path_factory: pytest.TempPathFactory
     """A gateway as in production: no JOINERY_ENV, a secret of its own, SMTP with a
     password, some limits changed."""
     proc = start_gateway(database_url, tmp_path_factory.mktemp("prod") / "gateway.log",
-                         JOINERY_ENV="", SMTP_URL="smtp://mailer:hunter2-pw@127.0.0.1:2525",
+                         JOINERY_ENV="", METRICS_DB_INTERVAL="15",
+                         SMTP_URL="smtp://mailer:hunter2-pw@127.0.0.1:2525",
                          MAX_CONNECTIONS="500", SSE_HEARTBEAT="5",
                          APP_URL="https://joinery.example.org")
     yield proc

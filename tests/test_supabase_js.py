@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from conftest import JWT_SECRET, ROOT
+from conftest import JWT_SECRET, ROOT, install_js
 from gateway.jwt_auth import mint
 
 if TYPE_CHECKING:
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 JS_DIR = ROOT / "tests" / "js"
 TEST_FILE = JS_DIR / "rpc.test.mjs"
-INSTALL_TIMEOUT = 300
 RUN_TIMEOUT = 120
 
 
@@ -39,15 +38,7 @@ def ensure_node() -> str:
     if found is None:
         pytest.skip("Node.js is not installed (`node` is not on PATH): "
                     "the @supabase/supabase-js tests need it")
-    if not node_modules_ready():
-        npm = shutil.which("npm")
-        assert npm is not None, "node is installed but npm is not: cannot install tests/js"
-        command = [npm, "ci" if (JS_DIR / "package-lock.json").is_file() else "install",
-                   "--no-audit", "--no-fund"]
-        done = subprocess.run(command, cwd=JS_DIR, capture_output=True, text=True,
-                              timeout=INSTALL_TIMEOUT)
-        assert done.returncode == 0, f"{' '.join(command[1:])} failed:\n{done.stdout}{done.stderr}"
-        assert node_modules_ready(), "npm finished but @supabase/supabase-js is not installed"
+    install_js(node_modules_ready)
     return found
 
 

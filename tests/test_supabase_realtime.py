@@ -22,6 +22,8 @@ from test_supabase_compat import (
     migrate,
 )
 
+pytestmark = pytest.mark.superuser("creates Supabase's roles and a database shaped as its own")
+
 REALTIME_SCHEMA = """
 create schema realtime;
 grant usage on schema realtime to postgres, anon, authenticated, service_role;

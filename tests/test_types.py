@@ -16,13 +16,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, install_js
 from gateway.tools.types import load, render
 
 JS_DIR = ROOT / "tests" / "js"
 SAMPLES = JS_DIR / "types"
 TSC = JS_DIR / "node_modules" / "typescript" / "bin" / "tsc"
-INSTALL_TIMEOUT = 300
 TSC_TIMEOUT = 180
 
 # file, line, error code: every error the samples must draw, and no other.
@@ -59,13 +58,7 @@ def tsc() -> list[str]:
     node = shutil.which("node")
     if node is None:
         pytest.skip("Node.js is not installed (`node` is not on PATH): tsc needs it")
-    if not TSC.is_file():
-        npm = shutil.which("npm")
-        assert npm is not None, "node is installed but npm is not: cannot install tests/js"
-        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR,
-                              capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
-        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}{done.stderr}"
-        assert TSC.is_file(), "npm ci finished but typescript is not installed"
+    install_js(TSC.is_file)
     return [node, str(TSC)]
 
 

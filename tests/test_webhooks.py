@@ -669,10 +669,12 @@ def test_metrics(client: httpx.Client, admin: psycopg.Connection,
     response = client.get("/metrics")
     assert response.status_code == 200
     lines = response.text.splitlines()
+    # Gauges read from the database (observe.GAUGES, "mostrecent"); prometheus-client
+    # writes floats.
     assert "# TYPE joinery_webhook_pending gauge" in lines
-    assert f"joinery_webhook_pending {pending}" in lines
-    assert "# TYPE joinery_webhook_failed_total counter" in lines
-    assert f"joinery_webhook_failed_total {failed}" in lines
+    assert f"joinery_webhook_pending {float(pending)}" in lines
+    assert "# TYPE joinery_webhook_failed_total gauge" in lines
+    assert f"joinery_webhook_failed_total {float(failed)}" in lines
 
 
 def test_the_gateway_delivers_with_webhook_worker_on(

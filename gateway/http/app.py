@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -31,10 +33,11 @@ from ..realtime.socket import websocket
 from ..realtime.sse import realtime
 from ..settings import Settings
 from ..startup import jwt_config, start_problem, summary
-from ..webhooks.worker import webhook_metrics, webhook_worker
+from ..webhooks.worker import webhook_counts, webhook_worker
 from . import openapi
 from .arguments import body_missing, check_length, check_profile_value, parse_body
-from .errors import ApiError, json_response, unavailable
+from .client import client_address
+from .errors import ApiError, invalid_token, json_response, unavailable
 from .fast import FastPath
 from .observe import ACCESS, FUNCTION_KEY, Metrics, Observe
 from .routes import SEED_ROUTES, SeedRoute
@@ -62,6 +65,7 @@ class Gateway:
             settings.pool_timeout, self.breaker, settings.prepared_statements)
         self.catalog = db.Catalog()
         self.metrics = Metrics()
+        self.metrics_db_at = float("-inf")  # when the database-derived gauges were read
         self.hub = Hub(settings.listen_database_url, self.catalog.invalidate)
         self.access = Access(settings)
         self.mailer = make_mailer(settings) if settings.smtp_url else None
@@ -113,10 +117,16 @@ class Gateway:
         allowed, cut = self.settings.sql_headers, self.settings.sql_header_value_max
         headers = {k.decode("latin-1"): v[:cut].decode("latin-1")
                    for k, v in request.scope["headers"] if k in allowed}
-        return await self.run(name, args, who, request.method, request.scope["path"], headers)
+        return await self.run(name, args, who, request.method, request.scope["path"], headers,
+                              client_addr=self.client(request.scope))
+
+    def client(self, scope: dict[str, Any]) -> str:
+        """The client's address, through TRUSTED_PROXIES only (gateway/http/client.py)."""
+        return client_address(scope, self.settings.trusted_proxies)
 
     async def run(self, name: str, args: dict[str, Any], who: db.Identity, method: str,
-                  path: str, headers: dict[str, str], bounded: bool = True) -> db.Result:
+                  path: str, headers: dict[str, str], bounded: bool = True,
+                  client_addr: str = "") -> db.Result:
         """One call of api.name: the function chosen by its argument names, refused
         for GET/HEAD when volatile, run in one transaction -- bounded in time by
         db.call, or (bounded=False) by the caller, as the fast path does."""
@@ -128,20 +138,65 @@ class Gateway:
                            f"Cannot use the {method} method on RPC with volatile functions")
         run = db.call if bounded else db.transaction
         return await run(self.pool, fn, args, who, method, path, headers,
-                         self.settings.statement_timeout_ms)
+                         self.settings.statement_timeout_ms, client_addr)
+
+
+    def process_metrics(self) -> None:
+        """This process's gauges and counts, written where /metrics reads them."""
+        stats, m = self.pool.get_stats(), self.metrics
+        m.set("pool_size", stats.get("pool_size", 0))
+        m.set("pool_available", stats.get("pool_available", 0))
+        m.set("pool_max", stats.get("pool_max", 0))
+        m.set("pool_requests_waiting", stats.get("requests_waiting", 0))
+        m.set("realtime_topics", len(self.hub.topics))
+        m.set("realtime_sse_streams", self.access.streams)
+        m.set("realtime_sockets", self.access.sockets)
+        m.set("realtime_pending_sockets", len(self.access.pending))
+        m.set("realtime_max_sockets", self.settings.realtime_max_sockets)
+        m.set("database_unreachable", int(self.breaker.open))
+        m.count_to("catalog_reloads", self.catalog.reloads)
+        m.count_to("database_outages", self.breaker.opened)
+        if self.remote_keys is not None:  # JWT_JWKS_URL: fetches, failures, the keys held
+            keys = self.remote_keys
+            m.count_to("jwks_fetches", keys.fetches)
+            m.count_to("jwks_fetch_failures", keys.failures)
+            m.set("jwks_fetch_failing", int(keys.failing))
+            m.set("jwks_keys", len(keys.current.keys))
+
+    async def refresh_metrics(self) -> None:
+        """process_metrics, and the gauges read from the database (mail queue, failed
+        mail, webhook deliveries pending and failed) when they are older than
+        METRICS_DB_INTERVAL and the database answers."""
+        self.process_metrics()
+        now = time.monotonic()
+        if self.breaker.open or now - self.metrics_db_at < self.settings.metrics_db_interval:
+            return
+        self.metrics_db_at = now
+        with contextlib.suppress(Exception):
+            async with self.pool.connection(timeout=1) as conn, conn.transaction():
+                await conn.execute("set local role service_role")
+                row = await (await conn.execute(
+                    "select private.mail_queue_depth(), private.mail_failed_count()")).fetchone()
+                if row is not None:
+                    self.metrics.set("mail_queue_depth", row[0])
+                    self.metrics.set("mail_failed", row[1])
+                pending, failed = await webhook_counts(conn)
+                self.metrics.set("webhook_pending", pending)
+                self.metrics.set("webhook_failed_total", failed)
+
+    async def refresh_metrics_forever(self) -> None:
+        """Every second: a worker that no scrape reaches keeps its values current."""
+        while True:
+            with contextlib.suppress(Exception):
+                await self.refresh_metrics()
+            await asyncio.sleep(1)
 
 
 def make_mailer(settings: Settings) -> Mailer:
     assert settings.smtp_url
     return Mailer(settings.listen_database_url, settings.smtp_url, settings.mail_from,
                   settings.app_url, settings.mail_poll_seconds, settings.mail_retry_max,
-                  settings.mail_max_attempts)
-
-
-def invalid_token(message: str) -> ApiError:
-    code = "PGRST303" if message == "token has expired" else "PGRST301"
-    return ApiError(401, code, message, headers={
-        "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})
+                  settings.mail_max_attempts, settings.invite_reminder_before)
 
 
 async def json_object(request: Request, limit: int) -> dict[str, Any]:
@@ -204,7 +259,7 @@ def seed_endpoint(route: SeedRoute) -> Callable[[Request], Awaitable[Response]]:
 
 async def openapi_json(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
-    if not gw.catalog.functions:
+    if not gw.catalog.functions or gw.catalog.stale:  # never loaded, or the schema changed
         if gw.breaker.open:
             raise unavailable()
         try:
@@ -215,38 +270,11 @@ async def openapi_json(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus text: requests, latency, pool use, realtime subscribers and, when
-    the database answers, the mail queue depth and the messages given up on. Per process."""
+    """Prometheus text: requests, latency, pool use, realtime, the breaker and the
+    mail queue, summed across the worker processes of `serve` (observe.Metrics)."""
     gw: Gateway = request.app.state.gateway
-    stats = gw.pool.get_stats()
-    gauges: dict[str, float] = {
-        "pool_size": stats.get("pool_size", 0),
-        "pool_available": stats.get("pool_available", 0),
-        "pool_max": stats.get("pool_max", 0),
-        "pool_requests_waiting": stats.get("requests_waiting", 0),
-        "realtime_topics": len(gw.hub.topics),
-        "realtime_sse_streams": gw.access.streams,
-        "realtime_sockets": gw.access.sockets,
-    }
-    gauges["database_unreachable"] = int(gw.breaker.open)
-    if not gw.breaker.open:
-        with contextlib.suppress(Exception):
-            async with gw.pool.connection(timeout=1) as conn, conn.transaction():
-                await conn.execute("set local role service_role")
-                row = await (await conn.execute(
-                    "select private.mail_queue_depth(), private.mail_failed_count()")).fetchone()
-                if row is not None:
-                    gauges["mail_queue_depth"], gauges["mail_failed"] = row
-    counters = {"catalog_reloads_total": gw.catalog.reloads,
-                "database_outages_total": gw.breaker.opened}
-    await webhook_metrics(gw, gauges, counters)  # webhook_pending, webhook_failed_total
-    if gw.remote_keys is not None:  # JWT_JWKS_URL: fetches, failures, the keys held
-        keys = gw.remote_keys
-        counters["jwks_fetches_total"] = keys.fetches
-        counters["jwks_fetch_failures_total"] = keys.failures
-        gauges["jwks_fetch_failing"] = int(keys.failing)
-        gauges["jwks_keys"] = len(keys.current.keys)
-    return Response(gw.metrics.render(gauges, counters), media_type="text/plain; version=0.0.4")
+    await gw.refresh_metrics()
+    return Response(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 async def healthz(request: Request) -> Response:
@@ -303,9 +331,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             gateway.webhooks.start()
         if gateway.mailer is not None:
             gateway.mailer.start()
+        refresher = asyncio.create_task(gateway.refresh_metrics_forever())
         try:
             yield
         finally:
+            refresher.cancel()
             if gateway.mailer is not None:
                 await gateway.mailer.stop()
             if gateway.webhooks is not None:
@@ -320,7 +350,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        # With METRICS_PORT, /metrics is served there only (gateway/serve.py).
+        *([] if settings.metrics_port else [Route("/metrics", metrics, methods=["GET"])]),
         Route("/rest/v1/rpc/{fn}", rpc, methods=["GET", "POST"]),
         Route("/realtime/v1/sse", realtime, methods=["GET"]),
         WebSocketRoute("/realtime/v1/websocket", websocket),
@@ -337,8 +368,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
                                        "x-request-id"],
                         expose_headers=["retry-after", "x-request-id", "content-range"],
                         max_age=86400)])
+    # No slash redirects: Starlette's would answer `/join/` with an absolute
+    # Location built from the request's Host header (an attacker's, behind a proxy
+    # that passes it on). A path with a trailing slash is just not found.
+    app.router.redirect_slashes = False
     app.state.gateway = gateway
     # The calls themselves (rpc and seed routes) take the fast path; everything else,
     # and any request from a browser on another origin (CORS), goes through Starlette.
-    return FastPath(gateway, Observe(app, gateway.metrics, settings.access_log),  # type: ignore[return-value]
+    return FastPath(gateway, Observe(app, gateway.metrics, settings.access_log,
+                                     settings.trusted_proxies),  # type: ignore[return-value]
                     settings.access_log)

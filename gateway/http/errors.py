@@ -12,6 +12,8 @@ from starlette.responses import Response
 _EXACT = {
     "23503": 409,
     "23505": 409,
+    "40001": 503,  # PostgREST answers 500; the gateway retries these, then 503
+    "40P01": 503,
     "25006": 405,
     "42883": 404,
     "42P01": 404,
@@ -76,6 +78,16 @@ def from_database(exc: pg_errors.Error, role: str) -> ApiError:
     )
 
 
+def try_again(exc: pg_errors.Error) -> ApiError:
+    """A deadlock or serialization failure that persisted through the gateway's
+    retries (db.TRIES): nothing was kept, the client may send the call again."""
+    return ApiError(
+        503, exc.sqlstate or "40001", exc.diag.message_primary or str(exc),
+        hint="The call was rolled back after conflicting with others; retry it.",
+        headers={"Retry-After": "1"},
+    )
+
+
 def unavailable() -> ApiError:
     return ApiError(
         503, "PGRST001", "Database is unavailable.",
@@ -85,3 +97,10 @@ def unavailable() -> ApiError:
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def invalid_token(message: str) -> ApiError:
+    """401 for a token that does not verify, as PostgREST answers it."""
+    code = "PGRST303" if message == "token has expired" else "PGRST301"
+    return ApiError(401, code, message, headers={
+        "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})

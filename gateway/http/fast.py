@@ -33,6 +33,7 @@ import orjson
 
 from .. import db
 from .arguments import body_missing, check_length, check_profile_value, parse_body
+from .client import client_address
 from .errors import ApiError, unavailable
 from .observe import access_line, new_request_id, plain_request_id
 from .routes import SEED_ROUTES, SeedRoute
@@ -94,6 +95,7 @@ class FastPath:
         settings = gateway.settings
         self.sql_headers = settings.sql_headers
         self.cut = settings.sql_header_value_max
+        self.trusted = settings.trusted_proxies
         self.limit = settings.max_body_bytes
         self.deadline = db.deadline(gateway.pool, settings.statement_timeout_ms)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -145,6 +147,7 @@ class FastPath:
         status = 500
         started = False
         expired: list[bool] = []  # set by _expire when the call ran past its deadline
+        client = client_address(scope, self.trusted)
         try:
             try:
                 who, args = await self._arguments(scope, receive, method, seed, params, headers)
@@ -158,7 +161,8 @@ class FastPath:
                                         request_id, expired)
                 try:
                     result = await self.gateway.run(function, args, who, method, path,
-                                                    sql_headers, bounded=False)
+                                                    sql_headers, bounded=False,
+                                                    client_addr=client)
                 finally:
                     timer.cancel()
                 status, body, out, json = _shape(seed, result)
@@ -193,7 +197,7 @@ class FastPath:
             seconds = perf_counter() - start
             self.gateway.metrics.observe(method, template, status, seconds)
             if self.access_log:
-                access_line(request_id, method, template, function, status, seconds)
+                access_line(request_id, method, template, function, status, seconds, client)
 
     async def _arguments(self, scope: dict[str, Any], receive: Any, method: str,
                          seed: SeedRoute | None, params: dict[str, str],

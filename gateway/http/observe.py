@@ -10,60 +10,105 @@ import itertools
 import logging
 import os
 import time
-from collections import defaultdict
 from typing import Any
 
 import orjson
+
+from .client import Network, client_address
 
 log = logging.getLogger("joinery.access")
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 FUNCTION_KEY = "joinery.function"  # set in the ASGI scope by the handler that calls SQL
 
 
+# Gauges: (help, how the values of several worker processes combine).
+GAUGES = {
+    "pool_size": ("connections open in the pool", "livesum"),
+    "pool_available": ("idle connections in the pool", "livesum"),
+    "pool_max": ("POOL_MAX: the most connections the pool opens", "livesum"),
+    "pool_requests_waiting": ("requests waiting for a connection", "livesum"),
+    "realtime_topics": ("realtime topics listened to", "livesum"),
+    "realtime_sse_streams": ("open SSE streams", "livesum"),
+    "realtime_sockets": ("open realtime WebSockets that carry a valid token", "livesum"),
+    "realtime_pending_sockets": ("open realtime WebSockets without a token of their own yet",
+                                 "livesum"),
+    "realtime_max_sockets": ("REALTIME_MAX_SOCKETS: the cap on sockets", "livesum"),
+    "database_unreachable": ("1 while the circuit breaker is open", "livemax"),
+    "mail_queue_depth": ("mail messages waiting to be sent (from the database)", "mostrecent"),
+    "mail_failed": ("mail messages given up on (from the database)", "mostrecent"),
+    "webhook_pending": ("webhook deliveries waiting to be sent to enabled endpoints"
+                        " (from the database)", "mostrecent"),
+    "webhook_failed_total": ("webhook deliveries given up on (from the database)", "mostrecent"),
+    "jwks_fetch_failing": ("1 while the last fetch of JWT_JWKS_URL failed", "livemax"),
+    "jwks_keys": ("keys held from JWT_JWKS_URL", "livemax"),
+}
+COUNTERS = {
+    "catalog_reloads": "reloads of the function catalogue",
+    "database_outages": "times the circuit breaker opened",
+    "jwks_fetches": "fetches of JWT_JWKS_URL",
+    "jwks_fetch_failures": "fetches of JWT_JWKS_URL that failed or gave no usable key",
+}
+
+
 class Metrics:
-    """Counters and a latency histogram per route, kept in this process."""
+    """Requests, latency, gauges and counters, kept with prometheus-client.
+
+    When PROMETHEUS_MULTIPROC_DIR names a directory (`serve` makes one for its
+    workers), each process writes its values there and `render` reads every
+    process's: counters summed, histograms merged, gauges combined as GAUGES says
+    ('mostrecent': the last value any process read from the database). Without
+    it, the values of this process."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.buckets: dict[str, list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
-        self.sums: dict[str, float] = defaultdict(float)
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            disable_created_metrics,
+        )
+
+        disable_created_metrics()  # no *_created series: the same page in both modes
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("joinery_http_requests", "HTTP requests answered",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("joinery_http_request_duration_seconds",
+                                 "time to answer, by route", ["route"], buckets=BUCKETS,
+                                 registry=self.registry)
+        self.gauges = {name: Gauge(f"joinery_{name}", doc, registry=self.registry,
+                                   multiprocess_mode=mode)  # type: ignore[arg-type]
+                       for name, (doc, mode) in GAUGES.items()}
+        self.counters = {name: Counter(f"joinery_{name}", doc, registry=self.registry)
+                         for name, doc in COUNTERS.items()}
+        self.counted = dict.fromkeys(COUNTERS, 0)
+        self.children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests[(method, route, status)] += 1
-        counts = self.buckets[route]
-        for i, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                counts[i] += 1
-                break
-        else:
-            counts[-1] += 1
-        self.sums[route] += seconds
+        key = (method, route, status)
+        if (pair := self.children.get(key)) is None:
+            pair = (self.requests.labels(method, route, str(status)), self.latency.labels(route))
+            self.children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
 
-    def render(self, gauges: dict[str, float], counters: dict[str, float] | None = None) -> str:
-        lines = []
-        for name, value in sorted((counters or {}).items()):
-            lines.append(f"# TYPE joinery_{name} counter")
-            lines.append(f"joinery_{name} {value:g}")
-        lines.append("# TYPE joinery_http_requests_total counter")
-        for (method, route, status), n in sorted(self.requests.items()):
-            lines.append(f'joinery_http_requests_total{{method="{method}",route="{route}",'
-                         f'status="{status}"}} {n}')
-        lines.append("# TYPE joinery_http_request_duration_seconds histogram")
-        for route, counts in sorted(self.buckets.items()):
-            running = 0
-            for bound, n in zip((*BUCKETS, float("inf")), counts, strict=True):
-                running += n
-                le = "+Inf" if bound == float("inf") else repr(bound)
-                lines.append(f'joinery_http_request_duration_seconds_bucket{{route="{route}",'
-                             f'le="{le}"}} {running}')
-            lines.append(f'joinery_http_request_duration_seconds_sum{{route="{route}"}} '
-                         f"{self.sums[route]:.6f}")
-            lines.append(f'joinery_http_request_duration_seconds_count{{route="{route}"}} '
-                         f"{running}")
-        for name, value in sorted(gauges.items()):
-            lines.append(f"# TYPE joinery_{name} gauge")
-            lines.append(f"joinery_{name} {value:g}")
-        return "\n".join(lines) + "\n"
+    def set(self, name: str, value: float) -> None:
+        self.gauges[name].set(value)
+
+    def count_to(self, name: str, total: int) -> None:
+        """Raises counter `name` to `total`, a count this process keeps elsewhere."""
+        if total > self.counted[name]:
+            self.counters[name].inc(total - self.counted[name])
+            self.counted[name] = total
+
+    def render(self) -> bytes:
+        from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not path:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path)
+        return generate_latest(registry)
 
 
 class Observe:
@@ -72,8 +117,10 @@ class Observe:
     from an X-Request-Id header when it is short and plain, else a new one, and
     is returned in X-Request-Id."""
 
-    def __init__(self, app: Any, metrics: Metrics, access_log: bool = True) -> None:
+    def __init__(self, app: Any, metrics: Metrics, access_log: bool = True,
+                 trusted: tuple[Network, ...] = ()) -> None:
         self.app = app
+        self.trusted = trusted  # TRUSTED_PROXIES, for the client's address
         self.metrics = metrics
         self.access_log = access_log
 
@@ -101,14 +148,14 @@ class Observe:
             self.metrics.observe(scope["method"], route, status, seconds)
             if self.access_log:
                 access_line(request_id, scope["method"], route, scope.get(FUNCTION_KEY), status,
-                            seconds)
+                            seconds, client_address(scope, self.trusted))
 
 
 def access_line(request_id: str, method: str, route: str, function: str | None, status: int,
-                seconds: float) -> None:
+                seconds: float, client: str) -> None:
     ACCESS.add(orjson.dumps({
         "request_id": request_id, "method": method, "route": route, "function": function,
-        "status": status, "ms": round(seconds * 1000, 2),
+        "status": status, "ms": round(seconds * 1000, 2), "client": client,
     }))
 
 

@@ -173,15 +173,3 @@ async def webhook_counts(conn: psycopg.AsyncConnection) -> tuple[int, int]:
     row = await (await conn.execute(
         "select private.webhook_pending_count(), private.webhook_failed_count()")).fetchone()
     return (int(row[0]), int(row[1])) if row is not None else (0, 0)
-
-
-async def webhook_metrics(gateway: Any, gauges: dict[str, float],
-                          counters: dict[str, float]) -> None:
-    """joinery_webhook_pending and joinery_webhook_failed_total, when the database answers."""
-    if gateway.breaker.open:
-        return
-    with contextlib.suppress(Exception):
-        async with gateway.pool.connection(timeout=1) as conn, conn.transaction():
-            await conn.execute("set local role service_role")
-            gauges["webhook_pending"], counters["webhook_failed_total"] = \
-                await webhook_counts(conn)

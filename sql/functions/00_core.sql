@@ -95,15 +95,18 @@ $$;
 
 /**
  * True when a name or title holds a control character: C0, DEL, C1, line and
- * paragraph separators, bidirectional overrides and isolates. (The tables'
- * check constraints use the same pattern.)
+ * paragraph separators, and the format characters (Unicode category Cf:
+ * zero-width spaces, bidirectional marks, overrides and isolates, the byte
+ * order mark, ...). The characters are named once, in
+ * app.control_chars_pattern() (migration 0014), which the tables' check
+ * constraints use too.
  */
 create function private.has_control_chars(value text) returns boolean
 language plpgsql immutable
 set search_path = ''
 as $$
 begin
-    return value ~ '[\x01-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]';
+    return app.has_control_chars(value);
 end;
 $$;
 
@@ -131,18 +134,67 @@ create trigger audit_log_no_truncate
     for each statement execute function private.forbid_audit_change();
 
 /**
- * Sliding-window rate limiter. Counts the caller's attempts in `bucket` over the
- * bucket's window (app.rate_limits). Returns 0 and records the attempt when it
- * is allowed; otherwise returns the seconds until the oldest attempt leaves the
- * window and records nothing. Concurrent attempts by one user are serialised by
- * a transaction-scoped advisory lock, so the count cannot be overrun.
+ * The client's address as the gateway saw it (`request.client_addr`, set per
+ * request beside request.headers), or null when there is none: a direct SQL
+ * caller, or a value that is not an address. Read here only.
  */
-create function private.rate_limit(bucket text) returns integer
+create function private.request_client_addr() returns inet
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_text text := pg_catalog.current_setting('request.client_addr', true);
+begin
+    if v_text is null or v_text = '' then
+        return null;
+    end if;
+    return v_text::inet;
+exception when invalid_text_representation then
+    return null;
+end;
+$$;
+
+/**
+ * The key the limiter counts a client address under (an IPv6 client by its
+ * /64, which one subscriber usually holds whole; an IPv4 client seen through
+ * a dual-stack socket, ::ffff:a.b.c.d, by its IPv4 address), or null for no
+ * address.
+ */
+create function private.client_key(addr inet) returns uuid
+language plpgsql immutable
+set search_path = ''
+as $$
+declare
+    v_addr inet := addr;
+begin
+    if v_addr is null then
+        return null;
+    end if;
+    if pg_catalog.family(v_addr) = 6 and v_addr << '::ffff:0:0/96'::inet then
+        v_addr := pg_catalog.regexp_replace(pg_catalog.host(v_addr), '^::ffff:', '', 'i')::inet;
+    end if;
+    return pg_catalog.md5('client/' || pg_catalog.host(
+        case when pg_catalog.family(v_addr) = 6
+             then pg_catalog.network(pg_catalog.set_masklen(v_addr, 64))::inet
+             else v_addr end))::uuid;
+end;
+$$;
+
+/**
+ * Sliding-window rate limiter. Counts the caller's attempts in `bucket` over the
+ * bucket's window (app.rate_limits): the signed-in caller's, or those of `key`
+ * when given (a client address or a token, see private.client_key). Returns 0
+ * and records the attempt when it is allowed; otherwise returns the seconds
+ * until the oldest attempt leaves the window, at least 1 and at most the
+ * window, and records nothing. Concurrent attempts of one key are serialised
+ * by a transaction-scoped advisory lock, so the count cannot be overrun.
+ */
+create function private.rate_limit(bucket text, key uuid default null) returns integer
 language plpgsql volatile
 set search_path = ''
 as $$
 declare
-    v_uid uuid := private.require_user();
+    v_uid uuid := coalesce(key, private.require_user());
     v_limit app.rate_limits;
     v_since timestamptz;
     v_count integer;
@@ -171,7 +223,11 @@ begin
     from app.rate_limit_hits h
     where h.user_id = v_uid and h.bucket = rate_limit.bucket;
     if v_count >= v_limit.max_attempts then
-        return greatest(1, pg_catalog.ceil(extract(epoch from (v_oldest - v_since)))::integer);
+        -- The oldest hit may be younger than this transaction's now(): one that
+        -- started later took the lock first. Its retry is then the whole window,
+        -- never more.
+        return least(v_limit.window_seconds, greatest(1,
+            pg_catalog.ceil(extract(epoch from (v_oldest - v_since)))::integer));
     end if;
     insert into app.rate_limit_hits (user_id, bucket) values (v_uid, rate_limit.bucket);
     return 0;
@@ -179,19 +235,20 @@ end;
 $$;
 
 /**
- * Audits a refused attempt without a row per attempt: one row per user, action,
- * outcome and window (the bucket's window, aligned to the epoch) in
- * app.audit_refusals, counting the refusals; the first refusal of a window
- * also writes one audit_log entry.
+ * Audits a refused attempt without a row per attempt: one row per user (or per
+ * `key`, such as a client address, when given), action, outcome and window (the
+ * bucket's window, aligned to the epoch) in app.audit_refusals, counting the
+ * refusals; the first refusal of a window also writes one audit_log entry.
  */
 create function private.audit_refusal(
-    action text, outcome text, status integer, window_seconds integer, subject_id uuid default null
+    action text, outcome text, status integer, window_seconds integer,
+    subject_id uuid default null, key uuid default null
 ) returns void
 language plpgsql volatile
 set search_path = ''
 as $$
 declare
-    v_uid uuid := auth.uid();
+    v_uid uuid := coalesce(key, auth.uid());
     v_first boolean;
 begin
     if v_uid is null then
@@ -213,25 +270,28 @@ end;
 $$;
 
 /**
- * The gate of every counted attempt: counts it in `bucket` and returns null, or,
- * over the limit, audits the refusal as `action` (counted per window, see
- * private.audit_refusal) and returns the 429 answer (Retry-After header,
- * status, error body) for the caller to return.
+ * The gate of every counted attempt: counts it in `bucket` (the caller's, or
+ * `key`'s, see private.rate_limit) and returns null, or, over the limit, audits
+ * the refusal as `action` (counted per window and per `audit_key`, else per
+ * `key`, else per caller: see private.audit_refusal) and returns the 429 answer
+ * (Retry-After header, status, error body) for the caller to return.
  */
-create function private.rate_limited(bucket text, action text, subject_id uuid default null)
-returns jsonb
+create function private.rate_limited(
+    bucket text, action text, subject_id uuid default null,
+    key uuid default null, audit_key uuid default null
+) returns jsonb
 language plpgsql volatile
 set search_path = ''
 as $$
 declare
-    v_retry integer := private.rate_limit(bucket);
+    v_retry integer := private.rate_limit(bucket, key);
 begin
     if v_retry = 0 then
         return null;
     end if;
     perform private.audit_refusal(action, 'rate_limited', 429,
         (select l.window_seconds from app.rate_limits l where l.bucket = rate_limited.bucket),
-        subject_id);
+        subject_id, coalesce(audit_key, key));
     perform pg_catalog.set_config('response.headers',
         pg_catalog.jsonb_build_array(
             pg_catalog.jsonb_build_object('Retry-After', v_retry::text))::text,

@@ -188,11 +188,15 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-    v_member app.group_members;
+    v_member app.group_members := private.require_group_member(leave_group.group_id);
     v_next uuid;
 begin
-    -- Lock the group first, then read the membership: leaves and ownership
-    -- hand-overs of one group happen one at a time, on what is current.
+    -- A member first (checked before any lock, so nobody else can make the
+    -- group wait), then the group's lock, then the membership again: leaves and
+    -- ownership hand-overs of one group happen one at a time, on what is
+    -- current. Joins take KEY SHARE on the group before locking their invite,
+    -- so the last member's leave (which deletes the group and, by cascade, its
+    -- invites) and a join wait for each other in one order: group, then invite.
     perform from app.groups g where g.id = leave_group.group_id for update;
     v_member := private.require_group_member(leave_group.group_id);
     delete from app.group_members m
@@ -307,6 +311,13 @@ begin
     -- and a row lock must name the distribution column.
     select f.group_id into v_group_id from app.group_invites f
     where f.code_hash = private.hash_secret(pg_catalog.lower(join_group.code));
+    -- The group before the invite (the membership's foreign key would take this
+    -- KEY SHARE later anyway): leave_group locks the group, then deletes its
+    -- invites when the last member leaves; taken in the other order the two
+    -- deadlock. A group deleted meanwhile leaves no invite: 404 below.
+    if v_group_id is not null then
+        perform from app.groups g where g.id = v_group_id for key share;
+    end if;
     select * into v_invite from app.group_invites i
     where i.group_id = v_group_id
       and i.code_hash = private.hash_secret(pg_catalog.lower(join_group.code))

@@ -95,8 +95,35 @@ $$;
 grant execute on function api.get_event(uuid) to authenticated, service_role;
 
 /**
- * Locks and returns the event when the caller is its creator: 404 when there
- * is no such event, 403 when the caller did not create it.
+ * The lock that keeps authors and pending like-group members of one event
+ * apart: taken exclusively by author changes, shared by like_event and
+ * add_like_group_member. A transaction-scoped advisory lock rather than the
+ * event's row: a row lock strong enough to stop likes (FOR UPDATE against
+ * their KEY SHARE) would also stop every foreign-key insert into the event's
+ * registrations, pair invites and like groups while an author change
+ * re-evaluates every pending group. On a Citus cluster the functions run on
+ * the coordinator, which holds these locks (as the rate limiter's).
+ */
+create function private.lock_event_authors(event_id uuid, exclusive boolean) returns void
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_key bigint := pg_catalog.hashtextextended('event_authors/' || lock_event_authors.event_id::text, 0);
+begin
+    if lock_event_authors.exclusive then
+        perform pg_catalog.pg_advisory_xact_lock(v_key);
+    else
+        perform pg_catalog.pg_advisory_xact_lock_shared(v_key);
+    end if;
+end;
+$$;
+
+/**
+ * Returns the event when the caller is its creator, holding the event's
+ * authors lock (private.lock_event_authors) exclusively: 404 when there is no
+ * such event, 403 when the caller did not create it. Checked before locking,
+ * so nobody else can make the event's likes wait. No row lock on the event.
  */
 create function private.lock_event_as_creator(event_id uuid) returns app.events
 language plpgsql volatile
@@ -105,13 +132,14 @@ as $$
 declare
     v_event app.events;
 begin
-    select * into v_event from app.events e where e.id = lock_event_as_creator.event_id for update;
+    select * into v_event from app.events e where e.id = lock_event_as_creator.event_id;
     if not found then
         raise exception using errcode = 'PT404', message = 'Event not found.';
     end if;
     if v_event.creator_id <> private.require_user() then
         raise exception using errcode = '42501', message = 'Only the event''s creator can change its authors.';
     end if;
+    perform private.lock_event_authors(v_event.id, true);
     return v_event;
 end;
 $$;
@@ -142,8 +170,8 @@ $$;
  * nothing. Authors cannot be in like groups of their event: a member of a
  * pending like group of the event is refused (409). Returns the event. An
  * author removed and added back finds their earlier approvals counting again,
- * so pending groups are re-evaluated. The event's row lock orders this with
- * like_event and add_like_group_member, which take it too.
+ * so pending groups are re-evaluated. The event's authors lock orders this
+ * with like_event and add_like_group_member, which share it.
  */
 create function api.add_event_author(event_id uuid, user_id uuid) returns jsonb
 language plpgsql volatile security definer

@@ -285,11 +285,12 @@ declare
     v_bad uuid;
     v_member uuid;
 begin
-    -- Shares the event's row lock with other likes; add_event_author takes it
-    -- for update, so an author is never added beside a pending membership.
-    if not exists (select from app.events e where e.id = like_event.event_id for key share) then
+    if not exists (select from app.events e where e.id = like_event.event_id) then
         raise exception using errcode = 'PT404', message = 'Event not found.';
     end if;
+    -- Shares the event's authors lock with other likes; add_event_author takes
+    -- it exclusively, so an author is never added beside a pending membership.
+    perform private.lock_event_authors(like_event.event_id, false);
     if private.is_event_author(like_event.event_id, v_uid) then
         raise exception using errcode = '42501', message = 'Authors cannot like their own event.';
     end if;
@@ -327,6 +328,7 @@ begin
             message = 'Someone in this group is already in a pending like group for this event.';
     end;
     perform private.webhook_event('like_group.created', pg_catalog.jsonb_build_object('group_id', v_group.id, 'event_id', v_group.event_id, 'creator_id', v_uid, 'member_ids', pg_catalog.to_jsonb(pg_catalog.array_prepend(v_uid, v_members))));
+    perform private.publish_queue_change(v_group.event_id, v_group.id, 'pending');
     return private.like_group_json(v_group.id, v_group.event_id);
 end;
 $$;
@@ -409,13 +411,18 @@ declare
     v_event uuid := private.like_group_event(add_like_group_member.group_id);
     v_group app.like_groups;
 begin
-    -- The event's row lock first (as add_event_author, which then locks groups),
-    -- shared with other adds: an author is never added beside a pending membership.
-    perform from app.events e where e.id = v_event for key share;
-    v_group := private.lock_like_group(add_like_group_member.group_id);
-    if v_group.creator_id <> v_uid then
+    -- The caller first, unlocked (the creator never changes); then the event's
+    -- authors lock (as add_event_author, which then locks groups), shared with
+    -- other adds: an author is never added beside a pending membership.
+    select * into v_group from app.like_groups g
+    where g.event_id = v_event and g.id = add_like_group_member.group_id;
+    if found and v_group.creator_id <> v_uid then
         raise exception using errcode = '42501', message = 'Only the group''s creator can add members.';
     end if;
+    if v_event is not null then
+        perform private.lock_event_authors(v_event, false);
+    end if;
+    v_group := private.lock_like_group(add_like_group_member.group_id);
     perform private.require_pending(v_group);
     if add_like_group_member.user_id is null
        or not exists (select from auth.users u where u.id = add_like_group_member.user_id) then
@@ -463,15 +470,21 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
-    v_group app.like_groups := private.lock_like_group(remove_like_group_member.group_id);
+    v_event uuid := private.like_group_event(remove_like_group_member.group_id);
+    v_group app.like_groups;
 begin
-    if not private.can_view_like_group(v_group.id) then
+    -- Who may remove is checked before the group is locked (its creator never
+    -- changes), so nobody else can make the group wait.
+    select * into v_group from app.like_groups g
+    where g.event_id = v_event and g.id = remove_like_group_member.group_id;
+    if not found or not private.can_view_like_group(v_group.id, v_event) then
         raise exception using errcode = 'PT404', message = 'Like group not found.';
     end if;
     if v_uid <> v_group.creator_id and v_uid is distinct from remove_like_group_member.user_id then
         raise exception using errcode = '42501',
             message = 'Only the group''s creator can remove other members.';
     end if;
+    v_group := private.lock_like_group(remove_like_group_member.group_id);
     perform private.require_pending(v_group);
     if remove_like_group_member.user_id = v_group.creator_id then
         raise exception using errcode = 'PT400', message = 'The creator cannot leave their own like group.';
@@ -511,19 +524,25 @@ $$;
 grant execute on function api.list_like_group_approvals(uuid) to authenticated, service_role;
 
 /**
- * Locks the group and checks that the caller is a current author of its event
- * (403) and that the group is pending (400).
+ * Checks that the caller is a current author of the group's event (403),
+ * then locks the group (404 when there is none) and checks that it is
+ * pending (400).
  */
 create function private.lock_like_group_for_author(group_id uuid) returns app.like_groups
 language plpgsql volatile
 set search_path = ''
 as $$
 declare
-    v_group app.like_groups := private.lock_like_group(lock_like_group_for_author.group_id);
+    v_uid uuid := private.require_user();
+    v_event uuid := private.like_group_event(lock_like_group_for_author.group_id);
+    v_group app.like_groups;
 begin
-    if not private.is_event_author(v_group.event_id, private.require_user()) then
+    -- The caller first, then the lock: only the event's authors can make the
+    -- group wait. A group that does not exist is lock_like_group's 404.
+    if v_event is not null and not private.is_event_author(v_event, v_uid) then
         raise exception using errcode = '42501', message = 'Only the event''s authors can decide on its like groups.';
     end if;
+    v_group := private.lock_like_group(lock_like_group_for_author.group_id);
     perform private.require_pending(v_group);
     return v_group;
 end;
@@ -545,6 +564,7 @@ begin
     values (v_group.id, v_group.event_id, auth.uid(), true)
     on conflict on constraint like_group_approvals_one_per_author do nothing;
     v_status := private.evaluate_like_group(v_group.id);
+    perform private.publish_queue_change(v_group.event_id, v_group.id, v_status);
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', v_status,
         'chat_id', (select c.id from app.chats c
                     where c.event_id = v_group.event_id and c.like_group_id = v_group.id));
@@ -567,6 +587,7 @@ begin
     values (v_group.id, v_group.event_id, auth.uid(), false)
     on conflict on constraint like_group_approvals_one_per_author do update set approved = false;
     perform private.decide_like_group(v_group, 'rejected');
+    perform private.publish_queue_change(v_group.event_id, v_group.id, 'rejected');
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', 'rejected');
 end;
 $$;

@@ -91,7 +91,8 @@ grant execute on function private.mail_queue_depth() to service_role;
 
 /**
  * Serialises everything that decides about mail to one address (queueing,
- * stopping) for the rest of the transaction.
+ * stopping) for the rest of the transaction: one lock for all its aliases
+ * (app.canonical_email).
  */
 create function private.lock_mail_recipient(email text) returns void
 language plpgsql volatile
@@ -99,7 +100,7 @@ set search_path = ''
 as $$
 begin
     perform pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtextextended('mail_recipient/' || pg_catalog.lower(email), 0));
+        pg_catalog.hashtextextended('mail_recipient/' || app.canonical_email(email), 0));
 end;
 $$;
 
@@ -108,8 +109,10 @@ $$;
  * invitations or already got the most invitation messages the 'invite_mail'
  * limit allows in its window (app.rate_limits: per address, from all inviters
  * together; counted under the address's lock, so concurrent inviters cannot
- * overrun it). Returns whether it was queued; callers must not let the answer
- * show it (the inviter learns nothing about the address).
+ * overrun it). Both compare canonical forms (app.canonical_email: case, `+tag`,
+ * Gmail's dots), so an alias of a stopped or used-up address is too. Returns
+ * whether it was queued; callers must not let the answer show it (the inviter
+ * learns nothing about the address).
  */
 create function private.queue_invite_mail(email text, template text, data jsonb)
 returns boolean
@@ -118,16 +121,18 @@ set search_path = ''
 as $$
 declare
     v_email text := pg_catalog.lower(email);
+    v_recipient text := app.canonical_email(email);
     v_limit app.rate_limits;
 begin
     perform private.lock_mail_recipient(v_email);
-    if exists (select from app.mail_stops s where s.email = v_email) then
+    if exists (select from app.mail_stops s where s.email = v_recipient) then
         return false;
     end if;
     select * into v_limit from app.rate_limits l where l.bucket = 'invite_mail';
     if found and (
         select pg_catalog.count(*) from app.mail_outbox m
-        where m.to_email = v_email and m.template = queue_invite_mail.template
+        where app.canonical_email(m.to_email) = v_recipient
+          and m.template = queue_invite_mail.template
           and m.created_at > pg_catalog.now() - pg_catalog.make_interval(secs => v_limit.window_seconds)
     ) >= v_limit.max_attempts then
         return false;
@@ -164,24 +169,49 @@ grant execute on function private.mail_stop_token(text) to service_role;
  * message is sent to it from now on, including those already queued. Invites
  * to it are still created, and their short codes still work. Anyone holding
  * the link may use it, signed in or not. Returns {stopped: true}, also when
- * the address was stopped already; 404 for an unknown token.
+ * the address (or an alias of it, see app.canonical_email) was stopped already
+ * (a repeat writes nothing); 404 for an unknown token. Calls are counted per
+ * client address ('stop_client', when the gateway gave one) and per token
+ * ('stop_token'); over either limit, 429, its refusals audited once per window
+ * and client address (else per token). Answered, not raised, so the counts
+ * commit.
  */
 create function api.stop_invitations(token text) returns jsonb
 language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
+    v_hash bytea := private.hash_secret(coalesce(stop_invitations.token, ''));
+    v_client uuid := private.client_key(private.request_client_addr());
+    v_token_key uuid := pg_catalog.encode(pg_catalog.substr(v_hash, 1, 16), 'hex')::uuid;
+    v_limited jsonb;
     v_email text;
 begin
-    select t.email into v_email from app.mail_stop_tokens t
-    where t.token_hash = private.hash_secret(coalesce(stop_invitations.token, ''));
-    if not found then
-        raise exception using errcode = 'PT404', message = 'This link is not valid.';
+    if v_client is not null then
+        v_limited := private.rate_limited('stop_client', 'mail.stop', null, v_client);
+        if v_limited is not null then
+            return v_limited;
+        end if;
     end if;
+    select t.email into v_email from app.mail_stop_tokens t where t.token_hash = v_hash;
+    if not found then
+        return private.fail(404, 'This link is not valid.');
+    end if;
+    v_limited := private.rate_limited('stop_token', 'mail.stop', null, v_token_key,
+        coalesce(v_client, v_token_key));
+    if v_limited is not null then
+        return v_limited;
+    end if;
+    -- The stop holds for every alias of the address (app.canonical_email).
+    v_email := app.canonical_email(v_email);
     perform private.lock_mail_recipient(v_email);
-    insert into app.mail_stops (email) values (v_email) on conflict do nothing;
+    if exists (select from app.mail_stops s where s.email = v_email) then
+        return pg_catalog.jsonb_build_object('stopped', true);
+    end if;
+    insert into app.mail_stops (email) values (v_email);
     update app.mail_outbox m set cancelled_at = pg_catalog.now()
-    where m.to_email = v_email and m.sent_at is null and m.cancelled_at is null;
+    where app.canonical_email(m.to_email) = v_email
+      and m.sent_at is null and m.cancelled_at is null;
     perform private.audit('mail.stop', 'stopped', 200);
     return pg_catalog.jsonb_build_object('stopped', true);
 end;

@@ -2,13 +2,17 @@
 -- receive the private broadcasts private.publish sends with realtime.send. A
 -- signed-in user reads a channel's broadcasts exactly when api.can_subscribe
 -- allows its topic; realtime.topic() names the channel Supabase's Realtime server
--- is authorising. The policy depends on api.can_subscribe, so each rebuild of
--- sql/ drops it with the functions (drop ... cascade) and makes it again here;
--- other policies on realtime.messages are left alone.
+-- is authorising. The policy depends on api.can_subscribe, which a rebuild of
+-- sql/ replaces in place, so the policy stays; it is made here when missing (a
+-- new text needs a new policy name). Other policies on realtime.messages are
+-- left alone.
 do $realtime$
 begin
     if pg_catalog.to_regclass('realtime.messages') is null
-       or pg_catalog.to_regprocedure('realtime.topic()') is null then
+       or pg_catalog.to_regprocedure('realtime.topic()') is null
+       or exists (select from pg_catalog.pg_policies p
+                  where p.schemaname = 'realtime' and p.tablename = 'messages'
+                    and p.policyname = 'Subscribers can receive the broadcasts of their topics') then
         return;
     end if;
     execute $policy$

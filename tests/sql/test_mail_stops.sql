@@ -6,7 +6,7 @@
 -- their short codes still work. Actors: the mail worker (service_role), the
 -- recipient following the link (anon), an inviter, a partner joining by code.
 begin;
-select plan(19);
+select plan(70);
 
 -- ---------------------------------------------------------------------------
 -- Arrange (as the superuser)
@@ -69,15 +69,30 @@ reset role;
 set local role anon;
 select set_config('request.jwt.claims', '{"role":"anon"}', true);
 
-select throws_ok($$select api.stop_invitations('not-a-token')$$, 'PT404', 'This link is not valid.',
-    'anon: an unknown token is 404');
-select throws_ok($$select api.stop_invitations(null)$$, 'PT404', 'This link is not valid.',
+select is(test_support.attempt($$api.stop_invitations('not-a-token')$$),
+    '{"status": "404", "headers": null, "body": {"code": "PT404",
+      "message": "This link is not valid.", "details": null, "hint": null}}'::jsonb,
+    'anon: an unknown token is 404, answered (not raised) so that it is counted');
+select is(test_support.attempt($$api.stop_invitations(null)$$) -> 'status', '"404"'::jsonb,
     'anon: no token is 404');
 select is(api.stop_invitations(test_support.v('token') #>> '{}'), '{"stopped": true}'::jsonb,
     'anon: the stop link answers {"stopped": true}');
 select is(api.stop_invitations(test_support.v('token2') #>> '{}'), '{"stopped": true}'::jsonb,
     'anon: stopping again (another message''s link) answers the same');
+select is(api.stop_invitations(test_support.v('token') #>> '{}'), '{"stopped": true}'::jsonb,
+    'anon: following the same link again answers the same');
 reset role;
+
+select results_eq(
+    $$select actor_id, outcome, status from app.audit_log
+      where action = 'mail.stop' and created_at = now()$$,
+    $$values (null::uuid, 'stopped'::text, 200)$$,
+    'one audit entry for the stop; the repeats wrote none');
+select results_eq(
+    $$select bucket, count(*)::integer from app.rate_limit_hits
+      where created_at = now() and bucket like 'stop%' group by bucket$$,
+    $$values ('stop_token'::text, 3)$$,
+    'without a client address (a direct SQL caller) only the tokens are counted');
 
 select results_eq($$select email from app.mail_stops
                      where email in ('stopper@example.com', 'keeper@example.com') order by email$$,
@@ -144,6 +159,80 @@ select is(test_support.v('joined') -> 'status', 'null'::jsonb,
     'partner: the short code of an unmailed invite still works');
 select is(jsonb_array_length(test_support.v('accepted') #> '{body,registrations}'), 2,
     'partner: and the invite can be accepted');
+
+-- ---------------------------------------------------------------------------
+-- Floods: counted per token, and per client address when the gateway gives one
+-- ---------------------------------------------------------------------------
+
+set local role anon;
+select set_config('request.jwt.claims', '{"role":"anon"}', true);
+-- 'token' was used twice above; the limit is 5 uses per token and window.
+select is(test_support.sc(test_support.attempt(format('api.stop_invitations(%L)',
+    test_support.v('token') #>> '{}'))), '-', 'anon: the third use of a link is answered')
+from generate_series(1, 3);
+insert into vars values ('token_limited', test_support.attempt(format('api.stop_invitations(%L)',
+    test_support.v('token') #>> '{}')));
+insert into vars values ('token_limited_again', test_support.attempt(format(
+    'api.stop_invitations(%L)', test_support.v('token') #>> '{}')));
+reset role;
+select is(test_support.v('token_limited') - 'headers',
+    '{"status": "429", "body": {"code": "PT429", "message": "Too many attempts. Try again later.",
+      "details": "retry after 600 seconds", "hint": null}}'::jsonb,
+    'anon: the sixth use of one link within the window is 429');
+select is(test_support.v('token_limited') -> 'headers', '[{"Retry-After": "600"}]'::jsonb,
+    'anon: with Retry-After, never more than the window');
+select results_eq(
+    $$select outcome, status, details from app.audit_log
+      where action = 'mail.stop' and created_at = now() order by id$$,
+    $$values ('stopped'::text, 200, '{}'::jsonb),
+             ('rate_limited'::text, 429, '{"counted_in": "audit_refusals"}'::jsonb)$$,
+    'two refusals of one token write one audit entry');
+select results_eq(
+    $$select refused from app.audit_refusals where action = 'mail.stop' and last_at = now()$$,
+    $$values (2)$$,
+    'the refusals are counted in audit_refusals');
+
+-- Through the gateway: request.client_addr (an IPv6 client counts by its /64).
+select is(private.request_client_addr(), null::inet, 'no client address: null');
+select set_config('request.client_addr', 'not an address', true);
+select is(private.request_client_addr(), null::inet, 'a value that is no address: null');
+select is(private.client_key('2001:db8:1:2::1'), private.client_key('2001:db8:1:2:ffff::9'),
+    'two addresses of one IPv6 /64 share a key');
+select isnt(private.client_key('192.0.2.1'), private.client_key('192.0.2.2'),
+    'two IPv4 addresses do not');
+select is(private.client_key('::ffff:192.0.2.1'), private.client_key('192.0.2.1'),
+    'an IPv4 client seen through a dual-stack socket is its IPv4 address');
+select isnt(private.client_key('::ffff:192.0.2.1'), private.client_key('::ffff:192.0.2.2'),
+    'so two of them are not one /64');
+
+set local role anon;
+select set_config('request.client_addr', '192.0.2.1', true);
+select is(test_support.sc(test_support.attempt($$api.stop_invitations('wrong')$$)), '404 PT404',
+    'anon: unknown tokens from one address are answered...')
+from generate_series(1, 30);
+insert into vars values ('client_limited',
+    test_support.attempt($$api.stop_invitations('wrong')$$));
+insert into vars values ('client_limited_valid', test_support.attempt(format(
+    'api.stop_invitations(%L)', test_support.v('keeper') #>> '{}')));
+select set_config('request.client_addr', '192.0.2.2', true);
+insert into vars values ('other_client',
+    test_support.attempt($$api.stop_invitations('wrong')$$));
+reset role;
+select is(test_support.sc(test_support.v('client_limited')), '429 PT429',
+    '...up to 30 in the window; then 429');
+select is(test_support.sc(test_support.v('client_limited_valid')), '429 PT429',
+    'a valid link from that address is refused as well');
+select is(test_support.sc(test_support.v('other_client')), '404 PT404',
+    'another address is not limited');
+select results_eq(
+    $$select email from app.mail_stops where email = 'keeper@example.com'$$,
+    $$select null::text where false$$,
+    'the refused link stopped nothing');
+select results_eq(
+    $$select count(*)::integer from app.audit_log
+      where action = 'mail.stop' and outcome = 'rate_limited' and created_at = now()$$,
+    $$values (2)$$,
+    'the address''s refusals wrote one more audit entry (one per address and window)');
 
 select * from finish();
 rollback;

@@ -13,7 +13,7 @@
 -- transaction: now() is frozen, and expiry or a passed deadline is made by
 -- moving expires_at / registration_deadline into the past as the superuser.
 begin;
-select plan(80);
+select plan(82);
 
 -- ---------------------------------------------------------------------------
 -- Arrange (as the superuser)
@@ -535,16 +535,30 @@ select results_eq(
 select test_support.sign_in('a0000000-0000-4000-8000-000000000004', 'stranger@example.com');
 set local role authenticated;
 
-select throws_ok(
-    format('select api.revoke_pair_invite(%L)', test_support.v('H') #>> '{body,id}'),
-    '42501', null,
-    'stranger: revoking someone else''s invite is forbidden (42501)'
+insert into vars values ('revoke_not_mine', test_support.attempt(
+    format('api.revoke_pair_invite(%L)', test_support.v('H') #>> '{body,id}')));
+insert into vars values ('revoke_unknown', test_support.attempt(
+    $$api.revoke_pair_invite('00000000-0000-4000-8000-00000000dead')$$));
+select is(test_support.v('revoke_not_mine'),
+    '{"status": "404", "headers": null, "body": {"code": "PT404",
+      "message": "Invitation not found.", "details": "not_found", "hint": null}}'::jsonb,
+    'stranger: revoking someone else''s invite is 404, answered (not raised)'
 );
-
-select throws_ok(
-    $$select api.revoke_pair_invite('00000000-0000-4000-8000-00000000dead')$$,
-    'PT404', null,
-    'stranger: revoking an unknown invite is PT404'
+select is(test_support.v('revoke_unknown'), test_support.v('revoke_not_mine'),
+    'stranger: revoking an unknown invite answers exactly the same'
+);
+select results_eq(
+    $$select outcome, status, subject_id from app.audit_log
+      where action = 'pair_invite.revoke' and actor_id = 'a0000000-0000-4000-8000-000000000004'
+      order by id$$,
+    format($$values ('not_allowed'::text, 404, %L::uuid), ('not_found', 404, null)$$,
+           test_support.v('H') #>> '{body,id}'),
+    'stranger: both attempts are audited, and the audit tells them apart'
+);
+select is(
+    (select count(*)::integer from app.rate_limit_hits
+     where user_id = 'a0000000-0000-4000-8000-000000000004' and bucket = 'revoke_invite'),
+    2, 'stranger: both attempts are counted (revoke_invite)'
 );
 
 select test_support.sign_in('a0000000-0000-4000-8000-000000000001', 'inviter@example.com');

@@ -5,7 +5,7 @@
 -- only the functions in sql/functions/85_webhooks.sql do (no grants, RLS on,
 -- no policies). The signing secrets are kept as they are (see the README,
 -- "Webhooks": a signing key must be usable for HMAC, so it cannot be hashed).
--- depends: 0011_covering_indexes
+-- depends: 0030_invitations
 
 create table app.webhook_endpoints (
     id uuid primary key default gen_random_uuid(),

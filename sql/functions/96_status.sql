@@ -1,0 +1,43 @@
+-- What `python -m gateway status` shows an operator on one screen, read in one
+-- statement: queue depths, failed mail, the audit of the last hour, the users
+-- most refused by rate limits.
+
+/**
+ * {mail: {queued, failed, last_failed_at}, audit_last_hour: [{action, rows}],
+ *  most_refused: [{user_id, refused}], generated_at}. audit_last_hour: entries
+ * created in the last hour, by action, most first. most_refused: the `top`
+ * users with the most refused attempts (app.audit_refusals, every action and
+ * outcome) in windows with a refusal in the last day.
+ */
+create function private.status(top integer default 5) returns jsonb
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+    return pg_catalog.jsonb_build_object(
+        'generated_at', pg_catalog.now(),
+        'mail', (
+            select pg_catalog.jsonb_build_object(
+                'queued', pg_catalog.count(*) filter (
+                    where m.sent_at is null and m.cancelled_at is null and m.failed_at is null),
+                'failed', pg_catalog.count(*) filter (where m.failed_at is not null),
+                'last_failed_at', pg_catalog.max(m.failed_at))
+            from app.mail_outbox m),
+        'audit_last_hour', (
+            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                       'action', x.action, 'rows', x.n) order by x.n desc, x.action), '[]')
+            from (select a.action, pg_catalog.count(*) as n from app.audit_log a
+                  where a.created_at > pg_catalog.now() - interval '1 hour'
+                  group by a.action) x),
+        'most_refused', (
+            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                       'user_id', x.actor_id, 'refused', x.n) order by x.n desc, x.actor_id),
+                   '[]')
+            from (select r.actor_id, pg_catalog.sum(r.refused) as n from app.audit_refusals r
+                  where r.last_at > pg_catalog.now() - interval '1 day'
+                  group by r.actor_id
+                  order by n desc, r.actor_id
+                  limit greatest(status.top, 0)) x));
+end;
+$$;
+grant execute on function private.status(integer) to service_role;
