@@ -287,6 +287,7 @@ begin
             'You are already registered for this event.', subject_id => v_event.id);
     end if;
 
+    perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', i.id, 'event_id', i.event_id, 'inviter_id', i.inviter_id)) from app.pair_invites i where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
     update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
     where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
