@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p_token.add_argument("--email")
     p_token.add_argument("--expires-in", type=int, default=3600)
     sub.add_parser("mailer", help="deliver the mail outbox over SMTP (SMTP_URL)")
+    sub.add_parser("webhooks", help="deliver the webhook outbox (Standard Webhooks)")
     p_migrate = sub.add_parser("migrate", help="bring DATABASE_URL to the current schema")
     p_migrate.add_argument("--force-code", action="store_true",
                            help="rebuild sql/ even when unchanged")
@@ -154,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(make_mailer(settings).run_forever())
+    elif args.command == "webhooks":
+        from .webhooks.run import main as webhooks
+
+        return webhooks(settings.listen_database_url)
     elif args.command == "token":
         from .jwt_auth import mint
 

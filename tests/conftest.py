@@ -246,7 +246,9 @@ def _start_gateway(database_url: str, log_path: Path, port: int, **env: str) -> 
                 raise PortTaken(f"port {port} is taken:\n{log}")
             raise RuntimeError(f"gateway exited early:\n{log}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            # Not a short timeout: a check given up on while a worker still starts is
+            # answered later all the same, and counted (test_metrics_workers counts them).
+            if httpx.get(f"{url}/healthz", timeout=10).status_code == 200:
                 return GatewayProcess(url, process, log_path)
         except httpx.HTTPError:
             pass

@@ -69,6 +69,7 @@ def test_empty_database(url: str) -> None:
         f"migration:     {LATEST} ({APPLIED} applied, last at {at})",
         f"sql code:      {mark}",
         "mail queue:    0 queued, 0 failed",
+        "webhooks:      0 pending, 0 failed",
         "audit, last hour: none",
         "most refused by rate limits, last day: none",
         f"last outage:   {OUTAGE}",
@@ -100,6 +101,25 @@ def test_with_activity(url: str) -> None:
             "('f@example.com', 'pair_invite', 8, '2026-01-02T03:04:05Z'), "
             "('s@example.com', 'pair_invite', 1, null)")
         conn.execute("update app.mail_outbox set sent_at = now() where to_email = 's@example.com'")
+        # Webhooks: pending to an enabled endpoint counts, to a disabled one not;
+        # failed counts whatever the endpoint; delivered never.
+        conn.execute(
+            "insert into app.webhook_endpoints (id, url, event_types, enabled, secret) values "
+            "('e0000000-0000-4000-8000-000000000001', 'https://a.example.com/', "
+            " '{group.member_joined}', true, decode(repeat('ab', 32), 'hex')), "
+            "('e0000000-0000-4000-8000-000000000002', 'https://b.example.com/', "
+            " '{group.member_joined}', false, decode(repeat('ab', 32), 'hex'))")
+        conn.execute(
+            "insert into app.webhook_events (id, type, data) select "
+            "('e1000000-0000-4000-8000-00000000000' || n)::uuid, 'group.member_joined', '{}' "
+            "from generate_series(1, 5) n")
+        conn.execute(
+            "insert into app.webhook_deliveries (event_id, endpoint_id, status, failed_at) "
+            "select ('e1000000-0000-4000-8000-00000000000' || x.n)::uuid, "
+            "('e0000000-0000-4000-8000-00000000000' || x.e)::uuid, x.status, x.failed_at "
+            "from (values (1, 1, 'pending', null::timestamptz), (2, 1, 'pending', null), "
+            "(3, 2, 'pending', null), (4, 2, 'failed', '2026-01-03T04:05:06Z'), "
+            "(5, 1, 'delivered', null)) x(n, e, status, failed_at)")
         mark, at = code_mark(conn), applied_at(conn)
     done = status(url)
     assert done.returncode == 0, done.stderr
@@ -107,6 +127,7 @@ def test_with_activity(url: str) -> None:
         f"migration:     {LATEST} ({APPLIED} applied, last at {at})",
         f"sql code:      {mark}",
         "mail queue:    2 queued, 1 failed (last failed at 2026-01-02T03:04:05+00:00)",
+        "webhooks:      2 pending, 1 failed (last failed at 2026-01-03T04:05:06+00:00)",
         "audit, last hour:",
         "         3  group.join",
         "         1  pair_invite.accept",
@@ -122,6 +143,8 @@ def test_with_activity(url: str) -> None:
         "migration": {"latest": LATEST, "applied": APPLIED, "applied_at": at},
         "sql_code": mark,
         "mail": {"queued": 2, "failed": 1, "last_failed_at": "2026-01-02T03:04:05+00:00"},
+        "webhooks": {"pending": 2, "failed": 1,
+                     "last_failed_at": "2026-01-03T04:05:06+00:00"},
         "audit_last_hour": [{"action": "group.join", "rows": 3},
                             {"action": "pair_invite.accept", "rows": 1}],
         "most_refused": [{"user_id": b, "refused": 9}, {"user_id": a, "refused": 7}],

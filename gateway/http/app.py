@@ -33,6 +33,7 @@ from ..realtime.socket import websocket
 from ..realtime.sse import realtime
 from ..settings import Settings
 from ..startup import jwt_config, start_problem, summary
+from ..webhooks.worker import webhook_counts, webhook_worker
 from . import openapi
 from .arguments import body_missing, check_length, check_profile_value, parse_body
 from .client import client_address
@@ -68,6 +69,7 @@ class Gateway:
         self.hub = Hub(settings.listen_database_url, self.catalog.invalidate)
         self.access = Access(settings)
         self.mailer = make_mailer(settings) if settings.smtp_url else None
+        self.webhooks = webhook_worker(settings.listen_database_url)  # WEBHOOK_WORKER=on
 
     async def identity(self, request: Request, query_token: bool = False) -> db.Identity:
         """Bearer token, else an apikey header holding a JWT, else (where allowed) an
@@ -163,7 +165,8 @@ class Gateway:
 
     async def refresh_metrics(self) -> None:
         """process_metrics, and the gauges read from the database (mail queue, failed
-        mail) when they are older than METRICS_DB_INTERVAL and the database answers."""
+        mail, webhook deliveries pending and failed) when they are older than
+        METRICS_DB_INTERVAL and the database answers."""
         self.process_metrics()
         now = time.monotonic()
         if self.breaker.open or now - self.metrics_db_at < self.settings.metrics_db_interval:
@@ -177,6 +180,9 @@ class Gateway:
                 if row is not None:
                     self.metrics.set("mail_queue_depth", row[0])
                     self.metrics.set("mail_failed", row[1])
+                pending, failed = await webhook_counts(conn)
+                self.metrics.set("webhook_pending", pending)
+                self.metrics.set("webhook_failed_total", failed)
 
     async def refresh_metrics_forever(self) -> None:
         """Every second: a worker that no scrape reaches keeps its values current."""
@@ -321,6 +327,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # and collect young objects less often (fewer pauses in the latency tail).
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
+        if gateway.webhooks is not None:
+            gateway.webhooks.start()
         if gateway.mailer is not None:
             gateway.mailer.start()
         refresher = asyncio.create_task(gateway.refresh_metrics_forever())
@@ -330,6 +338,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             refresher.cancel()
             if gateway.mailer is not None:
                 await gateway.mailer.stop()
+            if gateway.webhooks is not None:
+                await gateway.webhooks.stop()
             await gateway.hub.stop()
             if remote is not None:
                 await remote.stop()

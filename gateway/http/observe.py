@@ -36,6 +36,9 @@ GAUGES = {
     "database_unreachable": ("1 while the circuit breaker is open", "livemax"),
     "mail_queue_depth": ("mail messages waiting to be sent (from the database)", "mostrecent"),
     "mail_failed": ("mail messages given up on (from the database)", "mostrecent"),
+    "webhook_pending": ("webhook deliveries waiting to be sent to enabled endpoints"
+                        " (from the database)", "mostrecent"),
+    "webhook_failed_total": ("webhook deliveries given up on (from the database)", "mostrecent"),
     "jwks_fetch_failing": ("1 while the last fetch of JWT_JWKS_URL failed", "livemax"),
     "jwks_keys": ("keys held from JWT_JWKS_URL", "livemax"),
 }

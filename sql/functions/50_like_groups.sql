@@ -214,6 +214,7 @@ declare
 begin
     update app.like_groups l set status = decision, decided_at = pg_catalog.now()
     where l.event_id = g.event_id and l.id = g.id;
+    perform private.webhook_event('like_group.' || decision, pg_catalog.jsonb_build_object('group_id', g.id, 'event_id', g.event_id, 'chat_id', chat_id));
     update app.like_group_members m set pending = false
     where m.event_id = g.event_id and m.group_id = g.id;
     for v_member in
@@ -326,6 +327,7 @@ begin
         raise exception using errcode = 'PT409',
             message = 'Someone in this group is already in a pending like group for this event.';
     end;
+    perform private.webhook_event('like_group.created', pg_catalog.jsonb_build_object('group_id', v_group.id, 'event_id', v_group.event_id, 'creator_id', v_uid, 'member_ids', pg_catalog.to_jsonb(pg_catalog.array_prepend(v_uid, v_members))));
     perform private.publish_queue_change(v_group.event_id, v_group.id, 'pending');
     return private.like_group_json(v_group.id, v_group.event_id);
 end;

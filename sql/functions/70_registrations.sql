@@ -167,6 +167,7 @@ begin
         -- A concurrent registration of the caller won; raising undoes the seat too.
         raise exception using errcode = 'PT409', message = 'You are already registered for this event.';
     end;
+    perform private.webhook_event('registration.confirmed', pg_catalog.jsonb_build_object('registration_id', v_reg.id, 'event_id', v_reg.event_id, 'user_id', v_reg.user_id));
     return private.registration_json(v_reg);
 end;
 $$;
@@ -189,6 +190,7 @@ begin
         raise exception using errcode = 'PT404', message = 'You are not registered for this event.';
     end if;
     update app.events e set seats_taken = e.seats_taken - 1 where e.id = cancel_registration.event_id;
+    perform private.webhook_event('registration.cancelled', pg_catalog.jsonb_build_object('registration_id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'pair_id', r.pair_id)) from app.registrations r where r.event_id = cancel_registration.event_id and r.user_id = v_uid and r.status = 'cancelled' order by r.cancelled_at desc limit 1;
 end;
 $$;
 grant execute on function api.cancel_registration(uuid) to authenticated, service_role;
@@ -285,6 +287,7 @@ begin
             'You are already registered for this event.', subject_id => v_event.id);
     end if;
 
+    perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', i.id, 'event_id', i.event_id, 'inviter_id', i.inviter_id)) from app.pair_invites i where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
     update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
     where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
@@ -323,6 +326,7 @@ begin
     end if;
     perform private.audit('pair_invite.create', 'created', 200, v_invite.id,
         pg_catalog.jsonb_build_object('event_id', v_event.id, 'emailed', v_email is not null));
+    perform private.webhook_event('pair_invite.sent', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_event.id, 'inviter_id', v_uid, 'expires_at', v_invite.expires_at), pg_catalog.jsonb_build_object('invitee_email', v_invite.invitee_email));
     return pg_catalog.jsonb_build_object(
         'id', v_invite.id, 'short_code', v_invite.short_code, 'expires_at', v_invite.expires_at);
 end;
@@ -574,6 +578,8 @@ begin
     returning * into v_invite;
     perform private.audit(action, 'accepted', 200, v_invite.id,
         pg_catalog.jsonb_build_object('event_id', v_event.id, 'pair_id', v_pair));
+    perform private.webhook_event('pair_invite.accepted', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_event.id, 'inviter_id', v_invite.inviter_id, 'invitee_id', v_uid, 'pair_id', v_pair));
+    perform private.webhook_event('registration.confirmed', pg_catalog.jsonb_build_object('registration_id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'pair_id', r.pair_id)) from app.registrations r where r.event_id = v_event.id and r.pair_id = v_pair;
     return private.pair_result(v_invite);
 end;
 $$;
@@ -650,6 +656,7 @@ begin
         updated_at = pg_catalog.now()
     where i.event_id = v_invite.event_id and i.id = v_invite.id;
     perform private.audit(action, 'declined', 200, v_invite.id);
+    perform private.webhook_event('pair_invite.declined', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_invite.event_id, 'inviter_id', v_invite.inviter_id, 'invitee_id', v_uid));
     return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
 end;
 $$;
@@ -726,6 +733,7 @@ begin
             updated_at = pg_catalog.now()
         where i.event_id = v_invite.event_id and i.id = v_invite.id
         returning * into v_invite;
+        perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_invite.event_id, 'inviter_id', v_invite.inviter_id));
         perform private.audit('pair_invite.revoke', 'revoked', 200, v_invite.id);
     else
         perform private.audit('pair_invite.revoke', 'unchanged', 200, v_invite.id);

@@ -8,7 +8,7 @@
 -- One transaction: now() is frozen; expiry and passed deadlines are arranged
 -- as the superuser.
 begin;
-select plan(58);
+select plan(64);
 
 -- ---------------------------------------------------------------------------
 -- Arrange (as the superuser)
@@ -62,6 +62,14 @@ insert into app.pair_invites (id, event_id, inviter_id, invitee_email, short_cod
     ('f1000000-0000-4000-8000-000000000013', 'e1000000-0000-4000-8000-000000000011', 'b1000000-0000-4000-8000-000000000006', 'young@example.com',    'AAAA2235', now() + interval '12 hours', 'sent', now() - interval '1 hour'),
     ('f1000000-0000-4000-8000-000000000014', 'e1000000-0000-4000-8000-000000000011', 'b1000000-0000-4000-8000-000000000007', 'later@example.com',    'AAAA2236', now() + interval '3 days',   'sent', now() - interval '4 days');
 insert into app.mail_stops (email) values ('stopped@example.com');
+
+-- Webhooks: an endpoint subscribed to the invitations' and registrations'
+-- events, so that each change writes its event (app.webhook_events).
+insert into app.webhook_endpoints (url, event_types, secret) values
+    ('https://hooks.example.com/invitations',
+     array['pair_invite.sent', 'pair_invite.accepted', 'pair_invite.declined',
+           'pair_invite.revoked', 'registration.confirmed'],
+     decode(repeat('ab', 32), 'hex'));
 
 -- Like Cup: two authors; a pending group of the liker and a friend.
 insert into app.event_authors (event_id, user_id) values
@@ -148,6 +156,61 @@ select is((select pg_catalog.count(*)::integer from app.audit_log
            where actor_id = 'b1000000-0000-4000-8000-000000000002' and action = 'pair_invite.accept'
              and status >= 400),
     9, 'rows: each refused accept left an audit entry (the refusal commits)');
+
+-- Webhooks: answer_pair_invite shares the rules, and so the events, of
+-- accept_pair_invite and decline_pair_invite: one event per change, none for
+-- an answer repeated or refused.
+select results_eq(
+    $$select type, data ->> 'invite_id', data ->> 'invitee_id', data ->> 'pair_id'
+      from app.webhook_events where type like 'pair\_invite.%' order by type, data ->> 'invite_id'$$,
+    $$select 'pair_invite.accepted', 'f1000000-0000-4000-8000-000000000001',
+             'b1000000-0000-4000-8000-000000000002', pair_id::text
+      from app.pair_invites where id = 'f1000000-0000-4000-8000-000000000001'
+      union all
+      select 'pair_invite.declined', 'f1000000-0000-4000-8000-000000000008',
+             'b1000000-0000-4000-8000-000000000002', null$$,
+    'webhooks: answering writes pair_invite.accepted and pair_invite.declined once each');
+select results_eq(
+    $$select data ->> 'registration_id', data ->> 'user_id', data ->> 'pair_id'
+      from app.webhook_events where type = 'registration.confirmed' order by data ->> 'user_id'$$,
+    $$select id::text, user_id::text, pair_id::text from app.registrations
+      where event_id = 'e1000000-0000-4000-8000-000000000001' order by user_id::text$$,
+    'webhooks: the accepted pair writes registration.confirmed once per person');
+
+-- create_pair_invite revokes the inviter's open invite of the event: that is
+-- pair_invite.revoked, beside pair_invite.sent of the new one.
+insert into app.events (id, creator_id, title, capacity, status) values
+    ('e1000000-0000-4000-8000-000000000013', 'b1000000-0000-4000-8000-000000000009', 'Replaced Cup', 10, 'open');
+insert into app.pair_invites (id, event_id, inviter_id, short_code, expires_at, status) values
+    ('f1000000-0000-4000-8000-000000000015', 'e1000000-0000-4000-8000-000000000013',
+     'b1000000-0000-4000-8000-000000000001', 'AAAA2238', now() + interval '7 days', 'sent');
+select test_support.sign_in('b1000000-0000-4000-8000-000000000001', 'ines@example.com');
+set local role authenticated;
+insert into vars values ('replacing', api.create_pair_invite('e1000000-0000-4000-8000-000000000013'));
+reset role;
+select is((select status from app.pair_invites where id = 'f1000000-0000-4000-8000-000000000015'),
+    'revoked', 'webhooks: a new invite revokes the inviter''s open one');
+select results_eq(
+    $$select type, data ->> 'invite_id', data ->> 'inviter_id' from app.webhook_events
+      where data ->> 'event_id' = 'e1000000-0000-4000-8000-000000000013' order by type$$,
+    $$values ('pair_invite.revoked', 'f1000000-0000-4000-8000-000000000015',
+              'b1000000-0000-4000-8000-000000000001'),
+             ('pair_invite.sent', (select value ->> 'id' from vars where name = 'replacing'),
+              'b1000000-0000-4000-8000-000000000001')$$,
+    'webhooks: pair_invite.revoked for the replaced invite, pair_invite.sent for the new one');
+set local role authenticated;
+insert into vars values ('again', api.create_pair_invite('e1000000-0000-4000-8000-000000000013'));
+reset role;
+select is((select pg_catalog.count(*)::integer from app.webhook_events
+           where type = 'pair_invite.revoked'
+             and data ->> 'event_id' = 'e1000000-0000-4000-8000-000000000013'),
+    2, 'webhooks: a third invite revokes only the second (one event each)');
+select is((select data ->> 'invite_id' from app.webhook_events
+           where type = 'pair_invite.revoked'
+             and data ->> 'event_id' = 'e1000000-0000-4000-8000-000000000013'
+             and data ->> 'invite_id' <> 'f1000000-0000-4000-8000-000000000015'),
+    (select value ->> 'id' from vars where name = 'replacing'),
+    'webhooks: the one revoked the second time is the invite that replaced the first');
 
 -- ---------------------------------------------------------------------------
 -- Who else may answer
