@@ -32,6 +32,16 @@ where p.pronamespace = 'api'::regnamespace and p.prokind = 'f'
 order by p.proname, p.pronargs
 """
 
+# What the OpenAPI document says beyond a signature: which functions count attempts
+# against a rate limit (their body calls private.rate_limited: 429), and which a
+# signed-in user may not call (service_role only).
+TRAITS_QUERY = r"""
+select p.proname,
+       p.prosrc ~ 'private\.rate_limited\(',
+       not pg_catalog.has_function_privilege('authenticated', p.oid, 'execute')
+from pg_catalog.pg_proc p
+where p.pronamespace = 'api'::regnamespace and p.prokind = 'f'
+"""
 
 # An unknown function name reloads the catalogue at most this often (seconds).
 RELOAD_EVERY = 1.0
@@ -114,10 +124,13 @@ class Catalog:
         self._lock = asyncio.Lock()
         self.reloads = 0  # loads done, the first included (shown in /metrics)
         self.stale = False  # a schema change was announced since the last load
+        self.limited: frozenset[str] = frozenset()  # rate-limited functions (TRAITS_QUERY)
+        self.service_only: frozenset[str] = frozenset()  # not callable by authenticated
 
     async def load(self, pool: AsyncConnectionPool) -> None:
         async with pool.connection() as conn:
             rows = await (await conn.execute(CATALOG_QUERY)).fetchall()
+            traits = await (await conn.execute(TRAITS_QUERY)).fetchall()
         functions: dict[str, list[Function]] = {}
         for name, volatility, retset, void, names, types, ndefaults, comment in rows:
             names_t, types_t = tuple(names), tuple(types)
@@ -127,6 +140,8 @@ class Catalog:
                 name, volatility == "v", retset, void, names_t, types_t, required, comment,
                 *_scripts(query), query=query.as_string(None)))
         self.functions = functions
+        self.limited = frozenset(name for name, limited, _ in traits if limited)
+        self.service_only = frozenset(name for name, _, service in traits if service)
         self._loaded_at = time.monotonic()
         self.stale = False
         self.reloads += 1

@@ -37,6 +37,7 @@ $$;
 /**
  * Asks user_id to be friends. A request to someone who already asked you
  * makes you friends. Returns {user_id, status} with status 'pending' or 'accepted'.
+ * @returns {user_id:uuid, status:pending|accepted}
  */
 create function api.request_friend(user_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -67,6 +68,7 @@ grant execute on function api.request_friend(uuid) to authenticated, service_rol
 
 /**
  * Accepts user_id's pending request. 404 when there is none.
+ * @returns {user_id:uuid, status:string}
  */
 create function api.accept_friend(user_id uuid) returns jsonb
 language plpgsql volatile security definer

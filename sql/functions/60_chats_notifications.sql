@@ -79,6 +79,8 @@ grant execute on function api.mark_notifications_read(uuid[]) to authenticated, 
  * Whether the caller may subscribe to a realtime topic: 'user:{id}' for
  * themself, 'group:{like_group_id}' for whoever may see that like group,
  * 'event:{event_id}' (the approval queue) for the event's current authors.
+ * @arg topic pattern=^(user|group|event):[0-9A-Fa-f-]{36}$
+ * @returns boolean
  */
 create function api.can_subscribe(topic text) returns boolean
 language plpgsql stable security definer
