@@ -189,6 +189,18 @@ def _report(pool: AsyncConnectionPool, failed: bool) -> None:
         breaker.failed() if failed else breaker.suspect()
 
 
+_INTEGERS = frozenset({"smallint", "integer", "bigint"})
+
+
+def _whole_numbers(fn: Function, args: dict[str, Any]) -> dict[str, Any]:
+    """JSON's 2.0 is the number 2 (an integer to JSON Schema and so to the OpenAPI
+    document), but json_to_record refuses "2.0" for an integer argument: a whole
+    float given for one is passed as the integer it is (2.5 stays, and is refused)."""
+    types = dict(zip(fn.arg_names, fn.arg_types, strict=True))
+    return {k: int(v) if type(v) is float and v.is_integer() and types.get(k) in _INTEGERS
+            else v for k, v in args.items()}
+
+
 @dataclass
 class Identity:
     role: str
@@ -278,6 +290,8 @@ async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
         who.role, orjson.dumps(who.claims).decode(), method, path,
         orjson.dumps(headers).decode(), client_addr, str(statement_timeout_ms))
     if fn.arg_names:
+        if any(type(v) is float for v in args.values()):
+            args = _whole_numbers(fn, args)
         try:
             values += (orjson.dumps(args).decode(),)
         except orjson.JSONEncodeError:

@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from conftest import GatewayProcess
+from conftest import GatewayProcess, create_user
 from gateway.http.openapi import AnnotationError, annotations
 from gateway.http.routes import SEED_ROUTES
 
@@ -192,3 +192,19 @@ def test_annotation_syntax() -> None:
                 "@body minProperties"):
         with pytest.raises(AnnotationError):
             annotations(bad)
+
+
+def test_whole_floats_are_integers(gateway: GatewayProcess, database_url: str) -> None:
+    """JSON Schema counts 3.0 as an integer, so the document allows it for max_uses:
+    the gateway passes it as 3 (json_to_record alone refuses "3.0"); 2.5 stays 400."""
+    user = create_user(database_url)
+    url = f"{gateway.url}/rest/v1/rpc"
+    group = httpx.post(f"{url}/create_group", json={"name": "Floats"}, headers=user.headers)
+    assert group.status_code == 200, group.text
+    invite = httpx.post(f"{url}/create_group_invite", headers=user.headers,
+                        json={"group_id": group.json()["id"], "max_uses": 3.0})
+    assert invite.status_code == 200, invite.text
+    assert invite.json()["max_uses"] == 3
+    half = httpx.post(f"{url}/create_group_invite", headers=user.headers,
+                      json={"group_id": group.json()["id"], "max_uses": 2.5})
+    assert half.status_code == 400, half.text
