@@ -21,19 +21,36 @@ from gateway.http.openapi import SERVICE_ROLE_TAG
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_schema_conformance")
 MAX_EXAMPLES = 10  # per operation and phase: the run takes about a minute on two cores
-# The stateful phase follows the links the document declares (@link in the docblocks),
-# not links schemathesis guesses from field names: a guess feeds the caller's own id
-# (me().id) to request_friend, which refuses "yourself" (400), a rule no schema of a
-# uuid can state.
+# Ids come from the document's links (@link in the docblocks), not from values
+# schemathesis harvests from answers or links it guesses from field names: those feed
+# the caller's own id (me().id, every creator_id) to request_friend, accept_friend and
+# remove_friend, which refuse "yourself" (400), a rule no schema of a uuid can state.
 CONFIG = """\
+[phases.examples.extra-data-sources]
+responses = false
+
+[phases.coverage.extra-data-sources]
+responses = false
+
+[phases.fuzzing.extra-data-sources]
+responses = false
+
 [phases.stateful.inference]
 algorithms = []
 """
 
 
 @pytest.fixture(scope="module")
-def fuzz_user(database_url: str) -> User:
-    return create_user(database_url, "Fuzzer")
+def fuzz_user(database_url: str, gateway: GatewayProcess) -> User:
+    """A signed-in user with a friend request waiting: list_friends names someone
+    else, whom request_friend, accept_friend and remove_friend can be called with
+    (every other id schemathesis has is unknown, or the caller's own: refused)."""
+    user = create_user(database_url, "Fuzzer")
+    friend = create_user(database_url, "Friend")
+    asked = httpx.post(f"{gateway.url}/rest/v1/rpc/request_friend", json={"user_id": user.id},
+                       headers=friend.headers)
+    assert asked.status_code == 200, asked.text
+    return user
 
 
 def test_schemathesis_finds_no_failure_and_no_mismatch(
