@@ -26,6 +26,7 @@ TSC_TIMEOUT = 180
 
 # file, line, error code: every error the samples must draw, and no other.
 EXPECTED_ERRORS = [
+    ("wrong_enum.ts", 8, "TS2322"),      # "fr" is not "en" | "ca"
     ("wrong_function.ts", 7, "TS2345"),  # no api function of that name
     ("wrong_name.ts", 8, "TS2561"),      # `cod` for `code` ("Did you mean ...?")
     ("wrong_name.ts", 9, "TS2353"),      # a name join_group does not have
@@ -139,6 +140,10 @@ def test_shape_of_the_generated_type(generated: str) -> None:
         "        Args: { group_id: string }\n        Returns: undefined\n")
     assert block(generated, "can_subscribe") == (
         "        Args: { topic: string }\n        Returns: boolean\n")
+    # The docblock's enum (@arg locale enum=en,ca), as the OpenAPI document states it.
+    assert block(generated, "update_profile") == (
+        '        Args: { display_name?: string; locale?: "en" | "ca" }\n'
+        "        Returns: Json\n")
     assert block(generated, "like_event") == (
         "        Args: { event_id: string; member_ids?: string[] }\n        Returns: Json\n")
 
@@ -187,6 +192,12 @@ def test_type_mapping(scratch: psycopg.Connection) -> None:
         language sql set search_path = '' as 'select null';
         create function api.test_out(x integer, out y integer) returns integer
         language sql set search_path = '' as 'select 1';
+        create function api.test_documented(mood text, size integer default 1) returns void
+        language sql set search_path = '' as '';
+        comment on function api.test_documented(text, integer) is
+            'Prose.
+        @arg mood enum=calm,keen
+        @arg size minimum=1';
     """)
     generated = render(load(scratch))
     assert block(generated, "test_scalars") == (
@@ -211,6 +222,9 @@ def test_type_mapping(scratch: psycopg.Connection) -> None:
         '        Args: { who: string }\n        Returns: "calm" | "keen"\n')
     assert block(generated, "test_overload") == (
         "        Args: { x: number } | { x: string; y: string }\n        Returns: string\n")
+    assert block(generated, "test_documented") == (
+        '        Args: { mood: "calm" | "keen"; size?: number }\n'
+        "        Returns: undefined\n")
     # Unnamed arguments and OUT parameters: the gateway does not serve these.
     assert "test_unnamed" not in generated and "test_out" not in generated
 

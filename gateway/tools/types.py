@@ -12,7 +12,9 @@ empty, written as the generator writes an empty map.
 Types map as the generator maps them: json/jsonb -> Json, text/uuid/dates ->
 string, integers and floats -> number, boolean, arrays -> T[], a set-returning
 function -> its row type [], `returns table (...)` -> an object per row, void ->
-undefined; arguments with defaults are optional.
+undefined; arguments with defaults are optional. An argument whose docblock
+gives an enum (`@arg locale enum=en,ca`, the rules the OpenAPI document reads:
+gateway/http/openapi.py) is typed as the union of its values: "en" | "ca".
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from ..http.openapi import annotations
+
 SERVED_AS = "public"
 POSTGREST_VERSION = "12"
 
@@ -32,7 +36,8 @@ FUNCTIONS_QUERY = """
 select p.proname, p.proretset, p.prorettype::oid, p.pronargs, p.pronargdefaults,
        coalesce(p.proargnames, '{}'),
        coalesce(p.proargmodes::text[], '{}'),
-       coalesce(p.proallargtypes::oid[], p.proargtypes::oid[])
+       coalesce(p.proallargtypes::oid[], p.proargtypes::oid[]),
+       coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '')
 from pg_catalog.pg_proc p
 where p.pronamespace = 'api'::pg_catalog.regnamespace and p.prokind = 'f'
   and (p.proargmodes is null or 'o' <> all (p.proargmodes))
@@ -117,6 +122,12 @@ class TypeMap:
         return "unknown"
 
 
+def _enum(rules: dict[str, object]) -> str | None:
+    """The union of an argument's documented values, or None."""
+    values = rules.get("enum")
+    return " | ".join(json.dumps(v) for v in values) if isinstance(values, list) else None
+
+
 def load(conn: psycopg.Connection) -> list[Signature]:
     types = {
         oid: PgType(name, kind, category, element, base, tuple(labels),
@@ -127,7 +138,8 @@ def load(conn: psycopg.Connection) -> list[Signature]:
     tsmap = TypeMap(types)
     signatures: list[Signature] = []
     for (name, retset, rettype, nargs, ndefaults, argnames, argmodes,
-         argtypes) in conn.execute(FUNCTIONS_QUERY).fetchall():
+         argtypes, comment) in conn.execute(FUNCTIONS_QUERY).fetchall():
+        rules = annotations(comment).args
         modes = argmodes or ["i"] * len(argtypes)
         names = list(argnames) + [""] * (len(argtypes) - len(argnames))
         inputs = [(n, t) for n, m, t in zip(names, modes, argtypes, strict=True)
@@ -135,7 +147,8 @@ def load(conn: psycopg.Connection) -> list[Signature]:
         if any(not n for n, _ in inputs):
             continue  # the gateway (as PostgREST) calls by name only
         first_default = nargs - ndefaults
-        args = tuple((n, tsmap.ts(t), i >= first_default) for i, (n, t) in enumerate(inputs))
+        args = tuple((n, _enum(rules.get(n, {})) or tsmap.ts(t), i >= first_default)
+                     for i, (n, t) in enumerate(inputs))
         columns = [(n, t) for n, m, t in zip(names, modes, argtypes, strict=True) if m == "t"]
         if columns:
             returns = "{ " + "; ".join(f"{key(n)}: {tsmap.ts(t)}" for n, t in columns) + " }"
