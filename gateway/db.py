@@ -43,6 +43,17 @@ from pg_catalog.pg_proc p
 where p.pronamespace = 'api'::regnamespace and p.prokind = 'f'
 """
 
+# Domains, as the catalogue's argument types name them: the base type and the CHECK
+# constraints (the OpenAPI document reads lengths, ranges, patterns and enums from them).
+DOMAINS_QUERY = """
+select pg_catalog.format_type(t.oid, null), pg_catalog.format_type(t.typbasetype, t.typtypmod),
+       array(select pg_catalog.pg_get_constraintdef(c.oid) from pg_catalog.pg_constraint c
+             where c.contypid = t.oid and c.contype = 'c' order by c.conname)
+from pg_catalog.pg_type t
+where t.typtype = 'd'
+  and t.typnamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+"""
+
 # An unknown function name reloads the catalogue at most this often (seconds).
 RELOAD_EVERY = 1.0
 
@@ -126,11 +137,13 @@ class Catalog:
         self.stale = False  # a schema change was announced since the last load
         self.limited: frozenset[str] = frozenset()  # rate-limited functions (TRAITS_QUERY)
         self.service_only: frozenset[str] = frozenset()  # not callable by authenticated
+        self.domains: dict[str, tuple[str, tuple[str, ...]]] = {}  # name -> base, checks
 
     async def load(self, pool: AsyncConnectionPool) -> None:
         async with pool.connection() as conn:
             rows = await (await conn.execute(CATALOG_QUERY)).fetchall()
             traits = await (await conn.execute(TRAITS_QUERY)).fetchall()
+            domains = await (await conn.execute(DOMAINS_QUERY)).fetchall()
         functions: dict[str, list[Function]] = {}
         for name, volatility, retset, void, names, types, ndefaults, comment in rows:
             names_t, types_t = tuple(names), tuple(types)
@@ -142,6 +155,7 @@ class Catalog:
         self.functions = functions
         self.limited = frozenset(name for name, limited, _ in traits if limited)
         self.service_only = frozenset(name for name, _, service in traits if service)
+        self.domains = {name: (base, tuple(checks)) for name, base, checks in domains}
         self._loaded_at = time.monotonic()
         self.stale = False
         self.reloads += 1

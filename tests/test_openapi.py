@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 
 import httpx
+import psycopg
 import pytest
 
 from conftest import GatewayProcess, create_user
-from gateway.http.openapi import AnnotationError, annotations
+from gateway.db import DOMAINS_QUERY
+from gateway.http.openapi import AnnotationError, annotations, type_schema
 from gateway.http.routes import SEED_ROUTES
 
 
@@ -208,3 +210,31 @@ def test_whole_floats_are_integers(gateway: GatewayProcess, database_url: str) -
     half = httpx.post(f"{url}/create_group_invite", headers=user.headers,
                       json={"group_id": group.json()["id"], "max_uses": 2.5})
     assert half.status_code == 400, half.text
+
+
+def test_domains_state_their_checks(database_url: str) -> None:
+    """An argument typed by a domain carries the domain's CHECK constraints, read from
+    the catalogue (domains made in a transaction that is rolled back)."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("""
+            create domain public.test_name as text
+                check (char_length(value) between 1 and 100) check (value ~ '^[a-z'']+$');
+            create domain public.test_locale as text check (value in ('en', 'ca'));
+            create domain public.test_seats as integer check (value > 0) check (value <= 9);
+            create domain public.test_either as integer check (value < 0 or value > 10);
+            create domain public.test_short as varchar(12);
+        """)
+        domains = {name: (base, tuple(checks))
+                   for name, base, checks in conn.execute(DOMAINS_QUERY).fetchall()}
+        conn.rollback()
+    assert type_schema("test_name", domains) == {
+        "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[a-z']+$"}
+    assert type_schema("test_locale", domains) == {"type": "string", "enum": ["en", "ca"]}
+    assert type_schema("test_seats", domains) == {"type": "integer", "minimum": 1, "maximum": 9}
+    assert type_schema("test_seats[]", domains) == {
+        "type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 9}}
+    assert type_schema("test_either", domains) == INT32_SCHEMA  # OR: not one keyword
+    assert type_schema("test_short", domains) == {"type": "string", "maxLength": 12}
+
+
+INT32_SCHEMA = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}

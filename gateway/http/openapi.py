@@ -21,8 +21,10 @@ one per line, beside the code that enforces them:
                                                  (a.b for a nested field)
 
 Annotation lines are left out of the operation's description. What the catalogue
-knows is read from it: types (uuid, date-time, integer ranges), which functions
-count attempts against a rate limit (429) and which only the service_role may call.
+knows is read from it: types (uuid, date-time, integer ranges, varchar lengths),
+domains' CHECK constraints (lengths, ranges, patterns, enums: see domain_rules),
+which functions count attempts against a rate limit (429) and which only the
+service_role may call.
 """
 
 from __future__ import annotations
@@ -200,20 +202,68 @@ def annotations(comment: str) -> Annotations:
     return found
 
 
-def type_schema(pg_type: str) -> dict[str, Any]:
+Domains = dict[str, tuple[str, tuple[str, ...]]]  # Catalog.domains: name -> base, checks
+_VARCHAR = re.compile(r"^character varying\((\d+)\)$")
+_LENGTH = re.compile(r"char_length\(VALUE\) (>=|>|<=|<|=) (\d+)\)")
+_RANGE = re.compile(r"\(VALUE (>=|>|<=|<) \(?(-?\d+(?:\.\d+)?)\)?")
+_REGEX = re.compile(r"\(VALUE ~ '((?:[^']|'')*)'::text\)")
+_ANY = re.compile(r"\(VALUE = ANY \(ARRAY\[(.*)\]\)\)")
+_LITERAL = re.compile(r"'((?:[^']|'')*)'::")
+
+
+def domain_rules(checks: tuple[str, ...], integer: bool) -> dict[str, Any]:
+    """Schema keywords from a domain's CHECK constraints, as pg_get_constraintdef
+    writes them: char_length(VALUE) bounds, VALUE bounds, VALUE ~ 'regex' and
+    VALUE = ANY (ARRAY[...]) joined by AND. A constraint with OR or NOT is skipped
+    (its meaning is not one schema keyword)."""
+    out: dict[str, Any] = {}
+    for check in checks:
+        if re.search(r"\b(OR|NOT)\b", check):
+            continue
+        for op, value in _LENGTH.findall(check):
+            n = int(value)
+            if op in (">=", ">", "="):
+                out["minLength"] = n + (op == ">")
+            if op in ("<=", "<", "="):
+                out["maxLength"] = n - (op == "<")
+        for op, value in _RANGE.findall(check):
+            number: int | float = int(value) if integer else float(value)
+            if op == ">" and integer:
+                out["minimum"] = number + 1
+            elif op == "<" and integer:
+                out["maximum"] = number - 1
+            else:
+                out[{">=": "minimum", ">": "exclusiveMinimum", "<=": "maximum",
+                     "<": "exclusiveMaximum"}[op]] = number
+        for regex in _REGEX.findall(check):
+            out["pattern"] = regex.replace("''", "'")
+        for values in _ANY.findall(check):
+            out["enum"] = [v.replace("''", "'") for v in _LITERAL.findall(values)]
+    return out
+
+
+def type_schema(pg_type: str, domains: Domains | None = None) -> dict[str, Any]:
     if pg_type.endswith("[]"):
-        return {"type": "array", "items": type_schema(pg_type[:-2])}
+        return {"type": "array", "items": type_schema(pg_type[:-2], domains)}
+    if domains and pg_type in domains:
+        base, checks = domains[pg_type]
+        schema = type_schema(base, domains)
+        schema.update(domain_rules(checks, schema.get("type") == "integer"))
+        return schema
+    varchar = _VARCHAR.match(pg_type)
+    if varchar:
+        return {"type": "string", "maxLength": int(varchar[1])}
     return dict(_SCALARS.get(pg_type, {"type": "string"}))
 
 
-def arg_schema(pg_type: str, rules: dict[str, Any]) -> dict[str, Any]:
-    """The type's schema with the docblock's rules for that argument."""
-    schema = type_schema(pg_type)
+def arg_schema(pg_type: str, rules: dict[str, Any],
+               domains: Domains | None = None) -> dict[str, Any]:
+    """The type's schema (a domain's checks included) with the docblock's rules."""
+    schema = type_schema(pg_type, domains)
     if "format" in rules and schema.get("format") not in (None, rules["format"]):
         raise AnnotationError(f"format {rules['format']} contradicts the type {pg_type}")
     schema.update(rules)
     return schema
-
 
 _REFUSALS = {
     400: "Bad input: an argument breaks a rule above, or the body is not JSON",
@@ -280,7 +330,8 @@ def _links(notes: Annotations, targets: dict[str, Function]) -> dict[str, Any]:
 def rpc_operations(fn: Function, catalog: Catalog | None = None) -> dict[str, Any]:
     notes = annotations(fn.comment)
     args = dict(zip(fn.arg_names, fn.arg_types, strict=True))
-    schemas = {n: arg_schema(t, notes.args.get(n, {})) for n, t in args.items()}
+    domains = catalog.domains if catalog is not None else {}
+    schemas = {n: arg_schema(t, notes.args.get(n, {}), domains) for n, t in args.items()}
     required = [n for n in fn.arg_names if n in fn.required]
     summary, _, description = notes.description.partition("\n")
     limited = catalog is not None and fn.name in catalog.limited
@@ -314,8 +365,9 @@ def seed_operation(route: SeedRoute, fn: Function,
     is reshaped by the route (success flags, camelCase), so its schema stays open."""
     notes = annotations(fn.comment)
     types = dict(zip(fn.arg_names, fn.arg_types, strict=True))
+    domains = catalog.domains if catalog is not None else {}
     params = [{"name": param, "in": "path", "required": True,
-               "schema": arg_schema(types[arg], notes.args.get(arg, {}))}
+               "schema": arg_schema(types[arg], notes.args.get(arg, {}), domains)}
               for arg, param in route.from_path.items()]
     slug = re.sub(r"\W+", "_", route.path).strip("_")
     limited = catalog is not None and fn.name in catalog.limited
@@ -326,7 +378,7 @@ def seed_operation(route: SeedRoute, fn: Function,
         "responses": {**_success(fn, route.status), **_errors(limited)},
     }
     if route.takes_body:
-        properties = {key: arg_schema(types[arg], notes.args.get(arg, {}))
+        properties = {key: arg_schema(types[arg], notes.args.get(arg, {}), domains)
                       for arg, key in route.from_body.items()}
         required = [key for arg, key in route.from_body.items() if arg in fn.required]
         op["requestBody"] = _body(properties, required)
