@@ -89,4 +89,5 @@ def test_schemathesis_finds_no_failure_and_no_mismatch(
     assert "failed" not in report.split("Test cases:")[-1].split("\n\n")[0], summary
     assert "validation mismatch" not in report.lower(), summary
     assert "Stateful" in report, summary  # the links were followed
-    print(f"schemathesis: {cases[1]} cases in {elapsed:.0f} s")
+    warnings = report[report.find("Warnings:"):report.find("Test cases:")].strip()
+    print(f"schemathesis: {cases[1]} cases in {elapsed:.0f} s\n{warnings}")
