@@ -20,7 +20,7 @@ from gateway.http.openapi import SERVICE_ROLE_TAG
 
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_schema_conformance")
-MAX_EXAMPLES = 10  # per operation and phase: the run takes about a minute on two cores
+MAX_EXAMPLES = 15  # per operation and phase (60 scenarios for the stateful phase, below)
 # Ids come from the document's links (@link in the docblocks), not from values
 # schemathesis harvests from answers or links it guesses from field names: those feed
 # the caller's own id (me().id, every creator_id) to request_friend, accept_friend and
@@ -37,6 +37,9 @@ responses = false
 
 [phases.stateful.inference]
 algorithms = []
+
+[phases.stateful.generation]
+max-examples = 60
 """
 
 
@@ -90,4 +93,7 @@ def test_schemathesis_finds_no_failure_and_no_mismatch(
     assert "validation mismatch" not in report.lower(), summary
     assert "Stateful" in report, summary  # the links were followed
     warnings = report[report.find("Warnings:"):report.find("Test cases:")].strip()
-    print(f"schemathesis: {cases[1]} cases in {elapsed:.0f} s\n{warnings}")
+    links = re.search(r"API Links:\s+(\d+) covered / (\d+) selected", report)
+    assert links is not None and int(links[1]) > 0, summary
+    print(f"schemathesis: {cases[1]} cases in {elapsed:.0f} s, links {links[1]}/{links[2]} "
+          f"covered\n{warnings}")
