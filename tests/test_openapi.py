@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from conftest import GatewayProcess, create_user
-from gateway.db import DOMAINS_QUERY
-from gateway.http.openapi import AnnotationError, annotations, type_schema
+from gateway.db import DOMAINS_QUERY, Catalog, Function
+from gateway.http.openapi import AnnotationError, annotations, document, type_schema
 from gateway.http.routes import SEED_ROUTES
 
 
@@ -238,3 +238,23 @@ def test_domains_state_their_checks(database_url: str) -> None:
 
 
 INT32_SCHEMA = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
+
+
+def test_service_role_operations_are_marked() -> None:
+    """A function the authenticated role may not execute (the catalogue's
+    has_function_privilege) is tagged service_role and asks for that scheme; one whose
+    body calls private.rate_limited lists 429."""
+    fn = Function("sweep", True, False, False, ("batch",), ("integer",), frozenset({"batch"}),
+                  "Sweeps.\nFor workers.\n@arg batch minimum=1 maximum=500", "", "")
+    catalog = Catalog()
+    catalog.functions = {"sweep": [fn]}
+    catalog.service_only = frozenset({"sweep"})
+    catalog.limited = frozenset({"sweep"})
+    post = document(catalog)["paths"]["/rest/v1/rpc/sweep"]["post"]
+    assert post["tags"] == ["rpc", "service_role"]
+    assert post["security"] == [{"service_role": []}]
+    assert post["description"].startswith("Only the service_role may call this")
+    assert post["description"].endswith("For workers.")
+    assert "429" in post["responses"] and "403" in post["responses"]
+    assert post["requestBody"]["content"]["application/json"]["schema"]["properties"] == {
+        "batch": {"type": "integer", "minimum": 1, "maximum": 500}}

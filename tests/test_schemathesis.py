@@ -20,7 +20,7 @@ from gateway.http.openapi import SERVICE_ROLE_TAG
 
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_schema_conformance")
-MAX_EXAMPLES = 15  # per operation and phase (60 scenarios for the stateful phase, below)
+MAX_EXAMPLES = 15  # per operation and phase (200 scenarios for the stateful phase, below)
 # Ids come from the document's links (@link in the docblocks), not from values
 # schemathesis harvests from answers or links it guesses from field names: those feed
 # the caller's own id (me().id, every creator_id) to request_friend, accept_friend and
@@ -39,7 +39,7 @@ responses = false
 algorithms = []
 
 [phases.stateful.generation]
-max-examples = 60
+max-examples = 200
 """
 
 
