@@ -142,6 +142,7 @@ grant execute on function api.create_group(text) to authenticated, service_role;
 /**
  * The caller's groups, newest membership first:
  * [{id, name, creator_id, role, member_count, created_at, joined_at}].
+ * @returns [{id:uuid, name:string, creator_id:uuid, role:owner|member, member_count:integer, created_at:date-time, joined_at:date-time}]
  */
 create function api.my_groups() returns jsonb
 language plpgsql stable security definer
@@ -166,6 +167,7 @@ grant execute on function api.my_groups() to authenticated, service_role;
 /**
  * Members of a group, for its members only (403 otherwise, 404 if no group):
  * [{user_id, display_name, role, joined_at}], oldest first.
+ * @returns [{user_id:uuid, display_name:string?, role:owner|member, joined_at:date-time}]
  */
 create function api.group_members(group_id uuid) returns jsonb
 language plpgsql stable security definer

@@ -182,6 +182,7 @@ $$;
  * author removed and added back finds their earlier approvals counting again,
  * so pending groups are re-evaluated. The event's authors lock orders this
  * with like_event and add_like_group_member, which share it.
+ * @returns {id:uuid, title:string, creator_id:uuid, starts_at:string?, registration_deadline:string?, capacity:integer?, status:open|closed|cancelled, author_ids:[uuid], created_at:date-time}
  */
 create function api.add_event_author(event_id uuid, user_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -215,6 +216,7 @@ grant execute on function api.add_event_author(uuid, uuid) to authenticated, ser
  * Removes an author (creator only; the creator stays an author). Only current
  * authors' approvals count, so every pending like group of the event is
  * re-evaluated in this transaction and may be approved by it.
+ * @returns {id:uuid, title:string, creator_id:uuid, starts_at:string?, registration_deadline:string?, capacity:integer?, status:open|closed|cancelled, author_ids:[uuid], created_at:date-time}
  */
 create function api.remove_event_author(event_id uuid, user_id uuid) returns jsonb
 language plpgsql volatile security definer

@@ -513,6 +513,7 @@ grant execute on function api.remove_like_group_member(uuid, uuid) to authentica
 /**
  * The decisions on a group: [{id, group_id, author_id, approved, created_at}],
  * for whoever may see the group.
+ * @returns [{id:uuid, group_id:uuid, author_id:uuid, approved:boolean, created_at:date-time}]
  */
 create function api.list_like_group_approvals(group_id uuid) returns jsonb
 language plpgsql stable security definer

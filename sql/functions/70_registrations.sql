@@ -409,6 +409,7 @@ grant execute on function api.join_pair_invite(text) to authenticated, service_r
  * outcome 'shown' or the refusal). Unknown, expired, revoked or answered
  * codes get join_pair_invite's generic 404.
  * @arg code pattern=^[\s-]*([2-9A-HJKMNP-Za-hjkmnp-z][\s-]*){8}$
+ * @returns {event:{id:uuid, title:string, registration_deadline:string?}, inviter:{display_name:string?}, expires_at:date-time, own_invite:boolean}
  */
 create function api.preview_pair_invite(code text) returns jsonb
 language plpgsql volatile security definer
@@ -709,6 +710,7 @@ grant execute on function api.decline_pair_invite(text) to authenticated, servic
  * nothing about invites that are not the caller's. Every attempt is counted
  * ('revoke_invite', as revoke_group_invite) and audited; refusals are
  * answered, not raised, so both commit.
+ * @returns {id:uuid, status:sent|accepted|declined|revoked|expired}
  */
 create function api.revoke_pair_invite(invite_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -758,6 +760,7 @@ grant execute on function api.revoke_pair_invite(uuid) to authenticated, service
  * it beside expires_at); received ones are those answered
  * by the caller or sent to the caller's email, and never show other people's
  * addresses.
+ * @returns {sent:[object], received:[object]}
  */
 create function api.my_pair_invites() returns jsonb
 language plpgsql stable security definer
