@@ -258,3 +258,27 @@ def test_service_role_operations_are_marked() -> None:
     assert "429" in post["responses"] and "403" in post["responses"]
     assert post["requestBody"]["content"]["application/json"]["schema"]["properties"] == {
         "batch": {"type": "integer", "minimum": 1, "maximum": 500}}
+
+
+def test_every_docblock_annotation_reads(admin) -> None:
+    """A docblock whose annotations cannot be read would lose its function's rules
+    (the document still serves): none may be so."""
+    comments = admin.execute(
+        "select p.proname, coalesce(obj_description(p.oid, 'pg_proc'), '') from pg_proc p "
+        "where p.pronamespace = 'api'::regnamespace").fetchall()
+    assert comments
+    for name, comment in comments:
+        try:
+            annotations(comment)
+        except AnnotationError as exc:
+            pytest.fail(f"api.{name}: {exc}")
+
+
+def test_an_unreadable_docblock_costs_only_its_function() -> None:
+    fn = Function("odd", True, False, False, ("x",), ("integer",), frozenset({"x"}),
+                  "Odd.\n@arg x minimum=one", "", "")
+    catalog = Catalog()
+    catalog.functions = {"odd": [fn]}
+    post = document(catalog)["paths"]["/rest/v1/rpc/odd"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"]["properties"] == {
+        "x": INT32_SCHEMA}

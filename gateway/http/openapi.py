@@ -242,6 +242,15 @@ def domain_rules(checks: tuple[str, ...], integer: bool) -> dict[str, Any]:
     return out
 
 
+def notes_of(fn: Function) -> Annotations:
+    """A function's annotations; a docblock that cannot be read costs that function
+    its rules, not the whole document (tests/test_openapi.py reads every docblock)."""
+    try:
+        return annotations(fn.comment)
+    except AnnotationError:
+        return Annotations(description=fn.comment)
+
+
 def type_schema(pg_type: str, domains: Domains | None = None) -> dict[str, Any]:
     if pg_type.endswith("[]"):
         return {"type": "array", "items": type_schema(pg_type[:-2], domains)}
@@ -328,7 +337,7 @@ def _links(notes: Annotations, targets: dict[str, Function]) -> dict[str, Any]:
 
 
 def rpc_operations(fn: Function, catalog: Catalog | None = None) -> dict[str, Any]:
-    notes = annotations(fn.comment)
+    notes = notes_of(fn)
     args = dict(zip(fn.arg_names, fn.arg_types, strict=True))
     domains = catalog.domains if catalog is not None else {}
     schemas = {n: arg_schema(t, notes.args.get(n, {}), domains) for n, t in args.items()}
@@ -363,7 +372,7 @@ def seed_operation(route: SeedRoute, fn: Function,
                    catalog: Catalog | None = None) -> dict[str, Any]:
     """A seed route: the function's argument rules under the route's names; the answer
     is reshaped by the route (success flags, camelCase), so its schema stays open."""
-    notes = annotations(fn.comment)
+    notes = notes_of(fn)
     types = dict(zip(fn.arg_names, fn.arg_types, strict=True))
     domains = catalog.domains if catalog is not None else {}
     params = [{"name": param, "in": "path", "required": True,

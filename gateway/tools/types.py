@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from ..http.openapi import annotations
+from ..http.openapi import AnnotationError, annotations
 
 SERVED_AS = "public"
 POSTGREST_VERSION = "12"
@@ -139,7 +139,10 @@ def load(conn: psycopg.Connection) -> list[Signature]:
     signatures: list[Signature] = []
     for (name, retset, rettype, nargs, ndefaults, argnames, argmodes,
          argtypes, comment) in conn.execute(FUNCTIONS_QUERY).fetchall():
-        rules = annotations(comment).args
+        try:
+            rules = annotations(comment).args
+        except AnnotationError:
+            rules = {}  # as the OpenAPI document: the function keeps its plain types
         modes = argmodes or ["i"] * len(argtypes)
         names = list(argnames) + [""] * (len(argtypes) - len(argnames))
         inputs = [(n, t) for n, m, t in zip(names, modes, argtypes, strict=True)
