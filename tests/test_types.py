@@ -27,6 +27,7 @@ TSC_TIMEOUT = 180
 # file, line, error code: every error the samples must draw, and no other.
 EXPECTED_ERRORS = [
     ("wrong_enum.ts", 8, "TS2322"),      # "fr" is not "en" | "ca"
+    ("wrong_enum.ts", 12, "TS2322"),     # a like group may also be "rejected"
     ("wrong_function.ts", 7, "TS2345"),  # no api function of that name
     ("wrong_name.ts", 8, "TS2561"),      # `cod` for `code` ("Did you mean ...?")
     ("wrong_name.ts", 9, "TS2353"),      # a name join_group does not have
@@ -123,10 +124,13 @@ def test_shape_of_the_generated_type(generated: str) -> None:
     assert '    PostgrestVersion: "12"\n' in generated
     assert "  api: {" not in generated  # served as public, as the gateway serves it
     assert block(generated, "join_group") == (
-        "        Args: { code: string }\n        Returns: Json\n")
+        "        Args: { code: string }\n"
+        "        Returns: { group: { id: string; name: string }; membership: "
+        '{ user_id: string; group_id: string; role: "owner" | "member"; joined_at: string } }\n')
     assert block(generated, "create_group_invite") == (
         "        Args: { group_id: string; expires_in?: number; max_uses?: number }\n"
-        "        Returns: Json\n")
+        "        Returns: { id: string; code: string; group_id: string; created_at: string; "
+        "expires_at: string | null; max_uses: number | null }\n")
     assert block(generated, "create_event") == (
         "        Args: {\n"
         "          title: string\n"
@@ -134,8 +138,13 @@ def test_shape_of_the_generated_type(generated: str) -> None:
         "          registration_deadline?: string\n"
         "          capacity?: number\n"
         "        }\n"
-        "        Returns: Json\n")
-    assert block(generated, "me") == "        Args: never\n        Returns: Json\n"
+        "        Returns: { id: string; title: string; creator_id: string; "
+        "starts_at: string | null; registration_deadline: string | null; "
+        'capacity: number | null; status: "open" | "closed" | "cancelled"; '
+        "author_ids: string[]; created_at: string }\n")
+    me = ('{ id: string; email: string | null; display_name: string; '
+          'locale: "en" | "ca" | null; created_at: string }')
+    assert block(generated, "me") == f"        Args: never\n        Returns: {me}\n"
     assert block(generated, "leave_group") == (
         "        Args: { group_id: string }\n        Returns: undefined\n")
     assert block(generated, "can_subscribe") == (
@@ -143,9 +152,16 @@ def test_shape_of_the_generated_type(generated: str) -> None:
     # The docblock's enum (@arg locale enum=en,ca), as the OpenAPI document states it.
     assert block(generated, "update_profile") == (
         '        Args: { display_name?: string; locale?: "en" | "ca" }\n'
-        "        Returns: Json\n")
+        f"        Returns: {me}\n")
     assert block(generated, "like_event") == (
-        "        Args: { event_id: string; member_ids?: string[] }\n        Returns: Json\n")
+        "        Args: { event_id: string; member_ids?: string[] }\n"
+        "        Returns: { id: string; event_id: string; creator_id: string; "
+        'status: "pending" | "approved" | "rejected"; member_ids: string[]; '
+        "created_at: string; approvals_received: number; approvals_needed: number; "
+        "chat_id: string | null }\n")
+    # A function without @returns keeps the generator's Json.
+    assert block(generated, "list_group_invites") == (
+        "        Args: { group_id: string }\n        Returns: Json\n")
 
 
 def test_every_served_function_is_typed(generated: str, database_url: str) -> None:

@@ -14,7 +14,9 @@ string, integers and floats -> number, boolean, arrays -> T[], a set-returning
 function -> its row type [], `returns table (...)` -> an object per row, void ->
 undefined; arguments with defaults are optional. An argument whose docblock
 gives an enum (`@arg locale enum=en,ca`, the rules the OpenAPI document reads:
-gateway/http/openapi.py) is typed as the union of its values: "en" | "ca".
+gateway/http/openapi.py) is typed as the union of its values: "en" | "ca"; a
+json/jsonb function whose docblock names its answer (@returns) returns that
+shape instead of Json (enums as unions, nullable fields `| null`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
-from ..http.openapi import AnnotationError, annotations
+from ..http.openapi import AnnotationError, Annotations, annotations
 
 SERVED_AS = "public"
 POSTGREST_VERSION = "12"
@@ -122,6 +125,27 @@ class TypeMap:
         return "unknown"
 
 
+def schema_ts(schema: dict[str, Any]) -> str:
+    """A docblock's @returns shape (a JSON Schema) as a TypeScript type."""
+    kind = schema.get("type")
+    nullable = isinstance(kind, list) and "null" in kind
+    base = kind[0] if isinstance(kind, list) else kind
+    if "enum" in schema:
+        out = " | ".join(json.dumps(v) for v in schema["enum"] if v is not None)
+    elif base == "object" and "properties" in schema:
+        out = "{ " + "; ".join(f"{key(n)}: {schema_ts(s)}"
+                               for n, s in schema["properties"].items()) + " }"
+    elif base == "object":
+        out = "{ [key: string]: Json | undefined }"
+    elif base == "array":
+        inner = schema_ts(schema.get("items", {}))
+        out = f"({inner})[]" if " | " in inner else f"{inner}[]"
+    else:
+        out = {"string": "string", "integer": "number", "number": "number",
+               "boolean": "boolean"}.get(base or "", "Json")
+    return f"{out} | null" if nullable else out
+
+
 def _enum(rules: dict[str, object]) -> str | None:
     """The union of an argument's documented values, or None."""
     values = rules.get("enum")
@@ -140,9 +164,10 @@ def load(conn: psycopg.Connection) -> list[Signature]:
     for (name, retset, rettype, nargs, ndefaults, argnames, argmodes,
          argtypes, comment) in conn.execute(FUNCTIONS_QUERY).fetchall():
         try:
-            rules = annotations(comment).args
+            notes = annotations(comment)
         except AnnotationError:
-            rules = {}  # as the OpenAPI document: the function keeps its plain types
+            notes = Annotations()  # as the OpenAPI document: the function keeps its plain types
+        rules = notes.args
         modes = argmodes or ["i"] * len(argtypes)
         names = list(argnames) + [""] * (len(argtypes) - len(argnames))
         inputs = [(n, t) for n, m, t in zip(names, modes, argtypes, strict=True)
@@ -155,6 +180,8 @@ def load(conn: psycopg.Connection) -> list[Signature]:
         columns = [(n, t) for n, m, t in zip(names, modes, argtypes, strict=True) if m == "t"]
         if columns:
             returns = "{ " + "; ".join(f"{key(n)}: {tsmap.ts(t)}" for n, t in columns) + " }"
+        elif notes.returns is not None and tsmap.ts(rettype) == "Json":
+            returns = schema_ts(notes.returns)
         else:
             returns = tsmap.ts(rettype)
         if retset:
