@@ -32,6 +32,27 @@ where p.pronamespace = 'api'::regnamespace and p.prokind = 'f'
 order by p.proname, p.pronargs
 """
 
+# What the OpenAPI document says beyond a signature: which functions count attempts
+# against a rate limit (their body calls private.rate_limited: 429), and which a
+# signed-in user may not call (service_role only).
+TRAITS_QUERY = r"""
+select p.proname,
+       p.prosrc ~ 'private\.rate_limited\(',
+       not pg_catalog.has_function_privilege('authenticated', p.oid, 'execute')
+from pg_catalog.pg_proc p
+where p.pronamespace = 'api'::regnamespace and p.prokind = 'f'
+"""
+
+# Domains, as the catalogue's argument types name them: the base type and the CHECK
+# constraints (the OpenAPI document reads lengths, ranges, patterns and enums from them).
+DOMAINS_QUERY = """
+select pg_catalog.format_type(t.oid, null), pg_catalog.format_type(t.typbasetype, t.typtypmod),
+       array(select pg_catalog.pg_get_constraintdef(c.oid) from pg_catalog.pg_constraint c
+             where c.contypid = t.oid and c.contype = 'c' order by c.conname)
+from pg_catalog.pg_type t
+where t.typtype = 'd'
+  and t.typnamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+"""
 
 # An unknown function name reloads the catalogue at most this often (seconds).
 RELOAD_EVERY = 1.0
@@ -114,10 +135,15 @@ class Catalog:
         self._lock = asyncio.Lock()
         self.reloads = 0  # loads done, the first included (shown in /metrics)
         self.stale = False  # a schema change was announced since the last load
+        self.limited: frozenset[str] = frozenset()  # rate-limited functions (TRAITS_QUERY)
+        self.service_only: frozenset[str] = frozenset()  # not callable by authenticated
+        self.domains: dict[str, tuple[str, tuple[str, ...]]] = {}  # name -> base, checks
 
     async def load(self, pool: AsyncConnectionPool) -> None:
         async with pool.connection() as conn:
             rows = await (await conn.execute(CATALOG_QUERY)).fetchall()
+            traits = await (await conn.execute(TRAITS_QUERY)).fetchall()
+            domains = await (await conn.execute(DOMAINS_QUERY)).fetchall()
         functions: dict[str, list[Function]] = {}
         for name, volatility, retset, void, names, types, ndefaults, comment in rows:
             names_t, types_t = tuple(names), tuple(types)
@@ -127,6 +153,9 @@ class Catalog:
                 name, volatility == "v", retset, void, names_t, types_t, required, comment,
                 *_scripts(query), query=query.as_string(None)))
         self.functions = functions
+        self.limited = frozenset(name for name, limited, _ in traits if limited)
+        self.service_only = frozenset(name for name, _, service in traits if service)
+        self.domains = {name: (base, tuple(checks)) for name, base, checks in domains}
         self._loaded_at = time.monotonic()
         self.stale = False
         self.reloads += 1
@@ -172,6 +201,18 @@ def _report(pool: AsyncConnectionPool, failed: bool) -> None:
     breaker = getattr(pool, "breaker", None)
     if breaker is not None:
         breaker.failed() if failed else breaker.suspect()
+
+
+_INTEGERS = frozenset({"smallint", "integer", "bigint"})
+
+
+def _whole_numbers(fn: Function, args: dict[str, Any]) -> dict[str, Any]:
+    """JSON's 2.0 is the number 2 (an integer to JSON Schema and so to the OpenAPI
+    document), but json_to_record refuses "2.0" for an integer argument: a whole
+    float given for one is passed as the integer it is (2.5 stays, and is refused)."""
+    types = dict(zip(fn.arg_names, fn.arg_types, strict=True))
+    return {k: int(v) if type(v) is float and v.is_integer() and types.get(k) in _INTEGERS
+            else v for k, v in args.items()}
 
 
 @dataclass
@@ -263,6 +304,8 @@ async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
         who.role, orjson.dumps(who.claims).decode(), method, path,
         orjson.dumps(headers).decode(), client_addr, str(statement_timeout_ms))
     if fn.arg_names:
+        if any(type(v) is float for v in args.values()):
+            args = _whole_numbers(fn, args)
         try:
             values += (orjson.dumps(args).decode(),)
         except orjson.JSONEncodeError:

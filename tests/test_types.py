@@ -26,6 +26,8 @@ TSC_TIMEOUT = 180
 
 # file, line, error code: every error the samples must draw, and no other.
 EXPECTED_ERRORS = [
+    ("wrong_enum.ts", 8, "TS2322"),      # "fr" is not "en" | "ca"
+    ("wrong_enum.ts", 12, "TS2322"),     # a like group may also be "rejected"
     ("wrong_function.ts", 7, "TS2345"),  # no api function of that name
     ("wrong_name.ts", 8, "TS2561"),      # `cod` for `code` ("Did you mean ...?")
     ("wrong_name.ts", 9, "TS2353"),      # a name join_group does not have
@@ -122,10 +124,13 @@ def test_shape_of_the_generated_type(generated: str) -> None:
     assert '    PostgrestVersion: "12"\n' in generated
     assert "  api: {" not in generated  # served as public, as the gateway serves it
     assert block(generated, "join_group") == (
-        "        Args: { code: string }\n        Returns: Json\n")
+        "        Args: { code: string }\n"
+        "        Returns: { group: { id: string; name: string }; membership: "
+        '{ user_id: string; group_id: string; role: "owner" | "member"; joined_at: string } }\n')
     assert block(generated, "create_group_invite") == (
         "        Args: { group_id: string; expires_in?: number; max_uses?: number }\n"
-        "        Returns: Json\n")
+        "        Returns: { id: string; code: string; group_id: string; created_at: string; "
+        "expires_at: string | null; max_uses: number | null }\n")
     assert block(generated, "create_event") == (
         "        Args: {\n"
         "          title: string\n"
@@ -133,14 +138,30 @@ def test_shape_of_the_generated_type(generated: str) -> None:
         "          registration_deadline?: string\n"
         "          capacity?: number\n"
         "        }\n"
-        "        Returns: Json\n")
-    assert block(generated, "me") == "        Args: never\n        Returns: Json\n"
+        "        Returns: { id: string; title: string; creator_id: string; "
+        "starts_at: string | null; registration_deadline: string | null; "
+        'capacity: number | null; status: "open" | "closed" | "cancelled"; '
+        "author_ids: string[]; created_at: string }\n")
+    me = ('{ id: string; email: string | null; display_name: string; '
+          'locale: "en" | "ca" | null; created_at: string }')
+    assert block(generated, "me") == f"        Args: never\n        Returns: {me}\n"
     assert block(generated, "leave_group") == (
         "        Args: { group_id: string }\n        Returns: undefined\n")
     assert block(generated, "can_subscribe") == (
         "        Args: { topic: string }\n        Returns: boolean\n")
+    # The docblock's enum (@arg locale enum=en,ca), as the OpenAPI document states it.
+    assert block(generated, "update_profile") == (
+        '        Args: { display_name?: string; locale?: "en" | "ca" }\n'
+        f"        Returns: {me}\n")
     assert block(generated, "like_event") == (
-        "        Args: { event_id: string; member_ids?: string[] }\n        Returns: Json\n")
+        "        Args: { event_id: string; member_ids?: string[] }\n"
+        "        Returns: { id: string; event_id: string; creator_id: string; "
+        'status: "pending" | "approved" | "rejected"; member_ids: string[]; '
+        "created_at: string; approvals_received: number; approvals_needed: number; "
+        "chat_id: string | null }\n")
+    # A function without @returns keeps the generator's Json.
+    assert block(generated, "list_group_invites") == (
+        "        Args: { group_id: string }\n        Returns: Json\n")
 
 
 def test_every_served_function_is_typed(generated: str, database_url: str) -> None:
@@ -187,6 +208,12 @@ def test_type_mapping(scratch: psycopg.Connection) -> None:
         language sql set search_path = '' as 'select null';
         create function api.test_out(x integer, out y integer) returns integer
         language sql set search_path = '' as 'select 1';
+        create function api.test_documented(mood text, size integer default 1) returns void
+        language sql set search_path = '' as '';
+        comment on function api.test_documented(text, integer) is
+            'Prose.
+        @arg mood enum=calm,keen
+        @arg size minimum=1';
     """)
     generated = render(load(scratch))
     assert block(generated, "test_scalars") == (
@@ -211,6 +238,9 @@ def test_type_mapping(scratch: psycopg.Connection) -> None:
         '        Args: { who: string }\n        Returns: "calm" | "keen"\n')
     assert block(generated, "test_overload") == (
         "        Args: { x: number } | { x: string; y: string }\n        Returns: string\n")
+    assert block(generated, "test_documented") == (
+        '        Args: { mood: "calm" | "keen"; size?: number }\n'
+        "        Returns: undefined\n")
     # Unnamed arguments and OUT parameters: the gateway does not serve these.
     assert "test_unnamed" not in generated and "test_out" not in generated
 

@@ -12,7 +12,11 @@ empty, written as the generator writes an empty map.
 Types map as the generator maps them: json/jsonb -> Json, text/uuid/dates ->
 string, integers and floats -> number, boolean, arrays -> T[], a set-returning
 function -> its row type [], `returns table (...)` -> an object per row, void ->
-undefined; arguments with defaults are optional.
+undefined; arguments with defaults are optional. An argument whose docblock
+gives an enum (`@arg locale enum=en,ca`, the rules the OpenAPI document reads:
+gateway/http/openapi.py) is typed as the union of its values: "en" | "ca"; a
+json/jsonb function whose docblock names its answer (@returns) returns that
+shape instead of Json (enums as unions, nullable fields `| null`).
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
+
+from ..http.openapi import AnnotationError, Annotations, annotations
 
 SERVED_AS = "public"
 POSTGREST_VERSION = "12"
@@ -32,7 +39,8 @@ FUNCTIONS_QUERY = """
 select p.proname, p.proretset, p.prorettype::oid, p.pronargs, p.pronargdefaults,
        coalesce(p.proargnames, '{}'),
        coalesce(p.proargmodes::text[], '{}'),
-       coalesce(p.proallargtypes::oid[], p.proargtypes::oid[])
+       coalesce(p.proallargtypes::oid[], p.proargtypes::oid[]),
+       coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '')
 from pg_catalog.pg_proc p
 where p.pronamespace = 'api'::pg_catalog.regnamespace and p.prokind = 'f'
   and (p.proargmodes is null or 'o' <> all (p.proargmodes))
@@ -117,6 +125,33 @@ class TypeMap:
         return "unknown"
 
 
+def schema_ts(schema: dict[str, Any]) -> str:
+    """A docblock's @returns shape (a JSON Schema) as a TypeScript type."""
+    kind = schema.get("type")
+    nullable = isinstance(kind, list) and "null" in kind
+    base = kind[0] if isinstance(kind, list) else kind
+    if "enum" in schema:
+        out = " | ".join(json.dumps(v) for v in schema["enum"] if v is not None)
+    elif base == "object" and "properties" in schema:
+        out = "{ " + "; ".join(f"{key(n)}: {schema_ts(s)}"
+                               for n, s in schema["properties"].items()) + " }"
+    elif base == "object":
+        out = "{ [key: string]: Json | undefined }"
+    elif base == "array":
+        inner = schema_ts(schema.get("items", {}))
+        out = f"({inner})[]" if " | " in inner else f"{inner}[]"
+    else:
+        out = {"string": "string", "integer": "number", "number": "number",
+               "boolean": "boolean"}.get(base or "", "Json")
+    return f"{out} | null" if nullable else out
+
+
+def _enum(rules: dict[str, object]) -> str | None:
+    """The union of an argument's documented values, or None."""
+    values = rules.get("enum")
+    return " | ".join(json.dumps(v) for v in values) if isinstance(values, list) else None
+
+
 def load(conn: psycopg.Connection) -> list[Signature]:
     types = {
         oid: PgType(name, kind, category, element, base, tuple(labels),
@@ -127,7 +162,12 @@ def load(conn: psycopg.Connection) -> list[Signature]:
     tsmap = TypeMap(types)
     signatures: list[Signature] = []
     for (name, retset, rettype, nargs, ndefaults, argnames, argmodes,
-         argtypes) in conn.execute(FUNCTIONS_QUERY).fetchall():
+         argtypes, comment) in conn.execute(FUNCTIONS_QUERY).fetchall():
+        try:
+            notes = annotations(comment)
+        except AnnotationError:
+            notes = Annotations()  # as the OpenAPI document: the function keeps its plain types
+        rules = notes.args
         modes = argmodes or ["i"] * len(argtypes)
         names = list(argnames) + [""] * (len(argtypes) - len(argnames))
         inputs = [(n, t) for n, m, t in zip(names, modes, argtypes, strict=True)
@@ -135,10 +175,13 @@ def load(conn: psycopg.Connection) -> list[Signature]:
         if any(not n for n, _ in inputs):
             continue  # the gateway (as PostgREST) calls by name only
         first_default = nargs - ndefaults
-        args = tuple((n, tsmap.ts(t), i >= first_default) for i, (n, t) in enumerate(inputs))
+        args = tuple((n, _enum(rules.get(n, {})) or tsmap.ts(t), i >= first_default)
+                     for i, (n, t) in enumerate(inputs))
         columns = [(n, t) for n, m, t in zip(names, modes, argtypes, strict=True) if m == "t"]
         if columns:
             returns = "{ " + "; ".join(f"{key(n)}: {tsmap.ts(t)}" for n, t in columns) + " }"
+        elif notes.returns is not None and tsmap.ts(rettype) == "Json":
+            returns = schema_ts(notes.returns)
         else:
             returns = tsmap.ts(rettype)
         if retset:

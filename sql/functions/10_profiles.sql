@@ -43,6 +43,7 @@ create trigger joinery_on_auth_user_created
 /**
  * The caller's own profile: {id, email, display_name, locale, created_at};
  * locale ('en' or 'ca') is null until the person chooses one.
+ * @returns {id:uuid, email:string?, display_name:string, locale:en|ca?, created_at:date-time}
  */
 create function api.me() returns jsonb
 language plpgsql stable security definer
@@ -73,6 +74,10 @@ grant execute on function api.me() to authenticated, service_role;
  * 'ca', else 400). An argument left null keeps its value; giving neither is
  * 400. One function with defaults, so update_profile(display_name) and
  * update_profile(locale) are both the same overload. Returns me().
+ * @arg display_name minLength=1 maxLength=80 pattern=^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*[^\x20\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069][^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$
+ * @arg locale enum=en,ca
+ * @body minProperties=1
+ * @returns {id:uuid, email:string?, display_name:string, locale:en|ca?, created_at:date-time}
  */
 create function api.update_profile(display_name text default null, locale text default null)
 returns jsonb

@@ -107,6 +107,12 @@ $$;
 /**
  * Creates a group; the caller becomes its owner. The name: 1 to 100
  * characters, no control characters (400). Returns {id, name, creator_id, created_at}.
+ * @arg name minLength=1 maxLength=100 pattern=^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*[^\x20\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069][^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$
+ * @returns {id:uuid, name:string, creator_id:uuid, created_at:date-time}
+ * @link create_group_invite group_id=id
+ * @link group_members group_id=id
+ * @link list_group_invites group_id=id
+ * @link leave_group group_id=id
  */
 create function api.create_group(name text) returns jsonb
 language plpgsql volatile security definer
@@ -136,6 +142,7 @@ grant execute on function api.create_group(text) to authenticated, service_role;
 /**
  * The caller's groups, newest membership first:
  * [{id, name, creator_id, role, member_count, created_at, joined_at}].
+ * @returns [{id:uuid, name:string, creator_id:uuid, role:owner|member, member_count:integer, created_at:date-time, joined_at:date-time}]
  */
 create function api.my_groups() returns jsonb
 language plpgsql stable security definer
@@ -160,6 +167,7 @@ grant execute on function api.my_groups() to authenticated, service_role;
 /**
  * Members of a group, for its members only (403 otherwise, 404 if no group):
  * [{user_id, display_name, role, joined_at}], oldest first.
+ * @returns [{user_id:uuid, display_name:string?, role:owner|member, joined_at:date-time}]
  */
 create function api.group_members(group_id uuid) returns jsonb
 language plpgsql stable security definer
@@ -223,6 +231,12 @@ grant execute on function api.leave_group(uuid) to authenticated, service_role;
  * ('create_invite'); refused and invalid attempts are counted and audited.
  * Returns {id, code, group_id, created_at, expires_at, max_uses}; the code is
  * shown only here.
+ * @arg expires_in minimum=1
+ * @arg max_uses minimum=1
+ * @returns {id:uuid, code:uuid, group_id:uuid, created_at:date-time, expires_at:date-time?, max_uses:integer?}
+ * @link join_group code=code
+ * @link preview_group_invite code=code
+ * @link revoke_group_invite code=code
  */
 create function api.create_group_invite(
     group_id uuid, expires_in integer default null, max_uses integer default null
@@ -282,6 +296,10 @@ grant execute on function api.create_group_invite(uuid, integer, integer) to aut
  * gets their membership back and consumes no use. Every attempt is counted
  * ('join_code') and audited. Returns
  * {group: {id, name}, membership: {user_id, group_id, role, joined_at}}.
+ * @arg code pattern=^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$
+ * @returns {group:{id:uuid, name:string}, membership:{user_id:uuid, group_id:uuid, role:owner|member, joined_at:date-time}}
+ * @link group_members group_id=group.id
+ * @link leave_group group_id=group.id
  */
 create function api.join_group(code text) returns jsonb
 language plpgsql volatile security definer
@@ -374,6 +392,8 @@ grant execute on function api.join_group(text) to authenticated, service_role;
  * What an invite code leads to, without joining:
  * {group: {id, name, member_count}, expires_at, uses_left}. Statuses and
  * counting as join_group (it is an attempt to use a code).
+ * @arg code pattern=^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$
+ * @returns {group:{id:uuid, name:string, member_count:integer}, expires_at:date-time?, uses_left:integer?}
  */
 create function api.preview_group_invite(code text) returns jsonb
 language plpgsql volatile security definer
@@ -448,6 +468,7 @@ grant execute on function api.list_group_invites(uuid) to authenticated, service
  * that does not exist (no oracle). Revoking twice changes nothing. Counted as
  * 'revoke_invite' and audited, refusals included: they are answered, not
  * raised (status and error body; null, hence 204 over HTTP, on success).
+ * @arg code pattern=^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$
  */
 create function api.revoke_group_invite(code text) returns jsonb
 language plpgsql volatile security definer

@@ -37,6 +37,9 @@ $$;
 /**
  * Asks user_id to be friends. A request to someone who already asked you
  * makes you friends. Returns {user_id, status} with status 'pending' or 'accepted'.
+ * @returns {user_id:uuid, status:pending|accepted}
+ * @link accept_friend user_id=user_id
+ * @link remove_friend user_id=user_id
  */
 create function api.request_friend(user_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -67,6 +70,7 @@ grant execute on function api.request_friend(uuid) to authenticated, service_rol
 
 /**
  * Accepts user_id's pending request. 404 when there is none.
+ * @returns {user_id:uuid, status:string}
  */
 create function api.accept_friend(user_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -116,6 +120,10 @@ grant execute on function api.remove_friend(uuid) to authenticated, service_role
  * The caller's friends and requests:
  * [{user_id, display_name, status, direction, created_at, accepted_at}] where
  * direction is 'incoming' or 'outgoing' for pending requests and null for friends.
+ * @returns [{user_id:uuid, display_name:string?, status:pending|accepted, direction:incoming|outgoing?, created_at:date-time, accepted_at:date-time?}]
+ * @link accept_friend user_id=0.user_id
+ * @link remove_friend user_id=0.user_id
+ * @link request_friend user_id=0.user_id
  */
 create function api.list_friends() returns jsonb
 language plpgsql stable security definer

@@ -40,6 +40,15 @@ $$;
  * Creates an event; the caller is its creator and first author. The title:
  * 1 to 200 characters, no control characters (400). capacity (seats) must be
  * positive; registration_deadline is optional.
+ * @arg title minLength=1 maxLength=200 pattern=^[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*[^\x20\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069][^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$
+ * @arg capacity minimum=1
+ * @returns {id:uuid, title:string, creator_id:uuid, starts_at:string?, registration_deadline:string?, capacity:integer?, status:open|closed|cancelled, author_ids:[uuid], created_at:date-time}
+ * @link get_event event_id=id
+ * @link like_event event_id=id
+ * @link create_pair_invite event_id=id
+ * @link register_for_event event_id=id
+ * @link add_event_author event_id=id
+ * @link event_like_groups event_id=id
  */
 create function api.create_event(
     title text, starts_at timestamptz default null,
@@ -76,6 +85,7 @@ grant execute on function api.create_event(text, timestamptz, timestamptz, integ
 
 /**
  * An event, for any signed-in user (events are what people apply to). 404 if none.
+ * @returns {id:uuid, title:string, creator_id:uuid, starts_at:string?, registration_deadline:string?, capacity:integer?, status:open|closed|cancelled, author_ids:[uuid], created_at:date-time}
  */
 create function api.get_event(event_id uuid) returns jsonb
 language plpgsql stable security definer
@@ -172,6 +182,7 @@ $$;
  * author removed and added back finds their earlier approvals counting again,
  * so pending groups are re-evaluated. The event's authors lock orders this
  * with like_event and add_like_group_member, which share it.
+ * @returns {id:uuid, title:string, creator_id:uuid, starts_at:string?, registration_deadline:string?, capacity:integer?, status:open|closed|cancelled, author_ids:[uuid], created_at:date-time}
  */
 create function api.add_event_author(event_id uuid, user_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -205,6 +216,7 @@ grant execute on function api.add_event_author(uuid, uuid) to authenticated, ser
  * Removes an author (creator only; the creator stays an author). Only current
  * authors' approvals count, so every pending like group of the event is
  * re-evaluated in this transaction and may be approved by it.
+ * @returns {id:uuid, title:string, creator_id:uuid, starts_at:string?, registration_deadline:string?, capacity:integer?, status:open|closed|cancelled, author_ids:[uuid], created_at:date-time}
  */
 create function api.remove_event_author(event_id uuid, user_id uuid) returns jsonb
 language plpgsql volatile security definer

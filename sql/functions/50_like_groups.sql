@@ -273,6 +273,14 @@ $$;
  * caller and member_ids (friends of the caller, at most 9). Authors cannot like
  * their own event (403); members must be friends (403) and not authors (403);
  * more than 10 people 409; anyone already in a pending group of this event 409.
+ * @arg member_ids maxItems=9
+ * @returns {id:uuid, event_id:uuid, creator_id:uuid, status:pending|approved|rejected, member_ids:[uuid], created_at:date-time, approvals_received:integer, approvals_needed:integer, chat_id:uuid?}
+ * @link get_like_group group_id=id
+ * @link approve_like_group group_id=id
+ * @link reject_like_group group_id=id
+ * @link add_like_group_member group_id=id
+ * @link remove_like_group_member group_id=id
+ * @link list_like_group_approvals group_id=id
  */
 create function api.like_event(event_id uuid, member_ids uuid[] default '{}') returns jsonb
 language plpgsql volatile security definer
@@ -384,6 +392,7 @@ $$;
 
 /**
  * A like group, for its members and the event's creator and authors.
+ * @returns {id:uuid, event_id:uuid, creator_id:uuid, status:pending|approved|rejected, member_ids:[uuid], created_at:date-time, approvals_received:integer, approvals_needed:integer, chat_id:uuid?}
  */
 create function api.get_like_group(group_id uuid) returns jsonb
 language plpgsql stable security definer
@@ -400,6 +409,7 @@ grant execute on function api.get_like_group(uuid) to authenticated, service_rol
  * Adds a friend of the creator to a pending group (creator only). At most 10
  * members, enforced under the group's row lock; nobody in two pending groups
  * of one event, enforced by a unique index. Returns the group.
+ * @returns {id:uuid, event_id:uuid, creator_id:uuid, status:pending|approved|rejected, member_ids:[uuid], created_at:date-time, approvals_received:integer, approvals_needed:integer, chat_id:uuid?}
  */
 create function api.add_like_group_member(group_id uuid, user_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -463,6 +473,7 @@ grant execute on function api.add_like_group_member(uuid, uuid) to authenticated
  * here, with every side effect. Returns the group. Whoever may not see the
  * group gets the 404 of a group that does not exist, before its state is
  * looked at (no oracle of existence or state).
+ * @returns {id:uuid, event_id:uuid, creator_id:uuid, status:pending|approved|rejected, member_ids:[uuid], created_at:date-time, approvals_received:integer, approvals_needed:integer, chat_id:uuid?}
  */
 create function api.remove_like_group_member(group_id uuid, user_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -504,6 +515,7 @@ grant execute on function api.remove_like_group_member(uuid, uuid) to authentica
 /**
  * The decisions on a group: [{id, group_id, author_id, approved, created_at}],
  * for whoever may see the group.
+ * @returns [{id:uuid, group_id:uuid, author_id:uuid, approved:boolean, created_at:date-time}]
  */
 create function api.list_like_group_approvals(group_id uuid) returns jsonb
 language plpgsql stable security definer
@@ -551,6 +563,7 @@ $$;
 /**
  * An author approves a pending group; a second approval by the same author
  * changes nothing. Returns {id, status, chat_id}.
+ * @returns {id:uuid, status:pending|approved|rejected, chat_id:uuid?}
  */
 create function api.approve_like_group(group_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -575,6 +588,7 @@ grant execute on function api.approve_like_group(uuid) to authenticated, service
 /**
  * An author rejects a pending group: it is rejected at once, its members are
  * notified (group_rejected), no chat is created. Returns {id, status}.
+ * @returns {id:uuid, status:string}
  */
 create function api.reject_like_group(group_id uuid) returns jsonb
 language plpgsql volatile security definer

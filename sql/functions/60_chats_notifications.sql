@@ -3,6 +3,7 @@
 /**
  * The caller's chats, newest first:
  * [{id, type, like_group_id, participant_ids, created_at}].
+ * @returns [{id:uuid, type:string, like_group_id:uuid?, participant_ids:[uuid]?, created_at:date-time}]
  */
 create function api.my_chats() returns jsonb
 language plpgsql stable security definer
@@ -30,6 +31,7 @@ grant execute on function api.my_chats() to authenticated, service_role;
 /**
  * The caller's notifications, newest first (at most 200):
  * [{id, type, data, read_at, created_at}].
+ * @returns [{id:uuid, type:string, data, read_at:date-time?, created_at:date-time}]
  */
 create function api.my_notifications(unread_only boolean default false) returns jsonb
 language plpgsql stable security definer
@@ -57,6 +59,7 @@ grant execute on function api.my_notifications(boolean) to authenticated, servic
 /**
  * Marks the caller's notifications read: those in `ids`, or all when ids is
  * null. Returns {updated: n}.
+ * @returns {updated:integer}
  */
 create function api.mark_notifications_read(ids uuid[] default null) returns jsonb
 language plpgsql volatile security definer
@@ -79,6 +82,8 @@ grant execute on function api.mark_notifications_read(uuid[]) to authenticated, 
  * Whether the caller may subscribe to a realtime topic: 'user:{id}' for
  * themself, 'group:{like_group_id}' for whoever may see that like group,
  * 'event:{event_id}' (the approval queue) for the event's current authors.
+ * @arg topic pattern=^(user|group|event):[0-9A-Fa-f-]{36}$
+ * @returns boolean
  */
 create function api.can_subscribe(topic text) returns boolean
 language plpgsql stable security definer

@@ -132,6 +132,7 @@ $$;
 /**
  * Registers the caller alone: event open and before its deadline (400), a
  * seat free (409). Registering again returns the existing registration.
+ * @returns {id:uuid, event_id:uuid, user_id:uuid, status:confirmed|cancelled, pair_id:uuid?, created_at:date-time}
  */
 create function api.register_for_event(event_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -230,6 +231,13 @@ $$;
  * whether or not the address has an account. Lifetime 7
  * days, never past the registration deadline. Returns {id, short_code,
  * expires_at}; tokens are never returned here.
+ * @arg invitee_email maxLength=254 pattern=^(?=[^@]{1,64}@)[A-Za-z0-9#$&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9#$&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$
+ * @returns {id:uuid, short_code:string, expires_at:date-time}
+ * @link join_pair_invite code=short_code
+ * @link preview_pair_invite code=short_code
+ * @link revoke_pair_invite invite_id=id
+ * @link resend_pair_invite invite_id=id
+ * @link answer_pair_invite invite_id=id
  */
 create function api.create_pair_invite(event_id uuid, invitee_email text default null) returns jsonb
 language plpgsql volatile security definer
@@ -356,6 +364,10 @@ $$;
  * {token, event: {id, title}, inviter: {display_name}, expires_at}. An unknown,
  * expired, revoked or already answered code gets one generic 404. Each call
  * issues a new token (stored only as its hash). Counted as 'join_code'.
+ * @arg code pattern=^[\s-]*([2-9A-HJKMNP-Za-hjkmnp-z][\s-]*){8}$
+ * @returns {token:string, event:{id:uuid, title:string}, inviter:{display_name:string}, expires_at:date-time}
+ * @link accept_pair_invite token=token
+ * @link decline_pair_invite token=token
  */
 create function api.join_pair_invite(code text) returns jsonb
 language plpgsql volatile security definer
@@ -400,6 +412,8 @@ grant execute on function api.join_pair_invite(text) to authenticated, service_r
  * 'join_code' rate-limit hit and one audit entry ('pair_invite.preview',
  * outcome 'shown' or the refusal). Unknown, expired, revoked or answered
  * codes get join_pair_invite's generic 404.
+ * @arg code pattern=^[\s-]*([2-9A-HJKMNP-Za-hjkmnp-z][\s-]*){8}$
+ * @returns {event:{id:uuid, title:string, registration_deadline:string?}, inviter:{display_name:string?}, expires_at:date-time, own_invite:boolean}
  */
 create function api.preview_pair_invite(code text) returns jsonb
 language plpgsql volatile security definer
@@ -593,6 +607,8 @@ $$;
  * open and before its deadline (410 after the deadline, 400 closed), neither
  * person registered (409), two seats free (409). Accepting again returns the
  * same result. Counted as 'respond_invite'.
+ * @arg token pattern=^[A-Za-z0-9_-]{43}$
+ * @returns {pair_id:uuid, event_id:uuid, registrations:[{user_id:uuid, status:confirmed|cancelled}]}
  */
 create function api.accept_pair_invite(token text) returns jsonb
 language plpgsql volatile security definer
@@ -666,6 +682,7 @@ $$;
  * who may answer (the token's holder, not the inviter, the addressee: 403) and
  * whether the invite is open (404, 410). Declining
  * again answers the same. Returns {id, status}. Counted as 'respond_invite'.
+ * @arg token pattern=^[A-Za-z0-9_-]{43}$
  */
 create function api.decline_pair_invite(token text) returns jsonb
 language plpgsql volatile security definer
@@ -700,6 +717,7 @@ grant execute on function api.decline_pair_invite(text) to authenticated, servic
  * nothing about invites that are not the caller's. Every attempt is counted
  * ('revoke_invite', as revoke_group_invite) and audited; refusals are
  * answered, not raised, so both commit.
+ * @returns {id:uuid, status:sent|accepted|declined|revoked|expired}
  */
 create function api.revoke_pair_invite(invite_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -750,6 +768,7 @@ grant execute on function api.revoke_pair_invite(uuid) to authenticated, service
  * it beside expires_at); received ones are those answered
  * by the caller or sent to the caller's email, and never show other people's
  * addresses.
+ * @returns {sent:[object], received:[object]}
  */
 create function api.my_pair_invites() returns jsonb
 language plpgsql stable security definer

@@ -109,6 +109,7 @@ $$;
  * expired). The message counts toward the recipient's invitation-mail limit
  * and is not sent to a stopped address; the answer is the same either way.
  * Returns {id, resends, expires_at}. Counted as 'create_invite'.
+ * @returns {id:uuid, resends:integer, expires_at:date-time}
  */
 create function api.resend_pair_invite(invite_id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -309,6 +310,7 @@ $$;
  * like_group's shape plus members: [{id, display_name}] (creator first),
  * approved_by_me and decided_at. For the event's current authors only: anyone
  * else gets the same 404 as for an event that does not exist.
+ * @returns {event:{id:uuid, title:string}, groups}
  */
 create function api.event_like_groups(event_id uuid) returns jsonb
 language plpgsql stable security definer

@@ -29,6 +29,10 @@ export async function flow(groupId: string, eventId: string, friendIds: string[]
     starts_at: new Date().toISOString(),
     capacity: 64,
   })
+  // Answers named by @returns are typed, enums as unions.
+  const role: "owner" | "member" | undefined = joined.data?.membership.role
+  // An enum argument takes one of its values.
+  const profile = await supabase.rpc("update_profile", { locale: "ca" })
   return [group, invite.data, joined.data, me.data, unread.data, mayListen, liked.data,
-          nothing, event.error?.message]
+          nothing, event.error?.message, profile.data, role]
 }
