@@ -32,14 +32,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .. import db
+from ..client import client_address
+from ..errors import ApiError, unavailable
 from .arguments import body_missing, check_length, check_profile_value, parse_body
-from .client import client_address
-from .errors import ApiError, unavailable
 from .observe import access_line, new_request_id, plain_request_id
 from .routes import SEED_ROUTES, SeedRoute
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from ..context import Gateway
 
 log = logging.getLogger("joinery.fast")
 
