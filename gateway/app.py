@@ -18,8 +18,9 @@ from starlette.routing import Route, WebSocketRoute
 
 from .context import Gateway
 from .errors import ApiError
+from .http.call import Calls
 from .http.fast import FastPath
-from .http.handlers import api_error, healthz, metrics, openapi_json, rpc, seed_endpoint
+from .http.handlers import api_error, healthz, metrics, openapi_json
 from .http.observe import ACCESS, Observe
 from .http.routes import SEED_ROUTES
 from .pages import routes as page_routes
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if not logging.getLogger().handlers:  # a uvicorn worker process: log as its parent
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     gateway = Gateway(settings)
+    calls = Calls(gateway)  # the one implementation of a call, on both paths below
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -76,10 +78,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/openapi.json", openapi_json, methods=["GET"]),
         # With METRICS_PORT, /metrics is served there only (gateway/serve.py).
         *([] if settings.metrics_port else [Route("/metrics", metrics, methods=["GET"])]),
-        Route("/rest/v1/rpc/{fn}", rpc, methods=["GET", "POST"]),
+        Route("/rest/v1/rpc/{fn}", calls.endpoint(None), methods=["GET", "POST"]),
         Route("/realtime/v1/sse", realtime, methods=["GET"]),
         WebSocketRoute("/realtime/v1/websocket", websocket),
-        *(Route(r.path, seed_endpoint(r), methods=[r.method]) for r in SEED_ROUTES),
+        *(Route(r.path, calls.endpoint(r), methods=[r.method]) for r in SEED_ROUTES),
         *page_routes(),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
@@ -99,6 +101,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.gateway = gateway
     # The calls themselves (rpc and seed routes) take the fast path; everything else,
     # and any request from a browser on another origin (CORS), goes through Starlette.
-    return FastPath(gateway, Observe(app, gateway.metrics, settings.access_log,
-                                     settings.trusted_proxies),  # type: ignore[return-value]
+    return FastPath(calls, gateway.metrics,  # type: ignore[return-value]
+                    Observe(app, gateway.metrics, settings.access_log, settings.trusted_proxies),
                     settings.access_log)

@@ -16,7 +16,7 @@ from . import db
 from .breaker import Breaker
 from .client import client_address
 from .errors import ApiError, invalid_token, unavailable
-from .http.observe import FUNCTION_KEY, Metrics
+from .http.observe import Metrics
 from .jwks import RemoteKeys
 from .jwt_auth import CachedVerifier, InvalidToken, UnknownKeyId, Verifier
 from .mail.worker import Mailer
@@ -92,20 +92,8 @@ class Gateway:
             raise invalid_token(str(exc)) from None
         return db.Identity(claims["role"], claims)
 
-    async def invoke(self, request: Request, name: str, args: dict[str, Any],
-                     who: db.Identity) -> db.Result:
-        request.scope[FUNCTION_KEY] = name
-        # Straight from the ASGI scope: header names arrive lower-cased, and the path
-        # needs no URL object built around it. Only the allow-listed headers, each
-        # value cut to a bounded length (see settings.DEFAULT_SQL_HEADERS).
-        allowed, cut = self.settings.sql_headers, self.settings.sql_header_value_max
-        headers = {k.decode("latin-1"): v[:cut].decode("latin-1")
-                   for k, v in request.scope["headers"] if k in allowed}
-        return await self.run(name, args, who, request.method, request.scope["path"], headers,
-                              client_addr=self.client(request.scope))
-
     def client(self, scope: dict[str, Any]) -> str:
-        """The client's address, through TRUSTED_PROXIES only (gateway/http/client.py)."""
+        """The client's address, through TRUSTED_PROXIES only (gateway/client.py)."""
         return client_address(scope, self.settings.trusted_proxies)
 
     async def run(self, name: str, args: dict[str, Any], who: db.Identity, method: str,

@@ -1,82 +1,20 @@
-"""The HTTP handlers: authenticate, call one `api` function, shape the answer."""
+"""The HTTP handlers other than the calls (those are http/call.py): the OpenAPI
+document, /metrics, /healthz, and the answer to an ApiError."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import orjson
 import psycopg
 from psycopg_pool import PoolTimeout
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import db
 from ..errors import ApiError, json_response, unavailable
 from . import openapi
-from .arguments import body_missing, check_length, check_profile_value, parse_body
-from .routes import SeedRoute
 
 if TYPE_CHECKING:
     from ..context import Gateway
-
-
-async def json_object(request: Request, limit: int) -> dict[str, Any]:
-    """The request's JSON object body ({} when empty). 413, 415 and 400 as PostgREST."""
-    check_length(request.headers.get("content-length"), limit)
-    raw = b""
-    try:
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > limit:
-                raise ApiError(413, "PGRST413", "Request body is too large.")
-    except ClientDisconnect:  # gone (or cut off by the body timeout): nobody to answer
-        raise body_missing() from None
-    return parse_body(raw, request.headers.get("content-type"))
-
-
-def check_profile(request: Request) -> None:
-    for header in ("accept-profile", "content-profile"):
-        check_profile_value(request.headers.get(header))
-
-
-def raw_response(result: db.Result) -> Response:
-    if result.body is None:
-        return Response(status_code=result.status if result.status != 200 else 204,
-                        headers=result.headers)
-    return Response(result.body, result.status, result.headers, media_type="application/json")
-
-
-async def rpc(request: Request) -> Response:
-    """POST|GET /rest/v1/rpc/{fn}, as PostgREST answers it."""
-    gw: Gateway = request.app.state.gateway
-    check_profile(request)
-    who = await gw.identity(request)
-    if request.method == "POST":
-        args = await json_object(request, gw.settings.max_body_bytes)
-    else:
-        args = dict(request.query_params)
-    result = await gw.invoke(request, request.path_params["fn"], args, who)
-    return raw_response(result)
-
-
-def seed_endpoint(route: SeedRoute) -> Callable[[Request], Awaitable[Response]]:
-    """The handler of one seed route: arguments from the path and body, shaped answer."""
-
-    async def endpoint(request: Request) -> Response:
-        gw: Gateway = request.app.state.gateway
-        who = await gw.identity(request)
-        body = await json_object(request, gw.settings.max_body_bytes) if route.takes_body else {}
-        args = route.arguments(request.path_params, body)
-        result = await gw.invoke(request, route.function, args, who)
-        if result.status >= 400 or result.body is None:
-            return raw_response(result)
-        shaped = route.shape(orjson.loads(result.body))
-        status = route.status if result.status == 200 else result.status
-        return json_response(shaped, status, result.headers)
-
-    endpoint.__name__ = f"seed_{route.function}"
-    return endpoint
 
 
 async def openapi_json(request: Request) -> Response:
