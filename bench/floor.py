@@ -25,7 +25,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from gateway import db
-from gateway.http.client import client_address
+from gateway.client import client_address
 from gateway.jwt_auth import CachedVerifier, InvalidToken, JwtConfig, Verifier
 from gateway.settings import DEFAULT_SQL_HEADERS, Settings
 

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "mailer":
         import asyncio
 
-        from .http.app import make_mailer
+        from .context import make_mailer
 
         if not settings.smtp_url:
             parser.error("SMTP_URL is not set")

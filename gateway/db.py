@@ -15,7 +15,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .breaker import Breaker
-from .http.errors import ApiError, from_database, try_again, unavailable
+from .errors import ApiError, from_database, try_again, unavailable
 
 CATALOG_QUERY = """
 select p.proname,

@@ -30,7 +30,7 @@ from .http.protocol import Limits, protocol_class
 from .settings import Settings
 
 log = logging.getLogger("joinery.serve")
-APP = "gateway.http.app:create_app"
+APP = "gateway.app:create_app"
 
 
 # Descriptors kept free beside the connection cap: the listening socket, the
@@ -76,7 +76,7 @@ def default_workers() -> int:
 
 def _config(host: str, port: int, app: str = APP) -> uvicorn.Config:
     # uvicorn parses no proxy headers: the client's address is read by
-    # gateway/http/client.py, through TRUSTED_PROXIES only. No Server header
+    # gateway/client.py, through TRUSTED_PROXIES only. No Server header
     # either. The protocol is uvicorn's httptools one with timeouts, a header size
     # limit and a connection cap (gateway/http/protocol.py). WebSocket frames larger than
     # REALTIME_MAX_FRAME_BYTES are refused by uvicorn itself (close 1009) before

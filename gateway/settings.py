@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
-from .http.client import Network, parse_networks
+from .client import Network, parse_networks
 
 T = TypeVar("T")
 
@@ -149,7 +149,7 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_db_interval: float = 15.0
-    # Proxies whose X-Forwarded-For / X-Real-IP name the client (gateway/http/client.py).
+    # Proxies whose X-Forwarded-For / X-Real-IP name the client (gateway/client.py).
     trusted_proxies: tuple[Network, ...] = ()
 
     @property

@@ -157,7 +157,7 @@ def _none_alg(claims: dict[str, Any]) -> str:
     return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
 
 
-# The documented answers (README, "Tokens"): status, body code and message, exactly.
+# The documented answers (docs/security.md, "Tokens"): status, body code and message, exactly.
 MATRIX = [
     ("malformed", lambda c: "abc", "PGRST301", "malformed token"),
     ("alg none", _none_alg, "PGRST301", "token algorithm is not allowed"),

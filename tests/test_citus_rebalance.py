@@ -89,7 +89,7 @@ def test_rebalance_onto_a_third_worker_under_load(
     params = conninfo_to_dict(spare)
     admin.execute("select citus_add_node(%s, %s)", (params["host"], int(params["port"])))
     # A new node gets the roles as the coordinator has them: migrate gives the API
-    # roles their worker password there (README: run it after adding a node).
+    # roles their worker password there (docs/citus.md: run it after adding a node).
     assert "unchanged" in run_migrate(database_url)
     admin.execute("select citus_rebalance_start()")
 

@@ -1,4 +1,4 @@
-"""The client's address (gateway/http/client.py): forwarded headers are read only
+"""The client's address (gateway/client.py): forwarded headers are read only
 from TRUSTED_PROXIES, right to left, and the first untrusted hop is the client."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.http.client import client_address, parse_networks
+from gateway.client import client_address, parse_networks
 
 PROXIES = parse_networks("127.0.0.1/32, 10.0.0.0/8, ::1")
 

@@ -8,7 +8,7 @@ What Supabase adds that our own cluster lacks is checked here: Supabase Realtime
 and under RLS, with `realtime.topic` set as the Realtime server sets it, only the
 members read their topic), Supabase Auth's `auth.users` (the development sign-in
 makes a user there), supautils' reserved roles (a gateway role of one's own, as
-the README advises) and `public` exposed by Supabase's REST API (nothing of ours
+docs/deploy.md advises) and `public` exposed by Supabase's REST API (nothing of ours
 there)."""
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def own_gateway_role(admin: psycopg.Connection) -> Iterator[str]:
 
 def test_a_gateway_role_of_ones_own(own_gateway_role: str, admin: psycopg.Connection,
                                     database_url: str, tmp_path: Path, make_user) -> None:
-    """The README's advice for Supabase: `grant authenticator to ...` is refused
+    """The advice of docs/deploy.md for Supabase: `grant authenticator to ...` is refused
     (authenticator is reserved), granting the three API roles works, and a gateway
     logging in as that role serves."""
     role = sql.Identifier(own_gateway_role)

@@ -1,1 +1,1 @@
-"""The HTTP surface: the Starlette app, its routes, errors, metrics and OpenAPI."""
+"""The HTTP surface: the call handlers and fast path, routes, metrics, OpenAPI."""

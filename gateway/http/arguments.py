@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from .errors import ApiError
+from ..errors import ApiError
 
 # PostgREST exposes one schema here; supabase clients ask for "public" by default.
 _PROFILES = frozenset({"api", "public"})

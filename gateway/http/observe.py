@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .client import Network, client_address
+from ..client import Network, client_address
 
 log = logging.getLogger("joinery.access")
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from .. import db
-from ..http.errors import ApiError
+from ..errors import ApiError
 from . import headers
 
 ONE_CLICK = b"List-Unsubscribe=One-Click"

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import db
-from ..http.errors import unavailable
+from ..errors import unavailable
 
 if TYPE_CHECKING:
-    from ..http.app import Gateway
+    from psycopg_pool import AsyncConnectionPool
+
+    from ..breaker import Breaker
     from ..settings import Settings
 
 
@@ -25,6 +27,14 @@ class LimitReached(Exception):
     def __init__(self, message: str, per_user: bool) -> None:
         super().__init__(message)
         self.per_user = per_user
+
+
+class Caller(Protocol):
+    """What a check needs of the composition root (gateway/context.py's Gateway)."""
+
+    breaker: Breaker
+    catalog: db.Catalog
+    pool: AsyncConnectionPool
 
 
 class Pending(Protocol):
@@ -119,7 +129,7 @@ class Access:
     def give_socket(self) -> None:
         self.sockets -= 1
 
-    async def can_subscribe(self, gw: Gateway, who: db.Identity, topic: str, method: str,
+    async def can_subscribe(self, gw: Caller, who: db.Identity, topic: str, method: str,
                             path: str, client: str) -> db.Result:
         """api.can_subscribe(topic) under the caller's claims, as an HTTP call makes
         it (503 at once while the database is known to be unreachable). At most

@@ -32,7 +32,7 @@ import jwt
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import db
-from ..http.errors import ApiError, invalid_token
+from ..errors import ApiError, invalid_token
 from ..jwt_auth import InvalidToken
 from . import phoenix
 from .access import Access, LimitReached
@@ -40,7 +40,7 @@ from .hub import LISTENER_WAIT, Message, Subscription
 from .phoenix import Frame
 
 if TYPE_CHECKING:
-    from ..http.app import Gateway
+    from ..context import Gateway
 
 PATH = "/realtime/v1/websocket"
 PREFIX = "realtime:"

@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ..http.errors import ApiError, unavailable
+from ..errors import ApiError, unavailable
 from .access import LimitReached
 from .hub import LISTENER_WAIT
 
 if TYPE_CHECKING:
-    from ..http.app import Gateway
+    from ..context import Gateway
 
 RETRY_AFTER = "5"
 
