@@ -47,6 +47,13 @@ DISTRIBUTED: list[tuple[str, str, str | None]] = [
     ("app.group_members", "group_id", "app.groups"),
     ("app.group_invites", "group_id", "app.groups"),
     ("app.notifications", "user_id", None),
+    # Lookup tables (migration 0040), each distributed by the value looked up,
+    # so that a code, a token or a like-group id reads one shard
+    # (docs/scaling.md, "Routing").
+    ("app.group_invite_routes", "code_hash", None),
+    ("app.pair_token_routes", "token_hash", "app.group_invite_routes"),
+    ("app.pair_code_routes", "short_code", None),
+    ("app.like_group_routes", "id", "app.events"),
 ]
 REFERENCE = ["app.rate_limits", "app.profiles", "app.friendships"]
 # Stay on the coordinator: auth.users (Supabase's or our stand-in, with the

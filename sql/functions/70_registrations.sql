@@ -291,8 +291,12 @@ begin
     for v_try in 1 .. 5 loop
         -- On a Citus cluster the unique constraint on short codes is per event (it
         -- must include the distribution column): a code in use anywhere is skipped.
+        -- The code's route (app.pair_code_routes, keyed by the code) claims it
+        -- cluster-wide; a code already routed is skipped.
         v_code := private.new_short_code();
-        continue when exists (select 1 from app.pair_invites o where o.short_code = v_code);
+        insert into app.pair_code_routes (short_code, event_id) values (v_code, v_event.id)
+        on conflict do nothing;
+        continue when not found;
         begin
             insert into app.pair_invites (event_id, inviter_id, invitee_email, short_code, expires_at)
             values (v_event.id, v_uid, pg_catalog.lower(v_email), v_code,
@@ -338,9 +342,16 @@ set search_path = ''
 as $$
 declare
     v_invite app.pair_invites;
+    v_code text := private.normalize_short_code(open_pair_invite.code);
+    v_event_id uuid;
 begin
+    -- The code's route names its event (one shard on a cluster), then the
+    -- invite is read on the event's shard: two statements, since a cluster
+    -- cannot route a query by the result of a subquery.
+    select r.event_id into v_event_id from app.pair_code_routes r where r.short_code = v_code;
     select * into v_invite from app.pair_invites i
-    where i.short_code = private.normalize_short_code(open_pair_invite.code)
+    where i.event_id = v_event_id
+      and i.short_code = v_code
       and i.status = 'sent' and i.expires_at > pg_catalog.now();
     return v_invite;
 end;
@@ -373,6 +384,10 @@ begin
     v_token := pg_catalog.translate(pg_catalog.encode(private.random_bytes(32), 'base64'), '+/=', '-_');
     insert into app.pair_invite_tokens (token_hash, invite_id, issued_to, event_id)
     values (private.hash_secret(v_token), v_invite.id, v_uid, v_invite.event_id);
+    -- The token's route to its event, in the same transaction (see
+    -- private.pair_token_event).
+    insert into app.pair_token_routes (token_hash, event_id)
+    values (private.hash_secret(v_token), v_invite.event_id);
     perform private.audit('pair_invite.join', 'token_issued', 200, v_invite.id);
     return (
         select pg_catalog.jsonb_build_object(
@@ -428,6 +443,21 @@ $$;
 grant execute on function api.preview_pair_invite(text) to authenticated, service_role;
 
 /**
+ * The event a pair-invite token was issued for, or null: read from its route
+ * (app.pair_token_routes, written by join_pair_invite), which a Citus cluster
+ * distributes by the token's hash, so this reads one shard.
+ */
+create function private.pair_token_event(token text) returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    return (select r.event_id from app.pair_token_routes r
+            where r.token_hash = private.hash_secret(coalesce(token, '')));
+end;
+$$;
+
+/**
  * The invite a token was issued for, locked; null when the token is unknown.
  */
 create function private.lock_invite_by_token(token text) returns app.pair_invites
@@ -441,8 +471,9 @@ declare
 begin
     -- The token names its invite and event; the lock names the event too (on a
     -- Citus cluster, the distribution column of both tables).
-    select t.invite_id, t.event_id into v_invite_id, v_event_id from app.pair_invite_tokens t
-    where t.token_hash = private.hash_secret(coalesce(token, ''));
+    v_event_id := private.pair_token_event(token);
+    select t.invite_id into v_invite_id from app.pair_invite_tokens t
+    where t.event_id = v_event_id and t.token_hash = private.hash_secret(coalesce(token, ''));
     select i.* into v_invite from app.pair_invites i
     where i.event_id = v_event_id and i.id = v_invite_id
     for update;
@@ -457,9 +488,13 @@ create function private.pair_token_issued_to(token text) returns uuid
 language plpgsql stable
 set search_path = ''
 as $$
+declare
+    -- Read first (its route): a query a cluster routes names its event as a value.
+    v_event_id uuid := private.pair_token_event(token);
 begin
     return (select t.issued_to from app.pair_invite_tokens t
-            where t.token_hash = private.hash_secret(coalesce(token, '')));
+            where t.event_id = v_event_id
+              and t.token_hash = private.hash_secret(coalesce(token, '')));
 end;
 $$;
 
