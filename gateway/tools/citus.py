@@ -275,9 +275,14 @@ def worker_roles(conn: psycopg.Connection) -> list[str]:
     # that keeps the workers' connection count near the gateway's pool size.
     # Triggers on distributed tables (the audit log's) may be made again by a
     # later rebuild of sql/ when their statement changes.
+    # A worker that does not answer costs a call at most 5 s to find out (Citus's
+    # default is 30 s, longer than the gateway's statement timeout): the call
+    # then fails with 08006, answered 503 with Retry-After, and calls on the
+    # other workers go on.
     for name, value in (("citus.propagate_set_commands", "local"),
                         ("citus.max_adaptive_executor_pool_size", "1"),
-                        ("citus.enable_unsafe_triggers", "on")):
+                        ("citus.enable_unsafe_triggers", "on"),
+                        ("citus.node_connection_timeout", "5000")):
         current = conn.execute(
             "select 1 from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase "
             "where d.datname = current_database() and s.setrole = 0 "
