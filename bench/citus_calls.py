@@ -79,7 +79,19 @@ class Recorder:
 
 
 def main() -> None:
-    call = Recorder(os.environ["DATABASE_URL"])
+    print(table(measure(os.environ["DATABASE_URL"])))
+
+
+def table(rows: list[tuple[str, int, int, int]]) -> str:
+    lines = ["| call | shard groups | commands to workers | multi-shard statements |",
+             "|---|---:|---:|---:|"]
+    lines += [f"| {function} | {shards} | {trips} | {multi} |"
+              for function, shards, trips, multi in rows]
+    return "\n".join(lines)
+
+
+def measure(url: str) -> list[tuple[str, int, int, int]]:
+    call = Recorder(url)
     owner, joiner, host, partner, other, friend = (call.user() for _ in range(6))
     group = call(owner, "create_group", False, name="Measured club")
     invite = call(owner, "create_group_invite", group_id=group["id"], max_uses=5)
@@ -106,10 +118,7 @@ def main() -> None:
     for listing in ("my_groups", "my_like_groups", "my_pair_invites", "my_chats",
                     "my_notifications"):
         call(owner, listing)
-    print("| call | shard groups | commands to workers | multi-shard statements |")
-    print("|---|---:|---:|---:|")
-    for function, shards, trips, multi in call.rows:
-        print(f"| {function} | {shards} | {trips} | {multi} |")
+    return call.rows
 
 
 if __name__ == "__main__":
