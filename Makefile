@@ -6,6 +6,7 @@
 #   make verify    DATABASE_URL=... checks the data's invariants, read-only (else the dev cluster)
 #   make lint      ruff, then the SQL linter on DATABASE_URL (else on a throwaway cluster)
 #   make test-citus  the HTTP and concurrency tests on a throwaway three-node Citus cluster
+#   make test-supabase  migrations, HTTP and realtime tests on a throwaway Supabase-shaped database
 #   make bench     the benchmark; make soak: the gateway at half load for SOAK_SECONDS (600)
 
 SHELL := /bin/bash
@@ -14,11 +15,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test test-citus migrate verify lint deps venv stop-db check
+.PHONY: run test test-citus test-supabase migrate verify lint deps venv stop-db check
 
 # Development mode (the development secret and sign-in, loopback only) is set here
 # for the targets that run the gateway on this machine, and never defaults on.
-run test test-citus check bench bench-citus soak: export JOINERY_ENV = development
+run test test-citus test-supabase check bench bench-citus soak: export JOINERY_ENV = development
 
 $(STAMP): pyproject.toml
 	@exec 9>.venv.lock; ! command -v flock >/dev/null || flock 9; \
@@ -72,6 +73,12 @@ test: deps venv
 # made for the run and removed after it; see scripts/test-citus.
 test-citus: deps venv
 	@scripts/test-citus
+
+# A database shaped like a fresh Supabase project (../shared/supabase-emu), migrated
+# as Supabase's non-superuser postgres, the gateway as its authenticator; see
+# scripts/test-supabase.
+test-supabase: deps venv
+	@scripts/test-supabase
 
 check:
 	@$(VENV)/bin/ruff check gateway tests migrations

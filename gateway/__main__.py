@@ -25,15 +25,16 @@ def serve(settings: Settings, workers: int, command: str = "serve") -> int:
 
 
 def dev_user(database_url: str) -> str:
-    """The development account (dev@example.com), created when missing."""
+    """The development account (dev@example.com), created when missing, as the
+    development sign-in creates accounts (on Supabase's auth.users too)."""
     import psycopg
+    from psycopg.types.json import Jsonb
+
+    from .pages.devsignin import SIGN_UP_SQL
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute(
-            "insert into auth.users (email, raw_user_meta_data) "
-            "values ('dev@example.com', '{\"display_name\": \"Dev\"}') "
-            "on conflict (lower(email)) do update set email = excluded.email returning id"
-        ).fetchone()
+        row = conn.execute(SIGN_UP_SQL, {"email": "dev@example.com",
+                                         "meta": Jsonb({"display_name": "Dev"})}).fetchone()
     assert row is not None
     return str(row[0])
 
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p_token.add_argument("--email")
     p_token.add_argument("--expires-in", type=int, default=3600)
     sub.add_parser("mailer", help="deliver the mail outbox over SMTP (SMTP_URL)")
+    sub.add_parser("webhooks", help="deliver the webhook outbox (Standard Webhooks)")
     p_migrate = sub.add_parser("migrate", help="bring DATABASE_URL to the current schema")
     p_migrate.add_argument("--force-code", action="store_true",
                            help="rebuild sql/ even when unchanged")
@@ -153,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(make_mailer(settings).run_forever())
+    elif args.command == "webhooks":
+        from .webhooks.run import main as webhooks
+
+        return webhooks(settings.listen_database_url)
     elif args.command == "token":
         from .jwt_auth import mint
 

@@ -113,6 +113,7 @@ class Catalog:
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
         self.reloads = 0  # loads done, the first included (shown in /metrics)
+        self.stale = False  # a schema change was announced since the last load
 
     async def load(self, pool: AsyncConnectionPool) -> None:
         async with pool.connection() as conn:
@@ -127,11 +128,14 @@ class Catalog:
                 *_scripts(query), query=query.as_string(None)))
         self.functions = functions
         self._loaded_at = time.monotonic()
+        self.stale = False
         self.reloads += 1
 
     def invalidate(self) -> None:
-        """A schema change was announced: the next miss reloads at once."""
+        """A schema change was announced: the next miss (or /openapi.json) reloads at
+        once."""
         self._loaded_at = 0.0
+        self.stale = True
 
     async def find(self, pool: AsyncConnectionPool, name: str, given: set[str]) -> Function:
         for fn in self.functions.get(name, ()):  # the common case: known, no reload

@@ -75,10 +75,10 @@ def default_workers() -> int:
 
 
 def _config(host: str, port: int, app: str = APP) -> uvicorn.Config:
-    # Client addresses are not used (the access log leaves them out), so proxy
-    # headers are not parsed; no Server header either. The protocol is uvicorn's
-    # httptools one with timeouts, a header size limit and a connection cap
-    # (gateway/http/protocol.py). WebSocket frames larger than
+    # uvicorn parses no proxy headers: the client's address is read by
+    # gateway/http/client.py, through TRUSTED_PROXIES only. No Server header
+    # either. The protocol is uvicorn's httptools one with timeouts, a header size
+    # limit and a connection cap (gateway/http/protocol.py). WebSocket frames larger than
     # REALTIME_MAX_FRAME_BYTES are refused by uvicorn itself (close 1009) before
     # they are buffered; the app checks again.
     settings = Settings.from_env()

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
+from .http.client import Network, parse_networks
+
 T = TypeVar("T")
 
 # Development only (JOINERY_ENV=development): `make run` and the tests use it when
@@ -102,6 +104,8 @@ class Settings:
     realtime_channels_per_socket: int
     realtime_max_frame_bytes: int
     realtime_idle_timeout: float
+    realtime_max_pending_sockets: int
+    realtime_join_timeout: float
     access_log: bool
     cors_origins: tuple[str, ...]
     smtp_url: str | None
@@ -110,6 +114,7 @@ class Settings:
     mail_poll_seconds: float
     mail_retry_max: int
     mail_max_attempts: int
+    invite_reminder_before: int
     audit_retention_days: int
     # Limits on what one client can hold or send (README, "Limits").
     header_timeout: float
@@ -144,6 +149,8 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_db_interval: float = 15.0
+    # Proxies whose X-Forwarded-For / X-Real-IP name the client (gateway/http/client.py).
+    trusted_proxies: tuple[Network, ...] = ()
 
     @property
     def dev_sign_in(self) -> bool:
@@ -195,6 +202,10 @@ class Settings:
             realtime_channels_per_socket=_int("REALTIME_CHANNELS_PER_SOCKET", 100),
             realtime_max_frame_bytes=_int("REALTIME_MAX_FRAME_BYTES", 64 * 1024),
             realtime_idle_timeout=_float("REALTIME_IDLE_TIMEOUT", 60),
+            # Sockets holding no channel yet (no token proven): their own small cap,
+            # and how long they may stay so (README, Realtime).
+            realtime_max_pending_sockets=_int("REALTIME_MAX_PENDING_SOCKETS", 64),
+            realtime_join_timeout=_float("REALTIME_JOIN_TIMEOUT", 10),
             access_log=(_env("ACCESS_LOG", "on") or "on").lower() not in ("off", "false", "0"),
             # Browsers on other origins call the API, as they call PostgREST: any
             # origin by default (tokens travel in headers, never in cookies).
@@ -206,6 +217,7 @@ class Settings:
             mail_poll_seconds=_float("MAIL_POLL_SECONDS", 5),
             mail_retry_max=_int("MAIL_RETRY_MAX", 300),
             mail_max_attempts=_int("MAIL_MAX_ATTEMPTS", 8),
+            invite_reminder_before=_int("INVITE_REMINDER_BEFORE", 86400),
             audit_retention_days=_days("AUDIT_RETENTION_DAYS", 365),
             header_timeout=_float("HEADER_TIMEOUT", 10),
             body_timeout=_float("BODY_TIMEOUT", 30),
@@ -229,6 +241,8 @@ class Settings:
             metrics_port=_int("METRICS_PORT", 0) or None,
             metrics_host=_env("METRICS_HOST", "127.0.0.1") or "127.0.0.1",
             metrics_db_interval=_float("METRICS_DB_INTERVAL", 15),
+            trusted_proxies=_parsed("TRUSTED_PROXIES", (), parse_networks,
+                                    "comma-separated addresses or CIDRs"),
         )
 
     def changed(self) -> dict[str, object]:

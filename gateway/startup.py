@@ -91,6 +91,11 @@ def _without_credentials(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def _shown(value: object) -> object:
+    """A setting as its variable is written (TRUSTED_PROXIES: comma-separated CIDRs)."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else value
+
+
 def summary(settings: Settings, remote_kids: list[str] | None = None) -> str:
     """The start-up line: mode, keys, workers, pool, statements, APP_URL, SMTP host
     and the limits that differ from their defaults."""
@@ -99,7 +104,7 @@ def summary(settings: Settings, remote_kids: list[str] | None = None) -> str:
         parts = urllib.parse.urlsplit(settings.smtp_url)
         smtp = f"{parts.hostname or '?'}:{parts.port}" if parts.port else (parts.hostname or "?")
     changed = {k: v for k, v in settings.changed().items() if k not in _NOT_LIMITS}
-    limits = ", ".join(f"{k}={v}" for k, v in sorted(changed.items())) or "defaults"
+    limits = ", ".join(f"{k}={_shown(v)}" for k, v in sorted(changed.items())) or "defaults"
     return (f"joinery gateway pid {os.getpid()}: mode {settings.env}; keys: "
             f"{key_sources(settings, remote_kids)}; exp required: "
             f"{'yes' if settings.jwt_require_exp else 'no'}; workers "

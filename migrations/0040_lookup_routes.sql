@@ -6,7 +6,7 @@
 -- The functions write a route in the same transaction as the row it leads to
 -- (docs/scaling.md, "Routing"). Routes are never updated; a route whose row is
 -- gone leads to a lookup that finds nothing (404), as before.
--- depends: 0015_invitee_email_index
+-- depends: 0031_webhooks
 
 -- An invite code's hash -> its group.
 create table app.group_invite_routes (

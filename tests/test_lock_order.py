@@ -32,6 +32,9 @@ class Session:
         self.conn = psycopg.connect(database_url, autocommit=True)
         self.user = user
         self.pid = self.conn.info.backend_pid
+        # As the user's token: answer_pair_invite reads the address from its email claim.
+        self.claims = {"sub": user.id, "role": "authenticated", "email": user.email} \
+            if user is not None else {}
 
     def call(self, query: str, params: tuple[Any, ...] = (),
              lock_timeout: str = LOCK_TIMEOUT) -> tuple[Any, str | None]:
@@ -42,7 +45,7 @@ class Session:
                 self.conn.execute("set local role authenticated")
                 self.conn.execute(
                     "select set_config('request.jwt.claims', %s, true)",
-                    (json.dumps({"sub": self.user.id, "role": "authenticated"}),))
+                    (json.dumps(self.claims),))
             row = self.conn.execute(query, params).fetchone()  # type: ignore[arg-type]
             status = self.conn.execute(
                 "select current_setting('response.status', true)").fetchone()
@@ -57,7 +60,7 @@ class Session:
                 self.conn.execute("set local role authenticated")
                 self.conn.execute(
                     "select set_config('request.jwt.claims', %s, true)",
-                    (json.dumps({"sub": self.user.id, "role": "authenticated"}),))
+                    (json.dumps(self.claims),))
             row = self.conn.execute(query, params).fetchone()  # type: ignore[arg-type]
             yield row[0] if row else None
 
@@ -122,16 +125,27 @@ def open_invite(inviter: Session, invitee: Session, event_id: str) -> tuple[str,
     return invite["id"], token["token"]
 
 
+@pytest.mark.parametrize("answer", ["token", "in_app"])
 def test_accept_and_recreate_by_the_inviter_do_not_deadlock(
         database_url: str, admin: psycopg.Connection, make_user: Callable[[], User],
-        session: Callable[[User | None], Session]) -> None:
+        session: Callable[[User | None], Session], answer: str) -> None:
     """The inviter re-creates their invite while the partner accepts it, both held
     at the event row by a registration in flight. The accept used to lock the
-    invite then the event, the creation the event then the invite: 40P01."""
+    invite then the event, the creation the event then the invite: 40P01. The
+    same with the accept made in the app (answer_pair_invite, by the address)."""
     owner, inviter_user, invitee_user = make_user(), make_user(), make_user()
     event_id = new_event(admin, owner)
     inviter, invitee = session(inviter_user), session(invitee_user)
-    invite_id, token = open_invite(inviter, invitee, event_id)
+    if answer == "token":
+        invite_id, token = open_invite(inviter, invitee, event_id)
+        accept_query, accept_params = "select api.accept_pair_invite(%s)", (token,)
+    else:
+        invite, status = inviter.call("select api.create_pair_invite(%s, %s)",
+                                      (event_id, invitee_user.email))
+        assert status is None, invite
+        invite_id = invite["id"]
+        accept_query = "select api.answer_pair_invite(%s, true)"
+        accept_params = (invite_id,)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         # A registration of the event in flight: its seat update holds the event row.
@@ -139,7 +153,7 @@ def test_accept_and_recreate_by_the_inviter_do_not_deadlock(
                      "where id = %s", (event_id,)):
             create = pool.submit(inviter.call, "select api.create_pair_invite(%s)", (event_id,))
             wait_until_blocked(admin, inviter.pid, create)
-            accept = pool.submit(invitee.call, "select api.accept_pair_invite(%s)", (token,))
+            accept = pool.submit(invitee.call, accept_query, accept_params)
             wait_until_blocked(admin, invitee.pid, accept)
         created, created_status = create.result()
         accepted, accepted_status = accept.result()
@@ -257,6 +271,26 @@ def test_a_stranger_is_refused_without_waiting_for_a_hot_row(
             with pytest.raises(psycopg.errors.Error) as refusal:
                 stranger.call(query, params, lock_timeout=NO_WAIT)
             assert refusal.value.sqlstate in ("42501", "PT404"), (query, refusal.value)
+
+
+def test_a_stranger_is_refused_at_an_invite_without_waiting_for_it(
+        database_url: str, admin: psycopg.Connection, make_user: Callable[[], User],
+        session: Callable[[User | None], Session]) -> None:
+    """resend_pair_invite and answer_pair_invite check the caller before locking
+    the invite: while the invite's row is held, someone else is refused at once."""
+    owner_user, inviter_user, invitee_user, stranger_user = (make_user() for _ in range(4))
+    event_id = new_event(admin, owner_user)
+    inviter, stranger = session(inviter_user), session(stranger_user)
+    invite, status = inviter.call("select api.create_pair_invite(%s, %s)",
+                                  (event_id, invitee_user.email))
+    assert status is None, invite
+    hold = "select from app.pair_invites where event_id = %s and id = %s for update"
+    with holding(database_url, hold, (event_id, invite["id"])):
+        for query in ("select api.resend_pair_invite(%s)",
+                      "select api.answer_pair_invite(%s, true)",
+                      "select api.answer_pair_invite(%s, false)"):
+            refused, status = stranger.call(query, (invite["id"],), lock_timeout=NO_WAIT)
+            assert status == "403", (query, refused)
 
 
 def test_join_and_the_last_members_leave_do_not_deadlock(

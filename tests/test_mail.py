@@ -150,7 +150,11 @@ def test_gateway_worker_delivers_an_emailed_invite(database_url: str, tmp_path: 
     assert row[0]["attempts"] == 1
     assert row[0]["last_error"] is None
     assert row[0]["template"] == "pair_invite"
-    assert set(row[0]["data"]) == {"short_code", "expires_at"}
+    assert set(row[0]["data"]) == {"short_code", "expires_at", "invite_id", "locale"}
+    assert row[0]["data"]["locale"] == "en"
+    assert message["Content-Language"] == "en"
+    assert message["List-Unsubscribe"] == f"<{stop}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["Message-ID"] == f"<{row[0]['id']}@joinery>"
     assert code not in log and token not in log and stop_token not in log
 

@@ -94,20 +94,106 @@ def test_migrate_from_nothing_twice_changes_nothing(scratch_url: str) -> None:
     assert "api.create_group_invite(uuid,integer,integer)" in names
 
 
-def test_rollback_last_migration_and_reapply(scratch_url: str) -> None:
+def migration_ids() -> list[str]:
+    return sorted(p.stem for p in (ROOT / "migrations").glob("0*.sql")
+                  if not p.stem.endswith(".rollback"))
+
+
+def after(migration: str) -> list[str]:
+    """The migrations that come after `migration`."""
+    ids = migration_ids()
+    return ids[ids.index(migration) + 1:]
+
+
+def test_rollback_last_migrations_and_reapply(scratch_url: str) -> None:
+    """From 0015 on: the last that changes app before 0016, 0016 (yoyo's schema,
+    nothing of app) and every later one, rolled back and applied again."""
     migrate(scratch_url)
     before = schema_snapshot(scratch_url)
-    last = sorted(p.stem for p in (ROOT / "migrations").glob("0*.sql")
-                  if not p.stem.endswith(".rollback"))[-1]
-    yoyo(scratch_url, "rollback", "--revision", last)
+    rolled = ["0015_invitee_email_index", *after("0015_invitee_email_index")]
+    assert rolled[1] == "0016_migrations_schema"
+    yoyo(scratch_url, "rollback", "--revision", rolled[0])
     after_rollback = schema_snapshot(scratch_url)
     assert after_rollback != before  # the last migration's objects are gone...
     kept = {row[1] for row in after_rollback if row[0] == "table"}
     assert {"app.profiles", "app.groups"} <= kept  # ...and only those
+    # Rolled back, 0016 leaves yoyo's tables where the previous release keeps them.
+    assert yoyo_tables(scratch_url) == [(name, "public") for name in YOYO_TABLES]
     # Re-applying brings back exactly the same schema (a rollback that drops tables
     # clears the code mark, so sql/ is rebuilt on them).
-    assert migrate(scratch_url).startswith("1 migration(s) applied; sql/ ")
+    assert migrate(scratch_url).startswith(f"{len(rolled)} migration(s) applied; sql/ ")
     assert schema_snapshot(scratch_url) == before
+    assert yoyo_tables(scratch_url) == [(name, "joinery_migrations") for name in YOYO_TABLES]
+
+
+YOYO_TABLES = ["_yoyo_log", "_yoyo_migration", "_yoyo_version", "yoyo_lock"]
+
+
+def yoyo_tables(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "select c.relname::text, c.relnamespace::regnamespace::text from pg_class c "
+            "where c.relname = any(%s) and c.relkind = 'r' order by 1, 2",
+            (YOYO_TABLES,)).fetchall()
+
+
+def test_yoyo_tables_are_in_a_schema_no_api_role_can_use(scratch_url: str) -> None:
+    migrate(scratch_url)
+    assert yoyo_tables(scratch_url) == [(name, "joinery_migrations") for name in YOYO_TABLES]
+    with psycopg.connect(scratch_url) as conn:
+        rows = conn.execute("""
+            select r.rolname::text,
+                   has_schema_privilege(r.oid, 'joinery_migrations', 'USAGE'),
+                   bool_or(has_table_privilege(r.oid, c.oid,
+                           'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')),
+                   bool_and(c.relrowsecurity)
+            from pg_roles r cross join pg_class c
+            where r.rolname in ('anon', 'authenticated', 'service_role', 'authenticator')
+              and c.relnamespace = 'joinery_migrations'::regnamespace and c.relkind = 'r'
+            group by r.rolname, r.oid order by 1""").fetchall()
+    assert rows == [(role, False, False, True) for role in
+                    ("anon", "authenticated", "authenticator", "service_role")]
+
+
+def test_an_older_install_gets_its_yoyo_tables_moved(scratch_url: str) -> None:
+    """As the previous release left it: yoyo's tables in public (its URL named no
+    schema), every migration before 0016 applied. Its sql/ is not built: today's
+    needs the tables of the migrations after 0016 (0031_webhooks' row types), so
+    migrate applies 0016 and those, then builds sql/."""
+    applied = apply_up_to(scratch_url, "0015_invitee_email_index", in_public=True)
+    old_url = yoyo_url(scratch_url).split("?")[0]
+    assert yoyo_tables(scratch_url) == [(name, "public") for name in YOYO_TABLES]
+
+    # The previous release's plain `yoyo apply` (no schema in the URL) is refused by 0016
+    # before it moves anything: otherwise it would lose its tables half-way.
+    refused = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "yoyo"), "apply", "--database", old_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+    assert "yoyo must keep its tables in schema joinery_migrations" in refused.stderr
+    assert yoyo_tables(scratch_url) == [(name, "public") for name in YOYO_TABLES]
+
+    newer = after("0015_invitee_email_index")  # 0016 and every later one
+    assert migrate(scratch_url) == f"{len(newer)} migration(s) applied; sql/ rebuilt"
+    assert yoyo_tables(scratch_url) == [(name, "joinery_migrations") for name in YOYO_TABLES]
+    with psycopg.connect(scratch_url) as conn:
+        marked = conn.execute("select count(*) from joinery_migrations._yoyo_migration"
+                              ).fetchone()
+        locks = conn.execute("select count(*) from joinery_migrations.yoyo_lock").fetchone()
+    assert marked == (applied + len(newer),) and locks == (0,)
+    assert migrate(scratch_url) == "0 migration(s) applied; sql/ unchanged"
+    # Plain yoyo with the URL yoyo.ini advises finds everything applied.
+    listed = yoyo(scratch_url, "list").splitlines()[2:]
+    assert [line.split()[:2] for line in listed] == [
+        ["A", name] for name in migration_ids()]
+
+
+def test_plain_yoyo_on_an_older_install_moves_the_tables(scratch_url: str) -> None:
+    apply_up_to(scratch_url, "0015_invitee_email_index", in_public=True)
+    assert yoyo_tables(scratch_url) == [(name, "public") for name in YOYO_TABLES]
+    yoyo(scratch_url, "apply")
+    assert yoyo_tables(scratch_url) == [(name, "joinery_migrations") for name in YOYO_TABLES]
+    assert migrate(scratch_url) == "0 migration(s) applied; sql/ unchanged"
 
 
 def test_plain_yoyo_apply_builds_everything(scratch_url: str) -> None:
@@ -120,6 +206,7 @@ def test_plain_yoyo_apply_builds_everything(scratch_url: str) -> None:
     assert migrate(scratch_url) == "0 migration(s) applied; sql/ unchanged"
 
 
+@pytest.mark.superuser("sets the password of role authenticator")
 def test_authenticator_password_is_set_when_given(scratch_url: str) -> None:
     env_password = "s3cret-for-the-test"
     env = {**os.environ, "DATABASE_URL": scratch_url, "AUTHENTICATOR_PASSWORD": env_password}
@@ -135,16 +222,65 @@ def test_authenticator_password_is_set_when_given(scratch_url: str) -> None:
         conn.execute("alter role authenticator with password null")
 
 
-def apply_up_to(url: str, last: str) -> None:
+@pytest.fixture
+def as_role_without_createrole(scratch_url: str) -> Iterator[str]:
+    """The scratch database, owned by a login role that may not alter other roles
+    (as Supabase's `postgres` may not alter the reserved `authenticator`)."""
+    role = f"joinery_mig_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create role {} login nocreaterole").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("alter database {} owner to {}").format(
+            sql.Identifier(conn.info.dbname), sql.Identifier(role)))
+    params = conninfo_to_dict(scratch_url)
+    params["user"] = role
+    yield make_conninfo(**params)
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("alter database {} owner to current_user").format(
+            sql.Identifier(conn.info.dbname)))
+        conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+
+
+@pytest.mark.superuser("makes a role and gives it a database (make test-supabase checks "
+                       "the refusal on Supabase's reserved authenticator)")
+def test_a_password_that_cannot_be_set_is_refused_before_any_change(
+        scratch_url: str, as_role_without_createrole: str) -> None:
+    env = {**os.environ, "DATABASE_URL": as_role_without_createrole,
+           "AUTHENTICATOR_PASSWORD": "never-set"}
+    done = subprocess.run([sys.executable, "-m", "gateway", "migrate"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    role = conninfo_to_dict(as_role_without_createrole)["user"]
+    assert re.match(
+        f"python -m gateway migrate: AUTHENTICATOR_PASSWORD is set, but {role} may not set "
+        "the password of "
+        r"role authenticator \(permission denied[^)]*\)\. Nothing was changed\. ", done.stderr)
+    assert "Deploy onto Supabase" in done.stderr
+    with psycopg.connect(scratch_url) as conn:
+        found = conn.execute(
+            "select count(*) from pg_namespace where nspname in ('app', 'api', 'private', "
+            "'joinery_migrations') or nspname = 'public' and exists "
+            "(select from pg_class where relnamespace = 'public'::regnamespace)").fetchone()
+        password = conn.execute(
+            "select rolpassword from pg_authid where rolname = 'authenticator'").fetchone()
+    assert found == (0,)
+    assert password == (None,)
+
+
+def apply_up_to(url: str, last: str, in_public: bool = False) -> int:
     """Applies the migrations up to `last` only, without sql/ (as an older release left
-    the tables)."""
+    the tables); with `in_public`, yoyo keeps its tables in public, as releases before
+    0016 did. Returns how many were applied."""
     from yoyo import get_backend, read_migrations
 
-    backend = get_backend(yoyo_url(url))
+    backend = get_backend(yoyo_url(url).split("?")[0] if in_public else yoyo_url(url))
     migrations = read_migrations(str(ROOT / "migrations"))
     wanted = migrations.filter(lambda m: m.id <= last)
     with backend.lock():
         backend.apply_migrations_only(backend.to_apply(wanted))
+    backend.connection.close()
+    return len(wanted)
 
 
 def test_audit_rows_survive_partitioning_and_prune_by_age(scratch_url: str) -> None:

@@ -154,8 +154,9 @@ def test_scanner_changes_nothing(api: httpx.Client, site: GatewayProcess, make_u
     page.wait_for_timeout(3000)
     assert "Sign in to see this and answer it." in invite_text(page)
     assert page.get_by_role("button", name="Accept").count() == 0
-    assert page.locator("#invite a").get_attribute("href") == (
-        f"{SIGN_IN_URL}?redirect_to={quote(url, safe='')}")
+    href = page.locator("#invite a").get_attribute("href") or ""
+    assert re.fullmatch(re.escape(f"{SIGN_IN_URL}?redirect_to={quote(url, safe='')}&state=")
+                        + "[0-9a-f]{32}", href), href
     screenshot(page, "accept-signed-out")
     assert state(admin, invite["id"], people) == before
     assert admin.execute("select count(*) from app.audit_log").fetchone() == everyone

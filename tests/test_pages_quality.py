@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 PAGES_DIR = Path(__file__).resolve().parent.parent / "gateway" / "pages"
 CODE_PAGES = ["/invite/accept?code=ABCD2345", "/join?code=" + str(uuid.UUID(int=1)),
               "/invite/stop?token=abc"]
-ALL_PAGES = ["/", "/docs", f"/events/{uuid.UUID(int=2)}", *CODE_PAGES]
+ALL_PAGES = ["/", "/docs", f"/events/{uuid.UUID(int=2)}", f"/events/{uuid.UUID(int=2)}/groups",
+             *CODE_PAGES]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,9 @@ def test_page_headers_and_no_inline_script(client: httpx.Client, path: str) -> N
         assert script["text"] == ""
 
 
-@pytest.mark.parametrize("path", ["/invite/accept", "/join", "/invite/stop", "/"])
+# /invite/stop takes RFC 8058's one-click POST (tests/test_invitations.py).
+@pytest.mark.parametrize("path", ["/invite/accept", "/join", f"/events/{uuid.UUID(int=2)}/groups",
+                                  "/"])
 def test_pages_take_no_post(client: httpx.Client, path: str) -> None:
     assert client.post(path, data={"code": "ABCD2345"}).status_code == 405
 

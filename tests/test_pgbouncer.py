@@ -482,7 +482,8 @@ def test_many_clients_share_three_server_connections(database_url: str, make_use
 # browser tests of the pages (their calls are the HTTP suite's own).
 NOT_THROUGH_BOUNCER = {"test_pgbouncer.py", "test_faults.py", "test_outage.py",
                        "test_migrations.py", "test_lint.py", "test_jwt_unit.py",
-                       "test_supabase_compat.py", "test_pages.py", "test_pages_quality.py"}
+                       "test_supabase_compat.py", "test_pages.py", "test_pages_quality.py",
+                       "test_pages_session.py"}
 
 
 def test_whole_http_suite_passes_through_pgbouncer(database_url: str,

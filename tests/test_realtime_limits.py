@@ -112,6 +112,7 @@ def test_stream_ends_at_token_expiry(gateway: GatewayProcess, make_user) -> None
     assert [f.event for f in subscriber.frames if f.event] == ["ready", "expired"]
 
 
+@pytest.mark.superuser("sets track_functions on role authenticator")
 def test_subscription_checks_are_paid_only_by_admitted_streams(
         database_url: str, tmp_path: Path, admin: psycopg.Connection, make_user) -> None:
     """One user, 12 concurrent streams of 20 topics each, 3 allowed: exactly 3 x 20

@@ -18,7 +18,7 @@ import jwt
 import psycopg
 import pytest
 from test_realtime import approve, listeners, local_ports, pending_group
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from conftest import JWT_SECRET, start_gateway, stop_gateway
@@ -28,12 +28,14 @@ if TYPE_CHECKING:
     from conftest import GatewayProcess
 
 WAIT = 5.0
+# The project's public key, as supabase-js sends it: an anon JWT.
+ANON_KEY = mint(JWT_SECRET, None, role="anon", expires_in=10 * 365 * 86400)
 
 
 class Phoenix:
     """A bare Phoenix-channel client over one socket, either serializer."""
 
-    def __init__(self, base_url: str, apikey: str = "key", vsn: str | None = "2.0.0",
+    def __init__(self, base_url: str, apikey: str = ANON_KEY, vsn: str | None = "2.0.0",
                  query: dict[str, str] | None = None) -> None:
         params = {"apikey": apikey, **({"vsn": vsn} if vsn else {}), **(query or {})}
         url = base_url.replace("http://", "ws://") + "/realtime/v1/websocket?" + \
@@ -211,8 +213,9 @@ def test_refused_joins_say_why(gateway: GatewayProcess, client: httpx.Client, ma
                             reply[4]["response"]["reason"]), reply
         assert int(reply[4]["response"]["reason"].split()[-3]) in (seconds, seconds + 1)
     refused(sock, f"user:{stranger.id}", "not.a.jwt", "InvalidJWTToken: malformed token")
-    refused(sock, f"user:{stranger.id}", None, "InvalidJWTToken: an access token is "
-            "required (access_token in the join payload, or a JWT as apikey)")
+    # No access_token: the socket's apikey (the anon key) stands in, and anon may not.
+    refused(sock, f"user:{stranger.id}", None, "Unauthorized: You do not have permissions "
+            f"to read from this Channel topic: user:{stranger.id}")
     anon = mint(JWT_SECRET, None, role="anon")
     refused(sock, f"user:{stranger.id}", anon, "Unauthorized: You do not have permissions "
             f"to read from this Channel topic: user:{stranger.id}")
@@ -389,9 +392,13 @@ def test_socket_limits(limited: GatewayProcess, make_user, sockets) -> None:
     refused(third, f"group:{c.id}", mint(JWT_SECRET, a.id),
             "ConnectionRateLimitReached: Too many realtime subscriptions for this user "
             "(at most 3 per process).")
-    # Per process: a fourth socket is closed at once, saying why.
+    # Per process: a fourth socket may open (pending), but its first join is
+    # refused and it is closed, saying why.
     fourth = Phoenix(limited.url)
     sockets.append(fourth)
+    heartbeat_ok(fourth)
+    refused(fourth, f"user:{c.id}", c.token,
+            "ConnectionRateLimitReached: too many sockets on this server; try again later")
     closed_with(fourth, 1013, "too many sockets on this server; try again later")
     # Leaving frees a's slot.
     topic = f"realtime:user:{a.id}"
@@ -470,3 +477,133 @@ def test_lost_listener_closes_sockets_so_clients_rejoin(database_url: str, tmp_p
     finally:
         stop_gateway(proc)
     assert "Traceback" not in proc.log(), proc.log()
+
+
+# --- sockets before their first channel (pending) --------------------------------------
+
+
+def upgrade_refused(base_url: str, apikey: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """The HTTP answer to an upgrade that is refused before it is accepted."""
+    with pytest.raises(InvalidStatus) as caught:
+        Phoenix(base_url, apikey=apikey)
+    response = caught.value.response
+    return response.status_code, dict(response.headers), json.loads(response.body)
+
+
+def test_an_apikey_that_is_not_a_valid_jwt_is_refused_at_the_upgrade(
+        gateway: GatewayProcess) -> None:
+    for apikey, code, message in [
+        ("x", "PGRST301", "apikey must be a JWT"),
+        ("not.a.jwt", "PGRST301", "malformed token"),
+        (mint("another-secret-0123456789-0123456789-0123", None, role="anon"), "PGRST301",
+         "invalid signature"),
+    ]:
+        status, headers, body = upgrade_refused(gateway.url, apikey)
+        assert (status, body) == (401, {"code": code, "message": message, "details": None,
+                                        "hint": None}), apikey
+        assert headers["www-authenticate"] == (
+            f'Bearer error="invalid_token", error_description="{message}"')
+    # An expired token as apikey opens a pending socket: a join with a fresh token
+    # may still come (a join with the expired one is refused, saying so).
+    sock = Phoenix(gateway.url, apikey=mint(JWT_SECRET, None, role="anon", expires_in=-120))
+    try:
+        heartbeat_ok(sock)
+    finally:
+        sock.close()
+
+
+@pytest.fixture
+def few_pending(database_url: str, tmp_path: Path) -> Iterator[GatewayProcess]:
+    proc = start_gateway(database_url, tmp_path / "pending.log", REALTIME_MAX_PENDING_SOCKETS="4",
+                         REALTIME_MAX_SOCKETS="1", REALTIME_JOIN_TIMEOUT="2")
+    yield proc
+    stop_gateway(proc)
+    assert "Traceback" not in proc.log(), proc.log()
+
+
+def gauges(base_url: str) -> dict[str, float]:
+    text = httpx.get(f"{base_url}/metrics").text
+    return {name: float(value) for name, value in re.findall(
+        r"^joinery_(realtime_(?:pending_)?sockets) (\S+)$", text, re.M)}
+
+
+def test_token_less_sockets_cannot_keep_a_signed_in_user_out(
+        few_pending: GatewayProcess, make_user, sockets) -> None:
+    with httpx.Client(base_url=few_pending.url, timeout=30) as http:
+        group = pending_group(http, make_user)
+    member = group.friends[0]
+    # The pending cap filled by sockets with the public key and no token of their own.
+    idle = [Phoenix(few_pending.url) for _ in range(4)]
+    sockets.extend(idle)
+    for sock in idle:
+        heartbeat_ok(sock)
+    assert gauges(few_pending.url) == {"realtime_sockets": 0, "realtime_pending_sockets": 4}
+    # A signed-in user's socket takes the place of the oldest, joins and is counted.
+    mine = Phoenix(few_pending.url)
+    sockets.append(mine)
+    closed_with(idle[0], 1013, "too many sockets waiting to join; try again later")
+    ref = joined_ok(mine, f"group:{group.id}", member.token)
+    assert gauges(few_pending.url) == {"realtime_sockets": 1, "realtime_pending_sockets": 3}
+    with httpx.Client(base_url=few_pending.url, timeout=30) as http:
+        decided = approve(http, group)
+    assert mine.receive() == [
+        ref, None, f"realtime:group:{group.id}", "broadcast",
+        {"type": "broadcast", "event": "group_approved", "payload": {
+            "type": "group_approved", "topic": f"group:{group.id}", "group_id": group.id,
+            "chat_id": decided["chatId"]}}]
+    # The pending ones are closed at the join deadline, heartbeats or not.
+    for sock in idle[1:]:
+        closed_with(sock, 1000, "no channel joined")
+    heartbeat_ok(mine)
+    # Leaving its last channel makes a socket pending again (REALTIME_MAX_SOCKETS is 1:
+    # another socket can now be counted).
+    assert mine.reply_to(mine.send(f"realtime:group:{group.id}", "phx_leave", {}))[4] == {
+        "status": "ok", "response": {}}
+    assert gauges(few_pending.url) == {"realtime_sockets": 0, "realtime_pending_sockets": 1}
+    other = Phoenix(few_pending.url)
+    sockets.append(other)
+    joined_ok(other, f"user:{member.id}", member.token)
+    refused(mine, f"group:{group.id}", member.token,
+            "ConnectionRateLimitReached: too many sockets on this server; try again later")
+    closed_with(mine, 1013, "too many sockets on this server; try again later")
+
+
+def test_join_deadline(few_pending: GatewayProcess, sockets) -> None:
+    sock = Phoenix(few_pending.url)
+    sockets.append(sock)
+    started = time.monotonic()
+    with pytest.raises(ConnectionClosed) as caught:
+        while True:
+            heartbeat_ok(sock)
+            time.sleep(0.3)
+    assert caught.value.rcvd is not None
+    assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (1000, "no channel joined")
+    assert 1.9 < time.monotonic() - started < 4
+
+
+def test_a_socket_with_a_user_token_as_apikey_is_counted_at_once(
+        few_pending: GatewayProcess, make_user, sockets) -> None:
+    with httpx.Client(base_url=few_pending.url, timeout=30) as http:
+        group = pending_group(http, make_user)
+    member = group.friends[0]
+    idle = [Phoenix(few_pending.url) for _ in range(4)]
+    sockets.extend(idle)
+    for sock in idle:
+        heartbeat_ok(sock)
+    # Not pending: it takes no pending place (nobody is evicted), but a counted one.
+    mine = Phoenix(few_pending.url, apikey=member.token)
+    sockets.append(mine)
+    heartbeat_ok(mine)
+    assert gauges(few_pending.url) == {"realtime_sockets": 1, "realtime_pending_sockets": 4}
+    for sock in idle:
+        heartbeat_ok(sock)
+    ref = joined_ok(mine, f"group:{group.id}", member.token)
+    with httpx.Client(base_url=few_pending.url, timeout=30) as http:
+        decided = approve(http, group)
+    assert mine.receive()[:4] == [ref, None, f"realtime:group:{group.id}", "broadcast"]
+    assert decided["status"] == "approved"
+    # REALTIME_MAX_SOCKETS (1) reached: the next counted socket is refused at the upgrade.
+    status, headers, body = upgrade_refused(few_pending.url, group.creator.token)
+    assert (status, headers["retry-after"], body) == (503, "1", {
+        "code": "PT503", "message": "Too many sockets on this server; try again later.",
+        "details": None, "hint": None})

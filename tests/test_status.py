@@ -18,6 +18,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from conftest import ROOT
 from gateway.tools.migrate import migrate
 
+# The migrations a fresh database gets: status shows the highest id and the count.
+MIGRATIONS = sorted(p.stem for p in (ROOT / "migrations").glob("[0-9]*.sql")
+                    if not p.name.endswith(".rollback.sql"))
+LATEST, APPLIED = MIGRATIONS[-1], len(MIGRATIONS)
 OUTAGE = "not recorded in the database (see joinery_database_outages_total and the log)"
 
 
@@ -50,9 +54,9 @@ def code_mark(conn: psycopg.Connection) -> str:
 
 
 def applied_at(conn: psycopg.Connection) -> str:
-    row = conn.execute("select max(applied_at_utc) filter (where migration_id = "
-                       "'0011_covering_indexes'), count(*) from _yoyo_migration").fetchone()
-    assert row is not None and row[1] == 9
+    row = conn.execute("select max(applied_at_utc) filter (where migration_id = %s), "
+                       "count(*) from joinery_migrations._yoyo_migration", (LATEST,)).fetchone()
+    assert row is not None and row[1] == APPLIED
     return row[0].isoformat(timespec="seconds") + "Z"
 
 
@@ -62,9 +66,10 @@ def test_empty_database(url: str) -> None:
     with psycopg.connect(url) as conn:
         mark, at = code_mark(conn), applied_at(conn)
     assert done.stdout.splitlines() == [
-        f"migration:     0011_covering_indexes (9 applied, last at {at})",
+        f"migration:     {LATEST} ({APPLIED} applied, last at {at})",
         f"sql code:      {mark}",
         "mail queue:    0 queued, 0 failed",
+        "webhooks:      0 pending, 0 failed",
         "audit, last hour: none",
         "most refused by rate limits, last day: none",
         f"last outage:   {OUTAGE}",
@@ -96,13 +101,33 @@ def test_with_activity(url: str) -> None:
             "('f@example.com', 'pair_invite', 8, '2026-01-02T03:04:05Z'), "
             "('s@example.com', 'pair_invite', 1, null)")
         conn.execute("update app.mail_outbox set sent_at = now() where to_email = 's@example.com'")
+        # Webhooks: pending to an enabled endpoint counts, to a disabled one not;
+        # failed counts whatever the endpoint; delivered never.
+        conn.execute(
+            "insert into app.webhook_endpoints (id, url, event_types, enabled, secret) values "
+            "('e0000000-0000-4000-8000-000000000001', 'https://a.example.com/', "
+            " '{group.member_joined}', true, decode(repeat('ab', 32), 'hex')), "
+            "('e0000000-0000-4000-8000-000000000002', 'https://b.example.com/', "
+            " '{group.member_joined}', false, decode(repeat('ab', 32), 'hex'))")
+        conn.execute(
+            "insert into app.webhook_events (id, type, data) select "
+            "('e1000000-0000-4000-8000-00000000000' || n)::uuid, 'group.member_joined', '{}' "
+            "from generate_series(1, 5) n")
+        conn.execute(
+            "insert into app.webhook_deliveries (event_id, endpoint_id, status, failed_at) "
+            "select ('e1000000-0000-4000-8000-00000000000' || x.n)::uuid, "
+            "('e0000000-0000-4000-8000-00000000000' || x.e)::uuid, x.status, x.failed_at "
+            "from (values (1, 1, 'pending', null::timestamptz), (2, 1, 'pending', null), "
+            "(3, 2, 'pending', null), (4, 2, 'failed', '2026-01-03T04:05:06Z'), "
+            "(5, 1, 'delivered', null)) x(n, e, status, failed_at)")
         mark, at = code_mark(conn), applied_at(conn)
     done = status(url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        f"migration:     0011_covering_indexes (9 applied, last at {at})",
+        f"migration:     {LATEST} ({APPLIED} applied, last at {at})",
         f"sql code:      {mark}",
         "mail queue:    2 queued, 1 failed (last failed at 2026-01-02T03:04:05+00:00)",
+        "webhooks:      2 pending, 1 failed (last failed at 2026-01-03T04:05:06+00:00)",
         "audit, last hour:",
         "         3  group.join",
         "         1  pair_invite.accept",
@@ -115,9 +140,11 @@ def test_with_activity(url: str) -> None:
     generated = answer.pop("generated_at")
     assert generated.endswith("+00:00")
     assert answer == {
-        "migration": {"latest": "0011_covering_indexes", "applied": 9, "applied_at": at},
+        "migration": {"latest": LATEST, "applied": APPLIED, "applied_at": at},
         "sql_code": mark,
         "mail": {"queued": 2, "failed": 1, "last_failed_at": "2026-01-02T03:04:05+00:00"},
+        "webhooks": {"pending": 2, "failed": 1,
+                     "last_failed_at": "2026-01-03T04:05:06+00:00"},
         "audit_last_hour": [{"action": "group.join", "rows": 3},
                             {"action": "pair_invite.accept", "rows": 1}],
         "most_refused": [{"user_id": b, "refused": 9}, {"user_id": a, "refused": 7}],

@@ -47,6 +47,9 @@ def fresh_window(admin: psycopg.Connection) -> Iterator[None]:
     so that the refusals of the test fall in one window. The hits are cleared after
     too, for the tests that follow."""
     admin.execute("delete from app.rate_limit_hits where bucket = any(%s)", (list(STOP_BUCKETS),))
+    # A refusal of an earlier test in this window (all come from 127.0.0.1) would
+    # already hold the window's one audit row: the count starts from none.
+    admin.execute("delete from app.audit_refusals where action = 'mail.stop'")
     window = admin.execute("select max(window_seconds) from app.rate_limits "
                            "where bucket = any(%s)", (list(STOP_BUCKETS),)).fetchone()[0]
     within_one_window(window, margin=60)
@@ -102,6 +105,23 @@ def test_the_script_mode_passes_the_client_address_too(database_url: str, tmp_pa
         stop_gateway(gateway)
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {404: 30, 429: 20}, statuses
+    hits = admin.execute(
+        "select bucket, user_id = private.client_key('127.0.0.1'), count(*) "
+        "from app.rate_limit_hits where bucket = any(%s) group by 1, 2",
+        (list(STOP_BUCKETS),)).fetchall()
+    assert hits == [("stop_client", True, 30)]
+
+
+def test_the_one_click_post_counts_against_the_client_too(gateway: GatewayProcess, admin,
+                                                          fresh_window: None) -> None:
+    """RFC 8058's one-click POST to /invite/stop (the invites branch) goes through
+    the same limits as the page's call: the client's address reaches SQL."""
+    with httpx.Client(base_url=gateway.url, timeout=60) as http:
+        answers = [http.post(f"/invite/stop?token=unknown-{i}",
+                             data={"List-Unsubscribe": "One-Click"}) for i in range(32)]
+    assert Counter(r.status_code for r in answers) == {404: 30, 429: 2}
+    refused = [r for r in answers if r.status_code == 429]
+    assert all(1 <= int(r.headers["Retry-After"]) <= 600 for r in refused)
     hits = admin.execute(
         "select bucket, user_id = private.client_key('127.0.0.1'), count(*) "
         "from app.rate_limit_hits where bucket = any(%s) group by 1, 2",

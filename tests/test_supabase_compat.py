@@ -28,6 +28,10 @@ from psycopg.types.json import Jsonb
 
 from conftest import ROOT
 
+# A database of its own with Supabase's roles and auth schema, made by creating roles
+# (service_role BYPASSRLS), a database and objects as supabase_auth_admin.
+pytestmark = pytest.mark.superuser("creates Supabase's roles and a database shaped as its own")
+
 SUPABASE_ROLES = ("anon", "authenticated", "service_role", "authenticator", "supabase_auth_admin")
 OUR_TRIGGER = "joinery_on_auth_user_created"
 
@@ -234,7 +238,8 @@ def create_missing_roles(conn: psycopg.Connection) -> list[str]:
     """Creates the Supabase roles this cluster lacks; returns the names it created."""
     created = []
     for name, ddl in ROLE_DDL.items():
-        if conn.execute("select from pg_roles where rolname = %s", (name,)).fetchone():
+        # `select from` gives a row of no columns, (), which is falsy: compare with None.
+        if conn.execute("select from pg_roles where rolname = %s", (name,)).fetchone() is not None:
             continue
         try:
             conn.execute(ddl)  # type: ignore[arg-type]  # constant text above

@@ -22,6 +22,8 @@ from test_supabase_compat import (
     migrate,
 )
 
+pytestmark = pytest.mark.superuser("creates Supabase's roles and a database shaped as its own")
+
 REALTIME_SCHEMA = """
 create schema realtime;
 grant usage on schema realtime to postgres, anon, authenticated, service_role;
@@ -121,14 +123,17 @@ def test_approval_goes_through_realtime_send(realtime_url: str) -> None:
         group = call(conn, creator,
                      "select api.like_event(event_id => %s, member_ids => %s::uuid[])",
                      event, [friend])["id"]
-        assert conn.execute("select count(*) from realtime.messages").fetchone() == (0,)
+        # The like tells only the authors' approval queue (topic event:{id}).
+        assert queue_messages(conn) == [(f"event:{event}", "like_group_changed", "pending")]
         decided = call(conn, author, "select api.approve_like_group(group_id => %s)", group)
         assert decided["status"] == "approved"
         chat = decided["chat_id"]
+        assert queue_messages(conn) == [(f"event:{event}", "like_group_changed", "pending"),
+                                        (f"event:{event}", "like_group_changed", "approved")]
 
         rows = conn.execute(
             "select topic, event, payload, private, extension from realtime.messages "
-            "order by topic").fetchall()
+            "where topic not like 'event:%' order by topic").fetchall()
         notes = dict(conn.execute(
             "select user_id::text, id::text from app.notifications "
             "where type = 'group_approved'").fetchall())
@@ -177,12 +182,24 @@ def test_rejection_is_sent_and_a_rolled_back_approval_is_not(realtime_url: str) 
             conn.execute("select api.approve_like_group(group_id => %s)", (group,))
             conn.execute("set local statement_timeout = 1")
             conn.execute("select pg_sleep(1)")
-        assert conn.execute("select count(*) from realtime.messages").fetchone() == (0,)
+        # Only the like's message to the authors' queue: the approval rolled back.
+        assert conn.execute("select count(*) from realtime.messages").fetchone() == (1,)
+        assert queue_messages(conn) == [(f"event:{event}", "like_group_changed", "pending")]
         call(conn, author, "select api.reject_like_group(group_id => %s)", group)
         rows = conn.execute("select topic, event from realtime.messages "
-                            "order by topic").fetchall()
+                            "where topic not like 'event:%' order by topic").fetchall()
         assert rows == sorted([(f"group:{group}", "group_rejected"),
                                (f"user:{creator}", "group_rejected")])
+        assert queue_messages(conn) == [(f"event:{event}", "like_group_changed", "pending"),
+                                        (f"event:{event}", "like_group_changed", "rejected")]
+
+
+def queue_messages(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """The authors' queue messages (topic event:{id}), oldest first: (topic, type,
+    status)."""
+    return conn.execute(
+        "select topic, payload->>'type', payload->>'status' from realtime.messages "
+        "where topic like 'event:%' order by inserted_at, id").fetchall()
 
 
 def test_rebuilding_sql_keeps_one_policy(realtime_url: str) -> None:

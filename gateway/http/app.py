@@ -33,10 +33,11 @@ from ..realtime.socket import websocket
 from ..realtime.sse import realtime
 from ..settings import Settings
 from ..startup import jwt_config, start_problem, summary
+from ..webhooks.worker import webhook_counts, webhook_worker
 from . import openapi
 from .arguments import body_missing, check_length, check_profile_value, parse_body
 from .client import client_address
-from .errors import ApiError, json_response, unavailable
+from .errors import ApiError, invalid_token, json_response, unavailable
 from .fast import FastPath
 from .observe import ACCESS, FUNCTION_KEY, Metrics, Observe
 from .routes import SEED_ROUTES, SeedRoute
@@ -68,6 +69,7 @@ class Gateway:
         self.hub = Hub(settings.listen_database_url, self.catalog.invalidate)
         self.access = Access(settings)
         self.mailer = make_mailer(settings) if settings.smtp_url else None
+        self.webhooks = webhook_worker(settings.listen_database_url)  # WEBHOOK_WORKER=on
 
     async def identity(self, request: Request, query_token: bool = False) -> db.Identity:
         """Bearer token, else an apikey header holding a JWT, else (where allowed) an
@@ -116,7 +118,11 @@ class Gateway:
         headers = {k.decode("latin-1"): v[:cut].decode("latin-1")
                    for k, v in request.scope["headers"] if k in allowed}
         return await self.run(name, args, who, request.method, request.scope["path"], headers,
-                              client_addr=client_address(request.scope))
+                              client_addr=self.client(request.scope))
+
+    def client(self, scope: dict[str, Any]) -> str:
+        """The client's address, through TRUSTED_PROXIES only (gateway/http/client.py)."""
+        return client_address(scope, self.settings.trusted_proxies)
 
     async def run(self, name: str, args: dict[str, Any], who: db.Identity, method: str,
                   path: str, headers: dict[str, str], bounded: bool = True,
@@ -145,6 +151,7 @@ class Gateway:
         m.set("realtime_topics", len(self.hub.topics))
         m.set("realtime_sse_streams", self.access.streams)
         m.set("realtime_sockets", self.access.sockets)
+        m.set("realtime_pending_sockets", len(self.access.pending))
         m.set("realtime_max_sockets", self.settings.realtime_max_sockets)
         m.set("database_unreachable", int(self.breaker.open))
         m.count_to("catalog_reloads", self.catalog.reloads)
@@ -158,7 +165,8 @@ class Gateway:
 
     async def refresh_metrics(self) -> None:
         """process_metrics, and the gauges read from the database (mail queue, failed
-        mail) when they are older than METRICS_DB_INTERVAL and the database answers."""
+        mail, webhook deliveries pending and failed) when they are older than
+        METRICS_DB_INTERVAL and the database answers."""
         self.process_metrics()
         now = time.monotonic()
         if self.breaker.open or now - self.metrics_db_at < self.settings.metrics_db_interval:
@@ -172,6 +180,9 @@ class Gateway:
                 if row is not None:
                     self.metrics.set("mail_queue_depth", row[0])
                     self.metrics.set("mail_failed", row[1])
+                pending, failed = await webhook_counts(conn)
+                self.metrics.set("webhook_pending", pending)
+                self.metrics.set("webhook_failed_total", failed)
 
     async def refresh_metrics_forever(self) -> None:
         """Every second: a worker that no scrape reaches keeps its values current."""
@@ -185,13 +196,7 @@ def make_mailer(settings: Settings) -> Mailer:
     assert settings.smtp_url
     return Mailer(settings.listen_database_url, settings.smtp_url, settings.mail_from,
                   settings.app_url, settings.mail_poll_seconds, settings.mail_retry_max,
-                  settings.mail_max_attempts)
-
-
-def invalid_token(message: str) -> ApiError:
-    code = "PGRST303" if message == "token has expired" else "PGRST301"
-    return ApiError(401, code, message, headers={
-        "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})
+                  settings.mail_max_attempts, settings.invite_reminder_before)
 
 
 async def json_object(request: Request, limit: int) -> dict[str, Any]:
@@ -254,7 +259,7 @@ def seed_endpoint(route: SeedRoute) -> Callable[[Request], Awaitable[Response]]:
 
 async def openapi_json(request: Request) -> Response:
     gw: Gateway = request.app.state.gateway
-    if not gw.catalog.functions:
+    if not gw.catalog.functions or gw.catalog.stale:  # never loaded, or the schema changed
         if gw.breaker.open:
             raise unavailable()
         try:
@@ -322,6 +327,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # and collect young objects less often (fewer pauses in the latency tail).
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
+        if gateway.webhooks is not None:
+            gateway.webhooks.start()
         if gateway.mailer is not None:
             gateway.mailer.start()
         refresher = asyncio.create_task(gateway.refresh_metrics_forever())
@@ -331,6 +338,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             refresher.cancel()
             if gateway.mailer is not None:
                 await gateway.mailer.stop()
+            if gateway.webhooks is not None:
+                await gateway.webhooks.stop()
             await gateway.hub.stop()
             if remote is not None:
                 await remote.stop()
@@ -366,5 +375,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.gateway = gateway
     # The calls themselves (rpc and seed routes) take the fast path; everything else,
     # and any request from a browser on another origin (CORS), goes through Starlette.
-    return FastPath(gateway, Observe(app, gateway.metrics, settings.access_log),  # type: ignore[return-value]
+    return FastPath(gateway, Observe(app, gateway.metrics, settings.access_log,
+                                     settings.trusted_proxies),  # type: ignore[return-value]
                     settings.access_log)

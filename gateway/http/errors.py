@@ -102,3 +102,10 @@ def unavailable() -> ApiError:
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def invalid_token(message: str) -> ApiError:
+    """401 for a token that does not verify, as PostgREST answers it."""
+    code = "PGRST303" if message == "token has expired" else "PGRST301"
+    return ApiError(401, code, message, headers={
+        "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{message}"'})

@@ -95,6 +95,7 @@ class FastPath:
         settings = gateway.settings
         self.sql_headers = settings.sql_headers
         self.cut = settings.sql_header_value_max
+        self.trusted = settings.trusted_proxies
         self.limit = settings.max_body_bytes
         self.deadline = db.deadline(gateway.pool, settings.statement_timeout_ms)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -146,6 +147,7 @@ class FastPath:
         status = 500
         started = False
         expired: list[bool] = []  # set by _expire when the call ran past its deadline
+        client = client_address(scope, self.trusted)
         try:
             try:
                 who, args = await self._arguments(scope, receive, method, seed, params, headers)
@@ -160,7 +162,7 @@ class FastPath:
                 try:
                     result = await self.gateway.run(function, args, who, method, path,
                                                     sql_headers, bounded=False,
-                                                    client_addr=client_address(scope))
+                                                    client_addr=client)
                 finally:
                     timer.cancel()
                 status, body, out, json = _shape(seed, result)
@@ -195,7 +197,7 @@ class FastPath:
             seconds = perf_counter() - start
             self.gateway.metrics.observe(method, template, status, seconds)
             if self.access_log:
-                access_line(request_id, method, template, function, status, seconds)
+                access_line(request_id, method, template, function, status, seconds, client)
 
     async def _arguments(self, scope: dict[str, Any], receive: Any, method: str,
                          seed: SeedRoute | None, params: dict[str, str],

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from .client import Network, client_address
+
 log = logging.getLogger("joinery.access")
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 FUNCTION_KEY = "joinery.function"  # set in the ASGI scope by the handler that calls SQL
@@ -27,11 +29,16 @@ GAUGES = {
     "pool_requests_waiting": ("requests waiting for a connection", "livesum"),
     "realtime_topics": ("realtime topics listened to", "livesum"),
     "realtime_sse_streams": ("open SSE streams", "livesum"),
-    "realtime_sockets": ("open realtime WebSockets", "livesum"),
+    "realtime_sockets": ("open realtime WebSockets that carry a valid token", "livesum"),
+    "realtime_pending_sockets": ("open realtime WebSockets without a token of their own yet",
+                                 "livesum"),
     "realtime_max_sockets": ("REALTIME_MAX_SOCKETS: the cap on sockets", "livesum"),
     "database_unreachable": ("1 while the circuit breaker is open", "livemax"),
     "mail_queue_depth": ("mail messages waiting to be sent (from the database)", "mostrecent"),
     "mail_failed": ("mail messages given up on (from the database)", "mostrecent"),
+    "webhook_pending": ("webhook deliveries waiting to be sent to enabled endpoints"
+                        " (from the database)", "mostrecent"),
+    "webhook_failed_total": ("webhook deliveries given up on (from the database)", "mostrecent"),
     "jwks_fetch_failing": ("1 while the last fetch of JWT_JWKS_URL failed", "livemax"),
     "jwks_keys": ("keys held from JWT_JWKS_URL", "livemax"),
 }
@@ -110,8 +117,10 @@ class Observe:
     from an X-Request-Id header when it is short and plain, else a new one, and
     is returned in X-Request-Id."""
 
-    def __init__(self, app: Any, metrics: Metrics, access_log: bool = True) -> None:
+    def __init__(self, app: Any, metrics: Metrics, access_log: bool = True,
+                 trusted: tuple[Network, ...] = ()) -> None:
         self.app = app
+        self.trusted = trusted  # TRUSTED_PROXIES, for the client's address
         self.metrics = metrics
         self.access_log = access_log
 
@@ -139,14 +148,14 @@ class Observe:
             self.metrics.observe(scope["method"], route, status, seconds)
             if self.access_log:
                 access_line(request_id, scope["method"], route, scope.get(FUNCTION_KEY), status,
-                            seconds)
+                            seconds, client_address(scope, self.trusted))
 
 
 def access_line(request_id: str, method: str, route: str, function: str | None, status: int,
-                seconds: float) -> None:
+                seconds: float, client: str) -> None:
     ACCESS.add(orjson.dumps({
         "request_id": request_id, "method": method, "route": route, "function": function,
-        "status": status, "ms": round(seconds * 1000, 2),
+        "status": status, "ms": round(seconds * 1000, 2), "client": client,
     }))
 
 

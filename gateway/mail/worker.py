@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 import re
 import smtplib
 import ssl
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg.rows import dict_row
+
+from .templates import TEMPLATES, Undeliverable, render_message, stop_link
+
+__all__ = ["Mailer", "SmtpTarget", "Undeliverable", "envelope_recipient", "render", "stop_link"]
 
 log = logging.getLogger("joinery.mailer")
 CHANNEL = "joinery_mail"
@@ -52,20 +55,10 @@ class SmtpTarget:
                    unquote(parts.password) if parts.password else None)
 
 
-def stop_link(app_url: str, token: str) -> str:
-    """The link in every invitation message that stops invitations to its address."""
-    return f"{app_url.rstrip('/')}/invite/stop?{urlencode({'token': token})}"
-
-
 # One plain address: the same rule as private.is_single_email in SQL.
 _ATOM = r"[A-Za-z0-9#$&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+")
-_SHORT_CODE = re.compile(r"[2-9A-HJKMNP-Z]{8}")
-
-
-class Undeliverable(ValueError):
-    """A message that can never be built or sent: marked failed at once."""
 
 
 def is_plain_address(address: object) -> bool:
@@ -84,47 +77,15 @@ def envelope_recipient(address: str) -> str:
 
 def render(template: str, data: dict[str, Any], app_url: str,
            stop_token: str | None = None) -> tuple[str, str, str]:
-    """(subject, text, html) of an outbox message. Invitations carry a stop link
-    (`stop_token`, made as the message is sent). No user-written text goes in:
-    names and titles are free text anyone can choose, and this mail goes to
-    addresses that asked for nothing; who invites, and to what, shows on the
-    page behind the link, to the signed-in recipient."""
-    if template != "pair_invite":
-        raise Undeliverable(f"unknown mail template {template!r}")
-    if not stop_token:
-        raise ValueError("an invitation needs a stop token")
-    code = str(data.get("short_code", ""))
-    if not _SHORT_CODE.fullmatch(code):
-        raise Undeliverable("the message has no valid short code")
-    link = f"{app_url.rstrip('/')}/invite/accept?{urlencode({'code': code})}"
-    stop = stop_link(app_url, stop_token)
-    try:
-        expires = datetime.fromisoformat(str(data["expires_at"])).astimezone(UTC)
-        when = f"The invitation expires at {expires:%Y-%m-%d %H:%M} UTC. "
-    except (KeyError, ValueError):
-        when = ""
-    subject = "You are invited to register as a pair"
-    text = (
-        "Someone invites you to register together with them for an event.\n\n"
-        f"Your code: {code}\n\nSee who invites you, then accept or decline: {link}\n\n"
-        f"{when}If you did not expect it, ignore this message.\n\n"
-        f"To get no more invitations at this address: {stop}\n"
-    )
-    e = html.escape
-    body = (
-        "<p>Someone invites you to register together with them for an event.</p>"
-        f"<p>Your code: <strong style=\"font-family:monospace\">{e(code)}</strong></p>"
-        f"<p><a href=\"{e(link)}\">See who invites you, then accept or decline</a></p>"
-        f"<p>{e(when)}If you did not expect it, ignore this message.</p>"
-        f"<p><a href=\"{e(stop)}\">Get no more invitations at this address</a></p>"
-    )
-    return subject, text, body
+    """(subject, text, html) of an outbox message (see templates.render_message)."""
+    message = render_message(template, data, app_url, stop_token)
+    return message.subject, message.text, message.html
 
 
 class Mailer:
     def __init__(self, conninfo: str, smtp_url: str, mail_from: str, app_url: str,
                  poll_seconds: float = 5.0, max_backoff: int = 300,
-                 max_attempts: int = 8) -> None:
+                 max_attempts: int = 8, reminder_before: int = 86400) -> None:
         self.conninfo = conninfo
         self.smtp = SmtpTarget.parse(smtp_url)
         self.mail_from = mail_from
@@ -132,6 +93,8 @@ class Mailer:
         self.poll_seconds = poll_seconds
         self.max_backoff = max_backoff
         self.max_attempts = max_attempts
+        self.reminder_before = reminder_before  # INVITE_REMINDER_BEFORE, seconds
+        self._reminders_at = 0.0  # monotonic time of the last reminder pass
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -154,6 +117,7 @@ class Mailer:
                     await conn.execute(f"listen {CHANNEL}")
                     delay = 0.5
                     while True:
+                        await self.queue_reminders(conn)
                         while await self.send_one(conn):
                             pass
                         # Woken by a new message, or polling for retries that fall due.
@@ -166,6 +130,22 @@ class Mailer:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
+    async def queue_reminders(self, conn: psycopg.AsyncConnection, force: bool = False) -> int:
+        """Queues the reminders that are due (private.queue_due_reminders), at most
+        once per poll interval; any number of workers may do it at once."""
+        now = time.monotonic()
+        if not force and now - self._reminders_at < self.poll_seconds:
+            return 0
+        self._reminders_at = now
+        async with conn.transaction():
+            await conn.execute("set local role service_role")
+            row = await (await conn.execute("select private.queue_due_reminders(%s)",
+                                            (self.reminder_before,))).fetchone()
+        queued = int(row[0]) if row else 0
+        if queued:
+            log.info("mailer: queued %d reminder(s)", queued)
+        return queued
+
     async def send_one(self, conn: psycopg.AsyncConnection) -> bool:
         """Claims, sends and marks one due message; False when none is due."""
         async with conn.transaction():
@@ -175,7 +155,7 @@ class Mailer:
             if message is None:
                 return False
             stop_token = None
-            if message["template"] == "pair_invite" and is_plain_address(message["to_email"]):
+            if message["template"] in TEMPLATES and is_plain_address(message["to_email"]):
                 row = await (await conn.execute("select private.mail_stop_token(%s)",
                                                 (message["to_email"],))).fetchone()
                 stop_token = row[0] if row else None
@@ -198,15 +178,20 @@ class Mailer:
 
     def deliver(self, message: dict[str, Any], stop_token: str | None = None) -> None:
         recipient = envelope_recipient(message["to_email"])
-        subject, text, body = render(message["template"], message["data"], self.app_url,
-                                     stop_token)
+        rendered = render_message(message["template"], message["data"], self.app_url,
+                                  stop_token)
         mail = EmailMessage()
         mail["From"] = self.mail_from
         mail["To"] = recipient
-        mail["Subject"] = subject
+        mail["Subject"] = rendered.subject
         mail["Message-ID"] = f"<{message['id']}@joinery>"
-        mail.set_content(text)
-        mail.add_alternative(body, subtype="html")
+        # RFC 8058: a mail client stops invitations with one POST to the stop link.
+        mail["List-Unsubscribe"] = f"<{rendered.stop_url}>"
+        mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        mail.set_content(rendered.text)
+        mail.add_alternative(rendered.html, subtype="html")
+        # After the content: setting the content clears every Content-* header.
+        mail["Content-Language"] = rendered.lang
         target = self.smtp
         smtp_class = smtplib.SMTP_SSL if target.tls == "ssl" else smtplib.SMTP
         with smtp_class(target.host, target.port, timeout=10) as client:

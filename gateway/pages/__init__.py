@@ -1,7 +1,8 @@
 """Pages at the end of the links: `/`, `/docs`, `/invite/accept`, `/join`,
-`/events/{id}`, `/invite/stop` and, in development only, `/dev/sign-in`; their
-static files, catalogue and the API explorer's assets. `routes()` is what the
-app mounts."""
+`/events/{id}`, `/events/{id}/groups` (the authors' approval queue),
+`/invite/stop` (GET shows it; POST is RFC 8058's one-click stop) and, in
+development only, `/dev/sign-in`; their static files, catalogue and the API
+explorer's assets. `routes()` is what the app mounts."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import devsignin, handlers
+from . import devsignin, handlers, unsubscribe
 from .headers import AssetHeaders
 
 HERE = Path(__file__).parent
@@ -44,6 +45,8 @@ def routes() -> list[BaseRoute]:
         Route("/join", handlers.join, methods=["GET"]),
         Route("/events/{event_id}", handlers.event, methods=["GET"]),
         Route("/invite/stop", handlers.stop, methods=["GET"]),
+        Route("/invite/stop", unsubscribe.one_click, methods=["POST"]),
+        Route("/events/{event_id}/groups", handlers.groups, methods=["GET"]),
         Route("/dev/sign-in", devsignin.form, methods=["GET"]),
         Route("/dev/sign-in", devsignin.sign_in, methods=["POST"]),
         Mount("/pages/static", AssetHeaders(StaticFiles(directory=HERE / "static"))),

@@ -23,7 +23,32 @@ from . import headers
 from .render import page, settings_of
 
 TOKEN_SECONDS = 8 * 3600
+# The account with this email, made when missing as Supabase Auth makes one: the
+# row carries its own `id` (Supabase's auth.users has no default for it) and no
+# ON CONFLICT clause (Supabase's unique index on email is partial, so
+# `on conflict (lower(email))` matches no constraint there). Works on that table
+# and on the one the migrations make where there is none. Parameters: email
+# (lower case), meta (raw_user_meta_data).
+SIGN_UP_SQL = """
+with found as (
+    select u.id, u.email from auth.users u
+    where lower(u.email) = %(email)s order by u.created_at nulls last limit 1
+), made as (
+    insert into auth.users (id, email, raw_user_meta_data, created_at, updated_at)
+    select gen_random_uuid(), %(email)s, %(meta)s, now(), now()
+    where not exists (select from found)
+    returning id, email
+)
+select id::text, email::text from found union all select id::text, email::text from made
+"""
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# The page's sign-in nonce (common.js), echoed back beside the token as `state`.
+_STATE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def _state(value: object) -> str:
+    text = str(value or "")
+    return text if _STATE.match(text) else ""
 
 
 def _not_found() -> Response:
@@ -55,7 +80,8 @@ async def form(request: Request) -> Response:
             "left join app.profiles p on p.id = u.id order by u.created_at desc limit 12")
         users = await cur.fetchall()
     return page(request, "devsignin.html", script="common", users=users,
-                redirect_to=safe_redirect(request.query_params.get("redirect_to", "/")))
+                redirect_to=safe_redirect(request.query_params.get("redirect_to", "/")),
+                state=_state(request.query_params.get("state")))
 
 
 async def sign_in(request: Request) -> Response:
@@ -83,10 +109,7 @@ async def sign_in(request: Request) -> Response:
                 "select id::text, email from auth.users where id::text = %s", (user_id,))
         elif _EMAIL.match(email) and len(email) <= 254:
             meta = psycopg.types.json.Jsonb({"display_name": name} if name else {})
-            cur = await conn.execute(
-                "insert into auth.users (email, raw_user_meta_data) values (%s, %s) "
-                "on conflict (lower(email)) do update set email = excluded.email "
-                "returning id::text, email", (email, meta))
+            cur = await conn.execute(SIGN_UP_SQL, {"email": email, "meta": meta})
         else:
             return PlainTextResponse("Give an email address", 400, headers=headers.PAGE)
         row = await cur.fetchone()
@@ -95,7 +118,10 @@ async def sign_in(request: Request) -> Response:
     secret = settings_of(request).jwt_secret
     assert secret == DEV_JWT_SECRET  # never mint with a real secret
     token = mint(secret, row[0], email=row[1], expires_in=TOKEN_SECONDS)
-    fragment = urllib.parse.urlencode({
+    values: dict[str, str | int] = {
         "access_token": token, "token_type": "bearer", "expires_in": TOKEN_SECONDS,
-        "type": "magiclink"})
+        "type": "magiclink"}
+    if state := _state(data.get("state")):
+        values["state"] = state
+    fragment = urllib.parse.urlencode(values)
     return RedirectResponse(f"{target}#{fragment}", 303, headers=headers.PAGE)

@@ -47,3 +47,14 @@ async def stop(request: Request) -> HTMLResponse:
     """/invite/stop?token=...: stop invitation mail to an address."""
     return page(request, "stop.html", script="stop",
                 has_token=bool(request.query_params.get("token")))
+
+
+async def groups(request: Request) -> Response:
+    """/events/{id}/groups: the authors' approval queue. Who may see it is known
+    only once the page's script calls the API with the person's token; anyone
+    else, and any unknown id, gets the same "not found"."""
+    try:
+        event_id = str(uuid.UUID(request.path_params["event_id"]))
+    except ValueError:
+        return page(request, "missing.html", status=404, script="common")
+    return page(request, "groups.html", script="groups", event_id=event_id)

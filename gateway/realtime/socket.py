@@ -12,7 +12,12 @@ are refused with a reply saying so; the socket stays open.
 
 Limits (settings): sockets per process, channels per socket, frame size, idle
 time (any frame from the client, a heartbeat included, counts as activity),
-and the per-user cap shared with SSE streams."""
+and the per-user cap shared with SSE streams. A socket counts against the
+per-process cap only while it holds a channel; before its first join (and after
+its last leave) it is pending: an `apikey` that is not a valid JWT is refused
+at the upgrade (401), pending sockets have their own small cap
+(REALTIME_MAX_PENDING_SOCKETS, the oldest evicted for a new one) and must join
+within REALTIME_JOIN_TIMEOUT (see access.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import jwt
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .. import db
-from ..http.errors import ApiError
+from ..http.errors import ApiError, invalid_token
 from ..jwt_auth import InvalidToken
 from . import phoenix
 from .access import Access, LimitReached
@@ -41,6 +46,8 @@ PATH = "/realtime/v1/websocket"
 PREFIX = "realtime:"
 # Close codes (RFC 6455): policy violation, too big, server error, try again later.
 POLICY, TOO_BIG, MISSED, TRY_LATER = 1008, 1009, 1011, 1013
+SOCKETS_FULL = "too many sockets on this server; try again later"
+PENDING_FULL = "too many sockets waiting to join; try again later"
 NO_CLIENT_BROADCAST = ("client broadcasts are not supported by this server: only the "
                        "server broadcasts on these channels")
 
@@ -76,11 +83,20 @@ class Session:
         self.vsn = vsn
         # A JWT given as apikey stands in for a join without access_token.
         self.apikey_token = apikey if apikey.count(".") == 2 else None
+        self.client = gw.client(ws.scope)  # the client's address, for SQL
         self.access: Access = gw.access
         self.channels: dict[str, Channel] = {}
         self.subscription = Subscription()
         self._send_lock = asyncio.Lock()
         self.empty_since = time.monotonic()  # when the last channel went (or the start)
+        # Pending (access.py) until a channel is held; then counted. A socket whose
+        # apikey is a valid token of a user (or of service_role) is counted from
+        # the start, against that user's cap too (`user`).
+        self.counted = False
+        self.user: str | None = None
+        self.joining = False
+        self.ending = False
+        self._closing: asyncio.Task[None] | None = None
 
     # --- frames -----------------------------------------------------------------
 
@@ -110,8 +126,52 @@ class Session:
                 with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect,
                                          RuntimeError, OSError):
                     await task
+            self.ending = True  # no longer pending nor counted: websocket() gives it back
             for channel in list(self.channels.values()):
                 self.drop(channel)
+
+    def enter(self, claims: dict[str, Any] | None) -> ApiError | None:
+        """Take this socket's place before the upgrade is accepted: counted, for an
+        apikey that is a valid token other than the public anon key; else pending.
+        The refusal to answer instead, when there is no place."""
+        if claims is not None and claims.get("role") != "anon":
+            user = Access.user_key(claims)
+            try:
+                self.access.take_user(user)
+            except LimitReached as exc:
+                return ApiError(429, "PT429", str(exc), headers={"Retry-After": "1"})
+            if not self.access.promote(self):
+                self.access.give_user(user)
+                return ApiError(503, "PT503", _sentence(SOCKETS_FULL),
+                                headers={"Retry-After": "1"})
+            self.user, self.counted = user, True
+            return None
+        if not self.access.take_pending(self):
+            return ApiError(503, "PT503", _sentence(PENDING_FULL), headers={"Retry-After": "1"})
+        return None
+
+    def leave(self) -> None:
+        """Give back what enter() (or a promotion) took."""
+        if self.counted:
+            self.access.give_socket()
+        else:
+            self.access.give_pending(self)
+        if self.user is not None:
+            self.access.give_user(self.user)
+            self.user = None
+
+    def evict(self) -> None:
+        """Closed to make room for a newer pending socket (access.py)."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                self.close(TRY_LATER, PENDING_FULL))
+
+    def settle(self) -> None:
+        """A socket counted for its channels alone whose last channel went is
+        pending again."""
+        if self.counted and self.user is None and not self.channels and not self.ending:
+            self.counted = False
+            self.access.demote(self)
 
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
@@ -121,13 +181,15 @@ class Session:
         """Frames from the client. The socket is closed after REALTIME_IDLE_TIMEOUT
         seconds without a frame, and as long without any channel joined (a
         socket that holds nothing is counted against no user, so it may not
-        linger; supabase-js itself disconnects when it has no channel left)."""
+        linger; supabase-js itself disconnects when it has no channel left), or
+        REALTIME_JOIN_TIMEOUT if that is shorter."""
         settings = self.gw.settings
         limit, idle = settings.realtime_max_frame_bytes, settings.realtime_idle_timeout
+        unjoined = idle if self.user is not None else min(idle, settings.realtime_join_timeout)
         last_frame = self.empty_since
         while True:
             silent_at = last_frame + idle
-            empty_at = self.empty_since + idle if not self.channels else math.inf
+            empty_at = self.empty_since + unjoined if not self.channels else math.inf
             deadline = min(silent_at, empty_at)
             try:
                 message = await asyncio.wait_for(self.ws.receive(),
@@ -169,6 +231,7 @@ class Session:
             for channel in list(self.channels.values()):
                 if channel.until is not None and channel.until <= now:
                     await self.shut(channel, "InvalidJWTToken: Token has expired")
+            self.settle()
             if message is not None:
                 channel = self.channels.get(PREFIX + message.topic)
                 if channel is not None:
@@ -185,6 +248,12 @@ class Session:
             await self.refuse(frame, NO_CLIENT_BROADCAST)
 
     async def handle(self, frame: Frame) -> None:
+        try:
+            await self.dispatch(frame)
+        finally:
+            self.settle()
+
+    async def dispatch(self, frame: Frame) -> None:
         _, _, topic, event, payload = frame
         if topic == "phoenix":
             if event == "heartbeat":
@@ -212,11 +281,24 @@ class Session:
 
     async def join(self, frame: Frame) -> None:
         join_ref, _, topic, _, payload = frame
+        self.joining = True
         try:
             channel = await self.admit(topic, join_ref, payload)
         except Refused as exc:
             await self.refuse(frame, str(exc))
             return
+        finally:
+            self.joining = False
+        if self._closing is not None:  # evicted meanwhile
+            self.access.give_user(channel.user)
+            return
+        if not self.counted:
+            if not self.access.promote(self):
+                self.access.give_user(channel.user)
+                await self.refuse(frame, f"ConnectionRateLimitReached: {SOCKETS_FULL}")
+                await self.close(TRY_LATER, SOCKETS_FULL)
+                return
+            self.counted = True
         self.channels[topic] = channel
         self.gw.hub.add(channel.sub_topic, self.subscription)
         await self.reply(frame, "ok", {"postgres_changes": []})
@@ -289,7 +371,8 @@ class Session:
         role that may not call it) reads the same, as Supabase words it."""
         who = db.Identity(str(claims["role"]), claims)
         try:
-            result = await self.access.can_subscribe(self.gw, who, sub_topic, "GET", PATH)
+            result = await self.access.can_subscribe(self.gw, who, sub_topic, "GET", PATH,
+                                                     self.client)
             allowed = result.status == 200 and result.body == "true"
         except ApiError as exc:
             if exc.status == 503:
@@ -347,23 +430,45 @@ class Session:
 
 
 async def websocket(ws: WebSocket) -> None:
-    """GET /realtime/v1/websocket?apikey=...&vsn=2.0.0 (upgraded to a WebSocket)."""
+    """GET /realtime/v1/websocket?apikey=...&vsn=2.0.0 (upgraded to a WebSocket).
+
+    Refused before the upgrade, as HTTP answers: an apikey that is not a JWT signed
+    by a configured key (401, as an HTTP call with it; an expired one is let
+    through, pending, to join with a fresh token), and a socket that finds no
+    place (Session.enter: 429 or 503)."""
     gw: Gateway = ws.app.state.gateway
     vsn = ws.query_params.get("vsn", "1.0.0")
     apikey = ws.query_params.get("apikey", "")
+    claims: dict[str, Any] | None = None
+    if apikey:
+        try:
+            if apikey.count(".") != 2:
+                raise InvalidToken("apikey must be a JWT")
+            claims = gw.verifier.verify(apikey)
+        except InvalidToken as exc:
+            if str(exc) != "token has expired":
+                await ws.send_denial_response(invalid_token(str(exc)).response())
+                return
+    session = Session(gw, ws, vsn, apikey)
+    if apikey and vsn in phoenix.VERSIONS:
+        refusal = session.enter(claims)
+        if refusal is not None:
+            await ws.send_denial_response(refusal.response())
+            return
     await ws.accept()
-    if vsn not in phoenix.VERSIONS:
-        await ws.close(POLICY, f"unsupported vsn {vsn[:20]!r}: use 1.0.0 or 2.0.0")
-        return
-    if not apikey:
-        await ws.close(POLICY, "the apikey query parameter is required")
-        return
-    if not gw.access.take_socket():
-        await ws.close(TRY_LATER, "too many sockets on this server; try again later")
-        return
     try:
-        await Session(gw, ws, vsn, apikey).run()
+        if vsn not in phoenix.VERSIONS:
+            await ws.close(POLICY, f"unsupported vsn {vsn[:20]!r}: use 1.0.0 or 2.0.0")
+            return
+        if not apikey:
+            await ws.close(POLICY, "the apikey query parameter is required")
+            return
+        await session.run()
     finally:
-        gw.access.give_socket()
+        session.leave()
         with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
             await ws.close()
+
+
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + "."

@@ -69,7 +69,8 @@ async def realtime(request: Request) -> Response:
     try:
         for topic in topics:
             allowed = await gw.access.can_subscribe(gw, who, topic, "GET",
-                                                    request.scope["path"])
+                                                    request.scope["path"],
+                                                    gw.client(request.scope))
             if allowed.status != 200:
                 return Response(allowed.body, allowed.status, allowed.headers,
                                 media_type="application/json")

@@ -22,6 +22,12 @@ The rebuild is online: it takes no lock that waits for the traffic's.
   the rebuild never sits in a lock queue with requests queued behind it; the
   whole rebuild is tried MIGRATE_LOCK_RETRIES times (default 5), then it gives
   up with a message naming the lock, having changed nothing.
+
+yoyo keeps its own tables in schema joinery_migrations (YOYO_SCHEMA), out of
+`public`, which Supabase's REST API exposes: the URL yoyo gets names it
+(`?schema=`), and migration 0016, run first, moves an older install's tables
+there. A password for `authenticator` (AUTHENTICATOR_PASSWORD) is checked to be
+settable before anything changes.
 """
 
 from __future__ import annotations
@@ -43,10 +49,17 @@ SQL_DIR = ROOT / "sql"
 CODE_LOCK = 7_311_402_221  # advisory lock key held while code is rebuilt
 MARK = "joinery code "
 OBJECTS_MARK = "joinery objects "  # comment of schema private: {object key: statement hash}
+YOYO_SCHEMA = "joinery_migrations"
+# yoyo runs `set search_path to <schema>` and keeps its tables in the first schema
+# of that path that exists: joinery_migrations, once made; public on a database
+# never migrated (migration 0016 then moves them).
+YOYO_SEARCH_PATH = f"{YOYO_SCHEMA},public"
+YOYO_SCHEMA_MIGRATION = MIGRATIONS_DIR / "0016_migrations_schema.sql"
 
 
 class RebuildRefused(RuntimeError):
-    """The rebuild stopped and changed nothing; the message says why."""
+    """The rebuild stopped and changed nothing; the message says why (also: a
+    password for authenticator that this role may not set)."""
 
 
 class _LockWait(Exception):
@@ -370,15 +383,19 @@ def apply_code(conn: psycopg.Connection, force: bool = False) -> bool:
 
 
 def yoyo_url(database_url: str) -> str:
-    """yoyo takes a URL and names its psycopg 3 backend postgresql+psycopg://.
+    """yoyo takes a URL and names its psycopg 3 backend postgresql+psycopg://; its
+    `schema` parameter says where yoyo keeps its tables (YOYO_SEARCH_PATH).
     Accepts a URL or a key=value connection string."""
-    from urllib.parse import quote
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
     from psycopg.conninfo import conninfo_to_dict
 
     for prefix in ("postgresql://", "postgres://"):
         if database_url.startswith(prefix):
-            return "postgresql+psycopg://" + database_url[len(prefix):]
+            parts = urlsplit("postgresql+psycopg://" + database_url[len(prefix):])
+            query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                     if k != "schema"] + [("schema", YOYO_SEARCH_PATH)]
+            return urlunsplit(parts._replace(query=urlencode(query, safe=",")))
     params = conninfo_to_dict(database_url)
     auth = quote(str(params.pop("user", "")), safe="")
     if "password" in params:
@@ -387,8 +404,20 @@ def yoyo_url(database_url: str) -> str:
     port = params.pop("port", None)
     dbname = quote(str(params.pop("dbname", "")), safe="")
     netloc = (auth + "@" if auth else "") + host + (f":{port}" if port else "")
-    query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
-    return f"postgresql+psycopg://{netloc}/{dbname}" + (f"?{query}" if query else "")
+    params["schema"] = YOYO_SEARCH_PATH
+    query = "&".join(f"{k}={quote(str(v), safe=',')}" for k, v in params.items())
+    return f"postgresql+psycopg://{netloc}/{dbname}?{query}"
+
+
+def prepare_yoyo_schema(conn: psycopg.Connection) -> None:
+    """Migration 0016 itself, before yoyo starts: schema joinery_migrations exists
+    and holds yoyo's tables (moved from `public` on an install made before it), so
+    yoyo finds them there. Idempotent, as the migration is."""
+    with conn.transaction():
+        # Two migrates at once: one makes the schema and moves, the other then finds it done.
+        conn.execute("select pg_advisory_xact_lock(%s)", (CODE_LOCK + 1,))
+        conn.execute(sql.SQL("set local search_path to {}").format(sql.SQL(YOYO_SEARCH_PATH)))
+        conn.execute(YOYO_SCHEMA_MIGRATION.read_text())  # type: ignore[arg-type]  # repo file
 
 
 def apply_migrations(database_url: str) -> int:
@@ -410,14 +439,59 @@ def set_authenticator_password(conn: psycopg.Connection, password: str) -> None:
     )
 
 
+PASSWORD_ADVICE = (
+    "Nothing was changed. Set the password another way and run `make migrate` without "
+    "AUTHENTICATOR_PASSWORD: as a superuser, `alter role authenticator with login password "
+    "'...'`; on Supabase, where authenticator is reserved, give the gateway a login role of "
+    "its own instead (README, \"Deploy onto Supabase\")."
+)
+
+
+def check_authenticator_password(conn: psycopg.Connection) -> None:
+    """Before anything changes: can this connection set authenticator's password?
+    A superuser can. Otherwise the statement itself is tried with a placeholder
+    password, in a transaction rolled back, so every rule the server applies is
+    asked (privileges, and extensions such as Supabase's supautils, which reserves
+    the role). Where the role does not exist yet, migration 0001 will create it:
+    that needs CREATEROLE, and whoever creates a role may then alter it."""
+    row = conn.execute(
+        "select exists (select from pg_catalog.pg_roles where rolname = 'authenticator'), "
+        "r.rolsuper, r.rolsuper or r.rolcreaterole from pg_catalog.pg_roles r "
+        "where r.rolname = current_user").fetchone()
+    assert row is not None
+    exists, superuser, may_create = row
+    if superuser:
+        return  # a superuser may alter any role (and nothing is tried on a cluster's nodes)
+    if not exists:
+        if may_create:
+            return
+        reason = "role authenticator does not exist and this role may not create roles"
+    else:
+        try:
+            with conn.transaction(force_rollback=True):
+                set_authenticator_password(conn, "joinery-probe-never-kept")
+            return
+        except psycopg.Error as exc:
+            reason = (exc.diag.message_primary or str(exc)).strip()
+    user = conn.execute("select current_user").fetchone()
+    raise RebuildRefused(
+        f"AUTHENTICATOR_PASSWORD is set, but {user[0] if user else 'this role'} may not "
+        f"set the password of role authenticator ({reason}). {PASSWORD_ADVICE}")
+
+
 def migrate(database_url: str, force_code: bool = False) -> str:
-    """The whole of `make migrate`: tables, then code, then the gateway role's password."""
+    """The whole of `make migrate`: checks, yoyo's schema, tables, then code, then
+    the gateway role's password."""
     from .citus import distribute
 
+    password = os.environ.get("AUTHENTICATOR_PASSWORD")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if password:
+            check_authenticator_password(conn)
+        prepare_yoyo_schema(conn)
     applied = apply_migrations(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
         rebuilt = apply_code(conn, force=force_code)
-        password = os.environ.get("AUTHENTICATOR_PASSWORD")
         if password:
             set_authenticator_password(conn, password)
         distributed = distribute(conn)  # nothing off a Citus coordinator

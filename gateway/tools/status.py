@@ -1,6 +1,7 @@
 """`python -m gateway status`: one screen for an operator. The migration version
 (yoyo's table, wherever it lives), the code of sql/ installed, and what
-private.status() reads: the mail queue, failed mail, the audit of the last hour
+private.status() reads: the mail queue, failed mail, webhook deliveries pending
+and failed, the audit of the last hour
 by action, the users most refused by rate limits. Outages are not recorded in
 the database (the gateway counts them per process: joinery_database_outages_total
 on /metrics, and logs them), so the last outage is reported as not recorded."""
@@ -44,13 +45,15 @@ def collect(database_url: str, top: int = 5) -> dict[str, Any]:
 
 
 def report(status: dict[str, Any]) -> str:
-    m, mail = status["migration"], status["mail"]
+    m, mail, hooks = status["migration"], status["mail"], status["webhooks"]
     lines = [
         f"migration:     {m['latest'] or 'none applied'} ({m['applied']} applied"
         + (f", last at {m['applied_at']})" if m["applied_at"] else ")"),
         f"sql code:      {status['sql_code'] or 'not installed'}",
         f"mail queue:    {mail['queued']} queued, {mail['failed']} failed"
         + (f" (last failed at {mail['last_failed_at']})" if mail["last_failed_at"] else ""),
+        f"webhooks:      {hooks['pending']} pending, {hooks['failed']} failed"
+        + (f" (last failed at {hooks['last_failed_at']})" if hooks["last_failed_at"] else ""),
         "audit, last hour:"
         + ("" if status["audit_last_hour"] else " none"),
         *(f"  {a['rows']:>8}  {a['action']}" for a in status["audit_last_hour"]),

@@ -41,7 +41,8 @@ create trigger joinery_on_auth_user_created
     for each row execute function private.handle_new_user();
 
 /**
- * The caller's own profile: {id, email, display_name, created_at}.
+ * The caller's own profile: {id, email, display_name, locale, created_at};
+ * locale ('en' or 'ca') is null until the person chooses one.
  */
 create function api.me() returns jsonb
 language plpgsql stable security definer
@@ -52,7 +53,8 @@ declare
     v_result jsonb;
 begin
     select pg_catalog.jsonb_build_object(
-        'id', p.id, 'email', u.email, 'display_name', p.display_name, 'created_at', p.created_at)
+        'id', p.id, 'email', u.email, 'display_name', p.display_name, 'locale', p.locale,
+        'created_at', p.created_at)
     into v_result
     from app.profiles p join auth.users u on u.id = p.id
     where p.id = v_uid;
@@ -65,10 +67,15 @@ $$;
 grant execute on function api.me() to authenticated, service_role;
 
 /**
- * Renames the caller: 1 to 80 characters after trimming, no control
- * characters (line breaks, tabs, bidirectional overrides: 400).
+ * Changes the caller's profile: display_name (1 to 80 characters after
+ * trimming, no control characters such as line breaks, tabs or bidirectional
+ * overrides: 400) and/or locale, the language of the mail they get ('en' or
+ * 'ca', else 400). An argument left null keeps its value; giving neither is
+ * 400. One function with defaults, so update_profile(display_name) and
+ * update_profile(locale) are both the same overload. Returns me().
  */
-create function api.update_profile(display_name text) returns jsonb
+create function api.update_profile(display_name text default null, locale text default null)
+returns jsonb
 language plpgsql volatile security definer
 set search_path = ''
 as $$
@@ -76,14 +83,24 @@ declare
     v_uid uuid := private.require_user();
     v_name text := pg_catalog.btrim(update_profile.display_name);
 begin
-    if v_name is null or pg_catalog.char_length(v_name) not between 1 and 80 then
+    if update_profile.display_name is null and update_profile.locale is null then
+        raise exception using errcode = '22023', message = 'Give display_name or locale.';
+    end if;
+    if update_profile.display_name is not null
+       and pg_catalog.char_length(v_name) not between 1 and 80 then
         raise exception using errcode = '22023', message = 'display_name must be 1 to 80 characters.';
     end if;
     if private.has_control_chars(v_name) then
         raise exception using errcode = '22023',
             message = 'display_name must not contain line breaks or other control characters.';
     end if;
-    update app.profiles p set display_name = v_name, updated_at = pg_catalog.now()
+    if update_profile.locale is not null and update_profile.locale not in ('en', 'ca') then
+        raise exception using errcode = '22023', message = 'locale must be ''en'' or ''ca''.';
+    end if;
+    update app.profiles p
+    set display_name = coalesce(v_name, p.display_name),
+        locale = coalesce(update_profile.locale, p.locale),
+        updated_at = pg_catalog.now()
     where p.id = v_uid;
     if not found then
         raise exception using errcode = 'PT404', message = 'No profile for this account.';
@@ -91,4 +108,4 @@ begin
     return api.me();
 end;
 $$;
-grant execute on function api.update_profile(text) to authenticated, service_role;
+grant execute on function api.update_profile(text, text) to authenticated, service_role;

@@ -369,6 +369,7 @@ begin
             -- column would lock every shard.
             update app.group_invites i set use_count = i.use_count + 1
             where i.group_id = v_invite.group_id and i.id = v_invite.id;
+            perform private.webhook_event('group.member_joined', pg_catalog.jsonb_build_object('group_id', v_invite.group_id, 'user_id', v_uid, 'invite_id', v_invite.id));
         else
             select * into v_member from app.group_members m
             where m.group_id = v_invite.group_id and m.user_id = v_uid;
@@ -517,6 +518,7 @@ begin
     if v_invite.revoked_at is null then
         update app.group_invites i set revoked_at = pg_catalog.now()
         where i.group_id = v_invite.group_id and i.id = v_invite.id;
+        perform private.webhook_event('group_invite.revoked', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'group_id', v_invite.group_id, 'revoked_by', v_uid));
         perform private.audit('group_invite.revoke', 'revoked', 200, v_invite.id);
     else
         perform private.audit('group_invite.revoke', 'already_revoked', 200, v_invite.id);

@@ -219,6 +219,7 @@ declare
 begin
     update app.like_groups l set status = decision, decided_at = pg_catalog.now()
     where l.event_id = g.event_id and l.id = g.id;
+    perform private.webhook_event('like_group.' || decision, pg_catalog.jsonb_build_object('group_id', g.id, 'event_id', g.event_id, 'chat_id', chat_id));
     update app.like_group_members m set pending = false
     where m.event_id = g.event_id and m.group_id = g.id;
     for v_member in
@@ -334,6 +335,8 @@ begin
         raise exception using errcode = 'PT409',
             message = 'Someone in this group is already in a pending like group for this event.';
     end;
+    perform private.webhook_event('like_group.created', pg_catalog.jsonb_build_object('group_id', v_group.id, 'event_id', v_group.event_id, 'creator_id', v_uid, 'member_ids', pg_catalog.to_jsonb(pg_catalog.array_prepend(v_uid, v_members))));
+    perform private.publish_queue_change(v_group.event_id, v_group.id, 'pending');
     return private.like_group_json(v_group.id, v_group.event_id);
 end;
 $$;
@@ -569,6 +572,7 @@ begin
     values (v_group.id, v_group.event_id, auth.uid(), true)
     on conflict on constraint like_group_approvals_one_per_author do nothing;
     v_status := private.evaluate_like_group(v_group.id);
+    perform private.publish_queue_change(v_group.event_id, v_group.id, v_status);
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', v_status,
         'chat_id', (select c.id from app.chats c
                     where c.event_id = v_group.event_id and c.like_group_id = v_group.id));
@@ -591,6 +595,7 @@ begin
     values (v_group.id, v_group.event_id, auth.uid(), false)
     on conflict on constraint like_group_approvals_one_per_author do update set approved = false;
     perform private.decide_like_group(v_group, 'rejected');
+    perform private.publish_queue_change(v_group.event_id, v_group.id, 'rejected');
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', 'rejected');
 end;
 $$;

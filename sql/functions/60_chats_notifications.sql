@@ -77,7 +77,8 @@ grant execute on function api.mark_notifications_read(uuid[]) to authenticated, 
 
 /**
  * Whether the caller may subscribe to a realtime topic: 'user:{id}' for
- * themself, 'group:{like_group_id}' for whoever may see that like group.
+ * themself, 'group:{like_group_id}' for whoever may see that like group,
+ * 'event:{event_id}' (the approval queue) for the event's current authors.
  */
 create function api.can_subscribe(topic text) returns boolean
 language plpgsql stable security definer
@@ -94,6 +95,7 @@ begin
     return case v_kind
         when 'user' then v_id::uuid = v_uid
         when 'group' then private.can_view_like_group(v_id::uuid)
+        when 'event' then private.is_event_author(v_id::uuid, v_uid)
         else false
     end;
 end;

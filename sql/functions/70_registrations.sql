@@ -167,6 +167,7 @@ begin
         -- A concurrent registration of the caller won; raising undoes the seat too.
         raise exception using errcode = 'PT409', message = 'You are already registered for this event.';
     end;
+    perform private.webhook_event('registration.confirmed', pg_catalog.jsonb_build_object('registration_id', v_reg.id, 'event_id', v_reg.event_id, 'user_id', v_reg.user_id));
     return private.registration_json(v_reg);
 end;
 $$;
@@ -189,6 +190,7 @@ begin
         raise exception using errcode = 'PT404', message = 'You are not registered for this event.';
     end if;
     update app.events e set seats_taken = e.seats_taken - 1 where e.id = cancel_registration.event_id;
+    perform private.webhook_event('registration.cancelled', pg_catalog.jsonb_build_object('registration_id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'pair_id', r.pair_id)) from app.registrations r where r.event_id = cancel_registration.event_id and r.user_id = v_uid and r.status = 'cancelled' order by r.cancelled_at desc limit 1;
 end;
 $$;
 grant execute on function api.cancel_registration(uuid) to authenticated, service_role;
@@ -285,6 +287,7 @@ begin
             'You are already registered for this event.', subject_id => v_event.id);
     end if;
 
+    perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', i.id, 'event_id', i.event_id, 'inviter_id', i.inviter_id)) from app.pair_invites i where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
     update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
     where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
@@ -298,10 +301,12 @@ begin
         on conflict do nothing;
         continue when not found;
         begin
-            insert into app.pair_invites (event_id, inviter_id, invitee_email, short_code, expires_at)
+            insert into app.pair_invites (event_id, inviter_id, invitee_email, short_code, expires_at,
+                                          locale)
             values (v_event.id, v_uid, pg_catalog.lower(v_email), v_code,
                     least(pg_catalog.now() + interval '7 days',
-                          coalesce(v_event.registration_deadline, 'infinity')))
+                          coalesce(v_event.registration_deadline, 'infinity')),
+                    private.inviter_locale(v_uid))
             returning * into v_invite;
             exit;
         exception when unique_violation then
@@ -321,11 +326,11 @@ begin
         -- the per-address limit), the answer and the audit entry are the same.
         -- No user-written text goes into the message.
         perform private.queue_invite_mail(v_invite.invitee_email, 'pair_invite',
-            pg_catalog.jsonb_build_object(
-                'short_code', v_invite.short_code, 'expires_at', v_invite.expires_at));
+            private.pair_invite_mail_data(v_invite));
     end if;
     perform private.audit('pair_invite.create', 'created', 200, v_invite.id,
         pg_catalog.jsonb_build_object('event_id', v_event.id, 'emailed', v_email is not null));
+    perform private.webhook_event('pair_invite.sent', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_event.id, 'inviter_id', v_uid, 'expires_at', v_invite.expires_at), pg_catalog.jsonb_build_object('invitee_email', v_invite.invitee_email));
     return pg_catalog.jsonb_build_object(
         'id', v_invite.id, 'short_code', v_invite.short_code, 'expires_at', v_invite.expires_at);
 end;
@@ -540,6 +545,81 @@ end;
 $$;
 
 /**
+ * Every rule of accepting, for a locked invite and its would-be partner
+ * `v_uid`, after the caller was identified (by a token, or by the address on
+ * their token for answer_pair_invite): accepting again returns the same
+ * result; the inviter, or anyone but the addressee of an emailed invite, 403;
+ * the invite still open (410: declined, revoked, expired, or accepted by
+ * someone else); the event open and before its deadline (410 after the
+ * deadline, 400 closed); neither person registered (409); two seats free
+ * (409). Registers both (one pair_id) and audits as `action`.
+ */
+create function private.accept_locked_pair_invite(invite app.pair_invites, caller uuid, action text)
+returns jsonb
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_invite app.pair_invites := accept_locked_pair_invite.invite;
+    v_uid uuid := accept_locked_pair_invite.caller;
+    v_event app.events;
+    v_refusal jsonb;
+    v_status text;
+    v_reason text;
+    v_pair uuid := pg_catalog.gen_random_uuid();
+begin
+    if v_invite.status = 'accepted' and v_invite.invitee_id = v_uid then
+        perform private.audit(action, 'already_accepted', 200, v_invite.id);
+        return private.pair_result(v_invite);
+    end if;
+    v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
+    if v_refusal is not null then
+        return private.refuse(action, 403, v_refusal ->> 'reason',
+            v_refusal ->> 'message', subject_id => v_invite.id);
+    end if;
+    v_status := private.pair_invite_status(v_invite);
+    if v_status <> 'sent' then
+        return private.refuse(action, 410, v_status,
+            pg_catalog.format('This invitation is %s.', v_status), subject_id => v_invite.id);
+    end if;
+
+    -- Lock order everywhere: the invite, then the event. The event's lock is the
+    -- seat counter's (take_seats' UPDATE takes the same one): FOR NO KEY UPDATE,
+    -- which foreign-key checks (KEY SHARE) of likes, invites and authors of the
+    -- event do not wait for. Accepts and registrations of one event are serialised.
+    select * into v_event from app.events e where e.id = v_invite.event_id for no key update;
+    v_reason := private.registration_closed_reason(v_event);
+    if v_reason is not null then
+        return private.refuse(action,
+            case v_reason when 'deadline' then 410 else 400 end, v_reason,
+            'Registration for this event is closed.', subject_id => v_invite.id);
+    end if;
+    if exists (select from app.registrations r
+               where r.event_id = v_event.id and r.status = 'confirmed'
+                 and r.user_id in (v_uid, v_invite.inviter_id)) then
+        return private.refuse(action, 409, 'already_registered',
+            'One of you is already registered for this event.', subject_id => v_invite.id);
+    end if;
+    if not private.take_seats(v_event.id, 2) then
+        return private.refuse(action, 409, 'full',
+            'The event does not have two free seats.', subject_id => v_invite.id);
+    end if;
+    insert into app.registrations (event_id, user_id, pair_id)
+    values (v_event.id, v_invite.inviter_id, v_pair), (v_event.id, v_uid, v_pair);
+    update app.pair_invites i
+    set status = 'accepted', invitee_id = v_uid, pair_id = v_pair,
+        accepted_at = pg_catalog.now(), updated_at = pg_catalog.now()
+    where i.event_id = v_invite.event_id and i.id = v_invite.id
+    returning * into v_invite;
+    perform private.audit(action, 'accepted', 200, v_invite.id,
+        pg_catalog.jsonb_build_object('event_id', v_event.id, 'pair_id', v_pair));
+    perform private.webhook_event('pair_invite.accepted', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_event.id, 'inviter_id', v_invite.inviter_id, 'invitee_id', v_uid, 'pair_id', v_pair));
+    perform private.webhook_event('registration.confirmed', pg_catalog.jsonb_build_object('registration_id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'pair_id', r.pair_id)) from app.registrations r where r.event_id = v_event.id and r.pair_id = v_pair;
+    return private.pair_result(v_invite);
+end;
+$$;
+
+/**
  * Accepts a pair invite: both people are registered (confirmed, one pair_id)
  * in this transaction. Checks: a known token (404) issued to the caller
  * (by join_pair_invite; 403 otherwise), the invite still open
@@ -557,11 +637,6 @@ declare
     v_uid uuid := private.require_user();
     v_limited jsonb := private.rate_limited('respond_invite', 'pair_invite.accept');
     v_invite app.pair_invites;
-    v_event app.events;
-    v_refusal jsonb;
-    v_status text;
-    v_reason text;
-    v_pair uuid := pg_catalog.gen_random_uuid();
 begin
     if v_limited is not null then
         return v_limited;
@@ -575,55 +650,51 @@ begin
         return private.refuse('pair_invite.accept', 403, 'not_issued_to_caller',
             'This token was issued to someone else.', subject_id => v_invite.id);
     end if;
-    if v_invite.status = 'accepted' and v_invite.invitee_id = v_uid then
-        perform private.audit('pair_invite.accept', 'already_accepted', 200, v_invite.id);
-        return private.pair_result(v_invite);
+    return private.accept_locked_pair_invite(v_invite, v_uid, 'pair_invite.accept');
+end;
+$$;
+grant execute on function api.accept_pair_invite(text) to authenticated, service_role;
+
+/**
+ * Every rule of declining, for a locked invite and the caller: declining again
+ * answers the same; the inviter, or anyone but the addressee of an emailed
+ * invite, 403; the invite still open (410). Returns {id, status}; audits as
+ * `action`. Shared by decline_pair_invite and answer_pair_invite.
+ */
+create function private.decline_locked_pair_invite(invite app.pair_invites, caller uuid, action text)
+returns jsonb
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_invite app.pair_invites := decline_locked_pair_invite.invite;
+    v_uid uuid := decline_locked_pair_invite.caller;
+    v_refusal jsonb;
+    v_status text;
+begin
+    if v_invite.status = 'declined' and v_invite.invitee_id = v_uid then
+        perform private.audit(action, 'already_declined', 200, v_invite.id);
+        return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
     end if;
     v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
     if v_refusal is not null then
-        return private.refuse('pair_invite.accept', 403, v_refusal ->> 'reason',
+        return private.refuse(action, 403, v_refusal ->> 'reason',
             v_refusal ->> 'message', subject_id => v_invite.id);
     end if;
     v_status := private.pair_invite_status(v_invite);
     if v_status <> 'sent' then
-        return private.refuse('pair_invite.accept', 410, v_status,
+        return private.refuse(action, 410, v_status,
             pg_catalog.format('This invitation is %s.', v_status), subject_id => v_invite.id);
     end if;
-
-    -- Lock order everywhere: the invite, then the event. The event's lock is the
-    -- seat counter's (take_seats' UPDATE takes the same one): FOR NO KEY UPDATE,
-    -- which foreign-key checks (KEY SHARE) of likes, invites and authors of the
-    -- event do not wait for. Accepts and registrations of one event are serialised.
-    select * into v_event from app.events e where e.id = v_invite.event_id for no key update;
-    v_reason := private.registration_closed_reason(v_event);
-    if v_reason is not null then
-        return private.refuse('pair_invite.accept',
-            case v_reason when 'deadline' then 410 else 400 end, v_reason,
-            'Registration for this event is closed.', subject_id => v_invite.id);
-    end if;
-    if exists (select from app.registrations r
-               where r.event_id = v_event.id and r.status = 'confirmed'
-                 and r.user_id in (v_uid, v_invite.inviter_id)) then
-        return private.refuse('pair_invite.accept', 409, 'already_registered',
-            'One of you is already registered for this event.', subject_id => v_invite.id);
-    end if;
-    if not private.take_seats(v_event.id, 2) then
-        return private.refuse('pair_invite.accept', 409, 'full',
-            'The event does not have two free seats.', subject_id => v_invite.id);
-    end if;
-    insert into app.registrations (event_id, user_id, pair_id)
-    values (v_event.id, v_invite.inviter_id, v_pair), (v_event.id, v_uid, v_pair);
     update app.pair_invites i
-    set status = 'accepted', invitee_id = v_uid, pair_id = v_pair,
-        accepted_at = pg_catalog.now(), updated_at = pg_catalog.now()
-    where i.event_id = v_invite.event_id and i.id = v_invite.id
-    returning * into v_invite;
-    perform private.audit('pair_invite.accept', 'accepted', 200, v_invite.id,
-        pg_catalog.jsonb_build_object('event_id', v_event.id, 'pair_id', v_pair));
-    return private.pair_result(v_invite);
+    set status = 'declined', invitee_id = v_uid, declined_at = pg_catalog.now(),
+        updated_at = pg_catalog.now()
+    where i.event_id = v_invite.event_id and i.id = v_invite.id;
+    perform private.audit(action, 'declined', 200, v_invite.id);
+    perform private.webhook_event('pair_invite.declined', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_invite.event_id, 'inviter_id', v_invite.inviter_id, 'invitee_id', v_uid));
+    return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
 end;
 $$;
-grant execute on function api.accept_pair_invite(text) to authenticated, service_role;
 
 /**
  * Declines a pair invite; nobody is registered. Same checks as accepting for
@@ -639,8 +710,6 @@ declare
     v_uid uuid := private.require_user();
     v_limited jsonb := private.rate_limited('respond_invite', 'pair_invite.decline');
     v_invite app.pair_invites;
-    v_refusal jsonb;
-    v_status text;
 begin
     if v_limited is not null then
         return v_limited;
@@ -654,26 +723,7 @@ begin
         return private.refuse('pair_invite.decline', 403, 'not_issued_to_caller',
             'This token was issued to someone else.', subject_id => v_invite.id);
     end if;
-    if v_invite.status = 'declined' and v_invite.invitee_id = v_uid then
-        perform private.audit('pair_invite.decline', 'already_declined', 200, v_invite.id);
-        return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
-    end if;
-    v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
-    if v_refusal is not null then
-        return private.refuse('pair_invite.decline', 403, v_refusal ->> 'reason',
-            v_refusal ->> 'message', subject_id => v_invite.id);
-    end if;
-    v_status := private.pair_invite_status(v_invite);
-    if v_status <> 'sent' then
-        return private.refuse('pair_invite.decline', 410, v_status,
-            pg_catalog.format('This invitation is %s.', v_status), subject_id => v_invite.id);
-    end if;
-    update app.pair_invites i
-    set status = 'declined', invitee_id = v_uid, declined_at = pg_catalog.now(),
-        updated_at = pg_catalog.now()
-    where i.event_id = v_invite.event_id and i.id = v_invite.id;
-    perform private.audit('pair_invite.decline', 'declined', 200, v_invite.id);
-    return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
+    return private.decline_locked_pair_invite(v_invite, v_uid, 'pair_invite.decline');
 end;
 $$;
 grant execute on function api.decline_pair_invite(text) to authenticated, service_role;
@@ -718,6 +768,7 @@ begin
             updated_at = pg_catalog.now()
         where i.event_id = v_invite.event_id and i.id = v_invite.id
         returning * into v_invite;
+        perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_invite.event_id, 'inviter_id', v_invite.inviter_id));
         perform private.audit('pair_invite.revoke', 'revoked', 200, v_invite.id);
     else
         perform private.audit('pair_invite.revoke', 'unchanged', 200, v_invite.id);
@@ -729,7 +780,9 @@ grant execute on function api.revoke_pair_invite(uuid) to authenticated, service
 
 /**
  * The caller's invitations: {sent: [...], received: [...]}. Sent ones show the
- * short code and the address they went to; received ones are those answered
+ * short code, the address they went to, resends (at most 2) and reminded_at
+ * (when the one reminder before expiry was handled, else null; both lists show
+ * it beside expires_at); received ones are those answered
  * by the caller or sent to the caller's email, and never show other people's
  * addresses.
  */
@@ -754,7 +807,8 @@ begin
                                    else i.status end,
                     'short_code', i.short_code,
                     'invitee_email', i.invitee_email, 'pair_id', i.pair_id,
-                    'expires_at', i.expires_at, 'created_at', i.created_at,
+                    'expires_at', i.expires_at, 'reminded_at', i.reminded_at,
+                    'resends', i.resend_count, 'created_at', i.created_at,
                     'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
                 order by i.created_at desc, i.id), '[]'::jsonb)
             from app.pair_invites i
@@ -771,7 +825,8 @@ begin
                         'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
                                        else i.status end,
                         'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
-                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
+                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'reminded_at', i.reminded_at,
+                        'created_at', i.created_at,
                         'accepted_at', i.accepted_at, 'declined_at', i.declined_at) item,
                        i.created_at, i.id
                 from app.pair_invites i
@@ -784,7 +839,8 @@ begin
                         'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
                                        else i.status end,
                         'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
-                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'created_at', i.created_at,
+                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'reminded_at', i.reminded_at,
+                        'created_at', i.created_at,
                         'accepted_at', i.accepted_at, 'declined_at', i.declined_at),
                        i.created_at, i.id
                 from app.pair_invites i

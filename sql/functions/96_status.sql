@@ -1,13 +1,16 @@
 -- What `python -m gateway status` shows an operator on one screen, read in one
--- statement: queue depths, failed mail, the audit of the last hour, the users
+-- statement: queue depths, failed mail, webhook deliveries pending and failed, the audit of the last hour, the users
 -- most refused by rate limits.
 
 /**
- * {mail: {queued, failed, last_failed_at}, audit_last_hour: [{action, rows}],
+ * {mail: {queued, failed, last_failed_at}, webhooks: {pending, failed,
+ *  last_failed_at}, audit_last_hour: [{action, rows}],
  *  most_refused: [{user_id, refused}], generated_at}. audit_last_hour: entries
  * created in the last hour, by action, most first. most_refused: the `top`
  * users with the most refused attempts (app.audit_refusals, every action and
- * outcome) in windows with a refusal in the last day.
+ * outcome) in windows with a refusal in the last day. webhooks.pending: deliveries
+ * waiting for enabled endpoints (joinery_webhook_pending); failed: given up on
+ * after the last retry (joinery_webhook_failed_total).
  */
 create function private.status(top integer default 5) returns jsonb
 language plpgsql stable security definer
@@ -23,6 +26,14 @@ begin
                 'failed', pg_catalog.count(*) filter (where m.failed_at is not null),
                 'last_failed_at', pg_catalog.max(m.failed_at))
             from app.mail_outbox m),
+        'webhooks', (
+            select pg_catalog.jsonb_build_object(
+                'pending', pg_catalog.count(*) filter (where d.status = 'pending' and e.enabled),
+                'failed', pg_catalog.count(*) filter (where d.status = 'failed'),
+                'last_failed_at', pg_catalog.max(d.failed_at))
+            from app.webhook_deliveries d
+            join app.webhook_endpoints e on e.id = d.endpoint_id
+            where d.status in ('pending', 'failed')),
         'audit_last_hour', (
             select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'action', x.action, 'rows', x.n) order by x.n desc, x.action), '[]')

@@ -115,8 +115,8 @@ select is((select count(*) from app.mail_outbox where to_email = 'popular@exampl
 select results_eq(
     $$select array(select jsonb_object_keys(data) order by 1) from app.mail_outbox
       where to_email = 'popular@example.com' limit 1$$,
-    $$values (array['expires_at', 'short_code'])$$,
-    'the queued message holds the short code and expiry only: no name, no title');
+    $$values (array['expires_at', 'invite_id', 'locale', 'short_code'])$$,
+    'the queued message holds the code, expiry, invite id and language only: no name, no title');
 
 -- ---------------------------------------------------------------------------
 -- 9. Control characters in names and titles; delivery attempts

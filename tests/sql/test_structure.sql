@@ -111,8 +111,9 @@ select ok(
 select is_empty(
     $$select p.oid::regprocedure::text from pg_catalog.pg_proc p
       where p.pronamespace = 'api'::regnamespace
-        and not has_function_privilege('authenticated', p.oid, 'EXECUTE')$$,
-    'authenticated can execute every function in api'
+        and not has_function_privilege('authenticated', p.oid, 'EXECUTE')
+        and p.proname !~ 'webhook'$$,
+    'authenticated can execute every function in api but the webhook ones (service_role only)'
 );
 
 -- ---------------------------------------------------------------------------

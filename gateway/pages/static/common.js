@@ -33,6 +33,37 @@ function decodeClaims(token) {
   }
 }
 
+function live(token) {
+  const claims = typeof token === "string" ? decodeClaims(token) : null;
+  return claims && (!claims.exp || claims.exp * 1000 > Date.now()) ? claims : null;
+}
+
+// A sign-in this page started: a nonce kept in this browser before going to the
+// sign-in page, which echoes it back as `state` beside the token. Used once.
+const STATE_KEY = "joinery-sign-in-state";
+const STATE_MS = 15 * 60 * 1000;
+let pageState;
+
+function signInState() {
+  if (!pageState) {
+    pageState = Array.from(crypto.getRandomValues(new Uint8Array(16)),
+      (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  return pageState;
+}
+
+function rememberState() {
+  localStorage.setItem(STATE_KEY, JSON.stringify({ state: signInState(), until: Date.now() + STATE_MS }));
+}
+
+function startedHere(given) {
+  if (!given) return false;
+  let kept = null;
+  try { kept = JSON.parse(localStorage.getItem(STATE_KEY) || "null"); } catch { kept = null; }
+  localStorage.removeItem(STATE_KEY);
+  return Boolean(kept) && kept.state === given && kept.until > Date.now();
+}
+
 function fromFragment() {
   // A Supabase Auth redirect: #access_token=...&expires_in=...&token_type=bearer
   if (!location.hash.includes("access_token=")) return null;
@@ -51,8 +82,58 @@ function fromFragment() {
     refresh_token: params.get("refresh_token") || "",
     user: { id: claims.sub, email: claims.email || "" },
   };
-  localStorage.setItem(STORAGE_KEY, JSON.stringify(session));
-  return session;
+  return { session, claims, state: params.get("state") };
+}
+
+function accountName(claims) {
+  return claims.email || claims.sub || "?";
+}
+
+/**
+ * A token in the address bar becomes the session, except that it replaces the
+ * session of someone else only when this page started the sign-in (its nonce came
+ * back) or the person says so: a link can carry anybody's token.
+ */
+async function takeFragment() {
+  const arrived = fromFragment();
+  if (!arrived) return;
+  const held = fromStorage();
+  const heldClaims = held ? live(held.access_token) : null;
+  const ours = startedHere(arrived.state);
+  if (!ours && heldClaims && heldClaims.sub !== arrived.claims.sub
+      && !(await confirmSwitch(accountName(heldClaims), accountName(arrived.claims)))) {
+    return;
+  }
+  localStorage.setItem(STORAGE_KEY, JSON.stringify(arrived.session));
+  current = undefined;
+}
+
+/** Asks, in the page, whether to switch accounts; resolves with the answer. */
+function confirmSwitch(held, arrived) {
+  const main = document.getElementById("main") || body;
+  return new Promise((resolve) => {
+    const heading = el("h2", { id: "switch-heading", tabindex: "-1" }, t("switch_heading"));
+    const keep = el("button", { type: "button", class: "secondary" }, t("switch_keep", { email: held }));
+    const change = el("button", { type: "button" }, t("switch_change", { email: arrived }));
+    const box = el("section", { class: "card switch", id: "switch", role: "alertdialog",
+      "aria-modal": "false", "aria-labelledby": "switch-heading", "aria-describedby": "switch-body" },
+    heading,
+    el("p", { id: "switch-body" }, t("switch_body", { held, arrived })),
+    el("p", { class: "muted" }, t("switch_warning", { arrived })),
+    el("p", { class: "actions" }, keep, " ", change));
+    // The rest of the page waits for the answer (its script waits too).
+    const others = Array.from(main.children).filter((node) => !node.hidden);
+    others.forEach((node) => { node.hidden = true; });
+    const answer = (value) => () => {
+      box.remove();
+      others.forEach((node) => { node.hidden = false; });
+      resolve(value);
+    };
+    keep.addEventListener("click", answer(false));
+    change.addEventListener("click", answer(true));
+    main.prepend(box);
+    heading.focus();
+  });
 }
 
 function fromStorage() {
@@ -76,11 +157,9 @@ let current;
 /** {token, claims} of the signed-in person, or null. */
 export function session() {
   if (current !== undefined) return current;
-  const found = fromFragment() || fromStorage();
-  const claims = found ? decodeClaims(found.access_token) : null;
-  current = claims && (!claims.exp || claims.exp * 1000 > Date.now())
-    ? { token: found.access_token, claims }
-    : null;
+  const found = fromStorage();
+  const claims = found ? live(found.access_token) : null;
+  current = claims ? { token: found.access_token, claims } : null;
   return current;
 }
 
@@ -98,7 +177,15 @@ export function signInHref() {
   const url = new URL(base, location.origin);
   url.searchParams.set("redirect_to", location.origin === url.origin
     ? location.pathname + location.search : location.href);
+  url.searchParams.set("state", signInState());
   return url.origin === location.origin ? url.pathname + url.search : url.href;
+}
+
+/** A link to the sign-in page that keeps this page's nonce when followed. */
+function signInLink(attrs, label) {
+  const link = el("a", { href: signInHref(), ...attrs }, label);
+  link.addEventListener("click", rememberState);
+  return link;
 }
 
 /** The session bar: who is signed in, or a Sign in link. */
@@ -113,17 +200,15 @@ export function renderSession() {
     out.addEventListener("click", signOut);
     box.append(" ", out);
   } else {
-    const href = signInHref();
-    if (href) box.append(el("a", { href, id: "sign-in" }, t("sign_in")));
+    if (body.dataset.signInUrl) box.append(signInLink({ id: "sign-in" }, t("sign_in")));
   }
 }
 
 /** The prompt shown in place of a preview when nobody is signed in. */
 export function signInPrompt() {
-  const href = signInHref();
   return [
     el("p", {}, t("sign_in_needed")),
-    href ? el("p", {}, el("a", { href, class: "button" }, t("sign_in")))
+    body.dataset.signInUrl ? el("p", {}, signInLink({ class: "button" }, t("sign_in")))
       : el("p", {}, t("sign_in_elsewhere")),
   ];
 }
@@ -204,6 +289,7 @@ export function busy(buttons, action) {
 
 export async function start() {
   await loadText();
+  await takeFragment();
   session();
   renderSession();
 }

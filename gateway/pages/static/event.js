@@ -16,6 +16,8 @@ const share = document.getElementById("share");
 const REASONS = {
   invitee_email: "invalid_email", closed: "registration_closed", deadline: "deadline_passed",
   full: "event_full", already_registered: "already_registered",
+  expired: "answer_expired", revoked: "answer_unavailable", declined: "answer_unavailable",
+  accepted: "answer_unavailable", not_addressee: "answer_not_addressee",
 };
 
 function failure(result) {
@@ -77,8 +79,45 @@ function inviteItem(invite, sent) {
       await refreshInvites();
     }));
     item.append(" ", revoke);
+    if (invite.invitee_email && invite.resends < 2) item.append(" ", resendButton(invite));
   }
+  if (sent && invite.reminded_at) item.append(` · ${t("reminded", { date: formatDate(invite.reminded_at) })}`);
+  if (!sent && invite.status === "sent") item.append(" ", ...answerButtons(invite));
   return item;
+}
+
+// The inviter sends an emailed invitation again (at most twice; api.resend_pair_invite).
+function resendButton(invite) {
+  const resend = el("button", { type: "button", class: "secondary small",
+    "aria-label": `${t("resend")}: ${invite.short_code}` }, t("resend"));
+  resend.addEventListener("click", busy([resend], async () => {
+    const result = await rpc("resend_pair_invite", { invite_id: invite.id });
+    status.replaceChildren(result.status === 200
+      ? message("success", t("resent", { email: invite.invitee_email }))
+      : message("error", result.body?.details === "resend_limit" ? t("resend_limit") : failure(result)));
+    await refreshInvites();
+  }));
+  return resend;
+}
+
+// A received invitation answered in place (api.answer_pair_invite): only the
+// addressee, by the verified address on their token; the same rules as the link.
+function answerButtons(invite) {
+  const name = invite.inviter.display_name;
+  const accept = el("button", { type: "button", class: "small",
+    "aria-label": `${t("accept")}: ${t("invite_by", { name })}` }, t("accept"));
+  const decline = el("button", { type: "button", class: "secondary small",
+    "aria-label": `${t("decline")}: ${t("invite_by", { name })}` }, t("decline"));
+  for (const [button, yes] of [[accept, true], [decline, false]]) {
+    button.addEventListener("click", busy([accept, decline], async () => {
+      const result = await rpc("answer_pair_invite", { invite_id: invite.id, accept: yes });
+      status.replaceChildren(result.status === 200
+        ? message("success", yes ? t("answered_accepted", { name }) : t("answered_declined"))
+        : message("error", failure(result)));
+      await refreshInvites();
+    }));
+  }
+  return [accept, decline];
 }
 
 async function refreshInvites() {
