@@ -13,7 +13,8 @@ On a coordinator, after the migrations and sql/:
   on their user's shard, co-located with notifications;
 - the lookup tables of codes, tokens and like-group ids are distributed by
   the value looked up (migration 0040);
-- auth.users and the mail outbox stay on the coordinator (see
+- auth.users, the mail outbox, the webhook tables (migration 0031) and
+  yoyo's own tables (schema joinery_migrations) stay on the coordinator (see
   docs/scaling.md for why);
 - primary keys and unique constraints are widened to include the distribution
   column, foreign keys between co-located tables include it too, and foreign
@@ -69,7 +70,20 @@ DISTRIBUTED: list[tuple[str, str, str | None]] = [
 REFERENCE = ["app.rate_limits", "app.profiles", "app.friendships"]
 # Stay on the coordinator: auth.users (Supabase's or our stand-in, with the
 # trigger that creates profiles), app.mail_outbox (one queue, SKIP LOCKED
-# workers), and the small tables only operators and the mailer use.
+# workers), and the small tables only operators and the mailer use. So do the
+# webhook tables (migration 0031): like the mail outbox, one queue that the
+# webhook workers lease with SKIP LOCKED, endpoints only service_role manages,
+# events written by private.webhook_event, which the functions call from
+# plpgsql on the coordinator (never inside a query that a worker runs), in the
+# transaction of the change. And yoyo's own tables (schema joinery_migrations,
+# migration 0016): only the migrating role on the coordinator uses them.
+LOCAL = [
+    "app.mail_outbox",
+    "app.webhook_endpoints", "app.webhook_events", "app.webhook_deliveries",
+    "app.webhook_attempts",
+    "joinery_migrations._yoyo_log", "joinery_migrations._yoyo_migration",
+    "joinery_migrations._yoyo_version", "joinery_migrations.yoyo_lock",
+]
 
 # Foreign keys that are not through the distribution column: dropped before
 # distributing. Every key to auth.users goes too (found in the catalogue).

@@ -183,6 +183,7 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    v_reg record;
 begin
     update app.registrations r set status = 'cancelled', cancelled_at = pg_catalog.now()
     where r.event_id = cancel_registration.event_id and r.user_id = v_uid and r.status = 'confirmed';
@@ -190,7 +191,17 @@ begin
         raise exception using errcode = 'PT404', message = 'You are not registered for this event.';
     end if;
     update app.events e set seats_taken = e.seats_taken - 1 where e.id = cancel_registration.event_id;
-    perform private.webhook_event('registration.cancelled', pg_catalog.jsonb_build_object('registration_id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'pair_id', r.pair_id)) from app.registrations r where r.event_id = cancel_registration.event_id and r.user_id = v_uid and r.status = 'cancelled' order by r.cancelled_at desc limit 1;
+    -- The rows first (a query naming the event as a value), then the event for
+    -- each, from here: on a Citus cluster a function called inside a query
+    -- would run on the worker, away from the coordinator's webhook outbox.
+    for v_reg in
+        select r.id, r.event_id, r.user_id, r.pair_id from app.registrations r
+        where r.event_id = cancel_registration.event_id and r.user_id = v_uid
+          and r.status = 'cancelled'
+        order by r.cancelled_at desc limit 1
+    loop
+        perform private.webhook_event('registration.cancelled', pg_catalog.jsonb_build_object('registration_id', v_reg.id, 'event_id', v_reg.event_id, 'user_id', v_reg.user_id, 'pair_id', v_reg.pair_id));
+    end loop;
 end;
 $$;
 grant execute on function api.cancel_registration(uuid) to authenticated, service_role;
@@ -245,6 +256,7 @@ declare
     v_code text;
     v_constraint text;
     v_invite app.pair_invites;
+    v_revoked record;
 begin
     if v_limited is not null then
         return v_limited;
@@ -287,7 +299,13 @@ begin
             'You are already registered for this event.', subject_id => v_event.id);
     end if;
 
-    perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', i.id, 'event_id', i.event_id, 'inviter_id', i.inviter_id)) from app.pair_invites i where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
+    -- The invites first, then an event for each (see cancel_registration).
+    for v_revoked in
+        select i.id, i.event_id, i.inviter_id from app.pair_invites i
+        where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent'
+    loop
+        perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', v_revoked.id, 'event_id', v_revoked.event_id, 'inviter_id', v_revoked.inviter_id));
+    end loop;
     update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
     where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
@@ -567,6 +585,7 @@ declare
     v_status text;
     v_reason text;
     v_pair uuid := pg_catalog.gen_random_uuid();
+    v_reg record;
 begin
     if v_invite.status = 'accepted' and v_invite.invitee_id = v_uid then
         perform private.audit(action, 'already_accepted', 200, v_invite.id);
@@ -614,7 +633,13 @@ begin
     perform private.audit(action, 'accepted', 200, v_invite.id,
         pg_catalog.jsonb_build_object('event_id', v_event.id, 'pair_id', v_pair));
     perform private.webhook_event('pair_invite.accepted', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_event.id, 'inviter_id', v_invite.inviter_id, 'invitee_id', v_uid, 'pair_id', v_pair));
-    perform private.webhook_event('registration.confirmed', pg_catalog.jsonb_build_object('registration_id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'pair_id', r.pair_id)) from app.registrations r where r.event_id = v_event.id and r.pair_id = v_pair;
+    -- The two registrations first, then an event for each (see cancel_registration).
+    for v_reg in
+        select r.id, r.event_id, r.user_id, r.pair_id from app.registrations r
+        where r.event_id = v_event.id and r.pair_id = v_pair
+    loop
+        perform private.webhook_event('registration.confirmed', pg_catalog.jsonb_build_object('registration_id', v_reg.id, 'event_id', v_reg.event_id, 'user_id', v_reg.user_id, 'pair_id', v_reg.pair_id));
+    end loop;
     return private.pair_result(v_invite);
 end;
 $$;
