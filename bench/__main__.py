@@ -26,6 +26,12 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def load_threads() -> int:
+    """pgbench -j and wrk -t: one per core (at least 2), so that a bigger machine
+    is not measured with a load generator sized for this one."""
+    return max(2, os.cpu_count() or 2)
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--sizes", default=",".join(s.label for s in SIZES),
@@ -35,6 +41,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=0,
                         help="gateway (and floor) processes (default: one per core)")
+    parser.add_argument("--workers-list", default="",
+                        help="comma-separated gateway process counts to sweep in one run "
+                             "(e.g. 1,2,4,8; --citus only; default: just --workers)")
     parser.add_argument("--pool", type=int, default=0,
                         help="connections per gateway process (default: two per core of "
                              "the machine, shared out among the workers)")
@@ -82,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     # PostgreSQL's rule of thumb for a pool: about two connections per core of the
     # database server (which here is this machine), not one per client.
     opt = Options(clients=args.clients, seconds=args.seconds, workers=workers,
+                  threads=load_threads(),
                   pool=args.pool or max(1, 2 * default_workers() // workers),
                   prepared=args.prepared,
                   only=tuple(x for x in args.calls.split(",") if x),

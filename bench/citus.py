@@ -6,7 +6,9 @@ schema) and loaded in place, since a new database on a coordinator would have
 neither the extension nor the workers. One size (the largest asked for, 1M by
 default). Besides the figures, it keeps the plans of the statements that decide
 whether a call stays on one shard (EXPLAIN: Citus's "Task Count" is the number of
-shards a statement reaches). Results go to
+shards a statement reaches), and per hot call the shard groups, commands to
+workers and multi-shard statements (bench/citus_calls.py). `--workers-list
+1,2,4,8` measures every call with each number of gateway processes in turn. Results go to
 bench/results/citus-latest.json (and a timestamped copy), beside the
 single-node bench/results/latest.json; docs/scaling.md compares them.
 """
@@ -25,7 +27,7 @@ from psycopg import sql
 
 from gateway.tools.migrate import migrate
 
-from . import load, report
+from . import citus_calls, load, report
 from .layout import SIZES
 from .runner import Options, run_size
 
@@ -101,11 +103,22 @@ def main(args: argparse.Namespace, server_url: str) -> int:
     started = time.monotonic()
     wanted = args.sizes.split(",")
     s = [x for x in SIZES if x.label in wanted][-1]
-    opt = Options(clients=args.clients, seconds=args.seconds, workers=args.workers,
-                  pool=args.pool or max(1, args.clients // args.workers),
-                  only=tuple(x for x in args.calls.split(",") if x),
-                  half_load=not args.no_half_load, baseline=False, plans=False,
-                  profile=False)
+    from gateway.serve import default_workers
+
+    from .__main__ import load_threads
+
+    sweep = [int(x) for x in args.workers_list.split(",") if x] or [
+        args.workers or default_workers()]
+
+    def options(workers: int) -> Options:
+        return Options(clients=args.clients, seconds=args.seconds, workers=workers,
+                       threads=load_threads(),
+                       pool=args.pool or max(1, args.clients // workers),
+                       only=tuple(x for x in args.calls.split(",") if x),
+                       half_load=not args.no_half_load, baseline=False, plans=False,
+                       profile=False)
+
+    opt = options(sweep[0])
     WORK.mkdir(parents=True, exist_ok=True)
     log(f"citus: migrating {server_url}")
     log("  " + migrate(server_url)[:200])
@@ -117,7 +130,23 @@ def main(args: argparse.Namespace, server_url: str) -> int:
                      .format(sql.Identifier(name[0])))
     log(f"size {s.label}: {s.rows} rows in each big table (distributed)")
     seconds = load.load(server_url, s, log)
-    sized = run_size(server_url, s, opt, WORK / s.label, log)
+    # Per hot call: shard groups, commands sent to workers, multi-shard statements.
+    per_call = citus_calls.measure(server_url)
+    log(citus_calls.table(per_call))
+    by_workers: dict[str, Any] = {}
+    progress: dict[str, Any] = {}
+    sized: dict[str, Any] = {}
+    for workers in sweep:
+        log(f"gateway processes: {workers}")
+        sized = run_size(server_url, s, options(workers), WORK / s.label / str(workers), log,
+                         progress)
+        by_workers[str(workers)] = {
+            name: {mode: {k: c[mode].get(k) for k in ("calls_s", "p50_ms", "p99_ms")}
+                   for mode in ("direct", "gateway") if mode in c}
+            for name, c in sized["calls"].items()}
+    sized["by_gateway_workers"] = by_workers
+    sized["per_call"] = [dict(zip(("call", "shard_groups", "commands", "multi_shard"), row,
+                                  strict=True)) for row in per_call]
     sized["load_seconds"] = round(seconds, 1)
     sized["rows"] = load.table_rows(server_url)
     sized["plans"] = plans(server_url)
@@ -126,7 +155,8 @@ def main(args: argparse.Namespace, server_url: str) -> int:
         "machine": report.machine(server_url),
         "cluster": cluster(server_url),
         "settings": {"clients": opt.clients, "seconds": opt.seconds,
-                     "gateway_workers": opt.workers, "pool_per_worker": opt.pool},
+                     "gateway_workers": sweep, "pool_per_worker": opt.pool,
+                     "load_threads": opt.threads},
         "sizes": {s.label: sized},
     }
     single = RESULTS / "latest.json"

@@ -204,6 +204,17 @@ def load_statements(s: Layout) -> list[tuple[str, str]]:
             select sha256(convert_to('bench-token-' || a, 'UTF8')), md5('bench-pinv-' || a)::uuid,
                    {uid(f'{L.FRESH_BASE} + a')}, {ev(f'{L.ACCEPT_EVENT_BASE} + a % {EA}')}
             from generate_series(0, {AI - 1}) a"""),
+        # What the functions write beside each row (migration 0040): the lookups
+        # by code, token and like-group id read these.
+        ("routes", """
+            insert into app.group_invite_routes (code_hash, group_id)
+            select code_hash, group_id from app.group_invites on conflict do nothing;
+            insert into app.pair_code_routes (short_code, event_id)
+            select short_code, event_id from app.pair_invites on conflict do nothing;
+            insert into app.pair_token_routes (token_hash, event_id)
+            select token_hash, event_id from app.pair_invite_tokens on conflict do nothing;
+            insert into app.like_group_routes (id, event_id)
+            select id, event_id from app.like_groups on conflict do nothing"""),
         ("rate limits", "update app.rate_limits set max_attempts = 1000000000"),
     ]
 

@@ -68,6 +68,11 @@ def from_database(exc: pg_errors.Error, role: str) -> ApiError:
     headers = {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    elif status == 503:
+        # A node the call needs is unreachable (on a Citus cluster, a worker that
+        # is down: 08006) or the server is short of resources (53xxx): nothing
+        # was kept, the call may be sent again.
+        headers["Retry-After"] = "2"
     return ApiError(
         status,
         exc.sqlstate or "PGRST000",

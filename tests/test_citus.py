@@ -15,7 +15,7 @@ import pytest
 from citus_support import as_role, reading_as, require_citus, worker_urls
 
 from conftest import ROOT, User
-from gateway.tools.citus import DISTRIBUTED, NO_DIRECT_READS, REFERENCE
+from gateway.tools.citus import DISTRIBUTED, LOCAL, NO_DIRECT_READS, REFERENCE
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +38,20 @@ def test_tables_are_placed_as_declared(admin: psycopg.Connection) -> None:
             assert colocation == placed[colocate][2], (table, colocate)
     families = {placed[t][2] for t in ("app.events", "app.groups", "app.notifications")}
     assert len(families) == 3
-    for table in ("app.audit_log", "app.rate_limit_hits", "app.mail_outbox"):
-        assert table not in placed
+    # Local to the coordinator: the queues (mail, webhooks) and yoyo's tables.
+    local = set(admin.execute(
+        "select logicalrelid::regclass::text from pg_dist_partition").fetchall())
+    for table in LOCAL:
+        assert (table,) not in local, table
+        assert admin.execute("select to_regclass(%s)", (table,)).fetchone() != (None,), table
+    # Per-user writes of every counted call live on the user's shard.
+    for table in ("app.audit_log", "app.rate_limit_hits", "app.audit_refusals"):
+        assert placed[table][2] == placed["app.notifications"][2], table
+    partitions = admin.execute("""
+        select count(*) filter (where d.logicalrelid is null), count(*)
+        from pg_inherits i left join pg_dist_partition d on d.logicalrelid = i.inhrelid
+        where i.inhparent = 'app.audit_log'::regclass""").fetchone()
+    assert partitions is not None and partitions[0] == 0 and partitions[1] >= 2
     # Every shard of the event family sits on a worker, and both workers hold some.
     nodes = admin.execute("""
         select count(distinct p.nodename || ':' || p.nodeport)

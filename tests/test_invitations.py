@@ -128,7 +128,8 @@ def test_concurrent_reminder_passes_remind_each_invite_once(
             barrier.wait(timeout=30)
             for _ in range(5):
                 with conn.transaction():
-                    conn.execute("set local role service_role")
+                    # As the mail worker does (SET LOCAL ROLE would reach Citus's workers).
+                    conn.execute("select set_config('role', 'service_role', true)")
                     row = conn.execute("select private.queue_due_reminders(86400, 3)").fetchone()
                     handled += row[0] if row else 0
         return handled

@@ -384,7 +384,8 @@ def test_rolled_back_approval_sends_nothing(
     with psycopg.connect(database_url) as conn:  # one transaction, rolled back
         conn.execute("select set_config('request.jwt.claims', %s, true)",
                      (json.dumps({"sub": author.id, "role": "authenticated"}),))
-        conn.execute("set local role authenticated")
+        # As the gateway sets it (SET LOCAL ROLE would reach Citus's workers).
+        conn.execute("select set_config('role', 'authenticated', true)")
         result = conn.execute("select api.approve_like_group(%s)", (group_id,)).fetchone()
         assert result is not None and result[0]["status"] == "approved"
         conn.execute("reset role")

@@ -138,7 +138,11 @@ class Mailer:
             return 0
         self._reminders_at = now
         async with conn.transaction():
-            await conn.execute("set local role service_role")
+            # set_config, not SET LOCAL ROLE: on a Citus coordinator a SET LOCAL is
+            # carried to the workers (citus.propagate_set_commands = local), where
+            # the function's reads of the invites' shards would then run as
+            # service_role instead of as its owner (42501).
+            await conn.execute("select set_config('role', 'service_role', true)")
             row = await (await conn.execute("select private.queue_due_reminders(%s)",
                                             (self.reminder_before,))).fetchone()
         queued = int(row[0]) if row else 0

@@ -5,7 +5,8 @@ app.audit_log is partitioned by month (UTC). This command, run by an operator
 coming months and drops those whose whole month is older than the retention
 age (AUDIT_RETENTION_DAYS, or --older-than-days), with the refusal counts of
 that age. Without it nothing breaks: rows of months with no partition land in
-the default partition, which the next run prunes by row.
+the default partition, which the next run prunes by row. It also deletes the
+rate-limit hits that have left every window (private.rate_limit_prune).
 """
 
 from __future__ import annotations
@@ -22,4 +23,9 @@ def prune(database_url: str, older_than_days: int, months_ahead: int = 3) -> lis
                                (months_ahead,)).fetchall()
         removed = conn.execute("select private.audit_prune(make_interval(days => %s))",
                                (older_than_days,)).fetchall()
-    return [f"created app.{name}" for (name,) in created] + [line for (line,) in removed]
+        # Rate-limit hits of users who never came back (the limiter prunes only
+        # its caller's own hits: on a Citus cluster anyone's would be every shard).
+        hits = conn.execute("select private.rate_limit_prune()").fetchone()
+    pruned = [f"deleted {hits[0]} stale rate-limit hits"] if hits and hits[0] else []
+    return ([f"created app.{name}" for (name,) in created] + [line for (line,) in removed]
+            + pruned)

@@ -9,8 +9,13 @@ On a coordinator, after the migrations and sql/:
   user's shard;
 - small tables every call reads (profiles, friendships, rate limits) become
   reference tables, copied to every node;
-- auth.users, the audit log, the rate limiter's hits and the mail outbox stay
-  on the coordinator (see docs/scaling.md for why);
+- the rate limiter's hits and the audit log (by month, partitions kept) live
+  on their user's shard, co-located with notifications;
+- the lookup tables of codes, tokens and like-group ids are distributed by
+  the value looked up (migration 0040);
+- auth.users, the mail outbox, the webhook tables (migration 0031) and
+  yoyo's own tables (schema joinery_migrations) stay on the coordinator (see
+  docs/scaling.md for why);
 - primary keys and unique constraints are widened to include the distribution
   column, foreign keys between co-located tables include it too, and foreign
   keys Citus cannot keep (to local tables, or not through the distribution
@@ -47,12 +52,38 @@ DISTRIBUTED: list[tuple[str, str, str | None]] = [
     ("app.group_members", "group_id", "app.groups"),
     ("app.group_invites", "group_id", "app.groups"),
     ("app.notifications", "user_id", None),
+    # Per user, beside their notifications: every counted call writes a hit and
+    # an audit entry, on the caller's shard rather than on the coordinator. The
+    # audit log keeps its monthly partitions (a distributed partitioned table;
+    # a partition added later is distributed with it).
+    ("app.rate_limit_hits", "user_id", "app.notifications"),
+    ("app.audit_log", "actor_key", "app.notifications"),
+    ("app.audit_refusals", "actor_id", "app.notifications"),
+    # Lookup tables (migration 0040), each distributed by the value looked up,
+    # so that a code, a token or a like-group id reads one shard
+    # (docs/scaling.md, "Routing").
+    ("app.group_invite_routes", "code_hash", None),
+    ("app.pair_token_routes", "token_hash", "app.group_invite_routes"),
+    ("app.pair_code_routes", "short_code", None),
+    ("app.like_group_routes", "id", "app.events"),
 ]
 REFERENCE = ["app.rate_limits", "app.profiles", "app.friendships"]
 # Stay on the coordinator: auth.users (Supabase's or our stand-in, with the
-# trigger that creates profiles), app.audit_log (append-only by trigger, actor
-# may be null), app.rate_limit_hits (per-user advisory lock on the coordinator),
-# app.mail_outbox (one queue, SKIP LOCKED workers).
+# trigger that creates profiles), app.mail_outbox (one queue, SKIP LOCKED
+# workers), and the small tables only operators and the mailer use. So do the
+# webhook tables (migration 0031): like the mail outbox, one queue that the
+# webhook workers lease with SKIP LOCKED, endpoints only service_role manages,
+# events written by private.webhook_event, which the functions call from
+# plpgsql on the coordinator (never inside a query that a worker runs), in the
+# transaction of the change. And yoyo's own tables (schema joinery_migrations,
+# migration 0016): only the migrating role on the coordinator uses them.
+LOCAL = [
+    "app.mail_outbox",
+    "app.webhook_endpoints", "app.webhook_events", "app.webhook_deliveries",
+    "app.webhook_attempts",
+    "joinery_migrations._yoyo_log", "joinery_migrations._yoyo_migration",
+    "joinery_migrations._yoyo_version", "joinery_migrations.yoyo_lock",
+]
 
 # Foreign keys that are not through the distribution column: dropped before
 # distributing. Every key to auth.users goes too (found in the catalogue).
@@ -83,6 +114,8 @@ WIDEN_KEYS = [
     ("app.group_invites", "group_invites_pkey", "primary key (group_id, id)"),
     ("app.group_invites", "group_invites_code_hash_key", "unique (code_hash, group_id)"),
     ("app.notifications", "notifications_pkey", "primary key (user_id, id)"),
+    ("app.rate_limit_hits", "rate_limit_hits_pkey", "primary key (user_id, id)"),
+    ("app.audit_log", "audit_log_pkey", "primary key (actor_key, id, created_at)"),
 ]
 
 # Foreign keys between co-located tables, through the distribution column, added
@@ -195,6 +228,9 @@ def prepare_constraints(conn: psycopg.Connection) -> list[str]:
 
 def distribute_tables(conn: psycopg.Connection, shard_count: int) -> list[str]:
     done: list[str] = []
+    # The audit log's append-only triggers go with it to its shards (they only
+    # raise); Citus distributes a table with triggers only when told so.
+    conn.execute("set citus.enable_unsafe_triggers = on")
     for table in REFERENCE:
         if _exists(conn, table) and _placed(conn, table) is None:
             conn.execute("select create_reference_table(%s)", (table,))
@@ -251,8 +287,16 @@ def worker_roles(conn: psycopg.Connection) -> list[str]:
     # A query that reads every shard (a lookup by code, token or like-group id)
     # uses one connection per worker, not up to 16: with many concurrent requests
     # that keeps the workers' connection count near the gateway's pool size.
+    # Triggers on distributed tables (the audit log's) may be made again by a
+    # later rebuild of sql/ when their statement changes.
+    # A worker that does not answer costs a call at most 5 s to find out (Citus's
+    # default is 30 s, longer than the gateway's statement timeout): the call
+    # then fails with 08006, answered 503 with Retry-After, and calls on the
+    # other workers go on.
     for name, value in (("citus.propagate_set_commands", "local"),
-                        ("citus.max_adaptive_executor_pool_size", "1")):
+                        ("citus.max_adaptive_executor_pool_size", "1"),
+                        ("citus.enable_unsafe_triggers", "on"),
+                        ("citus.node_connection_timeout", "5000")):
         current = conn.execute(
             "select 1 from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase "
             "where d.datname = current_database() and s.setrole = 0 "

@@ -87,9 +87,15 @@ create function private.audit(
 language plpgsql volatile
 set search_path = ''
 as $$
+declare
+    v_uid uuid := auth.uid();
 begin
-    insert into app.audit_log (actor_id, action, outcome, status, subject_id, details)
-    values (auth.uid(), action, outcome, status, subject_id, coalesce(details, '{}'::jsonb));
+    -- actor_key: the actor, or a random id for an entry without one; on a Citus
+    -- cluster the distribution column (migration 0041), so the entry is written
+    -- on the actor's shard.
+    insert into app.audit_log (actor_id, actor_key, action, outcome, status, subject_id, details)
+    values (v_uid, coalesce(v_uid, pg_catalog.gen_random_uuid()), action, outcome, status,
+            subject_id, coalesce(details, '{}'::jsonb));
 end;
 $$;
 
@@ -209,16 +215,9 @@ begin
     v_since := pg_catalog.now() - pg_catalog.make_interval(secs => v_limit.window_seconds);
     delete from app.rate_limit_hits h
     where h.user_id = v_uid and h.bucket = rate_limit.bucket and h.created_at <= v_since;
-    -- Now and then, also hits of anyone that have left every window (users who
-    -- never come back), a bounded batch at a time.
-    if pg_catalog.random() < 0.001 then
-        delete from app.rate_limit_hits h
-        where h.id in (
-            select o.id from app.rate_limit_hits o
-            where o.created_at < pg_catalog.now() - pg_catalog.make_interval(
-                secs => (select pg_catalog.max(l.window_seconds) from app.rate_limits l))
-            limit 1000);
-    end if;
+    -- Hits of users who never come back are pruned by private.rate_limit_prune
+    -- (the operator's audit-prune), not here: on a Citus cluster a delete of
+    -- anyone's hits would reach every shard from every counted call.
     select pg_catalog.count(*), pg_catalog.min(h.created_at) into v_count, v_oldest
     from app.rate_limit_hits h
     where h.user_id = v_uid and h.bucket = rate_limit.bucket;
@@ -231,6 +230,26 @@ begin
     end if;
     insert into app.rate_limit_hits (user_id, bucket) values (v_uid, rate_limit.bucket);
     return 0;
+end;
+$$;
+
+/**
+ * Deletes the rate-limit hits that have left every window (users who never
+ * came back); returns how many. Run by `python -m gateway audit-prune` beside
+ * the audit retention, as the owner (granted to no one).
+ */
+create function private.rate_limit_prune() returns bigint
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_max integer := (select pg_catalog.max(l.window_seconds) from app.rate_limits l);
+    v_count bigint;
+begin
+    delete from app.rate_limit_hits h
+    where h.created_at < pg_catalog.now() - pg_catalog.make_interval(secs => v_max);
+    get diagnostics v_count = row_count;
+    return v_count;
 end;
 $$;
 
@@ -249,6 +268,9 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := coalesce(key, auth.uid());
+    -- A value, not now(): on a Citus cluster (where refusals are distributed by
+    -- actor) DO UPDATE SET may not call a function that is not immutable.
+    v_now timestamptz := pg_catalog.now();
     v_first boolean;
 begin
     if v_uid is null then
@@ -260,7 +282,7 @@ begin
         pg_catalog.floor(extract(epoch from pg_catalog.now()) / greatest(window_seconds, 1))
         * greatest(window_seconds, 1)))
     on conflict on constraint audit_refusals_pkey
-    do update set refused = r.refused + 1, last_at = pg_catalog.now()
+    do update set refused = r.refused + 1, last_at = v_now
     returning r.refused = 1 into v_first;
     if v_first then
         perform private.audit(action, outcome, status, subject_id,

@@ -226,6 +226,22 @@ $$;
 grant execute on function api.leave_group(uuid) to authenticated, service_role;
 
 /**
+ * The group an invite code belongs to, or null: read from its route
+ * (app.group_invite_routes, written with the invite). On a Citus cluster the
+ * routes are distributed by the code's hash, so this reads one shard, and the
+ * group it returns names the shard of the invite, its group and its members.
+ */
+create function private.invite_code_group(code text) returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    return (select r.group_id from app.group_invite_routes r
+            where r.code_hash = private.hash_secret(pg_catalog.lower(invite_code_group.code)));
+end;
+$$;
+
+/**
  * Creates an invite code for a group the caller belongs to. `expires_in`
  * (seconds, > 0) and `max_uses` (>= 1) are optional. Rate limited
  * ('create_invite'); refused and invalid attempts are counted and audited.
@@ -280,6 +296,10 @@ begin
         pg_catalog.now() + pg_catalog.make_interval(secs => create_group_invite.expires_in),
         create_group_invite.max_uses)
     returning * into v_invite;
+    -- The code's route to its group, in the same transaction (see
+    -- private.invite_code_group).
+    insert into app.group_invite_routes (code_hash, group_id)
+    values (v_invite.code_hash, v_invite.group_id);
     perform private.audit('group_invite.create', 'created', 201, v_invite.id,
         pg_catalog.jsonb_build_object('group_id', v_invite.group_id));
     return pg_catalog.jsonb_build_object(
@@ -327,8 +347,7 @@ begin
     -- raised by one transaction at a time. The group is found first and named in
     -- the locking read: on a Citus cluster invites live on their group's shard,
     -- and a row lock must name the distribution column.
-    select f.group_id into v_group_id from app.group_invites f
-    where f.code_hash = private.hash_secret(pg_catalog.lower(join_group.code));
+    v_group_id := private.invite_code_group(join_group.code);
     -- The group before the invite (the membership's foreign key would take this
     -- KEY SHARE later anyway): leave_group locks the group, then deletes its
     -- invites when the last member leaves; taken in the other order the two
@@ -401,6 +420,7 @@ set search_path = ''
 as $$
 declare
     v_limited jsonb := private.rate_limited('join_code', 'group.preview');
+    v_group_id uuid;
     v_invite app.group_invites;
     v_reason text;
 begin
@@ -410,8 +430,11 @@ begin
     if not private.is_uuid_text(preview_group_invite.code) then
         return private.refuse('group.preview', 400, 'malformed', 'The invite code is malformed.');
     end if;
+    -- Its group first (its route), then the invite on the group's shard.
+    v_group_id := private.invite_code_group(preview_group_invite.code);
     select * into v_invite from app.group_invites i
-    where i.code_hash = private.hash_secret(pg_catalog.lower(preview_group_invite.code));
+    where i.group_id = v_group_id
+      and i.code_hash = private.hash_secret(pg_catalog.lower(preview_group_invite.code));
     if not found then
         return private.refuse('group.preview', 404, 'not_found', 'No invite with this code.');
     end if;
@@ -488,10 +511,15 @@ begin
             'The invite code is malformed.');
     end if;
     -- Group first, then the locking read on it (see join_group).
-    select f.group_id into v_group_id from app.group_invites f
-    where f.code_hash = private.hash_secret(pg_catalog.lower(revoke_group_invite.code))
-       or f.id = revoke_group_invite.code::uuid
-    limit 1;
+    -- A code is routed to its group; an invite id (codes are not kept) is
+    -- looked for in every group (on a cluster, every shard: revoking by id is
+    -- rare and not a hot call).
+    v_group_id := private.invite_code_group(revoke_group_invite.code);
+    if v_group_id is null then
+        select f.group_id into v_group_id from app.group_invites f
+        where f.id = revoke_group_invite.code::uuid
+        limit 1;
+    end if;
     select * into v_invite from app.group_invites i
     where i.group_id = v_group_id
       and (i.code_hash = private.hash_secret(pg_catalog.lower(revoke_group_invite.code))

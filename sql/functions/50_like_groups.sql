@@ -68,13 +68,14 @@ begin
         select exists (
             select 1 from app.like_groups g
             join app.events e on e.id = g.event_id
-            where g.event_id = v_event and g.id = can_view_like_group.group_id
+            where g.event_id = v_event and e.id = v_event
+              and g.id = can_view_like_group.group_id
               and (e.creator_id = v_uid
                    or exists (select 1 from app.like_group_members m
-                              where m.event_id = g.event_id and m.group_id = g.id
+                              where m.event_id = v_event and m.group_id = g.id
                                 and m.user_id = v_uid)
                    or exists (select 1 from app.event_authors a
-                              where a.event_id = g.event_id and a.user_id = v_uid))));
+                              where a.event_id = v_event and a.user_id = v_uid))));
 end;
 $$;
 grant execute on function private.can_view_like_group(uuid, uuid) to authenticated, service_role;
@@ -105,14 +106,16 @@ $$;
 /**
  * The event of a like group, or null. Every read and lock of a group's rows
  * names its event too: on a Citus cluster that is the distribution column, and
- * a read that names it runs on one shard.
+ * a read that names it runs on one shard. The event is read from the group's
+ * route (app.like_group_routes, written by like_event), which a cluster
+ * distributes by the group's id: one shard, not every shard of the groups.
  */
 create function private.like_group_event(group_id uuid) returns uuid
 language plpgsql stable
 set search_path = ''
 as $$
 begin
-    return (select g.event_id from app.like_groups g where g.id = like_group_event.group_id);
+    return (select r.event_id from app.like_group_routes r where r.id = like_group_event.group_id);
 end;
 $$;
 
@@ -131,8 +134,9 @@ as $$
 declare
     v_event uuid := coalesce(like_group_json.event_id, private.like_group_event(like_group_json.group_id));
 begin
-    -- Every read names the group's event: on a Citus cluster the distribution
-    -- column, so the whole answer comes from one shard.
+    -- Every read names the group's event as a value (not only through the
+    -- join): on a Citus cluster the distribution column, so the whole answer
+    -- comes from one shard.
     return (
         select pg_catalog.jsonb_build_object(
             'id', g.id, 'event_id', g.event_id, 'creator_id', g.creator_id, 'status', g.status,
@@ -140,22 +144,23 @@ begin
             'created_at', g.created_at,
             'approvals_received', v.received, 'approvals_needed', least(a.authors, m.members),
             'chat_id', (select c.id from app.chats c
-                        where c.event_id = g.event_id and c.like_group_id = g.id))
+                        where c.event_id = v_event and c.like_group_id = g.id))
         from app.like_groups g
         cross join lateral (
             select coalesce(pg_catalog.jsonb_agg(m.user_id
                        order by m.user_id = g.creator_id desc, m.created_at, m.user_id), '[]') ids,
                    pg_catalog.count(*)::integer members
             from app.like_group_members m
-            where m.event_id = g.event_id and m.group_id = g.id) m
+            where m.event_id = v_event and m.group_id = g.id) m
         cross join lateral (
             select pg_catalog.count(*)::integer authors
-            from app.event_authors a where a.event_id = g.event_id) a
+            from app.event_authors a where a.event_id = v_event) a
         cross join lateral (
             select pg_catalog.count(*)::integer received
             from app.like_group_approvals v
             join app.event_authors a on a.event_id = v.event_id and a.user_id = v.author_id
-            where v.event_id = g.event_id and v.group_id = g.id and v.approved) v
+            where v.event_id = v_event and a.event_id = v_event
+              and v.group_id = g.id and v.approved) v
         where g.event_id = v_event and g.id = like_group_json.group_id);
 end;
 $$;
@@ -324,6 +329,9 @@ begin
 
     insert into app.like_groups (event_id, creator_id) values (like_event.event_id, v_uid)
     returning * into v_group;
+    -- The group's route to its event, in the same transaction (see
+    -- private.like_group_event).
+    insert into app.like_group_routes (id, event_id) values (v_group.id, v_group.event_id);
     begin
         -- One row at a time: on a Citus cluster a unique violation of a multi-row
         -- INSERT ... SELECT comes back as an internal error, of a single row as 23505.

@@ -184,6 +184,7 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    v_reg record;
 begin
     update app.registrations r set status = 'cancelled', cancelled_at = pg_catalog.now()
     where r.event_id = cancel_registration.event_id and r.user_id = v_uid and r.status = 'confirmed';
@@ -191,7 +192,17 @@ begin
         raise exception using errcode = 'PT404', message = 'You are not registered for this event.';
     end if;
     update app.events e set seats_taken = e.seats_taken - 1 where e.id = cancel_registration.event_id;
-    perform private.webhook_event('registration.cancelled', pg_catalog.jsonb_build_object('registration_id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'pair_id', r.pair_id)) from app.registrations r where r.event_id = cancel_registration.event_id and r.user_id = v_uid and r.status = 'cancelled' order by r.cancelled_at desc limit 1;
+    -- The rows first (a query naming the event as a value), then the event for
+    -- each, from here: on a Citus cluster a function called inside a query
+    -- would run on the worker, away from the coordinator's webhook outbox.
+    for v_reg in
+        select r.id, r.event_id, r.user_id, r.pair_id from app.registrations r
+        where r.event_id = cancel_registration.event_id and r.user_id = v_uid
+          and r.status = 'cancelled'
+        order by r.cancelled_at desc limit 1
+    loop
+        perform private.webhook_event('registration.cancelled', pg_catalog.jsonb_build_object('registration_id', v_reg.id, 'event_id', v_reg.event_id, 'user_id', v_reg.user_id, 'pair_id', v_reg.pair_id));
+    end loop;
 end;
 $$;
 grant execute on function api.cancel_registration(uuid) to authenticated, service_role;
@@ -253,6 +264,7 @@ declare
     v_code text;
     v_constraint text;
     v_invite app.pair_invites;
+    v_revoked record;
 begin
     if v_limited is not null then
         return v_limited;
@@ -295,15 +307,25 @@ begin
             'You are already registered for this event.', subject_id => v_event.id);
     end if;
 
-    perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', i.id, 'event_id', i.event_id, 'inviter_id', i.inviter_id)) from app.pair_invites i where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
+    -- The invites first, then an event for each (see cancel_registration).
+    for v_revoked in
+        select i.id, i.event_id, i.inviter_id from app.pair_invites i
+        where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent'
+    loop
+        perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', v_revoked.id, 'event_id', v_revoked.event_id, 'inviter_id', v_revoked.inviter_id));
+    end loop;
     update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
         updated_at = pg_catalog.now()
     where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
     for v_try in 1 .. 5 loop
         -- On a Citus cluster the unique constraint on short codes is per event (it
         -- must include the distribution column): a code in use anywhere is skipped.
+        -- The code's route (app.pair_code_routes, keyed by the code) claims it
+        -- cluster-wide; a code already routed is skipped.
         v_code := private.new_short_code();
-        continue when exists (select 1 from app.pair_invites o where o.short_code = v_code);
+        insert into app.pair_code_routes (short_code, event_id) values (v_code, v_event.id)
+        on conflict do nothing;
+        continue when not found;
         begin
             insert into app.pair_invites (event_id, inviter_id, invitee_email, short_code, expires_at,
                                           locale)
@@ -351,9 +373,16 @@ set search_path = ''
 as $$
 declare
     v_invite app.pair_invites;
+    v_code text := private.normalize_short_code(open_pair_invite.code);
+    v_event_id uuid;
 begin
+    -- The code's route names its event (one shard on a cluster), then the
+    -- invite is read on the event's shard: two statements, since a cluster
+    -- cannot route a query by the result of a subquery.
+    select r.event_id into v_event_id from app.pair_code_routes r where r.short_code = v_code;
     select * into v_invite from app.pair_invites i
-    where i.short_code = private.normalize_short_code(open_pair_invite.code)
+    where i.event_id = v_event_id
+      and i.short_code = v_code
       and i.status = 'sent' and i.expires_at > pg_catalog.now();
     return v_invite;
 end;
@@ -390,6 +419,10 @@ begin
     v_token := pg_catalog.translate(pg_catalog.encode(private.random_bytes(32), 'base64'), '+/=', '-_');
     insert into app.pair_invite_tokens (token_hash, invite_id, issued_to, event_id)
     values (private.hash_secret(v_token), v_invite.id, v_uid, v_invite.event_id);
+    -- The token's route to its event, in the same transaction (see
+    -- private.pair_token_event).
+    insert into app.pair_token_routes (token_hash, event_id)
+    values (private.hash_secret(v_token), v_invite.event_id);
     perform private.audit('pair_invite.join', 'token_issued', 200, v_invite.id);
     return (
         select pg_catalog.jsonb_build_object(
@@ -447,6 +480,21 @@ $$;
 grant execute on function api.preview_pair_invite(text) to authenticated, service_role;
 
 /**
+ * The event a pair-invite token was issued for, or null: read from its route
+ * (app.pair_token_routes, written by join_pair_invite), which a Citus cluster
+ * distributes by the token's hash, so this reads one shard.
+ */
+create function private.pair_token_event(token text) returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    return (select r.event_id from app.pair_token_routes r
+            where r.token_hash = private.hash_secret(coalesce(token, '')));
+end;
+$$;
+
+/**
  * The invite a token was issued for, locked; null when the token is unknown.
  */
 create function private.lock_invite_by_token(token text) returns app.pair_invites
@@ -460,8 +508,9 @@ declare
 begin
     -- The token names its invite and event; the lock names the event too (on a
     -- Citus cluster, the distribution column of both tables).
-    select t.invite_id, t.event_id into v_invite_id, v_event_id from app.pair_invite_tokens t
-    where t.token_hash = private.hash_secret(coalesce(token, ''));
+    v_event_id := private.pair_token_event(token);
+    select t.invite_id into v_invite_id from app.pair_invite_tokens t
+    where t.event_id = v_event_id and t.token_hash = private.hash_secret(coalesce(token, ''));
     select i.* into v_invite from app.pair_invites i
     where i.event_id = v_event_id and i.id = v_invite_id
     for update;
@@ -476,9 +525,13 @@ create function private.pair_token_issued_to(token text) returns uuid
 language plpgsql stable
 set search_path = ''
 as $$
+declare
+    -- Read first (its route): a query a cluster routes names its event as a value.
+    v_event_id uuid := private.pair_token_event(token);
 begin
     return (select t.issued_to from app.pair_invite_tokens t
-            where t.token_hash = private.hash_secret(coalesce(token, '')));
+            where t.event_id = v_event_id
+              and t.token_hash = private.hash_secret(coalesce(token, '')));
 end;
 $$;
 
@@ -546,6 +599,7 @@ declare
     v_status text;
     v_reason text;
     v_pair uuid := pg_catalog.gen_random_uuid();
+    v_reg record;
 begin
     if v_invite.status = 'accepted' and v_invite.invitee_id = v_uid then
         perform private.audit(action, 'already_accepted', 200, v_invite.id);
@@ -593,7 +647,13 @@ begin
     perform private.audit(action, 'accepted', 200, v_invite.id,
         pg_catalog.jsonb_build_object('event_id', v_event.id, 'pair_id', v_pair));
     perform private.webhook_event('pair_invite.accepted', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_event.id, 'inviter_id', v_invite.inviter_id, 'invitee_id', v_uid, 'pair_id', v_pair));
-    perform private.webhook_event('registration.confirmed', pg_catalog.jsonb_build_object('registration_id', r.id, 'event_id', r.event_id, 'user_id', r.user_id, 'pair_id', r.pair_id)) from app.registrations r where r.event_id = v_event.id and r.pair_id = v_pair;
+    -- The two registrations first, then an event for each (see cancel_registration).
+    for v_reg in
+        select r.id, r.event_id, r.user_id, r.pair_id from app.registrations r
+        where r.event_id = v_event.id and r.pair_id = v_pair
+    loop
+        perform private.webhook_event('registration.confirmed', pg_catalog.jsonb_build_object('registration_id', v_reg.id, 'event_id', v_reg.event_id, 'user_id', v_reg.user_id, 'pair_id', v_reg.pair_id));
+    end loop;
     return private.pair_result(v_invite);
 end;
 $$;

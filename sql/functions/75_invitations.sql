@@ -83,6 +83,42 @@ end;
 $$;
 
 /**
+ * The event of the pair invite `invite_id`, or null. Invites live with their
+ * event (on a Citus cluster, the distribution column) and ids are not routed
+ * (only short codes and tokens are, migration 0040): on a cluster this one
+ * statement reads every shard, and every later read, lock and write of the
+ * invite names the event it returns. Answering and resending by id are not
+ * hot calls (docs/scaling.md, "Calls that read every shard").
+ */
+create function private.pair_invite_event(invite_id uuid) returns uuid
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    return (select f.event_id from app.pair_invites f where f.id = pair_invite_event.invite_id);
+end;
+$$;
+
+/**
+ * The pair invite `invite_id` of event `event_id`, locked; null when there is
+ * none. The lock names the event (see lock_invite_by_token).
+ */
+create function private.lock_event_pair_invite(event_id uuid, invite_id uuid)
+returns app.pair_invites
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_invite app.pair_invites;
+begin
+    select * into v_invite from app.pair_invites i
+    where i.event_id = lock_event_pair_invite.event_id and i.id = lock_event_pair_invite.invite_id
+    for update;
+    return v_invite;
+end;
+$$;
+
+/**
  * The invite `invite_id` names, locked (its event first: see
  * lock_invite_by_token); null when there is none.
  */
@@ -91,14 +127,10 @@ language plpgsql volatile
 set search_path = ''
 as $$
 declare
-    v_event_id uuid;
-    v_invite app.pair_invites;
+    -- The lookup is its own statement; the lock names the event as a value.
+    v_event_id uuid := private.pair_invite_event(lock_invite_by_id.invite_id);
 begin
-    select f.event_id into v_event_id from app.pair_invites f where f.id = lock_invite_by_id.invite_id;
-    select * into v_invite from app.pair_invites i
-    where i.event_id = v_event_id and i.id = lock_invite_by_id.invite_id
-    for update;
-    return v_invite;
+    return private.lock_event_pair_invite(v_event_id, lock_invite_by_id.invite_id);
 end;
 $$;
 
@@ -119,16 +151,20 @@ declare
     v_uid uuid := private.require_user();
     v_limited jsonb := private.rate_limited('create_invite', 'pair_invite.resend',
                                             resend_pair_invite.invite_id);
+    v_event_id uuid;
     v_invite app.pair_invites;
     v_status text;
 begin
     if v_limited is not null then
         return v_limited;
     end if;
+    -- The invite's event first (its own statement), then every read names it.
     -- The caller first, unlocked (an invite's inviter and address never change),
     -- so nobody else can make the invite wait; then the row lock, which
     -- serialises resends of one invite: the count cannot be overrun.
-    select * into v_invite from app.pair_invites i where i.id = resend_pair_invite.invite_id;
+    v_event_id := private.pair_invite_event(resend_pair_invite.invite_id);
+    select * into v_invite from app.pair_invites i
+    where i.event_id = v_event_id and i.id = resend_pair_invite.invite_id;
     if not found then
         return private.refuse('pair_invite.resend', 404, 'not_found', 'Invitation not found.');
     end if;
@@ -140,7 +176,7 @@ begin
         return private.refuse('pair_invite.resend', 400, 'no_email',
             'This invitation was not sent by email.', subject_id => v_invite.id);
     end if;
-    v_invite := private.lock_invite_by_id(v_invite.id);
+    v_invite := private.lock_event_pair_invite(v_invite.event_id, v_invite.id);
     v_status := private.pair_invite_status(v_invite);
     if v_status <> 'sent' then
         return private.refuse('pair_invite.resend', 410, v_status,
@@ -186,6 +222,8 @@ declare
     v_invite app.pair_invites;
     v_count integer := 0;
 begin
+    -- The due invites of every event (on a Citus cluster, every shard: a
+    -- worker's sweep, not an API call), then each one by its event and id.
     for v_due in
         select i.event_id, i.id from app.pair_invites i
         where i.status = 'sent' and i.reminded_at is null and i.invitee_email is not null
@@ -256,6 +294,7 @@ declare
     v_action text := case when answer_pair_invite.accept then 'pair_invite.accept'
                           else 'pair_invite.decline' end;
     v_limited jsonb := private.rate_limited('respond_invite', v_action, answer_pair_invite.invite_id);
+    v_event_id uuid;
     v_invite app.pair_invites;
 begin
     if v_limited is not null then
@@ -268,7 +307,10 @@ begin
     -- address never change), so nobody else can make it wait. Then the lock
     -- order of accept_pair_invite: the invite, then (in
     -- accept_locked_pair_invite) the event, FOR NO KEY UPDATE.
-    select * into v_invite from app.pair_invites i where i.id = answer_pair_invite.invite_id;
+    -- The invite's event first (its own statement), then every read names it.
+    v_event_id := private.pair_invite_event(answer_pair_invite.invite_id);
+    select * into v_invite from app.pair_invites i
+    where i.event_id = v_event_id and i.id = answer_pair_invite.invite_id;
     if not found then
         return private.refuse(v_action, 404, 'not_found', 'Invitation not found.');
     end if;
@@ -278,7 +320,7 @@ begin
             'This invitation was not sent to the verified email address of your account.',
             subject_id => v_invite.id);
     end if;
-    v_invite := private.lock_invite_by_id(v_invite.id);
+    v_invite := private.lock_event_pair_invite(v_invite.event_id, v_invite.id);
     if answer_pair_invite.accept then
         return private.accept_locked_pair_invite(v_invite, v_uid, v_action);
     end if;
@@ -319,38 +361,47 @@ as $$
 declare
     v_uid uuid := private.require_user();
     v_event app.events;
+    v_group record;
+    v_groups jsonb := '[]'::jsonb;
 begin
     select * into v_event from app.events e where e.id = event_like_groups.event_id;
     if not found or not private.is_event_author(v_event.id, v_uid) then
         raise exception using errcode = 'PT404', message = 'Event not found.';
     end if;
+    -- The groups first, in one query naming the event as a value; then each
+    -- group's answer is shaped here (like_group_json and the reads below name
+    -- the event too): on a Citus cluster a function called inside a query would
+    -- run on the worker, and every read stays on the event's shard.
+    for v_group in
+        select g.id, g.creator_id, g.decided_at
+        from (
+            select l.id, l.creator_id, l.status, l.decided_at, l.created_at from app.like_groups l
+            where l.event_id = v_event.id and l.status = 'pending'
+            union all
+            (select l.id, l.creator_id, l.status, l.decided_at, l.created_at from app.like_groups l
+             where l.event_id = v_event.id and l.status <> 'pending'
+             order by l.decided_at desc nulls last limit 50)
+        ) g
+        order by g.status <> 'pending', g.decided_at desc nulls first, g.created_at, g.id
+    loop
+        v_groups := v_groups || pg_catalog.jsonb_build_array(
+            private.like_group_json(v_group.id, v_event.id) || pg_catalog.jsonb_build_object(
+                'members', (
+                    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                            'id', m.user_id, 'display_name', p.display_name)
+                        order by m.user_id = v_group.creator_id desc, m.created_at, m.user_id)
+                    from app.like_group_members m
+                    join app.profiles p on p.id = m.user_id
+                    where m.event_id = v_event.id and m.group_id = v_group.id),
+                'approved_by_me', exists (
+                    select from app.like_group_approvals v
+                    where v.event_id = v_event.id and v.group_id = v_group.id
+                      and v.author_id = v_uid and v.approved),
+                'decided_at', v_group.decided_at));
+    end loop;
     return pg_catalog.jsonb_build_object(
         'event', pg_catalog.jsonb_build_object('id', v_event.id, 'title', v_event.title),
-        'groups', (
-            select coalesce(pg_catalog.jsonb_agg(
-                    private.like_group_json(g.id, g.event_id) || pg_catalog.jsonb_build_object(
-                        'members', (
-                            select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                                    'id', m.user_id, 'display_name', p.display_name)
-                                order by m.user_id = g.creator_id desc, m.created_at, m.user_id)
-                            from app.like_group_members m
-                            join app.profiles p on p.id = m.user_id
-                            where m.event_id = g.event_id and m.group_id = g.id),
-                        'approved_by_me', exists (
-                            select from app.like_group_approvals v
-                            where v.event_id = g.event_id and v.group_id = g.id
-                              and v.author_id = v_uid and v.approved),
-                        'decided_at', g.decided_at)
-                    order by g.status <> 'pending', g.decided_at desc nulls first, g.created_at, g.id),
-                '[]'::jsonb)
-            from (
-                select * from app.like_groups l
-                where l.event_id = v_event.id and l.status = 'pending'
-                union all
-                (select * from app.like_groups l
-                 where l.event_id = v_event.id and l.status <> 'pending'
-                 order by l.decided_at desc nulls last limit 50)
-            ) g));
+        'groups', v_groups);
 end;
 $$;
 grant execute on function api.event_like_groups(uuid) to authenticated, service_role;

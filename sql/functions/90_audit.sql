@@ -72,10 +72,13 @@ begin
             return next 'dropped app.' || v_part.name;
         end if;
     end loop;
-    perform pg_catalog.set_config('joinery.audit_prune', 'on', true);
+    -- SET LOCAL rather than set_config: on a Citus cluster the append-only
+    -- trigger runs on the workers, which a SET LOCAL reaches
+    -- (citus.propagate_set_commands = local) and set_config does not.
+    set local joinery.audit_prune = 'on';
     delete from app.audit_log_default d where d.created_at < v_cutoff;
     get diagnostics v_count = row_count;
-    perform pg_catalog.set_config('joinery.audit_prune', 'off', true);
+    set local joinery.audit_prune = 'off';
     if v_count > 0 then
         return next pg_catalog.format('deleted %s rows of app.audit_log_default', v_count);
     end if;

@@ -61,6 +61,9 @@ insert into app.pair_invites (id, event_id, inviter_id, invitee_email, short_cod
     ('f1000000-0000-4000-8000-000000000012', 'e1000000-0000-4000-8000-000000000011', 'b1000000-0000-4000-8000-000000000003', 'stopped@example.com',  'AAAA2234', now() + interval '12 hours', 'sent', now() - interval '6 days'),
     ('f1000000-0000-4000-8000-000000000013', 'e1000000-0000-4000-8000-000000000011', 'b1000000-0000-4000-8000-000000000006', 'young@example.com',    'AAAA2235', now() + interval '12 hours', 'sent', now() - interval '1 hour'),
     ('f1000000-0000-4000-8000-000000000014', 'e1000000-0000-4000-8000-000000000011', 'b1000000-0000-4000-8000-000000000007', 'later@example.com',    'AAAA2236', now() + interval '3 days',   'sent', now() - interval '4 days');
+-- Their codes' routes, as create_pair_invite writes them (migration 0040).
+insert into app.pair_code_routes (short_code, event_id)
+select short_code, event_id from app.pair_invites where short_code like 'AAAA22%';
 insert into app.mail_stops (email) values ('stopped@example.com');
 
 -- Webhooks: an endpoint subscribed to the invitations' and registrations'
@@ -77,6 +80,9 @@ insert into app.event_authors (event_id, user_id) values
     ('e1000000-0000-4000-8000-000000000012', 'b1000000-0000-4000-8000-000000000005');
 insert into app.like_groups (id, event_id, creator_id) values
     ('c1000000-0000-4000-8000-000000000001', 'e1000000-0000-4000-8000-000000000012', 'b1000000-0000-4000-8000-000000000006');
+-- Its route, as like_event writes it (migration 0040).
+insert into app.like_group_routes (id, event_id) values
+    ('c1000000-0000-4000-8000-000000000001', 'e1000000-0000-4000-8000-000000000012');
 insert into app.like_group_members (group_id, event_id, user_id, created_at) values
     ('c1000000-0000-4000-8000-000000000001', 'e1000000-0000-4000-8000-000000000012', 'b1000000-0000-4000-8000-000000000006', now()),
     ('c1000000-0000-4000-8000-000000000001', 'e1000000-0000-4000-8000-000000000012', 'b1000000-0000-4000-8000-000000000007', now() + interval '1 second');
@@ -184,6 +190,8 @@ insert into app.events (id, creator_id, title, capacity, status) values
 insert into app.pair_invites (id, event_id, inviter_id, short_code, expires_at, status) values
     ('f1000000-0000-4000-8000-000000000015', 'e1000000-0000-4000-8000-000000000013',
      'b1000000-0000-4000-8000-000000000001', 'AAAA2238', now() + interval '7 days', 'sent');
+insert into app.pair_code_routes (short_code, event_id)
+values ('AAAA2238', 'e1000000-0000-4000-8000-000000000013');
 select test_support.sign_in('b1000000-0000-4000-8000-000000000001', 'ines@example.com');
 set local role authenticated;
 insert into vars values ('replacing', api.create_pair_invite('e1000000-0000-4000-8000-000000000013'));

@@ -17,6 +17,9 @@ insert into app.pair_invites (id, event_id, inviter_id, short_code, expires_at) 
      'b0000000-0000-4000-8000-000000000001', 'PREV2345', now() + interval '2 days'),
     ('c0000000-0000-4000-8000-000000000002', 'f0000000-0000-4000-8000-000000000001',
      'b0000000-0000-4000-8000-000000000003', 'GAME2345', now() - interval '1 minute');
+-- Their codes' routes, as create_pair_invite writes them (migration 0040).
+insert into app.pair_code_routes (short_code, event_id)
+select short_code, event_id from app.pair_invites where short_code in ('PREV2345', 'GAME2345');
 update app.rate_limits set max_attempts = 5 where bucket = 'join_code';
 
 create temp table vars (name text primary key, value jsonb);
