@@ -3,7 +3,7 @@
 -- address on the caller's token, and the authors' approval queue.
 --
 -- The rules of answering live once, in private.accept_locked_pair_invite and
--- private.decline_locked_pair_invite (70_registrations.sql): the token routes
+-- private.decline_locked_pair_invite (72_pair_answers.sql): the token routes
 -- and answer_pair_invite differ only in how they find the invite and its caller.
 
 /**

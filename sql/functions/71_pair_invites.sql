@@ -1,0 +1,417 @@
+-- Pair invitations (seed flow 3): creating one, joining and previewing it by
+-- code, revoking, listing. Accepting and declining are in 72_pair_answers.sql.
+--
+-- Counted attempts (create, join by code) never raise when refused: they set
+-- response.status and return the error body, so the rate-limit hit and the
+-- audit entry commit.
+
+/**
+ * The status as reported: 'expired' once expires_at has passed for an open invite.
+ */
+create function private.pair_invite_status(i app.pair_invites) returns text
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+    return case when i.status = 'sent' and i.expires_at <= pg_catalog.now() then 'expired'
+                else i.status end;
+end;
+$$;
+
+/**
+ * True when `email` is exactly one plain address, local@domain: at most 254
+ * characters, a local part of at most 64 of letters, digits and
+ * .#$&'*+/=?^_`{|}~- (no leading, trailing or double dot), a domain of at
+ * least two dot-separated labels of letters, digits and inner hyphens (at most
+ * 63 each). No commas, second @, angle brackets, quotes, spaces, CR/LF or other
+ * control characters: the address is the message's one envelope recipient.
+ */
+create function private.is_single_email(email text) returns boolean
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+    return coalesce(
+        pg_catalog.length(email) <= 254
+        and pg_catalog.length(pg_catalog.split_part(email, '@', 1)) <= 64
+        and email ~ ('^[A-Za-z0-9#$&''*+/=?^_`{|}~-]+(\.[A-Za-z0-9#$&''*+/=?^_`{|}~-]+)*'
+                     '@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
+                     '(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$'),
+        false);
+end;
+$$;
+
+/**
+ * Invites a partner to register as a pair, by email or by sharing the short
+ * code. The event must be open and before its deadline (400), with two seats
+ * free (409), and the inviter not registered yet (409). A new invite revokes
+ * the inviter's previous open invite for the event. The email, when given,
+ * must be exactly one plain address (400, see private.is_single_email). A
+ * message holding the short code is queued in the outbox in this transaction,
+ * unless the address stopped invitations or got its share of invitation mail
+ * (private.queue_invite_mail); the answer is the same either way, and the same
+ * whether or not the address has an account. Lifetime 7
+ * days, never past the registration deadline. Returns {id, short_code,
+ * expires_at}; tokens are never returned here.
+ * @arg invitee_email maxLength=254 pattern=^(?=[^@]{1,64}@)[A-Za-z0-9#$&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9#$&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$
+ * @returns {id:uuid, short_code:string, expires_at:date-time}
+ * @link join_pair_invite code=short_code
+ * @link preview_pair_invite code=short_code
+ * @link revoke_pair_invite invite_id=id
+ * @link resend_pair_invite invite_id=id
+ * @link answer_pair_invite invite_id=id
+ */
+create function api.create_pair_invite(event_id uuid, invitee_email text default null) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_limited jsonb := private.rate_limited('create_invite', 'pair_invite.create',
+                                            create_pair_invite.event_id);
+    v_event app.events;
+    v_email text := nullif(pg_catalog.btrim(create_pair_invite.invitee_email), '');
+    v_reason text;
+    v_code text;
+    v_constraint text;
+    v_invite app.pair_invites;
+    v_revoked record;
+begin
+    if v_limited is not null then
+        return v_limited;
+    end if;
+    if v_email is not null and not private.is_single_email(v_email) then
+        perform private.audit('pair_invite.create', 'invalid', 400, create_pair_invite.event_id);
+        return private.fail(400, 'invitee_email is not a valid email address.', 'invitee_email');
+    end if;
+    -- No lock on the event: an invite takes no seat, so the checks below are a
+    -- courtesy that accept_pair_invite repeats under its locks (deadline, two
+    -- free seats, neither person registered). Only the inviter's own open invite
+    -- is locked, and only invites are locked here, so the lock order is the
+    -- accept's (invite, then event) and an invite creation never waits for a
+    -- registration or a like of the event, nor they for it. Two creations by one
+    -- inviter are serialised by the rate limiter's per-user lock and the partial
+    -- unique index pair_invites_one_open_per_inviter.
+    select * into v_event from app.events e where e.id = create_pair_invite.event_id;
+    if not found then
+        perform private.audit('pair_invite.create', 'not_found', 404, create_pair_invite.event_id);
+        return private.fail(404, 'Event not found.');
+    end if;
+    v_reason := private.registration_closed_reason(v_event);
+    if v_reason is not null then
+        return private.refuse('pair_invite.create', 400, v_reason,
+            'Registration for this event is closed.', subject_id => v_event.id);
+    end if;
+    if v_event.capacity is not null and v_event.capacity - v_event.seats_taken < 2 then
+        return private.refuse('pair_invite.create', 409, 'full',
+            'The event does not have two free seats.', subject_id => v_event.id);
+    end if;
+    -- The inviter's open invite first: an accept of it in flight holds it, and
+    -- once that commits the registration check below (a new snapshot) sees it.
+    -- A refusal must not revoke, so the lock comes before the check.
+    perform from app.pair_invites i
+    where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent'
+    for update;
+    if exists (select from app.registrations r
+               where r.event_id = v_event.id and r.user_id = v_uid and r.status = 'confirmed') then
+        return private.refuse('pair_invite.create', 409, 'already_registered',
+            'You are already registered for this event.', subject_id => v_event.id);
+    end if;
+
+    -- The invites first, then an event for each (see cancel_registration).
+    for v_revoked in
+        select i.id, i.event_id, i.inviter_id from app.pair_invites i
+        where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent'
+    loop
+        perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', v_revoked.id, 'event_id', v_revoked.event_id, 'inviter_id', v_revoked.inviter_id));
+    end loop;
+    update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
+        updated_at = pg_catalog.now()
+    where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
+    for v_try in 1 .. 5 loop
+        -- On a Citus cluster the unique constraint on short codes is per event (it
+        -- must include the distribution column): a code in use anywhere is skipped.
+        -- The code's route (app.pair_code_routes, keyed by the code) claims it
+        -- cluster-wide; a code already routed is skipped.
+        v_code := private.new_short_code();
+        insert into app.pair_code_routes (short_code, event_id) values (v_code, v_event.id)
+        on conflict do nothing;
+        continue when not found;
+        begin
+            insert into app.pair_invites (event_id, inviter_id, invitee_email, short_code, expires_at,
+                                          locale)
+            values (v_event.id, v_uid, pg_catalog.lower(v_email), v_code,
+                    least(pg_catalog.now() + interval '7 days',
+                          coalesce(v_event.registration_deadline, 'infinity')),
+                    private.inviter_locale(v_uid))
+            returning * into v_invite;
+            exit;
+        exception when unique_violation then
+            -- A short code already in use (about one in 10^11): draw another. Any
+            -- other unique violation is not the code's and is raised again.
+            get stacked diagnostics v_constraint = constraint_name;
+            if v_constraint not like 'pair\_invites\_short\_code\_key%' then  -- a shard's name has a suffix
+                raise;
+            end if;
+        end;
+    end loop;
+    if v_invite.id is null then
+        raise exception using errcode = 'PT503', message = 'No free short code was found; try again.';
+    end if;
+    if v_email is not null then
+        -- Queued or not (the recipient may have stopped invitations or reached
+        -- the per-address limit), the answer and the audit entry are the same.
+        -- No user-written text goes into the message.
+        perform private.queue_invite_mail(v_invite.invitee_email, 'pair_invite',
+            private.pair_invite_mail_data(v_invite));
+    end if;
+    perform private.audit('pair_invite.create', 'created', 200, v_invite.id,
+        pg_catalog.jsonb_build_object('event_id', v_event.id, 'emailed', v_email is not null));
+    perform private.webhook_event('pair_invite.sent', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_event.id, 'inviter_id', v_uid, 'expires_at', v_invite.expires_at), pg_catalog.jsonb_build_object('invitee_email', v_invite.invitee_email));
+    return pg_catalog.jsonb_build_object(
+        'id', v_invite.id, 'short_code', v_invite.short_code, 'expires_at', v_invite.expires_at);
+end;
+$$;
+grant execute on function api.create_pair_invite(uuid, text) to authenticated, service_role;
+
+/**
+ * The open invite a short code names (status sent, not expired), or null. The
+ * one lookup behind join_pair_invite and preview_pair_invite.
+ */
+create function private.open_pair_invite(code text) returns app.pair_invites
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_invite app.pair_invites;
+    v_code text := private.normalize_short_code(open_pair_invite.code);
+    v_event_id uuid;
+begin
+    -- The code's route names its event (one shard on a cluster), then the
+    -- invite is read on the event's shard: two statements, since a cluster
+    -- cannot route a query by the result of a subquery.
+    select r.event_id into v_event_id from app.pair_code_routes r where r.short_code = v_code;
+    select * into v_invite from app.pair_invites i
+    where i.event_id = v_event_id
+      and i.short_code = v_code
+      and i.status = 'sent' and i.expires_at > pg_catalog.now();
+    return v_invite;
+end;
+$$;
+
+/**
+ * Exchanges a short code for a token to accept or decline with:
+ * {token, event: {id, title}, inviter: {display_name}, expires_at}. An unknown,
+ * expired, revoked or already answered code gets one generic 404. Each call
+ * issues a new token (stored only as its hash). Counted as 'join_code'.
+ * @arg code pattern=^[\s-]*([2-9A-HJKMNP-Za-hjkmnp-z][\s-]*){8}$
+ * @returns {token:string, event:{id:uuid, title:string}, inviter:{display_name:string}, expires_at:date-time}
+ * @link accept_pair_invite token=token
+ * @link decline_pair_invite token=token
+ */
+create function api.join_pair_invite(code text) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_limited jsonb := private.rate_limited('join_code', 'pair_invite.join');
+    v_invite app.pair_invites;
+    v_token text;
+begin
+    if v_limited is not null then
+        return v_limited;
+    end if;
+    v_invite := private.open_pair_invite(join_pair_invite.code);
+    if v_invite.id is null then
+        return private.refuse('pair_invite.join', 404, 'not_found',
+            'No open invitation with this code.');
+    end if;
+    v_token := pg_catalog.translate(pg_catalog.encode(private.random_bytes(32), 'base64'), '+/=', '-_');
+    insert into app.pair_invite_tokens (token_hash, invite_id, issued_to, event_id)
+    values (private.hash_secret(v_token), v_invite.id, v_uid, v_invite.event_id);
+    -- The token's route to its event, in the same transaction (see
+    -- private.pair_token_event).
+    insert into app.pair_token_routes (token_hash, event_id)
+    values (private.hash_secret(v_token), v_invite.event_id);
+    perform private.audit('pair_invite.join', 'token_issued', 200, v_invite.id);
+    return (
+        select pg_catalog.jsonb_build_object(
+            'token', v_token,
+            'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+            'inviter', pg_catalog.jsonb_build_object('display_name', p.display_name),
+            'expires_at', v_invite.expires_at)
+        from app.events e, app.profiles p
+        where e.id = v_invite.event_id and p.id = v_invite.inviter_id);
+end;
+$$;
+grant execute on function api.join_pair_invite(text) to authenticated, service_role;
+
+/**
+ * What the page behind an invitation link shows before anyone clicks:
+ * {event: {id, title, registration_deadline}, inviter: {display_name},
+ * expires_at, own_invite}. Unlike join_pair_invite it issues no token and
+ * changes no invite, so opening a link (a person or a mail scanner) answers
+ * nothing. A preview records what any attempt with a code records: one
+ * 'join_code' rate-limit hit and one audit entry ('pair_invite.preview',
+ * outcome 'shown' or the refusal). Unknown, expired, revoked or answered
+ * codes get join_pair_invite's generic 404.
+ * @arg code pattern=^[\s-]*([2-9A-HJKMNP-Za-hjkmnp-z][\s-]*){8}$
+ * @returns {event:{id:uuid, title:string, registration_deadline:string?}, inviter:{display_name:string?}, expires_at:date-time, own_invite:boolean}
+ */
+create function api.preview_pair_invite(code text) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_limited jsonb := private.rate_limited('join_code', 'pair_invite.preview');
+    v_invite app.pair_invites;
+begin
+    if v_limited is not null then
+        return v_limited;
+    end if;
+    v_invite := private.open_pair_invite(preview_pair_invite.code);
+    if v_invite.id is null then
+        return private.refuse('pair_invite.preview', 404, 'not_found',
+            'No open invitation with this code.');
+    end if;
+    perform private.audit('pair_invite.preview', 'shown', 200, v_invite.id);
+    return (
+        select pg_catalog.jsonb_build_object(
+            'event', pg_catalog.jsonb_build_object(
+                'id', e.id, 'title', e.title, 'registration_deadline', e.registration_deadline),
+            'inviter', pg_catalog.jsonb_build_object('display_name', p.display_name),
+            'expires_at', v_invite.expires_at,
+            'own_invite', v_invite.inviter_id = v_uid)
+        from app.events e, app.profiles p
+        where e.id = v_invite.event_id and p.id = v_invite.inviter_id);
+end;
+$$;
+grant execute on function api.preview_pair_invite(text) to authenticated, service_role;
+
+/**
+ * The inviter revokes their invite. Only an open invite changes; revoking
+ * twice changes nothing. Returns {id, status}. Someone else's invite gets the
+ * same 404 as an unknown id (the audit tells them apart), so the answer shows
+ * nothing about invites that are not the caller's. Every attempt is counted
+ * ('revoke_invite', as revoke_group_invite) and audited; refusals are
+ * answered, not raised, so both commit.
+ * @returns {id:uuid, status:sent|accepted|declined|revoked|expired}
+ */
+create function api.revoke_pair_invite(invite_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+    v_uid uuid := private.require_user();
+    v_limited jsonb := private.rate_limited('revoke_invite', 'pair_invite.revoke');
+    v_event_id uuid;
+    v_invite app.pair_invites;
+begin
+    if v_limited is not null then
+        return v_limited;
+    end if;
+    -- Event first, then the locking read on it (see lock_invite_by_token).
+    select f.event_id into v_event_id from app.pair_invites f
+    where f.id = revoke_pair_invite.invite_id;
+    select * into v_invite from app.pair_invites i
+    where i.event_id = v_event_id and i.id = revoke_pair_invite.invite_id
+    for update;
+    if not found then
+        return private.refuse('pair_invite.revoke', 404, 'not_found', 'Invitation not found.');
+    end if;
+    if v_invite.inviter_id <> v_uid then
+        -- The same answer as for an unknown id; the audit tells them apart.
+        perform private.audit('pair_invite.revoke', 'not_allowed', 404, v_invite.id);
+        return private.fail(404, 'Invitation not found.', 'not_found');
+    end if;
+    if v_invite.status = 'sent' then
+        update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),
+            updated_at = pg_catalog.now()
+        where i.event_id = v_invite.event_id and i.id = v_invite.id
+        returning * into v_invite;
+        perform private.webhook_event('pair_invite.revoked', pg_catalog.jsonb_build_object('invite_id', v_invite.id, 'event_id', v_invite.event_id, 'inviter_id', v_invite.inviter_id));
+        perform private.audit('pair_invite.revoke', 'revoked', 200, v_invite.id);
+    else
+        perform private.audit('pair_invite.revoke', 'unchanged', 200, v_invite.id);
+    end if;
+    return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', private.pair_invite_status(v_invite));
+end;
+$$;
+grant execute on function api.revoke_pair_invite(uuid) to authenticated, service_role;
+
+/**
+ * The caller's invitations: {sent: [...], received: [...]}. Sent ones show the
+ * short code, the address they went to, resends (at most 2) and reminded_at
+ * (when the one reminder before expiry was handled, else null; both lists show
+ * it beside expires_at); received ones are those answered
+ * by the caller or sent to the caller's email, and never show other people's
+ * addresses.
+ * @returns {sent:[object], received:[object]}
+ */
+create function api.my_pair_invites() returns jsonb
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+    -- The caller first, then one query per list: on a Citus cluster the lists
+    -- read every shard and the functions in them run on the workers, so the
+    -- status is spelled out (as private.pair_invite_status) instead of called
+    -- with the shard's row type.
+    v_uid uuid := private.require_user();
+    v_email text := (select pg_catalog.lower(u.email) from auth.users u where u.id = v_uid);
+    v_now timestamptz := pg_catalog.now();
+begin
+    return pg_catalog.jsonb_build_object(
+        'sent', (
+            select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                    'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                    'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
+                                   else i.status end,
+                    'short_code', i.short_code,
+                    'invitee_email', i.invitee_email, 'pair_id', i.pair_id,
+                    'expires_at', i.expires_at, 'reminded_at', i.reminded_at,
+                    'resends', i.resend_count, 'created_at', i.created_at,
+                    'accepted_at', i.accepted_at, 'declined_at', i.declined_at)
+                order by i.created_at desc, i.id), '[]'::jsonb)
+            from app.pair_invites i
+            join app.events e on e.id = i.event_id
+            where i.inviter_id = v_uid),
+        'received', (
+            -- Two index lookups (invitee_id, invitee_email) as UNION ALL rather
+            -- than one OR, which no single index serves; an invite that matches
+            -- both comes from the first.
+            select coalesce(pg_catalog.jsonb_agg(x.item order by x.created_at desc, x.id), '[]'::jsonb)
+            from (
+                select pg_catalog.jsonb_build_object(
+                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                        'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
+                                       else i.status end,
+                        'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
+                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'reminded_at', i.reminded_at,
+                        'created_at', i.created_at,
+                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at) item,
+                       i.created_at, i.id
+                from app.pair_invites i
+                join app.events e on e.id = i.event_id
+                join app.profiles p on p.id = i.inviter_id
+                where i.invitee_id = v_uid
+                union all
+                select pg_catalog.jsonb_build_object(
+                        'id', i.id, 'event', pg_catalog.jsonb_build_object('id', e.id, 'title', e.title),
+                        'status', case when i.status = 'sent' and i.expires_at <= v_now then 'expired'
+                                       else i.status end,
+                        'inviter', pg_catalog.jsonb_build_object('id', i.inviter_id, 'display_name', p.display_name),
+                        'pair_id', i.pair_id, 'expires_at', i.expires_at, 'reminded_at', i.reminded_at,
+                        'created_at', i.created_at,
+                        'accepted_at', i.accepted_at, 'declined_at', i.declined_at),
+                       i.created_at, i.id
+                from app.pair_invites i
+                join app.events e on e.id = i.event_id
+                join app.profiles p on p.id = i.inviter_id
+                where v_email is not null and i.invitee_email = v_email
+                  and i.invitee_id is distinct from v_uid) x));
+end;
+$$;
+grant execute on function api.my_pair_invites() to authenticated, service_role;
