@@ -110,7 +110,8 @@ class Gateway:
                            f"Cannot use the {method} method on RPC with volatile functions")
         run = db.call if bounded else db.transaction
         return await run(self.pool, fn, args, who, method, path, headers,
-                         self.settings.statement_timeout_ms, client_addr)
+                         self.settings.statement_timeout_ms, client_addr,
+                         lock_timeout_ms=self.settings.lock_timeout_ms)
 
 
     def process_metrics(self) -> None:

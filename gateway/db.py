@@ -228,17 +228,18 @@ class Result:
     headers: dict[str, str]
 
 
-# Everything a request sets is local to its transaction, the statement timeout and
-# time zone included, so nothing survives into the next request on a connection
+# Everything a request sets is local to its transaction, the statement and lock
+# timeouts and the time zone included, so nothing survives into the next request on a connection
 # (and nothing is lost when PgBouncer hands the next transaction another server).
 SETUP = sql.SQL(
     "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true), "
     "set_config('request.method', %s, true), set_config('request.path', %s, true), "
     "set_config('request.headers', %s, true), set_config('request.client_addr', %s, true), "
-    "set_config('statement_timeout', %s, true), set_config('timezone', 'UTC', true)"
+    "set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true), "
+    "set_config('timezone', 'UTC', true)"
 )
 # How many of a call's values are SETUP's (the call's JSON arguments follow).
-SETUP_VALUES = 7
+SETUP_VALUES = 8
 # The prepared mode's first statement: SETUP with server-side parameters, and its
 # read-only twin (a GET of a function that is not volatile; the same as
 # `begin read only`, set before the call's first snapshot).
@@ -265,7 +266,8 @@ TRIES = 3
 
 async def call(pool: Pool, fn: Function, args: dict[str, Any], who: Identity,
                method: str, path: str, headers: dict[str, str],
-               statement_timeout_ms: int, client_addr: str = "") -> Result:
+               statement_timeout_ms: int, client_addr: str = "", *,
+               lock_timeout_ms: int) -> Result:
     """One transaction: role and claims set locally, one function call, commit.
 
     The answer is bounded: a call that has not answered within the pool's wait
@@ -273,7 +275,8 @@ async def call(pool: Pool, fn: Function, args: dict[str, Any], who: Identity,
     or unreachable; PgBouncer would otherwise hold the query until a server comes
     back), and its work is cancelled in the background."""
     work = asyncio.ensure_future(transaction(pool, fn, args, who, method, path, headers,
-                                             statement_timeout_ms, client_addr))
+                                             statement_timeout_ms, client_addr,
+                                             lock_timeout_ms=lock_timeout_ms))
     try:
         return await asyncio.wait_for(asyncio.shield(work), deadline(pool, statement_timeout_ms))
     except TimeoutError:
@@ -294,7 +297,8 @@ def deadline(pool: Pool, statement_timeout_ms: int) -> float:
 
 async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
                       who: Identity, method: str, path: str, headers: dict[str, str],
-                      statement_timeout_ms: int, client_addr: str = "") -> Result:
+                      statement_timeout_ms: int, client_addr: str = "", *,
+                      lock_timeout_ms: int) -> Result:
     """The transaction goes out as one simple-query script (script_call), or as two
     prepared statements in one pipeline (prepared_call, DB_PREPARED_STATEMENTS). A
     GET of a function that is not volatile runs read-only, as PostgREST does.
@@ -302,7 +306,8 @@ async def transaction(pool: Pool, fn: Function, args: dict[str, Any],
     running it is cancelled its connection is closed (the pool replaces it)."""
     values: tuple[Any, ...] = (
         who.role, orjson.dumps(who.claims).decode(), method, path,
-        orjson.dumps(headers).decode(), client_addr, str(statement_timeout_ms))
+        orjson.dumps(headers).decode(), client_addr, str(statement_timeout_ms),
+        str(lock_timeout_ms))
     if fn.arg_names:
         if any(type(v) is float for v in args.values()):
             args = _whole_numbers(fn, args)

@@ -14,6 +14,9 @@ _EXACT = {
     "23505": 409,
     "40001": 503,  # PostgREST answers 500; the gateway retries these, then 503
     "40P01": 503,
+    # lock_not_available: a lock waited for past LOCK_TIMEOUT_MS. PostgREST answers
+    # 500 (class 55); here it is a transient overload, nothing was kept: 503.
+    "55P03": 503,
     "25006": 405,
     "42883": 404,
     "42P01": 404,
@@ -71,7 +74,8 @@ def from_database(exc: pg_errors.Error, role: str) -> ApiError:
     elif status == 503:
         # A node the call needs is unreachable (on a Citus cluster, a worker that
         # is down: 08006) or the server is short of resources (53xxx): nothing
-        # was kept, the call may be sent again.
+        # was kept, the call may be sent again. The same for a lock waited for past
+        # LOCK_TIMEOUT_MS (55P03): the call was rolled back.
         headers["Retry-After"] = "2"
     return ApiError(
         status,

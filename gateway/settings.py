@@ -94,6 +94,8 @@ class Settings:
     pool_timeout: float
     prepared_statements: bool
     statement_timeout_ms: int
+    # How long a statement of a call waits for a lock before 55P03 (answered 503).
+    lock_timeout_ms: int
     max_body_bytes: int
     sse_heartbeat: float
     sse_max_streams: int
@@ -191,6 +193,7 @@ class Settings:
             # cannot carry a connection's prepared statements between transactions.
             prepared_statements=_flag("DB_PREPARED_STATEMENTS", False),
             statement_timeout_ms=_int("STATEMENT_TIMEOUT_MS", 8000),
+            lock_timeout_ms=_int("LOCK_TIMEOUT_MS", 2000),
             max_body_bytes=_int("MAX_BODY_BYTES", 1024 * 1024),
             sse_heartbeat=_float("SSE_HEARTBEAT", 15),
             # Realtime limits, per gateway process (see the README's table).

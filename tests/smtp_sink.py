@@ -1,7 +1,10 @@
-"""A real SMTP server for tests (aiosmtpd): accepts every message and keeps it."""
+"""A real SMTP server for tests (aiosmtpd): accepts every message and keeps it.
+A message to an address in `hold_for` is kept waiting for its answer until
+`release` is set (`held` is set once one waits)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -44,7 +47,12 @@ class _Handler:
         content = envelope.original_content or envelope.content
         if isinstance(content, str):
             content = content.encode()
-        self.sink._add(Received(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(content)))
+        sink = self.sink
+        if {a.lower() for a in envelope.rcpt_tos} & sink.hold_for:
+            sink.held.set()
+            while not sink.release.is_set():
+                await asyncio.sleep(0.02)
+        sink._add(Received(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(content)))
         return "250 OK"
 
 
@@ -61,6 +69,9 @@ class SmtpSink:
         self.port = port
         self._lock = threading.Lock()
         self._received: list[Received] = []
+        self.hold_for: set[str] = set()  # lower-case recipients whose answer waits
+        self.held = threading.Event()
+        self.release = threading.Event()
         self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=port)
 
     def _add(self, item: Received) -> None:
@@ -82,6 +93,7 @@ class SmtpSink:
         return self
 
     def stop(self) -> None:
+        self.release.set()
         self._controller.stop()
 
     def __enter__(self) -> SmtpSink:

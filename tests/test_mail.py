@@ -5,11 +5,13 @@ workers, and never sent for an invite that was rolled back."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -23,6 +25,7 @@ import psycopg
 import pytest
 
 from conftest import ROOT, free_port, start_gateway, stop_gateway
+from gateway.mail.worker import Mailer
 from gateway.settings import authenticator_url
 from smtp_sink import SmtpSink, wait_until
 
@@ -289,3 +292,85 @@ def test_rolled_back_invite_queues_nothing(client: httpx.Client, make_user, admi
     assert len(rows) == 1
     assert rows[0]["sent_at"] is None or rows[0]["attempts"] >= 1
     assert outbox(admin, address) == []
+
+
+def _drain(mailer: Mailer, conninfo: str, application_name: str) -> int:
+    """Runs one worker's send_one until nothing is due (in its own event loop, so it
+    can run in a thread); the number of messages it handled."""
+
+    async def run() -> int:
+        handled = 0
+        async with await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, application_name=application_name) as conn:
+            while await mailer.send_one(conn):
+                handled += 1
+        return handled
+
+    return asyncio.run(run())
+
+
+def test_a_message_is_leased_not_locked_while_it_is_sent(
+        database_url: str, client: httpx.Client, sink: SmtpSink, make_user, admin) -> None:
+    conninfo = authenticator_url(database_url)
+    smtp_url = f"smtp://127.0.0.1:{sink.port}"
+    address = f"lease-{uuid.uuid4().hex[:12]}@example.com"
+    inviter = make_user()
+    email_invite(client, inviter, create_event(client, inviter), address)
+    [queued] = outbox(admin, address)
+    sink.hold_for = {address}
+
+    first = Mailer(conninfo, smtp_url, "invites@app.example", APP_URL)
+    name = f"lease-a-{uuid.uuid4().hex[:8]}"
+    worker = threading.Thread(target=_drain, args=(first, conninfo, name), daemon=True)
+    worker.start()
+    try:
+        assert sink.held.wait(timeout=20), "the worker never reached the SMTP server"
+        # The SMTP server has not answered yet: the worker holds no transaction.
+        activity = admin.execute(
+            "select state, xact_start, backend_xid from pg_stat_activity "
+            "where application_name = %s", (name,)).fetchall()
+        assert activity == [("idle", None, None)], activity
+        leased = admin.execute(
+            "select locked_until > now(), sent_at from app.mail_outbox where id = %s",
+            (queued["id"],)).fetchone()
+        assert leased == (True, None)
+
+        # A second worker takes whatever else is due, never the leased message.
+        second = Mailer(conninfo, smtp_url, "invites@app.example", APP_URL)
+        _drain(second, conninfo, f"lease-b-{uuid.uuid4().hex[:8]}")
+        [row] = outbox(admin, address)
+        assert row["attempts"] == 0 and row["sent_at"] is None, row
+        assert sink.to(address) == []
+    finally:
+        sink.release.set()
+        worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert len(sink.to(address)) == 1
+    sent = admin.execute("select sent_at is not null, locked_until, attempts "
+                         "from app.mail_outbox where id = %s", (queued["id"],)).fetchone()
+    assert sent == (True, None, 1)
+
+
+def test_an_expired_lease_is_taken_again(database_url: str, client: httpx.Client,
+                                         sink: SmtpSink, make_user, admin) -> None:
+    conninfo = authenticator_url(database_url)
+    mailer = Mailer(conninfo, f"smtp://127.0.0.1:{sink.port}", "invites@app.example", APP_URL)
+    address = f"expired-{uuid.uuid4().hex[:12]}@example.com"
+    inviter = make_user()
+    email_invite(client, inviter, create_event(client, inviter), address)
+    [queued] = outbox(admin, address)
+
+    # A worker leased it and died: while the lease runs, nobody sends it.
+    admin.execute("update app.mail_outbox set locked_until = now() + interval '1 hour' "
+                  "where id = %s", (queued["id"],))
+    _drain(mailer, conninfo, "lease-live")
+    assert sink.to(address) == []
+    assert outbox(admin, address)[0]["sent_at"] is None
+
+    # The lease has run out: the message is sent (at least once), and marked.
+    admin.execute("update app.mail_outbox set locked_until = now() - interval '1 second' "
+                  "where id = %s", (queued["id"],))
+    _drain(mailer, conninfo, "lease-expired")
+    assert len(sink.to(address)) == 1
+    [row] = outbox(admin, address)
+    assert row["sent_at"] is not None and row["attempts"] == 1

@@ -237,3 +237,42 @@ def test_request_context_reaches_sql_without_credentials(
     assert seen["headers"]["user-agent"] == "u" * 512
     assert seen["statement_timeout"] == "8s"
     assert seen["timezone"] == "UTC"
+
+
+def test_audit_prune_deletes_sent_mail_and_read_notifications_past_retention(
+        database_url: str, admin: psycopg.Connection, make_user) -> None:
+    """`audit-prune` with the audit's age: outbox messages sent and notifications
+    read longer ago are deleted; unsent messages and unread notifications stay."""
+    from gateway.tools.audit import prune
+
+    user = make_user()
+    tag = f"retention-{user.id}"
+    outbox = admin.execute(
+        "insert into app.mail_outbox (to_email, template, data, send_after, sent_at, "
+        "created_at) values "
+        "(%s, 'pair_invite', '{}', now() - interval '200 days', now() - interval '200 days', "
+        "now() - interval '200 days'), "
+        "(%s, 'pair_invite', '{}', now() + interval '200 days', null, "
+        "now() - interval '200 days'), "
+        "(%s, 'pair_invite', '{}', now() - interval '2 days', now() - interval '2 days', "
+        "now() - interval '2 days') returning id",
+        (f"old-{tag}@example.com", f"waiting-{tag}@example.com",
+         f"recent-{tag}@example.com")).fetchall()
+    notes = admin.execute(
+        "insert into app.notifications (user_id, type, read_at, created_at) values "
+        "(%s, 'old_read', now() - interval '200 days', now() - interval '300 days'), "
+        "(%s, 'old_unread', null, now() - interval '300 days'), "
+        "(%s, 'recent_read', now() - interval '2 days', now() - interval '300 days') "
+        "returning id", (user.id, user.id, user.id)).fetchall()
+
+    lines = prune(database_url, 100)
+    assert any(re.fullmatch(r"deleted \d+ sent messages of app\.mail_outbox", line)
+               for line in lines), lines
+    assert any(re.fullmatch(r"deleted \d+ read rows of app\.notifications", line)
+               for line in lines), lines
+    kept_mail = admin.execute("select id from app.mail_outbox where id = any(%s)",
+                              ([i for (i,) in outbox],)).fetchall()
+    assert {i for (i,) in kept_mail} == {outbox[1][0], outbox[2][0]}
+    kept_notes = admin.execute("select type from app.notifications where id = any(%s) "
+                               "order by type", ([i for (i,) in notes],)).fetchall()
+    assert kept_notes == [("old_unread",), ("recent_read",)]

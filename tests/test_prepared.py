@@ -27,7 +27,7 @@ async def _call(conn: psycopg.AsyncConnection[Any], catalog: db.Catalog, name: s
                 ) -> tuple[Any, ...] | None:
     fn = next(f for f in catalog.functions[name] if f.accepts(set(args)))
     values: tuple[Any, ...] = (claims["role"], json.dumps(claims), "POST",
-                               f"/rest/v1/rpc/{name}", "{}", "127.0.0.1", "8000")
+                               f"/rest/v1/rpc/{name}", "{}", "127.0.0.1", "8000", "2000")
     if fn.arg_names:
         values += (json.dumps(args),)
     return await db.prepared_call(conn, fn, values, read_only)

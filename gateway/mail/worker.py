@@ -2,10 +2,14 @@
 
 The database decides what to send and when to retry (private.mail_claim,
 private.mail_sent, private.mail_failed); this module renders the message and
-speaks SMTP. One message per transaction: the row stays locked (FOR UPDATE SKIP
-LOCKED) while it is sent, so several workers never send one message twice.
-Delivery is at least once: a worker that dies between the SMTP server's
-acceptance and its commit leaves the message to be sent again.
+speaks SMTP. A message is leased, not held locked: one short transaction claims
+it (locked_until = now() + 5 minutes, FOR UPDATE SKIP LOCKED) and commits,
+it is sent with no transaction open (no xmin pinned, no connection held in a
+transaction while a slow SMTP server answers), then a second short transaction
+marks it sent or failed. Several workers never send one message twice while its
+lease runs. Delivery is at least once: a worker that dies between the SMTP
+server's acceptance and its mark leaves the message to be sent again once the
+lease has run out.
 """
 
 from __future__ import annotations
@@ -151,7 +155,8 @@ class Mailer:
         return queued
 
     async def send_one(self, conn: psycopg.AsyncConnection) -> bool:
-        """Claims, sends and marks one due message; False when none is due."""
+        """Leases, sends and marks one due message; False when none is due. No
+        transaction is open while the message is sent."""
         async with conn.transaction():
             await conn.execute("set local role service_role")
             cur = conn.cursor(row_factory=dict_row)
@@ -163,21 +168,25 @@ class Mailer:
                 row = await (await conn.execute("select private.mail_stop_token(%s)",
                                                 (message["to_email"],))).fetchone()
                 stop_token = row[0] if row else None
-            try:
-                await asyncio.to_thread(self.deliver, message, stop_token)
-            except (OSError, smtplib.SMTPException, ValueError, KeyError) as exc:
-                # A message that cannot be built never will be: failed at once. Others
-                # are retried until max_attempts.
-                permanent = isinstance(exc, ValueError | KeyError)
-                log.warning("mailer: delivery of %s failed: %s%s", message["id"],
-                            type(exc).__name__, " (permanent)" if permanent else "")
-                error = f"{type(exc).__name__}: {exc}"
+        try:
+            await asyncio.to_thread(self.deliver, message, stop_token)
+        except (OSError, smtplib.SMTPException, ValueError, KeyError) as exc:
+            # A message that cannot be built never will be: failed at once. Others
+            # are retried until max_attempts.
+            permanent = isinstance(exc, ValueError | KeyError)
+            log.warning("mailer: delivery of %s failed: %s%s", message["id"],
+                        type(exc).__name__, " (permanent)" if permanent else "")
+            error = f"{type(exc).__name__}: {exc}"
+            async with conn.transaction():
+                await conn.execute("set local role service_role")
                 await conn.execute("select private.mail_failed(%s, %s, %s, %s, %s)",
                                    (message["id"], error, self.max_backoff, self.max_attempts,
                                     permanent))
-            else:
+        else:
+            async with conn.transaction():
+                await conn.execute("set local role service_role")
                 await conn.execute("select private.mail_sent(%s)", (message["id"],))
-                log.info("mailer: sent %s", message["id"])
+            log.info("mailer: sent %s", message["id"])
         return True
 
     def deliver(self, message: dict[str, Any], stop_token: str | None = None) -> None:

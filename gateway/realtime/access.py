@@ -140,4 +140,5 @@ class Access:
         fn = await gw.catalog.find(gw.pool, "can_subscribe", {"topic"})
         async with self._checks:
             return await db.call(gw.pool, fn, {"topic": topic}, who, method, path, {},
-                                 self.settings.statement_timeout_ms, client_addr=client)
+                                 self.settings.statement_timeout_ms, client_addr=client,
+                                 lock_timeout_ms=self.settings.lock_timeout_ms)

@@ -1,36 +1,46 @@
 -- The mail outbox's worker side. Workers (python -m gateway mailer) connect as
--- the gateway's role, switch to service_role and, one message per transaction:
--- claim the oldest due message (FOR UPDATE SKIP LOCKED: two workers never hold
--- the same one), send it over SMTP, then mark it sent or failed before commit.
+-- the gateway's role, switch to service_role and lease a message: claim it
+-- (locked_until = now() + 5 minutes, FOR UPDATE SKIP LOCKED so two workers never
+-- lease the same one) in one short transaction, send it over SMTP with no
+-- transaction open, then mark it sent or failed in another. A message whose
+-- lease ran out (its worker died) is claimed again: at least once delivery.
 
 /**
- * The oldest due, unsent message, locked for this transaction; none when every
- * due message is held by another worker.
+ * Leases the oldest due, unsent message for five minutes (far longer than one
+ * delivery: each SMTP step of the worker times out after 10 s): no other
+ * worker claims it until it is marked sent or failed, or the lease runs out.
+ * None when every due message is leased or locked by another worker.
  */
 create function private.mail_claim()
 returns table (id uuid, to_email text, template text, data jsonb, attempts integer)
 language sql volatile security definer
 set search_path = ''
 as $$
-    select m.id, m.to_email, m.template, m.data, m.attempts
-    from app.mail_outbox m
-    where m.sent_at is null and m.cancelled_at is null and m.failed_at is null
-      and m.send_after <= pg_catalog.now()
-    order by m.send_after, m.id
-    limit 1
-    for update skip locked
+    update app.mail_outbox m
+    set locked_until = pg_catalog.now() + interval '5 minutes'
+    where m.id = (
+        select d.id
+        from app.mail_outbox d
+        where d.sent_at is null and d.cancelled_at is null and d.failed_at is null
+          and d.send_after <= pg_catalog.now()
+          and (d.locked_until is null or d.locked_until <= pg_catalog.now())
+        order by d.send_after, d.id
+        limit 1
+        for update skip locked
+    )
+    returning m.id, m.to_email, m.template, m.data, m.attempts
 $$;
 grant execute on function private.mail_claim() to service_role;
 
 /**
- * Marks a claimed message sent.
+ * Marks a claimed message sent and ends its lease.
  */
 create function private.mail_sent(id uuid) returns void
 language sql volatile security definer
 set search_path = ''
 as $$
     update app.mail_outbox m set sent_at = pg_catalog.now(), attempts = m.attempts + 1,
-        last_error = null
+        last_error = null, locked_until = null
     where m.id = mail_sent.id
 $$;
 grant execute on function private.mail_sent(uuid) to service_role;
@@ -52,6 +62,7 @@ as $$
     update app.mail_outbox m
     set attempts = m.attempts + 1,
         last_error = pg_catalog.left(error, 500),
+        locked_until = null,
         failed_at = case when permanent or m.attempts + 1 >= greatest(max_attempts, 1)
                          then pg_catalog.now() end,
         send_after = pg_catalog.now() + pg_catalog.make_interval(

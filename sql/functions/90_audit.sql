@@ -89,3 +89,34 @@ begin
     end if;
 end;
 $$;
+
+/**
+ * Retention of what grows without bound beside the audit log, run by
+ * `python -m gateway audit-prune` with the same age: outbox messages sent
+ * longer ago than `older_than`, and notifications read longer ago. Unsent,
+ * failed and cancelled messages and unread notifications are kept. Returns one
+ * line per table with rows deleted.
+ */
+create function private.retention_prune(older_than interval) returns setof text
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_cutoff timestamptz := pg_catalog.now() - older_than;
+    v_count bigint;
+begin
+    if older_than < interval '1 day' then
+        raise exception using errcode = '22023', message = 'Keep at least one day of entries.';
+    end if;
+    delete from app.mail_outbox m where m.sent_at < v_cutoff;
+    get diagnostics v_count = row_count;
+    if v_count > 0 then
+        return next pg_catalog.format('deleted %s sent messages of app.mail_outbox', v_count);
+    end if;
+    delete from app.notifications n where n.read_at < v_cutoff;
+    get diagnostics v_count = row_count;
+    if v_count > 0 then
+        return next pg_catalog.format('deleted %s read rows of app.notifications', v_count);
+    end if;
+end;
+$$;
