@@ -144,7 +144,7 @@ async def _direct_burst(url: str, event: str, connections: int
                 cursor = AsyncClientCursor(conn)
                 try:
                     await cursor.execute(fn.script, (  # type: ignore[arg-type]
-                        "authenticated", claims, "POST", PATH, headers, "", "8000", args))
+                        "authenticated", claims, "POST", PATH, headers, "", "8000", "2000", args))
                 except psycopg.errors.Error as exc:
                     if conn.info.transaction_status != TransactionStatus.IDLE:
                         await conn.execute("rollback")

@@ -66,7 +66,7 @@ def values(call: Call, s: Layout, i: int, rng: random.Random) -> tuple[Any, ...]
     claims = {"role": "authenticated", "sub": user_id(user), "iat": 1700000000,
               "exp": 4000000000}
     out: tuple[Any, ...] = ("authenticated", orjson.dumps(claims).decode(), "POST",
-                            f"/rest/v1/rpc/{call.name}", HEADERS_JSON, "127.0.0.1", "8000")
+                            f"/rest/v1/rpc/{call.name}", HEADERS_JSON, "127.0.0.1", "8000", "2000")
     return (*out, orjson.dumps(args).decode()) if call.arg else out
 
 

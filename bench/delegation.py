@@ -45,7 +45,7 @@ def gateway_script(name: str) -> str:
 
 def gateway_values(user: str, event: str) -> tuple[Any, ...]:
     claims = json.dumps({"sub": user, "role": "authenticated"})
-    return ("authenticated", claims, "POST", "/rpc", "{}", "", "8000",
+    return ("authenticated", claims, "POST", "/rpc", "{}", "", "8000", "2000",
             json.dumps({"event_id": event}))
 
 

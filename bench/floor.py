@@ -81,7 +81,7 @@ class Floor:
         fn = fns[0]
         values: tuple[Any, ...] = (claims["role"], orjson.dumps(claims).decode(), "POST", path,
                                    orjson.dumps(headers).decode(),
-                                   client_address(scope), "8000")
+                                   client_address(scope), "8000", "2000")
         if fn.arg_names:
             values += ((body or b"{}").decode(),)
         async with self.pool.connection() as conn:
