@@ -231,7 +231,9 @@ def unindexed_foreign_key(conn: psycopg.Connection) -> list[tuple[str, str]]:
     order), that is a sequential scan of the referencing table for every row
     deleted or re-keyed, while the referenced row stays locked. A partial index
     counts only when its predicate is `col is not null` on key columns, which
-    every such lookup implies.
+    every such lookup implies. A unique index whose columns are all key columns
+    counts too: the lookup finds at most one row through it (a chat's
+    (like_group_id, event_id) key, served by the unique like_group_id).
     """
     return rows(conn, """
         select format('%%s.%%I', c.oid::regclass, k.conname),
@@ -245,11 +247,14 @@ def unindexed_foreign_key(conn: psycopg.Connection) -> list[tuple[str, str]]:
           and not exists (
             select from pg_index i
             where i.indrelid = k.conrelid and i.indisvalid
-              and i.indnkeyatts >= cardinality(k.conkey)
-              and (select array_agg(x order by x)
-                   from unnest((string_to_array(i.indkey::text, ' ')::int2[])
-                               [1:cardinality(k.conkey)]) x)
-                  = (select array_agg(x order by x) from unnest(k.conkey) x)
+              and ((i.indnkeyatts >= cardinality(k.conkey)
+                    and (select array_agg(x order by x)
+                         from unnest((string_to_array(i.indkey::text, ' ')::int2[])
+                                     [1:cardinality(k.conkey)]) x)
+                        = (select array_agg(x order by x) from unnest(k.conkey) x))
+                   or (i.indisunique and i.indexprs is null
+                       and (string_to_array(i.indkey::text, ' ')::int2[])[1:i.indnkeyatts]
+                           <@ k.conkey::int2[]))
               and (i.indpred is null or (
                 select bool_and(t in (select quote_ident(a.attname) || ' IS NOT NULL'
                                       from pg_attribute a
