@@ -341,3 +341,59 @@ def test_stored_stops_are_brought_to_their_canonical_form(scratch_url: str) -> N
                              "from app.mail_stops order by email").fetchall()
     assert stops == [("bar@example.org", False), ("foo@gmail.com", True),
                      ("plain@example.org", False)]
+
+
+def test_migrations_after_0042_change_existing_tables_online() -> None:
+    """gateway/tools/lint.py's migration rules hold for every migration file."""
+    from gateway.tools.lint import lint_migrations
+
+    assert lint_migrations() == []
+
+
+ONLINE_HEADER = "-- transactional: false\n-- depends: 0042_mail_lease\n"
+
+
+@pytest.mark.parametrize(("name", "text", "found"), [
+    # A CHECK or FOREIGN KEY on an existing table: NOT VALID, then VALIDATE.
+    ("0050_x", "alter table app.events add constraint events_x check (capacity > 0);",
+     ["migration_constraint_not_valid: 0050_x: app.events: CHECK events_x on an existing "
+      "table: add it NOT VALID, then VALIDATE CONSTRAINT in a later statement"]),
+    ("0050_x", "alter table app.chats add constraint chats_x foreign key (event_id) "
+               "references app.events (id) not valid;",
+     ["migration_constraint_not_valid: 0050_x: app.chats: FOREIGN KEY chats_x is added NOT "
+      "VALID and never validated (VALIDATE CONSTRAINT after it)"]),
+    ("0050_x", "alter table app.chats add constraint chats_x foreign key (event_id) "
+               "references app.events (id) not valid;\n"
+               "alter table app.chats validate constraint chats_x;", []),
+    # An index on an existing table: CONCURRENTLY, which needs the header.
+    ("0050_x", "create index events_x_idx on app.events (capacity);",
+     ["migration_index_concurrently: 0050_x: app.events: index on an existing table: "
+      "CREATE INDEX CONCURRENTLY (with -- transactional: false)"]),
+    ("0050_x", "create index concurrently events_x_idx on app.events (capacity);",
+     ["migration_index_concurrently: 0050_x: CONCURRENTLY needs `-- transactional: false` "
+      "in the header"]),
+    ("0050_x", ONLINE_HEADER + "create unique index concurrently if not exists events_x_idx "
+               "on app.events (capacity);", []),
+    # A table the migration creates is empty: anything goes on it.
+    ("0050_x", "create table app.x (id integer primary key, n integer);\n"
+               "alter table app.x add constraint x_n check (n > 0);\n"
+               "create index x_n_idx on app.x (n);", []),
+    # A UNIQUE is not this rule's (its index is: build it CONCURRENTLY, then ADD
+    # CONSTRAINT ... USING INDEX), and migrations up to 0042 stay as they are.
+    ("0050_x", "alter table app.x add constraint x_key unique (n);", []),
+    ("0042_x", "alter table app.events add constraint events_x check (capacity > 0);", []),
+])
+def test_migration_rules(name: str, text: str, found: list[str]) -> None:
+    from gateway.tools.lint import migration_problems
+
+    assert [str(p) for p in migration_problems(name, text)] == found
+
+
+def test_a_rollback_building_concurrently_needs_its_migration_non_transactional() -> None:
+    from gateway.tools.lint import migration_problems
+
+    rollback = "create index concurrently if not exists x_idx on app.events (capacity);"
+    assert [str(p) for p in migration_problems("0050_x.rollback", rollback, "-- depends: y\n")
+            ] == ["migration_index_concurrently: 0050_x.rollback: CONCURRENTLY needs "
+                  "`-- transactional: false` in the header of the migration"]
+    assert migration_problems("0050_x.rollback", rollback, ONLINE_HEADER) == []
