@@ -317,7 +317,8 @@ def test_audit_rows_survive_partitioning_and_prune_by_age(scratch_url: str) -> N
     pruned = run([sys.executable, "-m", "gateway", "audit-prune", "--older-than-days", "100"],
                  scratch_url)
     oldest = before[0][6].astimezone(UTC).strftime("%Y%m")
-    assert f"dropped app.audit_log_p{oldest}" in pruned.splitlines()
+    # With the default partition there, PostgreSQL refuses DETACH ... CONCURRENTLY.
+    assert f"dropped app.audit_log_p{oldest} (detached with lock_timeout)" in pruned.splitlines()
     with psycopg.connect(scratch_url) as conn:
         kept = conn.execute("select details ->> 'n' from app.audit_log "
                             "where details ? 'n' order by id").fetchall()
@@ -325,6 +326,35 @@ def test_audit_rows_survive_partitioning_and_prune_by_age(scratch_url: str) -> N
     again = run([sys.executable, "-m", "gateway", "audit-prune", "--older-than-days", "100"],
                 scratch_url)
     assert again.strip() == "nothing to do (retention 100 days)"
+
+
+@pytest.mark.superuser("marks a partition detach-pending in pg_inherits")
+def test_prune_detaches_concurrently_without_a_default_partition(scratch_url: str) -> None:
+    """An operator who dropped the default partition: prune detaches CONCURRENTLY,
+    and finishes a concurrent detach that was interrupted (FINALIZE)."""
+    migrate(scratch_url)
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute("drop table app.audit_log_default")
+        for month in ("201901", "201902"):
+            start = f"{month[:4]}-{month[4:]}-01 00:00+00"
+            conn.execute(sql.SQL(
+                "create table app.{} partition of app.audit_log for values from ({}) "
+                "to ({}::timestamptz + interval '1 month')").format(
+                    sql.Identifier(f"audit_log_p{month}"), sql.Literal(start),
+                    sql.Literal(start)))
+        # What an interrupted DETACH ... CONCURRENTLY leaves: the partition marked
+        # detach-pending (set here directly, as a cancelled detach would).
+        conn.execute("update pg_inherits set inhdetachpending = true "
+                     "where inhrelid = 'app.audit_log_p201902'::regclass")
+    pruned = run([sys.executable, "-m", "gateway", "prune", "--older-than-days", "100"],
+                 scratch_url)
+    assert pruned.splitlines() == [
+        "dropped app.audit_log_p201902 (detached finalized)",
+        "dropped app.audit_log_p201901 (detached concurrently)"]
+    with psycopg.connect(scratch_url) as conn:
+        left = conn.execute("select count(*) from pg_class where relname in "
+                            "('audit_log_p201901', 'audit_log_p201902')").fetchone()
+    assert left == (0,)
 
 
 def test_stored_stops_are_brought_to_their_canonical_form(scratch_url: str) -> None:
