@@ -357,6 +357,60 @@ def test_prune_detaches_concurrently_without_a_default_partition(scratch_url: st
     assert left == (0,)
 
 
+def test_a_big_audit_log_is_attached_not_copied(scratch_url: str) -> None:
+    """Past joinery.audit_copy_max_rows (here 2, given through PGOPTIONS), migration
+    0008 makes the old table a partition (app.audit_log_legacy, up to next
+    month) instead of copying its rows; the monthly partitions start next month,
+    entries of this month go to the legacy partition, prune and migrate keep
+    working, and prune drops it whole only once its last month is past."""
+    apply_up_to(scratch_url, "0007_mail_stops")
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute("""
+            insert into app.audit_log (actor_id, action, outcome, status, details, created_at)
+            values (gen_random_uuid(), 'group.join', 'joined', 200, '{"n": 1}',
+                    now() - interval '400 days'),
+                   (null, 'group.join', 'not_found', 404, '{"n": 2}', now() - interval '40 days'),
+                   (gen_random_uuid(), 'pair_invite.accept', 'accepted', 200, '{"n": 3}', now())""")
+        before = conn.execute("select id, actor_id, action, outcome, status, details, created_at "
+                              "from app.audit_log order by id").fetchall()
+        old_file = conn.execute("select pg_relation_filenode('app.audit_log')").fetchone()
+    env = {**os.environ, "DATABASE_URL": scratch_url,
+           "PGOPTIONS": "-c joinery.audit_copy_max_rows=2"}
+    done = subprocess.run([sys.executable, "-m", "gateway", "migrate"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        after = conn.execute("select id, actor_id, action, outcome, status, details, created_at "
+                             "from app.audit_log order by id").fetchall()
+        assert after == before
+        # The same table, its file untouched: attached, not copied.
+        assert conn.execute("select pg_relation_filenode('app.audit_log_legacy')"
+                            ).fetchone() == old_file
+        homes = conn.execute("select distinct tableoid::regclass::text from app.audit_log"
+                             ).fetchall()
+        assert homes == [("app.audit_log_legacy",)]
+        bound = conn.execute(
+            "select pg_get_expr(relpartbound, oid) = format('FOR VALUES FROM (MINVALUE) TO (%L)', "
+            "date_trunc('month', now(), 'UTC') + interval '1 month') "
+            "from pg_class where oid = 'app.audit_log_legacy'::regclass").fetchone()
+        assert bound == (True,)
+        monthly = conn.execute(
+            "select count(*) from pg_inherits where inhparent = 'app.audit_log'::regclass "
+            "and inhrelid::regclass::text ~ '^app\\.audit_log_p[0-9]{6}$'").fetchone()
+        assert monthly == (3,)  # next month to three months ahead; this one is the legacy's
+        new = conn.execute("insert into app.audit_log (action, outcome, status) "
+                           "values ('x', 'y', 200) returning id, tableoid::regclass::text"
+                           ).fetchone()
+        assert new is not None and new[0] > before[-1][0] and new[1] == "app.audit_log_legacy"
+        # The append-only trigger reaches the legacy partition too.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("delete from app.audit_log_legacy")
+    pruned = run([sys.executable, "-m", "gateway", "prune", "--older-than-days", "100"],
+                 scratch_url)
+    assert "audit_log_legacy" not in pruned
+    assert migrate(scratch_url) == "0 migration(s) applied; sql/ unchanged"
+
+
 def test_stored_stops_are_brought_to_their_canonical_form(scratch_url: str) -> None:
     """Stops made before the alias rules (issue 18) hold for every alias after them."""
     apply_up_to(scratch_url, "0012_stop_limits")

@@ -9,7 +9,8 @@
 /**
  * Creates the partitions of the current month and the `months_ahead` next
  * ones where missing; a month whose rows already sit in the default partition
- * stays there. Returns the names of the partitions created.
+ * stays there, and a month another partition covers is skipped. Returns the
+ * names of the partitions created.
  */
 create function private.audit_add_partitions(months_ahead integer default 3)
 returns setof text
@@ -19,6 +20,7 @@ as $$
 declare
     v_month timestamptz;
     v_name text;
+    v_stranded boolean;
 begin
     for v_month in
         select pg_catalog.generate_series(
@@ -29,9 +31,22 @@ begin
     loop
         v_name := 'audit_log_p' || pg_catalog.to_char(v_month at time zone 'UTC', 'YYYYMM');
         continue when pg_catalog.to_regclass('app.' || v_name) is not null;
-        continue when exists (select from app.audit_log_default d
-                              where d.created_at >= v_month
-                                and d.created_at < v_month + interval '1 month');
+        -- A partition of another shape covering the month (app.audit_log_legacy,
+        -- up to the month after migration 0008 attached it).
+        continue when exists (
+            select from pg_catalog.pg_inherits i
+            join pg_catalog.pg_class c on c.oid = i.inhrelid
+            cross join lateral (select pg_catalog.pg_get_expr(c.relpartbound, c.oid) as b) x
+            where i.inhparent = 'app.audit_log'::regclass and x.b <> 'DEFAULT'
+              and pg_catalog.substring(x.b, 'TO \(''([^'']+)''\)')::timestamptz > v_month
+              and coalesce(pg_catalog.substring(x.b, 'FROM \(''([^'']+)''\)')::timestamptz,
+                           '-infinity') < v_month + interval '1 month');
+        if pg_catalog.to_regclass('app.audit_log_default') is not null then
+            execute 'select exists (select from app.audit_log_default d '
+                    'where d.created_at >= $1 and d.created_at < $1 + interval ''1 month'')'
+                into v_stranded using v_month;
+            continue when v_stranded;
+        end if;
         execute pg_catalog.format(
             'create table app.%I partition of app.audit_log for values from (%L) to (%L)',
             v_name, v_month, v_month + interval '1 month');
@@ -95,12 +110,15 @@ begin
     -- SET LOCAL rather than set_config: on a Citus cluster the append-only
     -- trigger runs on the workers, which a SET LOCAL reaches
     -- (citus.propagate_set_commands = local) and set_config does not.
-    set local joinery.audit_prune = 'on';
-    delete from app.audit_log_default d where d.created_at < v_cutoff;
-    get diagnostics v_count = row_count;
-    set local joinery.audit_prune = 'off';
-    if v_count > 0 then
-        return next pg_catalog.format('deleted %s rows of app.audit_log_default', v_count);
+    -- An operator may have dropped the default partition (see prune).
+    if pg_catalog.to_regclass('app.audit_log_default') is not null then
+        set local joinery.audit_prune = 'on';
+        execute 'delete from app.audit_log_default d where d.created_at < $1' using v_cutoff;
+        get diagnostics v_count = row_count;
+        set local joinery.audit_prune = 'off';
+        if v_count > 0 then
+            return next pg_catalog.format('deleted %s rows of app.audit_log_default', v_count);
+        end if;
     end if;
     delete from app.audit_refusals r where r.window_start < v_cutoff;
     get diagnostics v_count = row_count;
@@ -114,15 +132,21 @@ $$;
  * Rows of the audit log's default partition (counted up to 100,000), which
  * should stay 0: a row lands there only when its month has no partition
  * (audit_add_partitions, run by migrate and prune, makes them three months
- * ahead). The gateway's joinery_audit_default_rows gauge; an alert fires on
- * any.
+ * ahead); 0 when an operator dropped the default partition. The gateway's
+ * joinery_audit_default_rows gauge; an alert fires on any.
  */
 create function private.audit_default_rows() returns bigint
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_rows bigint := 0;
 begin
-    return (select pg_catalog.count(*) from (select from app.audit_log_default d limit 100000) x);
+    if pg_catalog.to_regclass('app.audit_log_default') is not null then  -- dropped: none
+        execute 'select pg_catalog.count(*) from '
+                '(select from app.audit_log_default d limit 100000) x' into v_rows;
+    end if;
+    return v_rows;
 end;
 $$;
 grant execute on function private.audit_default_rows() to service_role;
