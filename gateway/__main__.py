@@ -1,4 +1,4 @@
-"""python -m gateway serve | dev | check-config | token | migrate | mailer | audit-prune
+"""python -m gateway serve | dev | check-config | token | migrate | mailer | prune
 | types | verify | status"""
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     p_migrate = sub.add_parser("migrate", help="bring DATABASE_URL to the current schema")
     p_migrate.add_argument("--force-code", action="store_true",
                            help="rebuild sql/ even when unchanged")
-    p_prune = sub.add_parser("audit-prune",
-                             help="add coming audit partitions, drop those past the retention")
+    p_prune = sub.add_parser("prune", aliases=["audit-prune"],
+                             help="add coming audit partitions, drop those past the retention, "
+                                  "delete sent mail, read notifications and old tokens")
     p_prune.add_argument("--older-than-days", type=int, default=None,
                          help="retention in days (default: AUDIT_RETENTION_DAYS)")
     p_prune.add_argument("--months-ahead", type=int, default=3)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         except RebuildRefused as exc:  # gave up or refused, having changed nothing
             print(f"python -m gateway migrate: {exc}", file=sys.stderr)
             return 1
-    elif args.command == "audit-prune":
+    elif args.command in ("prune", "audit-prune"):
         from .tools.audit import prune
 
         days = (settings.audit_retention_days if args.older_than_days is None

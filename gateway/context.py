@@ -138,7 +138,8 @@ class Gateway:
 
     async def refresh_metrics(self) -> None:
         """process_metrics, and the gauges read from the database (mail queue, failed
-        mail, webhook deliveries pending and failed) when they are older than
+        mail, webhook deliveries pending and failed, rows in the audit log's default
+        partition) when they are older than
         METRICS_DB_INTERVAL and the database answers."""
         self.process_metrics()
         now = time.monotonic()
@@ -149,10 +150,12 @@ class Gateway:
             async with self.pool.connection(timeout=1) as conn, conn.transaction():
                 await conn.execute("set local role service_role")
                 row = await (await conn.execute(
-                    "select private.mail_queue_depth(), private.mail_failed_count()")).fetchone()
+                    "select private.mail_queue_depth(), private.mail_failed_count(), "
+                    "private.audit_default_rows()")).fetchone()
                 if row is not None:
                     self.metrics.set("mail_queue_depth", row[0])
                     self.metrics.set("mail_failed", row[1])
+                    self.metrics.set("audit_default_rows", row[2])
                 pending, failed = await webhook_counts(conn)
                 self.metrics.set("webhook_pending", pending)
                 self.metrics.set("webhook_failed_total", failed)

@@ -56,6 +56,18 @@ alter table app.audit_refusals enable row level security;
 
 -- The audit log in monthly partitions (UTC months), its rows kept. A default
 -- partition takes rows of months that have no partition yet.
+--
+-- A log of up to joinery.audit_copy_max_rows rows (a setting of the migrating
+-- session, e.g. PGOPTIONS='-c joinery.audit_copy_max_rows=0'; default
+-- 1,000,000) is copied into monthly partitions. A bigger one is not copied:
+-- the old table itself becomes one partition, app.audit_log_legacy, for
+-- everything before next month (FROM (MINVALUE)), and monthly partitions
+-- start next month. Attaching writes no row: it builds the (id, created_at)
+-- key's index and reads the table once to check the range, where the copy
+-- wrote every row, every index entry and their WAL again. Its retention is
+-- coarser: prune drops it whole once its last month is past the retention.
+-- (Databases that ran this migration before this path existed are unchanged:
+-- yoyo never runs a migration twice.)
 alter table app.audit_log rename to audit_log_unpartitioned;
 alter table app.audit_log_unpartitioned rename constraint audit_log_pkey
     to audit_log_unpartitioned_pkey;
@@ -82,14 +94,36 @@ alter table app.audit_log_default enable row level security;
 
 do $partitions$
 declare
+    v_attach boolean := (
+        select pg_catalog.count(*) from (select from app.audit_log_unpartitioned o
+            limit coalesce(nullif(pg_catalog.current_setting(
+                'joinery.audit_copy_max_rows', true), '')::bigint, 1000000) + 1) x)
+        > coalesce(nullif(pg_catalog.current_setting(
+            'joinery.audit_copy_max_rows', true), '')::bigint, 1000000);
+    v_next timestamptz := pg_catalog.date_trunc('month', pg_catalog.now(), 'UTC') + interval '1 month';
+    v_first timestamptz := pg_catalog.date_trunc('month', coalesce(
+        (select pg_catalog.min(o.created_at) from app.audit_log_unpartitioned o),
+        pg_catalog.now()), 'UTC');
     v_month timestamptz;
     v_name text;
 begin
+    if v_attach then
+        v_first := v_next;
+        -- The old table as it is: its own key, identity and triggers give way
+        -- to the partitioned table's (the triggers are made again on it by the
+        -- rebuild of sql/, and cloned to every partition).
+        drop trigger if exists audit_log_append_only on app.audit_log_unpartitioned;
+        drop trigger if exists audit_log_no_truncate on app.audit_log_unpartitioned;
+        alter table app.audit_log_unpartitioned alter column id drop identity;
+        alter table app.audit_log_unpartitioned drop constraint audit_log_unpartitioned_pkey;
+        alter table app.audit_log_unpartitioned rename to audit_log_legacy;
+        execute pg_catalog.format(
+            'alter table app.audit_log attach partition app.audit_log_legacy '
+            'for values from (minvalue) to (%L)', v_next);
+    end if;
     for v_month in
         select pg_catalog.generate_series(
-            pg_catalog.date_trunc('month', coalesce(
-                (select pg_catalog.min(o.created_at) from app.audit_log_unpartitioned o),
-                pg_catalog.now()), 'UTC'),
+            v_first,
             pg_catalog.date_trunc('month', pg_catalog.now(), 'UTC') + interval '3 months',
             interval '1 month')
     loop
@@ -99,20 +133,24 @@ begin
             v_name, v_month, v_month + interval '1 month');
         execute pg_catalog.format('alter table app.%I enable row level security', v_name);
     end loop;
+    if not v_attach then
+        insert into app.audit_log (id, actor_id, action, outcome, status, subject_id, details,
+                                   created_at)
+        overriding system value
+        select o.id, o.actor_id, o.action, o.outcome, o.status, o.subject_id, o.details,
+               o.created_at
+        from app.audit_log_unpartitioned o;
+        drop table app.audit_log_unpartitioned;
+    end if;
 end
 $partitions$;
 
-insert into app.audit_log (id, actor_id, action, outcome, status, subject_id, details, created_at)
-overriding system value
-select o.id, o.actor_id, o.action, o.outcome, o.status, o.subject_id, o.details, o.created_at
-from app.audit_log_unpartitioned o;
 do $sequence$
 begin
     perform pg_catalog.setval(pg_catalog.pg_get_serial_sequence('app.audit_log', 'id'),
-        coalesce((select pg_catalog.max(o.id) from app.audit_log_unpartitioned o), 0) + 1, false);
+        coalesce((select pg_catalog.max(a.id) from app.audit_log a), 0) + 1, false);
 end
 $sequence$;
-drop table app.audit_log_unpartitioned;
 
 -- Functions, triggers and policies in sql/ go with the old table: rebuild them.
 comment on schema api is null;

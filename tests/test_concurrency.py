@@ -79,6 +79,30 @@ def test_forty_users_race_for_five_uses(gateway, client: httpx.Client, make_user
     assert len(members) == 5
 
 
+def test_forty_users_join_an_unlimited_code_at_once(gateway, client: httpx.Client, make_user,
+                                                    admin) -> None:
+    """A code without max_uses is read without a row lock (join_group): every join
+    succeeds, and use_count, raised by one UPDATE per join, counts each."""
+    owner = make_user()
+    group_id = setup_group(client, owner)
+    invite = new_invite(client, owner, group_id)
+    assert invite["max_uses"] is None
+    joiners = make_users(make_user, 40)
+
+    responses = at_once(gateway, [
+        ("/api/groups/join", {"code": invite["code"]}, user.headers) for user in joiners])
+
+    assert Counter(r.status_code for r in responses) == {200: 40}, [
+        r.text for r in responses if r.status_code != 200]
+    row = admin.execute("select use_count from app.group_invites where id = %s",
+                        (invite["id"],)).fetchone()
+    assert row == (40,)
+    members = admin.execute(
+        "select count(*) from app.group_members where group_id = %s and role = 'member' "
+        "and invite_id = %s", (group_id, invite["id"])).fetchone()
+    assert members == (40,)
+
+
 def test_limiter_counts_concurrent_attempts(gateway, make_user, admin) -> None:
     user = make_user()
     responses = at_once(gateway, [

@@ -76,7 +76,8 @@ create policy lint_wrapped_uid on app.lint_initplan for delete to authenticated
 
 -- unindexed_foreign_key: no index; an index on another column first; a partial
 -- index whose predicate the lookups do not imply. Covered: a two-column index in
--- the other order, and a partial index on `is not null`.
+-- the other order, a partial index on `is not null`, and a unique index on a
+-- part of the key (c of (c, d)), which finds at most one row.
 create table app.lint_parent (a integer, b integer, primary key (a, b));
 alter table app.lint_parent enable row level security;
 create policy lint_parent_read on app.lint_parent for select to authenticated using (true);
@@ -87,7 +88,9 @@ create table app.lint_child (
     partial_id uuid constraint lint_child_partial_fkey references app.profiles (id),
     nullable_id uuid constraint lint_child_nullable_fkey references app.profiles (id),
     a integer, b integer, flag boolean,
-    constraint lint_child_pair_fkey foreign key (a, b) references app.lint_parent (a, b)
+    constraint lint_child_pair_fkey foreign key (a, b) references app.lint_parent (a, b),
+    c integer unique, d integer,
+    constraint lint_child_unique_part_fkey foreign key (c, d) references app.lint_parent (a, b)
 );
 create index lint_child_id_other_idx on app.lint_child (id, other_id);
 create index lint_child_partial_idx on app.lint_child (partial_id) where flag;

@@ -321,3 +321,33 @@ def test_join_and_the_last_members_leave_do_not_deadlock(
     assert (joined_status, joined["details"]) == ("404", "not_found"), joined
     assert admin.execute("select count(*) from app.groups where id = %s",
                          (group["id"],)).fetchone() == (0,)
+
+
+def test_a_join_locks_the_invite_only_when_it_counts_uses(
+        database_url: str, admin: psycopg.Connection, make_user: Callable[[], User],
+        session: Callable[[User | None], Session]) -> None:
+    """join_group locks the invite's row (FOR UPDATE) only for a code with max_uses,
+    whose limit it checks. While another transaction holds FOR KEY SHARE on the
+    invite (as an insert of a membership naming it does), a join through an
+    unlimited code goes through at once (its use_count UPDATE takes FOR NO KEY
+    UPDATE, which KEY SHARE allows); one through a limited code waits (55P03
+    within NO_WAIT). use_count is raised in both once nothing holds them."""
+    owner_user, first_user, second_user = make_user(), make_user(), make_user()
+    owner, first, second = session(owner_user), session(first_user), session(second_user)
+    group, _ = owner.call("select api.create_group('Open door')")
+    unlimited, _ = owner.call("select api.create_group_invite(%s)", (group["id"],))
+    limited, _ = owner.call("select api.create_group_invite(%s, null, 5)", (group["id"],))
+    assert unlimited["max_uses"] is None and limited["max_uses"] == 5
+    hold = ("select from app.group_invites where group_id = %s and id = any(%s::uuid[]) "
+            "for key share")
+    with holding(database_url, hold, (group["id"], [unlimited["id"], limited["id"]])):
+        joined, status = first.call("select api.join_group(%s)", (unlimited["code"],),
+                                    lock_timeout=NO_WAIT)
+        assert status is None and joined["membership"]["user_id"] == first_user.id
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            second.call("select api.join_group(%s)", (limited["code"],), lock_timeout=NO_WAIT)
+    joined, status = second.call("select api.join_group(%s)", (limited["code"],))
+    assert status is None and joined["membership"]["user_id"] == second_user.id
+    counts = admin.execute("select id::text, use_count from app.group_invites "
+                           "where group_id = %s order by use_count, id", (group["id"],)).fetchall()
+    assert sorted(counts) == sorted([(unlimited["id"], 1), (limited["id"], 1)])

@@ -317,7 +317,8 @@ def test_audit_rows_survive_partitioning_and_prune_by_age(scratch_url: str) -> N
     pruned = run([sys.executable, "-m", "gateway", "audit-prune", "--older-than-days", "100"],
                  scratch_url)
     oldest = before[0][6].astimezone(UTC).strftime("%Y%m")
-    assert f"dropped app.audit_log_p{oldest}" in pruned.splitlines()
+    # With the default partition there, PostgreSQL refuses DETACH ... CONCURRENTLY.
+    assert f"dropped app.audit_log_p{oldest} (detached with lock_timeout)" in pruned.splitlines()
     with psycopg.connect(scratch_url) as conn:
         kept = conn.execute("select details ->> 'n' from app.audit_log "
                             "where details ? 'n' order by id").fetchall()
@@ -325,6 +326,94 @@ def test_audit_rows_survive_partitioning_and_prune_by_age(scratch_url: str) -> N
     again = run([sys.executable, "-m", "gateway", "audit-prune", "--older-than-days", "100"],
                 scratch_url)
     assert again.strip() == "nothing to do (retention 100 days)"
+
+
+@pytest.mark.superuser("marks a partition detach-pending in pg_inherits")
+def test_prune_detaches_concurrently_without_a_default_partition(scratch_url: str) -> None:
+    """An operator who dropped the default partition: prune detaches CONCURRENTLY,
+    and finishes a concurrent detach that was interrupted (FINALIZE)."""
+    migrate(scratch_url)
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute("drop table app.audit_log_default")
+        for month in ("201901", "201902"):
+            start = f"{month[:4]}-{month[4:]}-01 00:00+00"
+            conn.execute(sql.SQL(
+                "create table app.{} partition of app.audit_log for values from ({}) "
+                "to ({}::timestamptz + interval '1 month')").format(
+                    sql.Identifier(f"audit_log_p{month}"), sql.Literal(start),
+                    sql.Literal(start)))
+        # What an interrupted DETACH ... CONCURRENTLY leaves: the partition marked
+        # detach-pending (set here directly, as a cancelled detach would).
+        conn.execute("update pg_inherits set inhdetachpending = true "
+                     "where inhrelid = 'app.audit_log_p201902'::regclass")
+    pruned = run([sys.executable, "-m", "gateway", "prune", "--older-than-days", "100"],
+                 scratch_url)
+    assert pruned.splitlines() == [
+        "dropped app.audit_log_p201902 (detached finalized)",
+        "dropped app.audit_log_p201901 (detached concurrently)"]
+    with psycopg.connect(scratch_url) as conn:
+        left = conn.execute("select count(*) from pg_class where relname in "
+                            "('audit_log_p201901', 'audit_log_p201902')").fetchone()
+    assert left == (0,)
+
+
+def test_a_big_audit_log_is_attached_not_copied(scratch_url: str) -> None:
+    """Past joinery.audit_copy_max_rows (here 2, given through PGOPTIONS), migration
+    0008 makes the old table a partition (app.audit_log_legacy, up to next
+    month) instead of copying its rows; the monthly partitions start next month,
+    entries of this month go to the legacy partition, prune and migrate keep
+    working, and prune drops it whole only once its last month is past."""
+    apply_up_to(scratch_url, "0007_mail_stops")
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute("""
+            insert into app.audit_log (actor_id, action, outcome, status, details, created_at)
+            values (gen_random_uuid(), 'group.join', 'joined', 200, '{"n": 1}',
+                    now() - interval '400 days'),
+                   (null, 'group.join', 'not_found', 404, '{"n": 2}', now() - interval '40 days'),
+                   (gen_random_uuid(), 'pair_invite.accept', 'accepted', 200, '{"n": 3}', now())""")
+        before = conn.execute("select id, actor_id, action, outcome, status, details, created_at "
+                              "from app.audit_log order by id").fetchall()
+        old_file = conn.execute("select pg_relation_filenode('app.audit_log')").fetchone()
+    env = {**os.environ, "DATABASE_URL": scratch_url,
+           "PGOPTIONS": "-c joinery.audit_copy_max_rows=2"}
+    done = subprocess.run([sys.executable, "-m", "gateway", "migrate"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        after = conn.execute("select id, actor_id, action, outcome, status, details, created_at "
+                             "from app.audit_log order by id").fetchall()
+        assert after == before
+        # The same table, its file untouched: attached, not copied.
+        assert conn.execute("select pg_relation_filenode('app.audit_log_legacy')"
+                            ).fetchone() == old_file
+        homes = conn.execute("select distinct tableoid::regclass::text from app.audit_log"
+                             ).fetchall()
+        assert homes == [("app.audit_log_legacy",)]
+        bound = conn.execute(
+            "select pg_get_expr(relpartbound, oid) = format('FOR VALUES FROM (MINVALUE) TO (%L)', "
+            "date_trunc('month', now(), 'UTC') + interval '1 month') "
+            "from pg_class where oid = 'app.audit_log_legacy'::regclass").fetchone()
+        assert bound == (True,)
+        monthly = conn.execute(
+            "select count(*) from pg_inherits where inhparent = 'app.audit_log'::regclass "
+            "and inhrelid::regclass::text ~ '^app\\.audit_log_p[0-9]{6}$'").fetchone()
+        assert monthly == (3,)  # next month to three months ahead; this one is the legacy's
+        new = conn.execute("insert into app.audit_log (action, outcome, status) "
+                           "values ('x', 'y', 200) returning id, tableoid::regclass::text"
+                           ).fetchone()
+        assert new is not None and new[0] > before[-1][0] and new[1] == "app.audit_log_legacy"
+        # The append-only trigger reaches the legacy partition too.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("delete from app.audit_log_legacy")
+    pruned = run([sys.executable, "-m", "gateway", "prune", "--older-than-days", "100"],
+                 scratch_url)
+    assert "audit_log_legacy" not in pruned
+    assert migrate(scratch_url) == "0 migration(s) applied; sql/ unchanged"
+    # verify counts this month as covered (by the legacy partition).
+    with psycopg.connect(scratch_url) as conn:
+        found = conn.execute("select invariant, broken from private.verify() "
+                             "where invariant = 'audit_partitions'").fetchall()
+    assert found == [("audit_partitions", 0)]
 
 
 def test_stored_stops_are_brought_to_their_canonical_form(scratch_url: str) -> None:
@@ -341,3 +430,59 @@ def test_stored_stops_are_brought_to_their_canonical_form(scratch_url: str) -> N
                              "from app.mail_stops order by email").fetchall()
     assert stops == [("bar@example.org", False), ("foo@gmail.com", True),
                      ("plain@example.org", False)]
+
+
+def test_migrations_after_0042_change_existing_tables_online() -> None:
+    """gateway/tools/lint.py's migration rules hold for every migration file."""
+    from gateway.tools.lint import lint_migrations
+
+    assert lint_migrations() == []
+
+
+ONLINE_HEADER = "-- transactional: false\n-- depends: 0042_mail_lease\n"
+
+
+@pytest.mark.parametrize(("name", "text", "found"), [
+    # A CHECK or FOREIGN KEY on an existing table: NOT VALID, then VALIDATE.
+    ("0050_x", "alter table app.events add constraint events_x check (capacity > 0);",
+     ["migration_constraint_not_valid: 0050_x: app.events: CHECK events_x on an existing "
+      "table: add it NOT VALID, then VALIDATE CONSTRAINT in a later statement"]),
+    ("0050_x", "alter table app.chats add constraint chats_x foreign key (event_id) "
+               "references app.events (id) not valid;",
+     ["migration_constraint_not_valid: 0050_x: app.chats: FOREIGN KEY chats_x is added NOT "
+      "VALID and never validated (VALIDATE CONSTRAINT after it)"]),
+    ("0050_x", "alter table app.chats add constraint chats_x foreign key (event_id) "
+               "references app.events (id) not valid;\n"
+               "alter table app.chats validate constraint chats_x;", []),
+    # An index on an existing table: CONCURRENTLY, which needs the header.
+    ("0050_x", "create index events_x_idx on app.events (capacity);",
+     ["migration_index_concurrently: 0050_x: app.events: index on an existing table: "
+      "CREATE INDEX CONCURRENTLY (with -- transactional: false)"]),
+    ("0050_x", "create index concurrently events_x_idx on app.events (capacity);",
+     ["migration_index_concurrently: 0050_x: CONCURRENTLY needs `-- transactional: false` "
+      "in the header"]),
+    ("0050_x", ONLINE_HEADER + "create unique index concurrently if not exists events_x_idx "
+               "on app.events (capacity);", []),
+    # A table the migration creates is empty: anything goes on it.
+    ("0050_x", "create table app.x (id integer primary key, n integer);\n"
+               "alter table app.x add constraint x_n check (n > 0);\n"
+               "create index x_n_idx on app.x (n);", []),
+    # A UNIQUE is not this rule's (its index is: build it CONCURRENTLY, then ADD
+    # CONSTRAINT ... USING INDEX), and migrations up to 0042 stay as they are.
+    ("0050_x", "alter table app.x add constraint x_key unique (n);", []),
+    ("0042_x", "alter table app.events add constraint events_x check (capacity > 0);", []),
+])
+def test_migration_rules(name: str, text: str, found: list[str]) -> None:
+    from gateway.tools.lint import migration_problems
+
+    assert [str(p) for p in migration_problems(name, text)] == found
+
+
+def test_a_rollback_building_concurrently_needs_its_migration_non_transactional() -> None:
+    from gateway.tools.lint import migration_problems
+
+    rollback = "create index concurrently if not exists x_idx on app.events (capacity);"
+    assert [str(p) for p in migration_problems("0050_x.rollback", rollback, "-- depends: y\n")
+            ] == ["migration_index_concurrently: 0050_x.rollback: CONCURRENTLY needs "
+                  "`-- transactional: false` in the header of the migration"]
+    assert migration_problems("0050_x.rollback", rollback, ONLINE_HEADER) == []

@@ -370,3 +370,23 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
                  "PrivateTmp=yes", "ProtectHome=yes", "LimitNOFILE=16384",
                  "EnvironmentFile=/etc/joinery/joinery.env"):
         assert f"\n{line}\n" in text, line
+
+
+def test_systemd_prune_timer_verifies(tmp_path: Path) -> None:
+    """deploy/systemd/joinery-prune.{service,timer}: `python -m gateway prune` daily."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    folder = ROOT / "deploy" / "systemd"
+    text = (folder / "joinery-prune.service").read_text()
+    assert text.count("ExecStart=/opt/joinery/.venv/bin/python -m gateway prune\n") == 1
+    (tmp_path / "joinery-prune.service").write_text(text.replace(
+        "/opt/joinery/.venv/bin/python", str(ROOT / ".venv" / "bin" / "python")))
+    (tmp_path / "joinery-prune.timer").write_text(
+        (folder / "joinery-prune.timer").read_text())
+    done = subprocess.run([analyze, "verify", "joinery-prune.timer", "joinery-prune.service"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+    for line in ("Type=oneshot", "User=joinery", "NoNewPrivileges=yes",
+                 "EnvironmentFile=/etc/joinery/prune.env"):
+        assert f"\n{line}\n" in text, line

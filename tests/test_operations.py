@@ -276,3 +276,82 @@ def test_audit_prune_deletes_sent_mail_and_read_notifications_past_retention(
     kept_notes = admin.execute("select type from app.notifications where id = any(%s) "
                                "order by type", ([i for (i,) in notes],)).fetchall()
     assert kept_notes == [("old_unread",), ("recent_read",)]
+
+
+def test_prune_deletes_tokens_of_invites_closed_past_retention_and_old_stop_tokens(
+        database_url: str, admin: psycopg.Connection, make_user) -> None:
+    """`prune` at 100 days: the tokens (and their routes) of invites accepted,
+    declined or revoked, or expired, more than 100 days ago go; those of an open
+    invite (even if issued long ago) and of invites closed recently stay. Stop
+    tokens made more than 100 days ago go, the recent one stays."""
+    from gateway.tools.audit import prune
+
+    owner = make_user()
+    (event,) = admin.execute(
+        "insert into app.events (title, creator_id) values ('Retention', %s) returning id",
+        (owner.id,)).fetchone() or (None,)
+    # (label, status, expires_at, closing column, closed, tokens), ages in days
+    cases = [("open", "sent", -1, None, None, 2),
+             ("accepted_old", "accepted", 150, "accepted_at", 200, 2),
+             ("revoked_old", "revoked", 150, "revoked_at", 200, 1),
+             ("declined_recent", "declined", 150, "declined_at", 5, 1),
+             ("expired_old", "sent", 200, None, None, 1),
+             ("expired_recent", "sent", 5, None, None, 1)]
+    hashes: dict[str, list[bytes]] = {}
+    for label, status, expires, column, closed, tokens in cases:
+        inviter = make_user()
+        (invite,) = admin.execute(
+            "insert into app.pair_invites (event_id, inviter_id, short_code, status, expires_at, "
+            "accepted_at, declined_at, revoked_at, created_at) "
+            "select %(event)s, %(inviter)s, (select string_agg(substr("
+            "  '23456789ABCDEFGHJKMNPQRSTUVWXYZ', 1 + floor(random() * 31)::int, 1), '') "
+            "  from generate_series(1, 8)), "
+            "%(status)s, now() - make_interval(days => %(expires)s), "
+            "case when %(column)s = 'accepted_at' then c.at end, "
+            "case when %(column)s = 'declined_at' then c.at end, "
+            "case when %(column)s = 'revoked_at' then c.at end, now() - interval '300 days' "
+            "from (select now() - make_interval(days => %(closed)s) as at) c returning id",
+            {"event": event, "inviter": inviter.id, "status": status, "expires": expires,
+             "column": column, "closed": closed}).fetchone() or (None,)
+        hashes[label] = []
+        for _ in range(tokens):
+            (token_hash,) = admin.execute(
+                "insert into app.pair_invite_tokens (token_hash, invite_id, issued_to, event_id, "
+                "created_at) values (sha256(gen_random_uuid()::text::bytea), %s, %s, %s, "
+                "now() - interval '250 days') returning token_hash",
+                (invite, owner.id, event)).fetchone() or (None,)
+            admin.execute("insert into app.pair_token_routes (token_hash, event_id, created_at) "
+                          "values (%s, %s, now() - interval '250 days')", (token_hash, event))
+            hashes[label].append(token_hash)
+    tag = f"stops-{owner.id}"
+    admin.execute(
+        "insert into app.mail_stop_tokens (token_hash, email, created_at) values "
+        "(sha256(gen_random_uuid()::text::bytea), %s, now() - interval '200 days'), "
+        "(sha256(gen_random_uuid()::text::bytea), %s, now() - interval '101 days'), "
+        "(sha256(gen_random_uuid()::text::bytea), %s, now() - interval '99 days')",
+        (f"a-{tag}@example.com", f"b-{tag}@example.com", f"c-{tag}@example.com"))
+
+    def counts() -> tuple[int, int, int]:
+        row = admin.execute(
+            "select (select count(*) from app.pair_invite_tokens where event_id = %(e)s), "
+            "(select count(*) from app.pair_token_routes where event_id = %(e)s), "
+            "(select count(*) from app.mail_stop_tokens where email like %(t)s)",
+            {"e": event, "t": f"%-{tag}@example.com"}).fetchone()
+        assert row is not None
+        return row[0], row[1], row[2]
+
+    assert counts() == (8, 8, 3)
+    lines = prune(database_url, 100)
+    assert any(re.fullmatch(r"deleted \d+ tokens of closed invites of app\.pair_invite_tokens "
+                            r"\(\d+ routes\)", line) for line in lines), lines
+    assert any(re.fullmatch(r"deleted \d+ stop tokens of app\.mail_stop_tokens", line)
+               for line in lines), lines
+    assert counts() == (4, 4, 1)
+    kept = admin.execute("select token_hash from app.pair_invite_tokens where event_id = %s",
+                         (event,)).fetchall()
+    assert {h for (h,) in kept} == {
+        *hashes["open"], *hashes["declined_recent"], *hashes["expired_recent"]}
+    assert admin.execute("select email from app.mail_stop_tokens where email like %s",
+                         (f"%-{tag}@example.com",)).fetchall() == [(f"c-{tag}@example.com",)]
+    prune(database_url, 100)  # nothing more of these goes at the same age
+    assert counts() == (4, 4, 1)

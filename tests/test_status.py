@@ -60,17 +60,29 @@ def applied_at(conn: psycopg.Connection) -> str:
     return row[0].isoformat(timespec="seconds") + "Z"
 
 
+def partitions_through(conn: psycopg.Connection) -> str:
+    """The end of the last monthly audit partition: migrate makes this month's and
+    the next three."""
+    row = conn.execute(
+        "select to_char(date_trunc('month', now() at time zone 'UTC') + interval '4 months', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
 def test_empty_database(url: str) -> None:
     done = status(url)
     assert done.returncode == 0, done.stderr
     with psycopg.connect(url) as conn:
         mark, at = code_mark(conn), applied_at(conn)
+        through = partitions_through(conn)
     assert done.stdout.splitlines() == [
         f"migration:     {LATEST} ({APPLIED} applied, last at {at})",
         f"sql code:      {mark}",
         "mail queue:    0 queued, 0 failed",
         "webhooks:      0 pending, 0 failed",
         "audit, last hour: none",
+        f"audit partitions: through {through}, 0 rows in the default partition",
         "most refused by rate limits, last day: none",
         f"last outage:   {OUTAGE}",
     ]
@@ -120,7 +132,11 @@ def test_with_activity(url: str) -> None:
             "from (values (1, 1, 'pending', null::timestamptz), (2, 1, 'pending', null), "
             "(3, 2, 'pending', null), (4, 2, 'failed', '2026-01-03T04:05:06Z'), "
             "(5, 1, 'delivered', null)) x(n, e, status, failed_at)")
+        # An entry of a month with no partition lands in the default partition.
+        conn.execute("insert into app.audit_log (action, outcome, status, created_at) "
+                     "values ('test.old', 'ok', 200, '2001-01-15 00:00+00')")
         mark, at = code_mark(conn), applied_at(conn)
+        through = partitions_through(conn)
     done = status(url)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
@@ -131,6 +147,7 @@ def test_with_activity(url: str) -> None:
         "audit, last hour:",
         "         3  group.join",
         "         1  pair_invite.accept",
+        f"audit partitions: through {through}, 1 rows in the default partition",
         "most refused by rate limits, last day:",
         f"         9  {b}",
         f"         7  {a}",
@@ -147,6 +164,7 @@ def test_with_activity(url: str) -> None:
                      "last_failed_at": "2026-01-03T04:05:06+00:00"},
         "audit_last_hour": [{"action": "group.join", "rows": 3},
                             {"action": "pair_invite.accept", "rows": 1}],
+        "audit_partitions": {"through": through, "default_rows": 1},
         "most_refused": [{"user_id": b, "refused": 9}, {"user_id": a, "refused": 7}],
         "last_outage": None,
     }

@@ -39,6 +39,8 @@ GAUGES = {
     "webhook_pending": ("webhook deliveries waiting to be sent to enabled endpoints"
                         " (from the database)", "mostrecent"),
     "webhook_failed_total": ("webhook deliveries given up on (from the database)", "mostrecent"),
+    "audit_default_rows": ("rows in the audit log's default partition, which has them only "
+                           "for a month without a partition (from the database)", "mostrecent"),
     "jwks_fetch_failing": ("1 while the last fetch of JWT_JWKS_URL failed", "livemax"),
     "jwks_keys": ("keys held from JWT_JWKS_URL", "livemax"),
 }

@@ -231,7 +231,9 @@ def unindexed_foreign_key(conn: psycopg.Connection) -> list[tuple[str, str]]:
     order), that is a sequential scan of the referencing table for every row
     deleted or re-keyed, while the referenced row stays locked. A partial index
     counts only when its predicate is `col is not null` on key columns, which
-    every such lookup implies.
+    every such lookup implies. A unique index whose columns are all key columns
+    counts too: the lookup finds at most one row through it (a chat's
+    (like_group_id, event_id) key, served by the unique like_group_id).
     """
     return rows(conn, """
         select format('%%s.%%I', c.oid::regclass, k.conname),
@@ -245,11 +247,14 @@ def unindexed_foreign_key(conn: psycopg.Connection) -> list[tuple[str, str]]:
           and not exists (
             select from pg_index i
             where i.indrelid = k.conrelid and i.indisvalid
-              and i.indnkeyatts >= cardinality(k.conkey)
-              and (select array_agg(x order by x)
-                   from unnest((string_to_array(i.indkey::text, ' ')::int2[])
-                               [1:cardinality(k.conkey)]) x)
-                  = (select array_agg(x order by x) from unnest(k.conkey) x)
+              and ((i.indnkeyatts >= cardinality(k.conkey)
+                    and (select array_agg(x order by x)
+                         from unnest((string_to_array(i.indkey::text, ' ')::int2[])
+                                     [1:cardinality(k.conkey)]) x)
+                        = (select array_agg(x order by x) from unnest(k.conkey) x))
+                   or (i.indisunique and i.indexprs is null
+                       and (string_to_array(i.indkey::text, ' ')::int2[])[1:i.indnkeyatts]
+                           <@ k.conkey::int2[]))
               and (i.indpred is null or (
                 select bool_and(t in (select quote_ident(a.attname) || ' IS NOT NULL'
                                       from pg_attribute a
@@ -413,6 +418,84 @@ def policy_always_true_for_writes(conn: psycopg.Connection) -> list[tuple[str, s
         order by 1""")
 
 
+# Migrations after this one run on installs with data: what they add to an
+# existing table must not lock it for a scan (migration_problems).
+ONLINE_SINCE = "0042"
+_SQL_NOISE = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.S)
+_CREATE_TABLE = re.compile(
+    r"\bcreate\s+(?:unlogged\s+)?table\s+(?:if\s+not\s+exists\s+)?([\w.\"]+)", re.I)
+_ADD_CONSTRAINT = re.compile(
+    r"\balter\s+table\s+(?:only\s+)?(?:if\s+exists\s+)?([\w.\"]+)\s+add\s+constraint\s+(\w+)\s+"
+    r"(foreign\s+key|check)\b(.*?)(?:;|\$\$|\bend\s+if\b)", re.I | re.S)
+_VALIDATE = re.compile(r"\bvalidate\s+constraint\s+(\w+)", re.I)
+_CREATE_INDEX = re.compile(
+    r"\bcreate\s+(?:unique\s+)?index\s+(concurrently\s+)?(?:if\s+not\s+exists\s+)?"
+    r"(?:\w+\s+)?on\s+(?:only\s+)?([\w.\"]+)", re.I)
+_NOT_TRANSACTIONAL = re.compile(r"^\s*--\s*transactional\s*:\s*false\s*$", re.I | re.M)
+
+
+def migration_problems(name: str, text: str, header: str | None = None) -> list[Problem]:
+    """The rules for a migration numbered after ONLINE_SINCE, on its text: on a
+    table it does not create, a FOREIGN KEY or CHECK is added NOT VALID and
+    validated by a later statement (VALIDATE CONSTRAINT: SHARE UPDATE EXCLUSIVE,
+    writes go on, where ADD checking every row holds SHARE ROW EXCLUSIVE or
+    ACCESS EXCLUSIVE for the whole scan), and an index is built CONCURRENTLY,
+    which needs `-- transactional: false` (yoyo otherwise runs the file in one
+    transaction, where PostgreSQL refuses CONCURRENTLY). A rollback file is held
+    to the index rule only (what it adds back was there before); yoyo runs it as
+    its migration says, so `header` is the migration's text."""
+    number = name.split("_", 1)[0]
+    if not number.isdigit() or number <= ONLINE_SINCE:
+        return []
+    rollback = name.endswith(".rollback")
+    code = _SQL_NOISE.sub(" ", text)
+    created = {m[1].lower() for m in _CREATE_TABLE.finditer(code)}
+    problems: list[Problem] = []
+    if not rollback:
+        for match in _ADD_CONSTRAINT.finditer(code):
+            table, constraint, kind, rest = match[1].lower(), match[2], match[3], match[4]
+            if table in created:
+                continue
+            kind = " ".join(kind.upper().split())
+            if not re.search(r"\bnot\s+valid\b", rest, re.I):
+                problems.append(Problem("migration_constraint_not_valid", f"{name}: {table}",
+                                        f"{kind} {constraint} on an existing table: add it NOT "
+                                        "VALID, then VALIDATE CONSTRAINT in a later statement"))
+            elif not any(v[1] == constraint and v.start() > match.end()
+                         for v in _VALIDATE.finditer(code)):
+                problems.append(Problem("migration_constraint_not_valid", f"{name}: {table}",
+                                        f"{kind} {constraint} is added NOT VALID and never "
+                                        "validated (VALIDATE CONSTRAINT after it)"))
+    for match in _CREATE_INDEX.finditer(code):
+        table = match[2].lower()
+        if table in created:
+            continue
+        if not match[1]:
+            problems.append(Problem("migration_index_concurrently", f"{name}: {table}",
+                                    "index on an existing table: CREATE INDEX CONCURRENTLY "
+                                    "(with -- transactional: false)"))
+    if (re.search(r"\bconcurrently\b", code, re.I)
+            and not _NOT_TRANSACTIONAL.search(header if header is not None else text)):
+        problems.append(Problem("migration_index_concurrently", name,
+                                "CONCURRENTLY needs `-- transactional: false` in the header"
+                                + (" of the migration" if rollback else "")))
+    return problems
+
+
+def lint_migrations(directory: str | None = None) -> list[Problem]:
+    """migration_problems for every file of migrations/."""
+    from pathlib import Path
+
+    folder = Path(directory) if directory else Path(__file__).resolve().parents[2] / "migrations"
+    problems: list[Problem] = []
+    for path in sorted(folder.glob("[0-9]*.sql")):
+        name = path.name.removesuffix(".sql")
+        applied = folder / (name.removesuffix(".rollback") + ".sql")
+        header = applied.read_text() if name.endswith(".rollback") and applied.exists() else None
+        problems.extend(migration_problems(name, path.read_text(), header))
+    return problems
+
+
 def lint(conn: psycopg.Connection) -> list[Problem]:
     """Every check, in one read-only transaction with an empty search_path."""
     problems: list[Problem] = []
@@ -447,7 +530,7 @@ def main() -> int:
 
     database_url = os.environ.get("DATABASE_URL") or DEV_DATABASE_URL
     with psycopg.connect(database_url, autocommit=True) as conn:
-        problems = lint(conn)
+        problems = lint_migrations() + lint(conn)
         if not problems:
             print(summary(conn))
             return 0

@@ -492,6 +492,9 @@ def migrate(database_url: str, force_code: bool = False) -> str:
     applied = apply_migrations(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
         rebuilt = apply_code(conn, force=force_code)
+        # The audit log's monthly partitions, three months ahead (prune keeps
+        # them so too): entries never land in its default partition.
+        conn.execute("select private.audit_add_partitions(3)")
         if password:
             set_authenticator_password(conn, password)
         distributed = distribute(conn)  # nothing off a Citus coordinator

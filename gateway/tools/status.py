@@ -2,9 +2,11 @@
 (yoyo's table, wherever it lives), the code of sql/ installed, and what
 private.status() reads: the mail queue, failed mail, webhook deliveries pending
 and failed, the audit of the last hour
-by action, the users most refused by rate limits. Outages are not recorded in
-the database (the gateway counts them per process: joinery_database_outages_total
-on /metrics, and logs them), so the last outage is reported as not recorded."""
+by action, the users most refused by rate limits, how far ahead the audit log has
+monthly partitions and the rows in its default partition (which should be none).
+Outages are not recorded in the database (the gateway counts them per process:
+joinery_database_outages_total on /metrics, and logs them), so the last outage is
+reported as not recorded."""
 
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ def collect(database_url: str, top: int = 5) -> dict[str, Any]:
 
 def report(status: dict[str, Any]) -> str:
     m, mail, hooks = status["migration"], status["mail"], status["webhooks"]
+    parts = status["audit_partitions"]
     lines = [
         f"migration:     {m['latest'] or 'none applied'} ({m['applied']} applied"
         + (f", last at {m['applied_at']})" if m["applied_at"] else ")"),
@@ -57,6 +60,8 @@ def report(status: dict[str, Any]) -> str:
         "audit, last hour:"
         + ("" if status["audit_last_hour"] else " none"),
         *(f"  {a['rows']:>8}  {a['action']}" for a in status["audit_last_hour"]),
+        f"audit partitions: through {parts['through'] or 'none'}, "
+        f"{parts['default_rows']} rows in the default partition",
         "most refused by rate limits, last day:"
         + ("" if status["most_refused"] else " none"),
         *(f"  {r['refused']:>8}  {r['user_id']}" for r in status["most_refused"]),

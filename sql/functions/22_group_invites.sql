@@ -178,10 +178,13 @@ begin
             hint => 'An invite code looks like 7f1c2a9e-3b4d-4e5f-8a6b-1c2d3e4f5a6b.');
     end if;
 
-    -- The row lock serialises every join on this code: use_count is read and
-    -- raised by one transaction at a time. The group is found first and named in
-    -- the locking read: on a Citus cluster invites live on their group's shard,
-    -- and a row lock must name the distribution column.
+    -- A code with max_uses: the row lock serialises every join on it, so
+    -- use_count is read and raised by one transaction at a time. A code without
+    -- max_uses has no limit to check: it is read without a lock, and its
+    -- use_count is raised by the UPDATE below alone (which re-reads the latest
+    -- row, so concurrent joins each add one). The group is found first and named
+    -- in every read and write of the invite: on a Citus cluster invites live on
+    -- their group's shard, and a row lock must name the distribution column.
     v_group_id := private.invite_code_group(join_group.code);
     -- The group before the invite (the membership's foreign key would take this
     -- KEY SHARE later anyway): leave_group locks the group, then deletes its
@@ -192,10 +195,17 @@ begin
     end if;
     select * into v_invite from app.group_invites i
     where i.group_id = v_group_id
-      and i.code_hash = private.hash_secret(pg_catalog.lower(join_group.code))
-    for update;
+      and i.code_hash = private.hash_secret(pg_catalog.lower(join_group.code));
     if not found then
         return private.refuse('group.join', 404, 'not_found', 'No invite with this code.');
+    end if;
+    if v_invite.max_uses is not null then
+        select * into v_invite from app.group_invites i
+        where i.group_id = v_invite.group_id and i.id = v_invite.id
+        for update;
+        if not found then  -- revoked and deleted with its group meanwhile
+            return private.refuse('group.join', 404, 'not_found', 'No invite with this code.');
+        end if;
     end if;
 
     select * into v_member from app.group_members m

@@ -40,7 +40,7 @@
  * - mail_outbox_stuck: no unsent, uncancelled message with attempts at or past
  *   mail_max_attempts lacks failed_at (the worker would never try it again).
  * - audit_partitions: app.audit_log_pYYYYMM exists for this month and the
- *   next `months_ahead` (UTC).
+ *   next `months_ahead` (UTC), or app.audit_log_legacy covers the month.
  * - plain_text_secrets: invite codes, pair-invite tokens and stop tokens are
  *   stored as SHA-256 (32 bytes); code hints are the last 4 characters only;
  *   no audit entry or outbox message holds a key named token, code, secret or
@@ -162,7 +162,13 @@ begin
             select from pg_catalog.pg_inherits h
             join pg_catalog.pg_class c on c.oid = h.inhrelid
             where h.inhparent = 'app.audit_log'::regclass
-              and c.relname = 'audit_log_p' || pg_catalog.to_char(s.month, 'YYYYMM'))),
+              and (c.relname = 'audit_log_p' || pg_catalog.to_char(s.month, 'YYYYMM')
+                   -- or app.audit_log_legacy (migration 0008), which covers the
+                   -- months up to the one after it was attached
+                   or c.relname = 'audit_log_legacy'
+                      and pg_catalog.substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+                              'TO \(''([^'']+)''\)')::timestamptz
+                          >= (s.month at time zone 'UTC') + interval '1 month'))),
     secrets as (
         select 'app.group_invites:' || i.id::text as id from app.group_invites i
         where pg_catalog.length(i.code_hash) <> 32 or pg_catalog.length(i.code_hint) > 4

@@ -1,6 +1,6 @@
 -- What `python -m gateway status` shows an operator on one screen, read in one
 -- statement: queue depths, failed mail, webhook deliveries pending and failed, the audit of the last hour, the users
--- most refused by rate limits.
+-- most refused by rate limits, the audit log's partitions.
 
 /**
  * {mail: {queued, failed, last_failed_at}, webhooks: {pending, failed,
@@ -10,7 +10,10 @@
  * users with the most refused attempts (app.audit_refusals, every action and
  * outcome) in windows with a refusal in the last day. webhooks.pending: deliveries
  * waiting for enabled endpoints (joinery_webhook_pending); failed: given up on
- * after the last retry (joinery_webhook_failed_total).
+ * after the last retry (joinery_webhook_failed_total). audit_partitions:
+ * {through: the first day after the last monthly partition (rows of later
+ * months would land in the default partition), default_rows: rows in the
+ * default partition (joinery_audit_default_rows; should be 0)}.
  */
 create function private.status(top integer default 5) returns jsonb
 language plpgsql stable security definer
@@ -40,6 +43,15 @@ begin
             from (select a.action, pg_catalog.count(*) as n from app.audit_log a
                   where a.created_at > pg_catalog.now() - interval '1 hour'
                   group by a.action) x),
+        'audit_partitions', pg_catalog.jsonb_build_object(
+            'through', (
+                select pg_catalog.max(pg_catalog.substring(
+                           pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+                           'TO \(''([^'']+)''\)')::timestamptz)
+                from pg_catalog.pg_inherits i
+                join pg_catalog.pg_class c on c.oid = i.inhrelid
+                where i.inhparent = 'app.audit_log'::regclass),
+            'default_rows', private.audit_default_rows()),
         'most_refused', (
             select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'user_id', x.actor_id, 'refused', x.n) order by x.n desc, x.actor_id),
