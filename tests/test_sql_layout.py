@@ -130,8 +130,8 @@ SIGNATURES_CHANGED = {
 def test_rebuild_after_the_split_keeps_the_catalogue(
         scratch_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """An existing database, its sql/ from before the split: the rebuild from the
-    current sql/ drops no function (but those of SIGNATURES_CHANGED) and ends at the catalogue of a new database;
-    the next run changes nothing."""
+    current sql/ drops no function (but those of SIGNATURES_CHANGED) and ends at
+    the catalogue of a new database; the next run changes nothing."""
     if shutil.which("git") is None or subprocess.run(
             ["git", "-C", str(ROOT), "cat-file", "-e", BEFORE_SPLIT + "^{commit}"],
             capture_output=True).returncode != 0:
