@@ -4,6 +4,7 @@ every check fails, naming the object, on a database given one offender per rule.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -325,3 +326,17 @@ def test_cli_prints_one_line_per_problem_and_fails(
 ])
 def test_unwrapped_calls(expr: str, calls: list[str]) -> None:
     assert unwrapped_calls(expr) == calls
+
+
+def test_the_gateway_keeps_the_error_convention() -> None:
+    """The gateway's own errors follow the convention error_convention checks in SQL
+    (docs/http.md, "Errors"): no PT403 (a refusal of privilege is 42501) and no
+    `detail` key beside PostgREST's code, message, details, hint (the linter, which
+    names them, aside)."""
+    found = [f"{path.relative_to(ROOT)}:{n}"
+             for path in sorted((ROOT / "gateway").rglob("*"))
+             if path.suffix in (".py", ".js") and path.is_file()
+             and path != ROOT / "gateway" / "tools" / "lint.py"  # the rule itself
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if "PT403" in line or re.search(r"""["']detail["']\s*:""", line)]
+    assert found == []
