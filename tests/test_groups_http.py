@@ -200,8 +200,8 @@ def test_stranger_cannot_create_invite(client: httpx.Client, make_user, admin) -
     response = client.post(f"/api/groups/{group['id']}/invite", json={}, headers=stranger.headers)
     assert response.status_code == 403, response.text
     assert response.json() == {
-        "code": "PT403", "message": "Only members of the group can create invite codes.",
-        "details": None, "hint": None,
+        "code": "42501", "message": "Only members of the group can create invite codes.",
+        "details": "forbidden", "hint": None,
     }
     count = admin.execute("select count(*) from app.group_invites where group_id = %s",
                           (group["id"],)).fetchone()
@@ -213,7 +213,7 @@ def test_invite_for_missing_group_is_404(client: httpx.Client, make_user) -> Non
                            headers=make_user().headers)
     assert response.status_code == 404, response.text
     assert response.json() == {
-        "code": "PT404", "message": "Group not found.", "details": None, "hint": None}
+        "code": "PT404", "message": "Group not found.", "details": "not_found", "hint": None}
 
 
 def test_invalid_invite_limits_are_400(client: httpx.Client, make_user, admin) -> None:

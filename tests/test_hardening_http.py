@@ -206,7 +206,7 @@ def test_pair_token_is_bound_to_its_holder(client: httpx.Client, make_user) -> N
     for action in ("accept", "decline"):
         stolen = client.post(f"/api/invites/{token}/{action}", headers=thief.headers)
         assert stolen.status_code == 403, stolen.text
-        assert stolen.json() == {"code": "PT403", "details": "not_issued_to_caller", "hint": None,
+        assert stolen.json() == {"code": "42501", "details": "not_issued_to_caller", "hint": None,
                                  "message": "This token was issued to someone else."}
     accepted = client.post(f"/api/invites/{token}/accept", headers=holder.headers)
     assert accepted.status_code == 200, accepted.text

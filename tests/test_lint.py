@@ -4,6 +4,7 @@ every check fails, naming the object, on a database given one offender per rule.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -150,6 +151,41 @@ create table app.lint_writes (id integer primary key);
 alter table app.lint_writes enable row level security;
 create policy "Anyone can insert" on app.lint_writes for insert to authenticated
     with check (true);
+
+-- error_convention: PT403 as a code, a 'detail' key. 42501 with `details`, and
+-- the word detail in a comment, are fine.
+create function private.lint_pt403() returns jsonb language plpgsql set search_path = ''
+    as $f$begin raise exception using errcode = 'PT403', message = 'no'; end$f$;
+revoke execute on function private.lint_pt403() from public;
+create function private.lint_detail_key() returns jsonb language plpgsql set search_path = ''
+    as $f$begin return pg_catalog.jsonb_build_object('code', '42501', 'detail', 'x'); end$f$;
+revoke execute on function private.lint_detail_key() from public;
+create function private.lint_convention_kept() returns jsonb language plpgsql
+    set search_path = ''
+    as $f$begin
+        -- the 'detail' of a raise is answered as details
+        return pg_catalog.jsonb_build_object('code', '42501', 'details', 'x');
+    end$f$;
+revoke execute on function private.lint_convention_kept() from public;
+
+-- refusal_after_write: an answered refusal after an insert; the same refusal
+-- before the insert, or a raise after it, is fine.
+create function api.lint_refuse_late() returns jsonb language plpgsql set search_path = ''
+    as $f$begin
+        insert into app.lint_writes (id) values (1);
+        return private.refuse('lint', 409, 'late', 'Too late.');
+    end$f$;
+revoke execute on function api.lint_refuse_late() from public;
+create function api.lint_refuse_first() returns jsonb language plpgsql set search_path = ''
+    as $f$begin
+        if random() < 0.5 then
+            return private.refuse('lint', 409, 'early', 'Early.');
+        end if;
+        -- a comment may say: return private.fail(...) after insert into app.x
+        insert into app.lint_writes (id) values (1);
+        raise exception using errcode = 'PT409', message = 'Raised: undone.';
+    end$f$;
+revoke execute on function api.lint_refuse_first() from public;
 """
 
 EXPECTED = {
@@ -173,6 +209,9 @@ EXPECTED = {
     ("duplicate_index", "app.lint_dup_id_key"),
     ("no_primary_key", "app.lint_no_pk"),
     ("policy_always_true_for_writes", 'app.lint_writes."Anyone can insert"'),
+    ("error_convention", "private.lint_pt403()"),
+    ("error_convention", "private.lint_detail_key()"),
+    ("refusal_after_write", "api.lint_refuse_late()"),
 }
 
 
@@ -255,6 +294,12 @@ def test_findings_say_why(offended: tuple[str, list[Problem]]) -> None:
         "same definition as app.lint_dup_a_idx")
     assert details[("duplicate_index", "app.lint_dup_id_key")] == (
         "same definition as app.lint_dup_pkey")
+    assert details[("error_convention", "private.lint_pt403()")] == (
+        "writes the code PT403 (use 42501)")
+    assert details[("error_convention", "private.lint_detail_key()")] == (
+        "writes a 'detail' key (use details)")
+    assert details[("refusal_after_write", "api.lint_refuse_late()")] == (
+        "answers a refusal (private.refuse) after a write (insert into app.)")
 
 
 def test_cli_prints_one_line_per_problem_and_fails(
@@ -284,3 +329,17 @@ def test_cli_prints_one_line_per_problem_and_fails(
 ])
 def test_unwrapped_calls(expr: str, calls: list[str]) -> None:
     assert unwrapped_calls(expr) == calls
+
+
+def test_the_gateway_keeps_the_error_convention() -> None:
+    """The gateway's own errors follow the convention error_convention checks in SQL
+    (docs/http.md, "Errors"): no PT403 (a refusal of privilege is 42501) and no
+    `detail` key beside PostgREST's code, message, details, hint (the linter, which
+    names them, aside)."""
+    found = [f"{path.relative_to(ROOT)}:{n}"
+             for path in sorted((ROOT / "gateway").rglob("*"))
+             if path.suffix in (".py", ".js") and path.is_file()
+             and path != ROOT / "gateway" / "tools" / "lint.py"  # the rule itself
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if "PT403" in line or re.search(r"""["']detail["']\s*:""", line)]
+    assert found == []

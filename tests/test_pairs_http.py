@@ -103,7 +103,8 @@ def error(response: httpx.Response, status: int, details: str | None) -> dict[st
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"code", "message", "details", "hint"}, body
-    assert body["code"] == f"PT{status}", body
+    # docs/http.md, "Errors": 42501 for a refusal of privilege, PTxyz otherwise.
+    assert body["code"] == ("42501" if status == 403 else f"PT{status}"), body
     assert body["details"] == details, body
     assert "token" not in body or body.get("token") is None
     return body
@@ -386,7 +387,7 @@ def test_refusals_when_creating_and_accepting(client: httpx.Client, make_user, a
 
     # Unknown event, invalid email.
     error(client.post(f"/api/events/{uuid.uuid4()}/invite", json={}, headers=inviter.headers),
-          404, None)
+          404, "not_found")
     event = create_event(client, inviter, capacity=3)
     bad = client.post(f"/api/events/{event['id']}/invite", json={"email": "not-an-email"},
                       headers=inviter.headers)

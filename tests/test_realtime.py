@@ -297,17 +297,17 @@ def test_subscription_refusals(gateway, client: httpx.Client, make_user) -> None
     stranger = make_user()
 
     status, body, _ = refused(gateway.url, [f"group:{group.id}"], stranger)
-    assert (status, body["code"]) == (403, "PT403")
+    assert (status, body["code"]) == (403, "42501")
     assert set(body) == {"code", "message", "details", "hint"}
     status, body, _ = refused(gateway.url, [f"user:{group.creator.id}"], stranger)
-    assert (status, body["code"]) == (403, "PT403")
+    assert (status, body["code"]) == (403, "42501")
     # One forbidden topic among allowed ones refuses the whole stream.
     status, body, _ = refused(gateway.url, [f"user:{stranger.id}", f"group:{group.id}"], stranger)
-    assert (status, body["code"]) == (403, "PT403")
+    assert (status, body["code"]) == (403, "42501")
     status, body, _ = refused(gateway.url, [f"group:{uuid.uuid4()}"], stranger)
-    assert (status, body["code"]) == (403, "PT403")
+    assert (status, body["code"]) == (403, "42501")
     status, body, _ = refused(gateway.url, ["nonsense"], stranger)
-    assert (status, body["code"]) == (403, "PT403")
+    assert (status, body["code"]) == (403, "42501")
 
     status, body, _ = refused(gateway.url, [], stranger)
     assert (status, body["code"]) == (400, "PGRST100")

@@ -118,11 +118,20 @@ def function_oids(url: str) -> dict[str, int]:
         ).fetchall())
 
 
+# Functions whose signature changed on purpose since the split, old -> new: the
+# rebuild drops the old one (nothing outside depends on it) and creates the new.
+SIGNATURES_CHANGED = {
+    # issue 19, item 16: refuse answers `details` apart from the audited reason.
+    "private.refuse(text,integer,text,text,uuid,text)":
+        "private.refuse(text,integer,text,text,uuid,text,text)",
+}
+
+
 def test_rebuild_after_the_split_keeps_the_catalogue(
         scratch_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """An existing database, its sql/ from before the split: the rebuild from the
-    current sql/ drops no function and ends at the catalogue of a new database;
-    the next run changes nothing."""
+    current sql/ drops no function (but those of SIGNATURES_CHANGED) and ends at
+    the catalogue of a new database; the next run changes nothing."""
     if shutil.which("git") is None or subprocess.run(
             ["git", "-C", str(ROOT), "cat-file", "-e", BEFORE_SPLIT + "^{commit}"],
             capture_output=True).returncode != 0:
@@ -139,7 +148,9 @@ def test_rebuild_after_the_split_keeps_the_catalogue(
     monkeypatch.setattr(migrate_tool, "SQL_DIR", current)
     assert migrate_tool.migrate(scratch_url).endswith("sql/ rebuilt")
     after = function_oids(scratch_url)
-    assert {name: after.get(name) for name in before} == before  # replaced in place
+    kept = {name: oid for name, oid in before.items() if name not in SIGNATURES_CHANGED}
+    assert {name: after.get(name) for name in kept} == kept  # replaced in place
+    assert set(SIGNATURES_CHANGED.values()) <= set(after)
     assert catalogue(scratch_url) == SNAPSHOT.read_text()
     assert migrate_tool.migrate(scratch_url).endswith("sql/ unchanged")
 

@@ -97,7 +97,7 @@ def test_refused_invite_raises_api_error(gateway, make_user) -> None:
     with pytest.raises(APIError) as caught:
         client_for(gateway, stranger).rpc(
             "create_group_invite", {"group_id": group["id"], "max_uses": 2}).execute()
-    assert caught.value.code == "PT403"
+    assert caught.value.code == "42501"
     assert caught.value.message == "Only members of the group can create invite codes."
 
 

@@ -280,8 +280,9 @@ def supabase_url(database_url: str) -> Iterator[str]:
     drop_database(database_url, name)
 
 
-def insert_auth_user(url: str, email: str, meta: dict | None) -> str:
-    """A sign-up as Supabase Auth writes it, connected as supabase_auth_admin."""
+def insert_auth_user(url: str, email: str, meta: dict | None, *, confirmed: bool = True) -> str:
+    """A sign-up as Supabase Auth writes it, connected as supabase_auth_admin; with
+    confirmed=False, before the address is confirmed (email_confirmed_at null)."""
     with psycopg.connect(url) as conn:
         conn.execute("set role supabase_auth_admin")
         row = conn.execute(
@@ -293,10 +294,10 @@ def insert_auth_user(url: str, email: str, meta: dict | None) -> str:
             values ('00000000-0000-0000-0000-000000000000', gen_random_uuid(),
                     'authenticated', 'authenticated', %s,
                     '$2a$10$abcdefghijklmnopqrstuuJ0m5e2Zb4m0m3n4J8o9p7q6r5s4t3u2',
-                    now(), %s, %s, null, now(), now(), false, false)
+                    case when %s then now() end, %s, %s, null, now(), now(), false, false)
             returning id
             """,
-            (email, Jsonb({"provider": "email", "providers": ["email"]}),
+            (email, confirmed, Jsonb({"provider": "email", "providers": ["email"]}),
              None if meta is None else Jsonb(meta)),
         ).fetchone()
     assert row is not None
@@ -399,6 +400,43 @@ def test_sign_up_through_supabase_auth_creates_profile(supabase_url: str) -> Non
     assert {k: me[0][k] for k in ("id", "email", "display_name")} == {
         "id": named, "email": "ada@example.com", "display_name": "Ada L."}
     assert group[0]["creator_id"] == named
+
+
+def call_as(url: str, user: str, email: str, call: str, *args: object) -> tuple[str | None, dict]:
+    """One api call in its own transaction as `user`: (response.status, answer)."""
+    with psycopg.connect(url) as conn:
+        conn.execute("set local role authenticated")
+        claims = {"sub": user, "role": "authenticated", "email": email}
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (json.dumps(claims),))
+        row = conn.execute(f"select {call}, current_setting('response.status', true)",
+                           args).fetchone()
+    assert row is not None
+    return row[1], row[0]
+
+
+def test_unconfirmed_address_is_not_the_addressee(supabase_url: str) -> None:
+    """On Supabase anyone may sign up with any address: until it is confirmed
+    (auth.users.email_confirmed_at), an invite emailed to it is not theirs."""
+    migrate(supabase_url)
+    inviter = insert_auth_user(supabase_url, "ines@example.com", None)
+    bea = insert_auth_user(supabase_url, "bea@example.com", None, confirmed=False)
+    _, event = call_as(supabase_url, inviter, "ines@example.com",
+                       "api.create_event(title => 'Cup', capacity => 4)")
+    _, invite = call_as(supabase_url, inviter, "ines@example.com",
+                        "api.create_pair_invite(%s, 'bea@example.com')", event["id"])
+    _, joined = call_as(supabase_url, bea, "bea@example.com",
+                        "api.join_pair_invite(%s)", invite["short_code"])
+    status, refused = call_as(supabase_url, bea, "bea@example.com",
+                              "api.accept_pair_invite(%s)", joined["token"])
+    assert (status, refused) == ("403", {
+        "code": "42501", "message": "This invitation was sent to another email address.",
+        "details": "other_addressee", "hint": None})
+    with psycopg.connect(supabase_url) as conn:
+        conn.execute("update auth.users set email_confirmed_at = now() where id = %s", (bea,))
+    status, accepted = call_as(supabase_url, bea, "bea@example.com",
+                               "api.accept_pair_invite(%s)", joined["token"])
+    assert status is None or status == "", accepted
+    assert sorted(r["user_id"] for r in accepted["registrations"]) == sorted([inviter, bea])
 
 
 @pytest.fixture

@@ -140,6 +140,30 @@ def test_an_approval_goes_through_realtime_send_and_only_members_read_it(
     assert readable(url, stranger.id, own, topics) == []
 
 
+def test_an_unconfirmed_address_does_not_answer_an_emailed_invite(
+        client: httpx.Client, admin: psycopg.Connection, make_user) -> None:
+    """Anyone may sign up to Supabase with any address: until it is confirmed
+    (auth.users.email_confirmed_at), an invite emailed to it is not theirs."""
+    inviter, bea = make_user(), make_user()
+    admin.execute("update auth.users set email_confirmed_at = null where id = %s", (bea.id,))
+    event = call(client, inviter, "/rest/v1/rpc/create_event",
+                 {"title": "Pairs", "capacity": 4})
+    invite = client.post(f"/api/events/{event['id']}/invite", json={"email": bea.email},
+                         headers=inviter.headers)
+    assert invite.status_code == 201, invite.text
+    joined = client.post("/api/invites/join", json={"code": invite.json()["short_code"]},
+                         headers=bea.headers)
+    assert joined.status_code == 200, joined.text
+    token = joined.json()["token"]
+    refused = client.post(f"/api/invites/{token}/accept", headers=bea.headers)
+    assert (refused.status_code, refused.json()) == (403, {
+        "code": "42501", "message": "This invitation was sent to another email address.",
+        "details": "other_addressee", "hint": None})
+    admin.execute("update auth.users set email_confirmed_at = now() where id = %s", (bea.id,))
+    accepted = client.post(f"/api/invites/{token}/accept", headers=bea.headers)
+    assert accepted.status_code == 200, accepted.text
+
+
 @pytest.fixture
 def dev_gateway(database_url: str, tmp_path: Path) -> Iterator[GatewayProcess]:
     proc = start_gateway(database_url, tmp_path / "dev.log", JWT_SECRET=DEV_JWT_SECRET,

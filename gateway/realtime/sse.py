@@ -75,7 +75,7 @@ async def realtime(request: Request) -> Response:
                 return Response(allowed.body, allowed.status, allowed.headers,
                                 media_type="application/json")
             if allowed.body != "true":
-                raise ApiError(403, "PT403", f"You cannot subscribe to {topic[:80]!r}.")
+                raise ApiError(403, "42501", f"You cannot subscribe to {topic[:80]!r}.")
         if not await gw.hub.wait_connected(LISTENER_WAIT):
             raise unavailable()
         exp = who.claims.get("exp")

@@ -496,6 +496,78 @@ def lint_migrations(directory: str | None = None) -> list[Problem]:
     return problems
 
 
+def project_functions(conn: psycopg.Connection, schemas: list[str]) -> list[tuple[str, str]]:
+    """(name, body without its -- comments) of every plpgsql or SQL function of ours
+    in `schemas`."""
+    found = conn.execute(f"""
+        select p.oid::regprocedure::text, p.prosrc
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = any(%(schemas)s) and {FUNCTION_NOT_IN_EXTENSION}
+          and p.prolang in (select l.oid from pg_language l where l.lanname in ('plpgsql', 'sql'))
+        order by 1""", {"schemas": schemas}).fetchall()
+    return [(name, re.sub(r"--[^\n]*", "", src)) for name, src in found]
+
+
+# The error convention (docs/http.md, "Errors"): a refusal of privilege is 42501,
+# never PT403; the body's keys are PostgREST's code, message, details, hint.
+FORBIDDEN_CODE = re.compile(r"'PT403'")
+DETAIL_KEY = re.compile(r"'detail'", re.IGNORECASE)
+
+
+@check
+def error_convention(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """A function that writes the code PT403 or a `'detail'` key.
+
+    One convention for every error, raised or answered (docs/http.md, "Errors"):
+    a refusal of privilege carries SQLSTATE 42501, which PostgREST (and the
+    gateway) answer 403, or 401 to anon; PTxyz only where no SQLSTATE says it
+    (404, 409, 410, 429, ...). The body is PostgREST's {code, message, details,
+    hint}: the reason goes to `details` (`detail = ...` in RAISE, which PostgREST
+    answers as `details`; private.fail's `details` argument). A `'detail'` key
+    would be a fifth key no client reads.
+    """
+    found = []
+    for name, src in project_functions(conn, PROJECT_SCHEMAS):
+        why = [text for pattern, text in ((FORBIDDEN_CODE, "writes the code PT403 (use 42501)"),
+                                          (DETAIL_KEY, "writes a 'detail' key (use details)"))
+               if pattern.search(src)]
+        if why:
+            found.append((name, "; ".join(why)))
+    return found
+
+
+# A write to a table of app, as a statement (not a comment: those are stripped).
+APP_WRITE = re.compile(r"\b(insert\s+into|update|delete\s+from)\s+app\.", re.IGNORECASE)
+# An answered refusal: it sets response.status and returns, and the transaction
+# commits (private.rate_limited answers the 429 the same way).
+ANSWERED_REFUSAL = re.compile(r"\bprivate\.(refuse|fail|rate_limited)\s*\(", re.IGNORECASE)
+
+
+@check
+def refusal_after_write(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """An api function whose text answers a refusal (private.refuse, private.fail,
+    private.rate_limited) after a write to a table of app.
+
+    An answered refusal commits: that is its point (the rate-limit hit and the
+    audit entry stay). A write made before it would commit too, half a change
+    the caller is told did not happen. So every check comes before the first
+    write, and a refusal after a write is raised (which undoes everything). The
+    rule is textual, on the body without comments: the first `insert into app.`,
+    `update app.` or `delete from app.` must follow the last answered refusal.
+    The helpers' own writes (private.audit, private.rate_limit) are calls, not
+    statements of the body, and do not count. A loop could still bring a
+    refusal after a write; none does, and the rule keeps the text honest.
+    """
+    found = []
+    for name, src in project_functions(conn, ["api"]):
+        write = APP_WRITE.search(src)
+        refusals = [m for m in ANSWERED_REFUSAL.finditer(src)]
+        if write and refusals and refusals[-1].start() > write.start():
+            found.append((name, f"answers a refusal ({refusals[-1].group(0).rstrip('( ')}) "
+                                f"after a write ({' '.join(write.group(0).split())})"))
+    return found
+
+
 def lint(conn: psycopg.Connection) -> list[Problem]:
     """Every check, in one read-only transaction with an empty search_path."""
     problems: list[Problem] = []

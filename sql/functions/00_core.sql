@@ -42,8 +42,11 @@ $$;
 
 /**
  * Answers an error without raising, PostgREST's way: sets response.status and
- * returns the error body, so the transaction commits. Used where a failed
- * attempt must still be counted and audited (joins, invites, accepts).
+ * returns the error body {code, message, details, hint}, so the transaction
+ * commits. Used where a failed attempt must still be counted and audited
+ * (joins, invites, accepts). The code is the one a raised error of that status
+ * would carry (docs/http.md, "Errors"): 42501 for a refusal of privilege (403),
+ * else PT followed by the status, where no SQLSTATE says it.
  */
 create function private.fail(
     status integer, message text, details text default null, hint text default null
@@ -54,25 +57,29 @@ as $$
 begin
     perform pg_catalog.set_config('response.status', status::text, true);
     return pg_catalog.jsonb_build_object(
-        'code', 'PT' || status::text, 'message', message, 'details', details, 'hint', hint);
+        'code', case when status = 403 then '42501' else 'PT' || status::text end,
+        'message', message, 'details', details, 'hint', hint);
 end;
 $$;
 
 /**
  * A refused attempt, audited and answered in one step: an audit entry with the
  * reason as its outcome, and the error body with the reason in `details`
- * (answered by private.fail, so the entry commits).
+ * (answered by private.fail, so the entry commits). `details`, when given,
+ * answers something else than the audited reason: the argument at fault, or
+ * the reason the caller may see where the audit log keeps the real one (a
+ * 404 that hides a 403).
  */
 create function private.refuse(
     action text, status integer, reason text, message text,
-    subject_id uuid default null, hint text default null
+    subject_id uuid default null, hint text default null, details text default null
 ) returns jsonb
 language plpgsql volatile
 set search_path = ''
 as $$
 begin
     perform private.audit(action, reason, status, subject_id);
-    return private.fail(status, message, reason, hint);
+    return private.fail(status, message, coalesce(details, reason), hint);
 end;
 $$;
 
@@ -117,6 +124,32 @@ end;
 $$;
 
 /**
+ * A name or title as stored: `value` trimmed, checked once for every field
+ * that holds one (a group's name, a display name, an event's title): 1 to
+ * `max_length` characters after trimming, else 22023 (400) "<field> must be 1
+ * to <max_length> characters."; no control character (private.has_control_chars),
+ * else 22023 "<field> must not contain line breaks or other control characters."
+ */
+create function private.plain_name(value text, field text, max_length integer) returns text
+language plpgsql immutable
+set search_path = ''
+as $$
+declare
+    v_name text := pg_catalog.btrim(value);
+begin
+    if v_name is null or pg_catalog.char_length(v_name) not between 1 and max_length then
+        raise exception using errcode = '22023',
+            message = pg_catalog.format('%s must be 1 to %s characters.', field, max_length);
+    end if;
+    if private.has_control_chars(v_name) then
+        raise exception using errcode = '22023', message = pg_catalog.format(
+            '%s must not contain line breaks or other control characters.', field);
+    end if;
+    return v_name;
+end;
+$$;
+
+/**
  * Refuses changes to the audit log: it is append-only, for everyone. Only the
  * retention job (private.audit_prune, run by an operator) deletes old rows of
  * the default partition, with `joinery.audit_prune` set for its transaction.
@@ -142,7 +175,10 @@ create trigger audit_log_no_truncate
 /**
  * The client's address as the gateway saw it (`request.client_addr`, set per
  * request beside request.headers), or null when there is none: a direct SQL
- * caller, or a value that is not an address. Read here only.
+ * caller, or a value that is not an address. Read here only. The one
+ * exception block left in sql/functions (each opens a subtransaction): its one
+ * caller, stop_invitations, is a link in a mail, not a hot call, and
+ * PostgreSQL 15 has no pg_input_is_valid to check the text first.
  */
 create function private.request_client_addr() returns inet
 language plpgsql stable

@@ -86,18 +86,13 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
-    v_name text := pg_catalog.btrim(update_profile.display_name);
+    v_name text;
 begin
     if update_profile.display_name is null and update_profile.locale is null then
         raise exception using errcode = '22023', message = 'Give display_name or locale.';
     end if;
-    if update_profile.display_name is not null
-       and pg_catalog.char_length(v_name) not between 1 and 80 then
-        raise exception using errcode = '22023', message = 'display_name must be 1 to 80 characters.';
-    end if;
-    if private.has_control_chars(v_name) then
-        raise exception using errcode = '22023',
-            message = 'display_name must not contain line breaks or other control characters.';
+    if update_profile.display_name is not null then
+        v_name := private.plain_name(update_profile.display_name, 'display_name', 80);
     end if;
     if update_profile.locale is not null and update_profile.locale not in ('en', 'ca') then
         raise exception using errcode = '22023', message = 'locale must be ''en'' or ''ca''.';

@@ -62,16 +62,9 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
-    v_name text := pg_catalog.btrim(create_group.name);
+    v_name text := private.plain_name(create_group.name, 'name', 100);
     v_group app.groups;
 begin
-    if v_name is null or pg_catalog.char_length(v_name) not between 1 and 100 then
-        raise exception using errcode = '22023', message = 'name must be 1 to 100 characters.';
-    end if;
-    if private.has_control_chars(v_name) then
-        raise exception using errcode = '22023',
-            message = 'name must not contain line breaks or other control characters.';
-    end if;
     insert into app.groups (name, creator_id) values (v_name, v_uid) returning * into v_group;
     insert into app.group_members (group_id, user_id, role) values (v_group.id, v_uid, 'owner');
     return pg_catalog.jsonb_build_object(

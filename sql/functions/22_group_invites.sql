@@ -107,21 +107,23 @@ begin
     end if;
     if create_group_invite.group_id is null
        or not exists (select from app.groups g where g.id = create_group_invite.group_id) then
-        perform private.audit('group_invite.create', 'not_found', 404, create_group_invite.group_id);
-        return private.fail(404, 'Group not found.');
+        return private.refuse('group_invite.create', 404, 'not_found', 'Group not found.',
+            subject_id => create_group_invite.group_id);
     end if;
     if not exists (select from app.group_members m
                    where m.group_id = create_group_invite.group_id and m.user_id = v_uid) then
-        perform private.audit('group_invite.create', 'forbidden', 403, create_group_invite.group_id);
-        return private.fail(403, 'Only members of the group can create invite codes.');
+        return private.refuse('group_invite.create', 403, 'forbidden',
+            'Only members of the group can create invite codes.',
+            subject_id => create_group_invite.group_id);
     end if;
     if create_group_invite.expires_in is not null and create_group_invite.expires_in <= 0 then
-        perform private.audit('group_invite.create', 'invalid', 400, create_group_invite.group_id);
-        return private.fail(400, 'expires_in must be a positive number of seconds.', 'expires_in');
+        return private.refuse('group_invite.create', 400, 'invalid',
+            'expires_in must be a positive number of seconds.',
+            subject_id => create_group_invite.group_id, details => 'expires_in');
     end if;
     if create_group_invite.max_uses is not null and create_group_invite.max_uses < 1 then
-        perform private.audit('group_invite.create', 'invalid', 400, create_group_invite.group_id);
-        return private.fail(400, 'max_uses must be at least 1.', 'max_uses');
+        return private.refuse('group_invite.create', 400, 'invalid', 'max_uses must be at least 1.',
+            subject_id => create_group_invite.group_id, details => 'max_uses');
     end if;
 
     v_code := pg_catalog.gen_random_uuid()::text;
@@ -378,8 +380,8 @@ begin
         where m.group_id = v_invite.group_id and m.user_id = v_uid and m.role = 'owner'
     ) then
         -- The same answer as for an unknown code; the audit tells them apart.
-        perform private.audit('group_invite.revoke', 'not_allowed', 404, v_invite.id);
-        return private.fail(404, 'No invite with this code.', 'not_found');
+        return private.refuse('group_invite.revoke', 404, 'not_allowed', 'No invite with this code.',
+            subject_id => v_invite.id, details => 'not_found');
     end if;
     if v_invite.revoked_at is null then
         update app.group_invites i set revoked_at = pg_catalog.now()

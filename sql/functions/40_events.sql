@@ -59,16 +59,9 @@ set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
-    v_title text := pg_catalog.btrim(create_event.title);
+    v_title text := private.plain_name(create_event.title, 'title', 200);
     v_event app.events;
 begin
-    if v_title is null or pg_catalog.char_length(v_title) not between 1 and 200 then
-        raise exception using errcode = '22023', message = 'title must be 1 to 200 characters.';
-    end if;
-    if private.has_control_chars(v_title) then
-        raise exception using errcode = '22023',
-            message = 'title must not contain line breaks or other control characters.';
-    end if;
     if create_event.capacity is not null and create_event.capacity < 1 then
         raise exception using errcode = '22023', message = 'capacity must be at least 1.';
     end if;

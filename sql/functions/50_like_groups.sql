@@ -235,17 +235,20 @@ begin
     -- The group's route to its event, in the same transaction (see
     -- private.like_group_event).
     insert into app.like_group_routes (id, event_id) values (v_group.id, v_group.event_id);
-    begin
-        -- One row at a time: on a Citus cluster a unique violation of a multi-row
-        -- INSERT ... SELECT comes back as an internal error, of a single row as 23505.
-        foreach v_member in array pg_catalog.array_prepend(v_uid, v_members) loop
-            insert into app.like_group_members (group_id, event_id, user_id)
-            values (v_group.id, v_group.event_id, v_member);
-        end loop;
-    exception when unique_violation then
-        raise exception using errcode = 'PT409',
-            message = 'Someone in this group is already in a pending like group for this event.';
-    end;
+    -- One row at a time, each skipped on a conflict rather than caught (no
+    -- exception block: it would open a subtransaction on every like). The group
+    -- is new, so the only conflict is like_group_members_one_pending_per_event:
+    -- the member is in another pending group of the event (committed, or
+    -- committed meanwhile: the insert waits for it). The raise undoes it all.
+    foreach v_member in array pg_catalog.array_prepend(v_uid, v_members) loop
+        insert into app.like_group_members (group_id, event_id, user_id)
+        values (v_group.id, v_group.event_id, v_member)
+        on conflict do nothing;
+        if not found then
+            raise exception using errcode = 'PT409',
+                message = 'Someone in this group is already in a pending like group for this event.';
+        end if;
+    end loop;
     perform private.webhook_event('like_group.created', pg_catalog.jsonb_build_object('group_id', v_group.id, 'event_id', v_group.event_id, 'creator_id', v_uid, 'member_ids', pg_catalog.to_jsonb(pg_catalog.array_prepend(v_uid, v_members))));
     perform private.publish_queue_change(v_group.event_id, v_group.id, 'pending');
     return private.like_group_json(v_group.id, v_group.event_id);
@@ -365,13 +368,16 @@ begin
         raise exception using errcode = 'PT409',
             message = 'A like group has at most 10 people, its creator included.';
     end if;
-    begin
-        insert into app.like_group_members (group_id, event_id, user_id)
-        values (v_group.id, v_group.event_id, add_like_group_member.user_id);
-    exception when unique_violation then
+    -- A conflict is skipped, not caught (no subtransaction): the group holds no
+    -- row of the user (checked above, under the group's lock), so it is the
+    -- user's other pending group of the event.
+    insert into app.like_group_members (group_id, event_id, user_id)
+    values (v_group.id, v_group.event_id, add_like_group_member.user_id)
+    on conflict do nothing;
+    if not found then
         raise exception using errcode = 'PT409',
             message = 'This user is already in a pending like group for this event.';
-    end;
+    end if;
     return private.like_group_json(v_group.id, v_group.event_id);
 end;
 $$;

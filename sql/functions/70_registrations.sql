@@ -144,13 +144,14 @@ begin
     if not private.take_seats(v_event.id, 1) then
         raise exception using errcode = 'PT409', message = 'The event is full.';
     end if;
-    begin
-        insert into app.registrations (event_id, user_id) values (v_event.id, v_uid)
-        returning * into v_reg;
-    exception when unique_violation then
-        -- A concurrent registration of the caller won; raising undoes the seat too.
+    -- A conflict is skipped, not caught (no subtransaction per registration): a
+    -- concurrent registration of the caller won; raising undoes the seat too.
+    insert into app.registrations (event_id, user_id) values (v_event.id, v_uid)
+    on conflict do nothing
+    returning * into v_reg;
+    if not found then
         raise exception using errcode = 'PT409', message = 'You are already registered for this event.';
-    end;
+    end if;
     perform private.webhook_event('registration.confirmed', pg_catalog.jsonb_build_object('registration_id', v_reg.id, 'event_id', v_reg.event_id, 'user_id', v_reg.user_id));
     return private.registration_json(v_reg);
 end;

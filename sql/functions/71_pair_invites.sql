@@ -73,7 +73,6 @@ declare
     v_email text := nullif(pg_catalog.btrim(create_pair_invite.invitee_email), '');
     v_reason text;
     v_code text;
-    v_constraint text;
     v_invite app.pair_invites;
     v_revoked record;
 begin
@@ -81,8 +80,9 @@ begin
         return v_limited;
     end if;
     if v_email is not null and not private.is_single_email(v_email) then
-        perform private.audit('pair_invite.create', 'invalid', 400, create_pair_invite.event_id);
-        return private.fail(400, 'invitee_email is not a valid email address.', 'invitee_email');
+        return private.refuse('pair_invite.create', 400, 'invalid',
+            'invitee_email is not a valid email address.',
+            subject_id => create_pair_invite.event_id, details => 'invitee_email');
     end if;
     -- No lock on the event: an invite takes no seat, so the checks below are a
     -- courtesy that accept_pair_invite repeats under its locks (deadline, two
@@ -94,8 +94,8 @@ begin
     -- unique index pair_invites_one_open_per_inviter.
     select * into v_event from app.events e where e.id = create_pair_invite.event_id;
     if not found then
-        perform private.audit('pair_invite.create', 'not_found', 404, create_pair_invite.event_id);
-        return private.fail(404, 'Event not found.');
+        return private.refuse('pair_invite.create', 404, 'not_found', 'Event not found.',
+            subject_id => create_pair_invite.event_id);
     end if;
     v_reason := private.registration_closed_reason(v_event);
     if v_reason is not null then
@@ -129,31 +129,28 @@ begin
         updated_at = pg_catalog.now()
     where i.event_id = v_event.id and i.inviter_id = v_uid and i.status = 'sent';
     for v_try in 1 .. 5 loop
-        -- On a Citus cluster the unique constraint on short codes is per event (it
-        -- must include the distribution column): a code in use anywhere is skipped.
         -- The code's route (app.pair_code_routes, keyed by the code) claims it
-        -- cluster-wide; a code already routed is skipped.
+        -- cluster-wide; a code already routed (about one in 10^11) is skipped
+        -- and another drawn, at most 5 times. Every invite has its route
+        -- (written with it, never deleted; migration 0040 wrote the older
+        -- ones), so a code whose route was just claimed is in no invite: the
+        -- insert below cannot break pair_invites_short_code_key and needs no
+        -- exception block (which would open a subtransaction on every call).
+        -- Any unique violation there is raised as it is (409), never retried.
+        -- On a Citus cluster that constraint is per event (it must include the
+        -- distribution column); the route is what makes a code unique.
         v_code := private.new_short_code();
         insert into app.pair_code_routes (short_code, event_id) values (v_code, v_event.id)
         on conflict do nothing;
         continue when not found;
-        begin
-            insert into app.pair_invites (event_id, inviter_id, invitee_email, short_code, expires_at,
-                                          locale)
-            values (v_event.id, v_uid, pg_catalog.lower(v_email), v_code,
-                    least(pg_catalog.now() + interval '7 days',
-                          coalesce(v_event.registration_deadline, 'infinity')),
-                    private.inviter_locale(v_uid))
-            returning * into v_invite;
-            exit;
-        exception when unique_violation then
-            -- A short code already in use (about one in 10^11): draw another. Any
-            -- other unique violation is not the code's and is raised again.
-            get stacked diagnostics v_constraint = constraint_name;
-            if v_constraint not like 'pair\_invites\_short\_code\_key%' then  -- a shard's name has a suffix
-                raise;
-            end if;
-        end;
+        insert into app.pair_invites (event_id, inviter_id, invitee_email, short_code, expires_at,
+                                      locale)
+        values (v_event.id, v_uid, pg_catalog.lower(v_email), v_code,
+                least(pg_catalog.now() + interval '7 days',
+                      coalesce(v_event.registration_deadline, 'infinity')),
+                private.inviter_locale(v_uid))
+        returning * into v_invite;
+        exit;
     end loop;
     if v_invite.id is null then
         raise exception using errcode = 'PT503', message = 'No free short code was found; try again.';
@@ -312,19 +309,24 @@ begin
     if v_limited is not null then
         return v_limited;
     end if;
-    -- Event first, then the locking read on it (see lock_invite_by_token).
-    select f.event_id into v_event_id from app.pair_invites f
-    where f.id = revoke_pair_invite.invite_id;
+    -- The caller is checked before anything is locked (a stranger who knows an
+    -- id makes no row wait), on a plain read: the inviter never changes. Then
+    -- the lock, naming the event (private.lock_event_pair_invite).
+    v_event_id := private.pair_invite_event(revoke_pair_invite.invite_id);
     select * into v_invite from app.pair_invites i
-    where i.event_id = v_event_id and i.id = revoke_pair_invite.invite_id
-    for update;
+    where i.event_id = v_event_id and i.id = revoke_pair_invite.invite_id;
     if not found then
         return private.refuse('pair_invite.revoke', 404, 'not_found', 'Invitation not found.');
     end if;
     if v_invite.inviter_id <> v_uid then
         -- The same answer as for an unknown id; the audit tells them apart.
-        perform private.audit('pair_invite.revoke', 'not_allowed', 404, v_invite.id);
-        return private.fail(404, 'Invitation not found.', 'not_found');
+        return private.refuse('pair_invite.revoke', 404, 'not_allowed', 'Invitation not found.',
+            subject_id => v_invite.id, details => 'not_found');
+    end if;
+    v_invite := private.lock_event_pair_invite(v_invite.event_id, v_invite.id);
+    if v_invite.id is null then
+        -- Deleted (with its event) since it was read.
+        return private.refuse('pair_invite.revoke', 404, 'not_found', 'Invitation not found.');
     end if;
     if v_invite.status = 'sent' then
         update app.pair_invites i set status = 'revoked', revoked_at = pg_catalog.now(),

@@ -62,8 +62,34 @@ end;
 $$;
 
 /**
+ * The account's email address, lower case, when it is confirmed; else null
+ * (no such account, or no address). On Supabase, whose auth.users has
+ * email_confirmed_at, an address never confirmed is no one's: anyone may sign
+ * up with any address. The column is looked for in the row (to_jsonb), not
+ * named, so the function works on both schemas of auth.users; a column added
+ * later is seen at once.
+ */
+create function private.confirmed_email(user_id uuid) returns text
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_user jsonb;
+begin
+    select pg_catalog.to_jsonb(u) into v_user from auth.users u where u.id = confirmed_email.user_id;
+    if v_user is null
+       or (v_user ? 'email_confirmed_at' and v_user ->> 'email_confirmed_at' is null) then
+        return null;
+    end if;
+    return pg_catalog.lower(v_user ->> 'email');
+end;
+$$;
+
+/**
  * Why the caller may not answer this invite (as an error body), or null:
- * the inviter cannot (403), nor anyone but the addressee of an emailed invite (403).
+ * the inviter cannot (403), nor anyone but the addressee of an emailed invite
+ * (403): the caller's account address, confirmed (private.confirmed_email),
+ * must be the invite's.
  */
 create function private.pair_invite_answer_refusal(i app.pair_invites, caller uuid) returns jsonb
 language plpgsql stable
@@ -74,9 +100,8 @@ begin
         return pg_catalog.jsonb_build_object('status', 403, 'reason', 'own_invite',
             'message', 'You cannot answer your own invitation.');
     end if;
-    if i.invitee_email is not null and not exists (
-        select from auth.users u where u.id = caller and pg_catalog.lower(u.email) = i.invitee_email
-    ) then
+    if i.invitee_email is not null
+       and private.confirmed_email(caller) is distinct from i.invitee_email then
         return pg_catalog.jsonb_build_object('status', 403, 'reason', 'other_addressee',
             'message', 'This invitation was sent to another email address.');
     end if;

@@ -252,8 +252,8 @@ grant execute on function private.queue_due_reminders(integer, integer) to servi
 
 /**
  * The caller's verified email address, lower case: the `email` claim of their
- * token, when it is their account's address and (on Supabase, where
- * auth.users has email_confirmed_at) the account confirmed it; else null.
+ * token, when it is their account's confirmed address
+ * (private.confirmed_email); else null.
  */
 create function private.caller_verified_email() returns text
 language plpgsql stable
@@ -261,12 +261,8 @@ set search_path = ''
 as $$
 declare
     v_claim text := pg_catalog.lower(auth.jwt() ->> 'email');
-    v_user jsonb;
 begin
-    select pg_catalog.to_jsonb(u) into v_user from auth.users u where u.id = auth.uid();
-    if v_claim is null or v_user is null
-       or pg_catalog.lower(v_user ->> 'email') is distinct from v_claim
-       or (v_user ? 'email_confirmed_at' and v_user ->> 'email_confirmed_at' is null) then
+    if v_claim is null or private.confirmed_email(auth.uid()) is distinct from v_claim then
         return null;
     end if;
     return v_claim;

@@ -185,7 +185,7 @@ select test_support.sign_in('00000000-0000-4000-8000-000000000003');
 
 select is(
     pg_temp.refusal(format('api.create_group_invite(%L)', test_support.id('group'))),
-    '{"status": "403", "code": "PT403", "details": null}'::jsonb,
+    '{"status": "403", "code": "42501", "details": "forbidden"}'::jsonb,
     'stranger: create_group_invite is refused with 403 (status set, nothing raised)'
 );
 

@@ -266,11 +266,11 @@ insert into vars values ('holder', api.join_pair_invite(test_support.v('code_inv
 select test_support.sign_in('c7000000-0000-4000-8000-000000000007');
 select is(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('holder') ->> 'token')),
     jsonb_build_object('status', '403', 'headers', null, 'body', jsonb_build_object(
-        'code', 'PT403', 'message', 'This token was issued to someone else.',
+        'code', '42501', 'message', 'This token was issued to someone else.',
         'details', 'not_issued_to_caller', 'hint', null)),
     'thief: accepting with someone else''s token is 403');
 select is(test_support.sc(test_support.attempt(format('api.decline_pair_invite(%L)', test_support.v('holder') ->> 'token'))),
-    '403 PT403', 'thief: declining with someone else''s token is 403');
+    '403 42501', 'thief: declining with someone else''s token is 403');
 select test_support.sign_in('c7000000-0000-4000-8000-000000000006');
 select is(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('holder') ->> 'token')) -> 'status',
     'null'::jsonb, 'holder: the person the token was issued to accepts');

@@ -129,7 +129,7 @@ select is(pg_temp.scd(test_support.attempt($$api.answer_pair_invite('f1000000-00
 select is(pg_temp.scd(test_support.attempt($$api.answer_pair_invite('f1000000-0000-4000-8000-000000000007', true)$$)),
     '410 PT410 revoked', 'partner: a revoked invite: 410 revoked');
 select is(pg_temp.scd(test_support.attempt($$api.answer_pair_invite('f1000000-0000-4000-8000-000000000009', true)$$)),
-    '403 PT403 not_addressee', 'partner: an invite made without an email is answered with its code only: 403');
+    '403 42501 not_addressee', 'partner: an invite made without an email is answered with its code only: 403');
 select is(pg_temp.scd(test_support.attempt($$api.answer_pair_invite('f1000000-0000-0000-0000-000000000000', true)$$)),
     '404 PT404 not_found', 'partner: an unknown invite: 404');
 select is(pg_temp.scd(test_support.attempt($$api.answer_pair_invite('f1000000-0000-4000-8000-000000000008', null)$$)),
@@ -228,18 +228,18 @@ select is((select data ->> 'invite_id' from app.webhook_events
 select test_support.sign_in('b1000000-0000-4000-8000-000000000002', 'wrong@example.com');
 set local role authenticated;
 select is(pg_temp.scd(test_support.attempt($$api.answer_pair_invite('f1000000-0000-4000-8000-000000000003', false)$$)),
-    '403 PT403 not_addressee', 'partner: a token whose email is not the account''s does not name the addressee: 403');
+    '403 42501 not_addressee', 'partner: a token whose email is not the account''s does not name the addressee: 403');
 select test_support.sign_in('b1000000-0000-4000-8000-000000000002');
 select is(pg_temp.scd(test_support.attempt($$api.answer_pair_invite('f1000000-0000-4000-8000-000000000003', false)$$)),
-    '403 PT403 not_addressee', 'partner: a token without an email claim: 403');
+    '403 42501 not_addressee', 'partner: a token without an email claim: 403');
 
 select test_support.sign_in('b1000000-0000-4000-8000-000000000003', 'wrong@example.com');
 select is(pg_temp.scd(test_support.attempt($$api.answer_pair_invite('f1000000-0000-4000-8000-000000000003', true)$$)),
-    '403 PT403 not_addressee', 'wrong account: an invite sent to someone else: 403');
+    '403 42501 not_addressee', 'wrong account: an invite sent to someone else: 403');
 
 select test_support.sign_in('b1000000-0000-4000-8000-000000000001', 'ines@example.com');
 select is(pg_temp.scd(test_support.attempt($$api.answer_pair_invite('f1000000-0000-4000-8000-000000000003', true)$$)),
-    '403 PT403 own_invite', 'inviter: cannot answer their own invitation: 403 own_invite');
+    '403 42501 own_invite', 'inviter: cannot answer their own invitation: 403 own_invite');
 reset role;
 
 set local role anon;
@@ -272,7 +272,7 @@ select is(pg_temp.scd(test_support.attempt($$api.resend_pair_invite('f1000000-00
     '404 PT404 not_found', 'inviter: an unknown invite: 404');
 select test_support.sign_in('b1000000-0000-4000-8000-000000000003', 'wrong@example.com');
 select is(pg_temp.scd(test_support.attempt($$api.resend_pair_invite('f1000000-0000-4000-8000-000000000010')$$)),
-    '403 PT403 not_inviter', 'wrong account: only the inviter resends: 403');
+    '403 42501 not_inviter', 'wrong account: only the inviter resends: 403');
 reset role;
 
 select results_eq(

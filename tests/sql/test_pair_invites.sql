@@ -13,7 +13,7 @@
 -- transaction: now() is frozen, and expiry or a passed deadline is made by
 -- moving expires_at / registration_deadline into the past as the superuser.
 begin;
-select plan(82);
+select plan(83);
 
 -- ---------------------------------------------------------------------------
 -- Arrange (as the superuser)
@@ -200,7 +200,7 @@ insert into vars values ('T1', test_support.attempt(format('api.join_pair_invite
 
 select is(
     pg_temp.scd(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T1') #>> '{body,token}'))),
-    '403 PT403 own_invite',
+    '403 42501 own_invite',
     'inviter: accepting one''s own invite is answered 403 own_invite'
 );
 
@@ -249,7 +249,7 @@ insert into vars values ('T3D', test_support.attempt(format('api.join_pair_invit
 
 select is(
     pg_temp.scd(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T3D') #>> '{body,token}'))),
-    '403 PT403 other_addressee',
+    '403 42501 other_addressee',
     'wrong account: accepting an invite emailed to someone else is answered 403 other_addressee'
 );
 
@@ -406,6 +406,19 @@ select is(
 
 -- The emailed invite: the account's email differs from the typed one in case only.
 insert into vars values ('T2D', test_support.attempt(format('api.join_pair_invite(%L)', test_support.v('D') #>> '{body,short_code}')));
+-- On Supabase auth.users has email_confirmed_at: an address never confirmed
+-- is no one's (anyone may sign up with any address), so it answers nothing.
+reset role;
+alter table auth.users add column email_confirmed_at timestamptz;
+set local role authenticated;
+select is(
+    pg_temp.scd(test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T2D') #>> '{body,token}'))),
+    '403 42501 other_addressee',
+    'invitee: with auth.users.email_confirmed_at (Supabase), an unconfirmed address is not the addressee: 403 other_addressee'
+);
+reset role;
+update auth.users set email_confirmed_at = now() where id = 'a0000000-0000-4000-8000-000000000002';
+set local role authenticated;
 insert into vars values ('acceptD', test_support.attempt(format('api.accept_pair_invite(%L)', test_support.v('T2D') #>> '{body,token}')));
 
 select is(

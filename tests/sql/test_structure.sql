@@ -3,7 +3,7 @@
 -- function callable by PUBLIC or anon, no direct writes for signed-in users,
 -- an append-only audit log, the Supabase roles, auth.uid() and new profiles.
 begin;
-select plan(27);
+select plan(28);
 
 -- ---------------------------------------------------------------------------
 -- Tables
@@ -45,6 +45,11 @@ select is_empty(
 select ok(
     not has_schema_privilege('anon', 'app', 'USAGE'),
     'anon cannot even look into schema app'
+);
+
+select ok(
+    not has_schema_privilege('anon', 'private', 'USAGE'),
+    'anon cannot look into schema private either (its one function, api.stop_invitations, is a definer)'
 );
 
 -- ---------------------------------------------------------------------------
