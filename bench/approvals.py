@@ -12,7 +12,10 @@ set_config select of role, claims, ...; the call; commit), while one more
 connection LISTENs on the realtime channel and counts what arrives.
 
 Reported per round and as the median: approvals per second (wall time of the
-round), NOTIFYs received per approval, realtime messages per approval (a NOTIFY
+round; it moves with whatever else runs on the machine), the CPU time the
+approving server backends spent per approval and the listening backend's per
+approval (/proc/PID/stat, as bench.cpu: the server must run on this machine),
+NOTIFYs received per approval, realtime messages per approval (a NOTIFY
 carries one message, or a JSON array of several) and NOTIFY payload bytes.
 Needs DATABASE_URL (a superuser URL of a cluster it may fill):
 `scripts/devdb run .venv/bin/python -m bench.approvals`.
@@ -36,6 +39,7 @@ from gateway.db import CATALOG_QUERY, _build_query, _scripts
 from gateway.settings import authenticator_url
 
 from . import load
+from .cpu import cpu_seconds
 from .direct import HEADERS_JSON
 
 CHANNEL = "joinery_realtime"
@@ -99,6 +103,7 @@ class Listener(threading.Thread):
         super().__init__(daemon=True)
         self.conn = psycopg.connect(url, autocommit=True)
         self.conn.execute(f"listen {CHANNEL}")
+        self.pid: int = self.conn.execute("select pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         self.notifies = self.messages = self.bytes = 0
         self.last = time.monotonic()
         self.stop = threading.Event()
@@ -121,9 +126,9 @@ class Listener(threading.Thread):
 
 
 def approve_round(auth_url: str, script: str, first: int, groups: int, events: int,
-                  clients: int) -> tuple[float, int]:
+                  clients: int) -> tuple[float, int, float]:
     """Approves groups first..first+groups-1 from `clients` connections; returns
-    (seconds, approvals answered 'approved')."""
+    (seconds, approvals answered 'approved', CPU seconds of their server backends)."""
     todo: queue.SimpleQueue[int] = queue.SimpleQueue()
     for g in range(first, first + groups):
         todo.put(g)
@@ -134,6 +139,7 @@ def approve_round(auth_url: str, script: str, first: int, groups: int, events: i
         authors = dict(conn.execute(
             f"select e, {USER('e')} from generate_series(0, %s::int) e", (events - 1,)).fetchall())
     approved = [0] * clients
+    cpu = [0.0] * clients
     errors: list[BaseException] = []
     start = threading.Barrier(clients + 1)
 
@@ -141,11 +147,14 @@ def approve_round(auth_url: str, script: str, first: int, groups: int, events: i
         try:
             with psycopg.connect(auth_url, autocommit=True) as conn:
                 cursor = psycopg.ClientCursor(conn)
+                pid = conn.execute("select pg_backend_pid()").fetchone()[0]  # type: ignore[index]
                 start.wait()
+                cpu[k] = -cpu_seconds(pid)
                 while True:
                     try:
                         g = todo.get_nowait()
                     except queue.Empty:
+                        cpu[k] += cpu_seconds(pid)
                         return
                     claims = {"role": "authenticated", "sub": str(authors[g % events]),
                               "iat": 1700000000, "exp": 4000000000}
@@ -172,7 +181,7 @@ def approve_round(auth_url: str, script: str, first: int, groups: int, events: i
     seconds = time.perf_counter() - t0
     if errors:
         raise errors[0]
-    return seconds, sum(approved)
+    return seconds, sum(approved), sum(cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,25 +205,34 @@ def main(argv: list[str] | None = None) -> int:
     listener = Listener(url)
     listener.start()
     print(f"{args.members} members, {args.clients} clients, {args.groups} approvals per round")
-    print(f"{'round':>5} {'approvals/s':>12} {'approved':>9} {'notifies/appr':>14} "
-          f"{'messages/appr':>14} {'bytes/notify':>13}")
+    print(f"{'round':>5} {'approvals/s':>12} {'approved':>9} {'cpu us/appr':>12} "
+          f"{'listen us/appr':>15} {'notifies/appr':>14} {'messages/appr':>14} "
+          f"{'bytes/notify':>13}")
     rates: list[float] = []
     per: list[float] = []
+    cpus: list[float] = []
+    listens: list[float] = []
     for r in range(args.rounds):
         n0, m0, b0 = listener.counts()
-        seconds, approved = approve_round(auth_url, script, r * args.groups, args.groups,
-                                          args.events, args.clients)
+        l0 = cpu_seconds(listener.pid)
+        seconds, approved, cpu = approve_round(auth_url, script, r * args.groups, args.groups,
+                                               args.events, args.clients)
         listener.quiet()
         n1, m1, b1 = listener.counts()
+        listen = cpu_seconds(listener.pid) - l0
+        cpus.append(cpu / args.groups * 1e6)
+        listens.append(listen / args.groups * 1e6)
         notifies, messages, size = n1 - n0, m1 - m0, b1 - b0
         rates.append(args.groups / seconds)
         per.append(notifies / args.groups)
-        print(f"{r + 1:5d} {args.groups / seconds:12.1f} {approved:9d} "
-              f"{notifies / args.groups:14.2f} {messages / args.groups:14.2f} "
+        print(f"{r + 1:5d} {args.groups / seconds:12.1f} {approved:9d} {cpus[-1]:12.0f} "
+              f"{listens[-1]:15.0f} {notifies / args.groups:14.2f} {messages / args.groups:14.2f} "
               f"{size / max(notifies, 1):13.0f}", flush=True)
     listener.stop.set()
     listener.join()
     print(f"median: {statistics.median(rates):.1f} approvals/s, "
+          f"{statistics.median(cpus):.0f} us server CPU per approval, "
+          f"{statistics.median(listens):.0f} us listener backend CPU per approval, "
           f"{statistics.median(per):.2f} NOTIFYs per approval")
     return 0
 
