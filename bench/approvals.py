@@ -13,10 +13,11 @@ connection LISTENs on the realtime channel and counts what arrives.
 
 Reported per round and as the median: approvals per second (wall time of the
 round; it moves with whatever else runs on the machine), the CPU time the
-approving server backends spent per approval and the listening backend's per
-approval (/proc/PID/stat, as bench.cpu: the server must run on this machine),
-NOTIFYs received per approval, realtime messages per approval (a NOTIFY
-carries one message, or a JSON array of several) and NOTIFY payload bytes.
+approving server backends spent per approval and that of the listening backends
+(one per gateway process: `--listeners`), read from /proc/PID/stat as bench.cpu
+does (the server must run on this machine), NOTIFYs received per approval,
+realtime messages per approval (a NOTIFY carries one message, or a JSON array of
+several) and NOTIFY payload bytes.
 Needs DATABASE_URL (a superuser URL of a cluster it may fill):
 `scripts/devdb run .venv/bin/python -m bench.approvals`.
 """
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--listeners", type=int, default=1,
+                        help="LISTEN connections (one per gateway process)")
     args = parser.parse_args(argv)
     server_url = os.environ.get("DATABASE_URL")
     if not server_url:
@@ -202,9 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     setup(url, total, args.members, args.events)
     script = approve_script(url)
     auth_url = authenticator_url(url)
-    listener = Listener(url)
-    listener.start()
-    print(f"{args.members} members, {args.clients} clients, {args.groups} approvals per round")
+    listeners = [Listener(url) for _ in range(args.listeners)]
+    for one in listeners:
+        one.start()
+    listener = listeners[0]
+    print(f"{args.members} members, {args.clients} clients, {args.listeners} listener(s), "
+          f"{args.groups} approvals per round")
     print(f"{'round':>5} {'approvals/s':>12} {'approved':>9} {'cpu us/appr':>12} "
           f"{'listen us/appr':>15} {'notifies/appr':>14} {'messages/appr':>14} "
           f"{'bytes/notify':>13}")
@@ -214,12 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     listens: list[float] = []
     for r in range(args.rounds):
         n0, m0, b0 = listener.counts()
-        l0 = cpu_seconds(listener.pid)
+        l0 = sum(cpu_seconds(one.pid) for one in listeners)
         seconds, approved, cpu = approve_round(auth_url, script, r * args.groups, args.groups,
                                                args.events, args.clients)
-        listener.quiet()
+        for one in listeners:
+            one.quiet()
         n1, m1, b1 = listener.counts()
-        listen = cpu_seconds(listener.pid) - l0
+        listen = sum(cpu_seconds(one.pid) for one in listeners) - l0
         cpus.append(cpu / args.groups * 1e6)
         listens.append(listen / args.groups * 1e6)
         notifies, messages, size = n1 - n0, m1 - m0, b1 - b0
@@ -228,11 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r + 1:5d} {args.groups / seconds:12.1f} {approved:9d} {cpus[-1]:12.0f} "
               f"{listens[-1]:15.0f} {notifies / args.groups:14.2f} {messages / args.groups:14.2f} "
               f"{size / max(notifies, 1):13.0f}", flush=True)
-    listener.stop.set()
-    listener.join()
+    for one in listeners:
+        one.stop.set()
+        one.join()
     print(f"median: {statistics.median(rates):.1f} approvals/s, "
           f"{statistics.median(cpus):.0f} us server CPU per approval, "
-          f"{statistics.median(listens):.0f} us listener backend CPU per approval, "
+          f"{statistics.median(listens):.0f} us listening backends' CPU per approval, "
           f"{statistics.median(per):.2f} NOTIFYs per approval")
     return 0
 
