@@ -68,8 +68,9 @@ begin
         select m.value::text from pg_catalog.jsonb_array_elements(v_batch::jsonb) with ordinality m
         order by m.ordinality
     loop
+        -- The payload with this message: '[' chunk ',' message ']'.
         if v_chunk <> ''
-           and pg_catalog.octet_length(v_chunk) + pg_catalog.octet_length(v_message) + 2 > c_limit then
+           and pg_catalog.octet_length(v_chunk) + pg_catalog.octet_length(v_message) + 3 > c_limit then
             perform pg_catalog.pg_notify('joinery_realtime', '[' || v_chunk || ']');
             v_sent := v_sent + 1;
             v_chunk := '';
