@@ -3,7 +3,9 @@
 An approval publishes a message per member, one on the group and one on the
 authors' queue: they go in one NOTIFY, a JSON array in the order they were
 published, and the gateway fans each out as before (SSE here; the Phoenix
-sockets read the same hub, tests/test_realtime_socket.py). A batch past the
+sockets read the same hub, tests/test_realtime_socket.py). Every api function
+that opens a batch ends it (reject, an author removed or added back, a member
+removed: each decision arrives in one NOTIFY). A batch past the
 8000-byte payload limit goes as several arrays, each under it, in order. A
 message published outside a batch goes alone, as a JSON object; a rolled-back
 transaction or savepoint takes its messages with it."""
@@ -19,7 +21,7 @@ import httpx
 import orjson
 import psycopg
 import pytest
-from test_realtime import Frame, Subscriber, approve, pending_group
+from test_realtime import Frame, Subscriber, approve, befriend, create_event, pending_group
 
 from conftest import GatewayProcess, User
 from gateway.realtime.hub import Hub, Message
@@ -100,6 +102,81 @@ def test_an_approval_of_ten_is_one_notify_carrying_every_message_in_order(
         key=lambda m: m["topic"])
     assert [f.json() for f in friend_stream.events("group_approved")] == [
         by_topic[f"user:{friend.id}"]]
+
+
+def rpc(client: httpx.Client, user: User, name: str, **args: Any) -> dict[str, Any]:
+    response = client.post(f"/rest/v1/rpc/{name}", json=args, headers=user.headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def event_with_group(client: httpx.Client, make_user: Callable[[], User], authors: int,
+                     friends: int) -> tuple[list[User], str, str, list[User]]:
+    """An event of `authors` authors (the first its creator) and a pending group of
+    a creator and `friends` friends: (authors, event id, group id, members)."""
+    people = [make_user() for _ in range(authors)]
+    event = create_event(client, people[0])
+    for author in people[1:]:
+        rpc(client, people[0], "add_event_author", event_id=event, user_id=author.id)
+    creator, pals = make_user(), [make_user() for _ in range(friends)]
+    for pal in pals:
+        befriend(client, creator, pal)
+    group = rpc(client, creator, "like_event", event_id=event, member_ids=[p.id for p in pals])
+    return people, event, group["id"], [creator, *pals]
+
+
+def decided(group: str, members: list[User], kind: str) -> list[tuple[str, str]]:
+    """(topic, type) of a decision's messages, in the order they are published."""
+    return [*((f"user:{m}", kind) for m in sorted(m.id for m in members)),
+            (f"group:{group}", kind)]
+
+
+def one_notify(listener: psycopg.Connection) -> list[tuple[str, str]]:
+    [payload] = received(listener)
+    return [(m["topic"], m["type"]) for m in json.loads(payload)]
+
+
+@pytest.mark.parametrize("how", ["reject", "remove_author", "add_author_back", "remove_member"])
+def test_every_function_that_opens_a_batch_sends_it(
+        how: str, client: httpx.Client, make_user: Callable[[], User],
+        listener: psycopg.Connection) -> None:
+    """Each api function that opens a batch ends it: its messages arrive, in one
+    NOTIFY."""
+    if how == "reject":
+        [author], event, group, members = event_with_group(client, make_user, 1, 2)
+        received(listener)
+        rpc(client, author, "reject_like_group", group_id=group)
+        expected = [*decided(group, members, "group_rejected"),
+                    (f"event:{event}", "like_group_changed")]
+    elif how == "remove_author":
+        # Two authors, two members: two approvals needed; one given. Without the
+        # second author one is enough, and the removal approves the group.
+        (a, b), event, group, members = event_with_group(client, make_user, 2, 1)
+        assert rpc(client, a, "approve_like_group", group_id=group)["status"] == "pending"
+        received(listener)
+        rpc(client, a, "remove_event_author", event_id=event, user_id=b.id)
+        expected = decided(group, members, "group_approved")
+    elif how == "add_author_back":
+        # B's approval stops counting when B is removed and counts again when
+        # B is added back, which completes the two needed.
+        (a, b, c), event, group, members = event_with_group(client, make_user, 3, 1)
+        assert rpc(client, b, "approve_like_group", group_id=group)["status"] == "pending"
+        rpc(client, a, "remove_event_author", event_id=event, user_id=b.id)
+        assert rpc(client, c, "approve_like_group", group_id=group)["status"] == "pending"
+        received(listener)
+        rpc(client, a, "add_event_author", event_id=event, user_id=b.id)
+        expected = decided(group, members, "group_approved")
+    else:
+        # Three authors, three members: three approvals needed; two given. With a
+        # member fewer two are enough, and the removal approves the group.
+        (a, b, _), event, group, members = event_with_group(client, make_user, 3, 2)
+        for author in (a, b):
+            assert rpc(client, author, "approve_like_group", group_id=group)["status"] == "pending"
+        received(listener)
+        leaving = members[2]
+        rpc(client, leaving, "remove_like_group_member", group_id=group, user_id=leaving.id)
+        expected = decided(group, members[:2], "group_approved")
+    assert one_notify(listener) == expected
 
 
 def test_a_batch_past_the_payload_limit_goes_in_several_notifies_in_order(
