@@ -49,6 +49,49 @@ EVENT = "md5('bench-approval-event-' || ({}))::uuid".format
 GROUP = "md5('bench-approval-group-' || ({}))::uuid".format
 
 
+# --realtime: Supabase Realtime's messages table and realtime.send, as its
+# migrations define them (tests/test_supabase_realtime.py has the same), one
+# partition around now.
+REALTIME = """
+create schema realtime;
+create table realtime.messages (
+    topic text not null, extension text not null, payload jsonb, event text,
+    private boolean default false,
+    updated_at timestamp without time zone not null default now(),
+    inserted_at timestamp without time zone not null default now(),
+    id uuid not null default gen_random_uuid(),
+    primary key (id, inserted_at)
+) partition by range (inserted_at);
+create table realtime.messages_now partition of realtime.messages
+    for values from (now()::timestamp - interval '1 day') to (now()::timestamp + interval '1 day');
+create function realtime.topic() returns text language sql stable as $$
+    select nullif(current_setting('realtime.topic', true), '')::text;
+$$;
+create function realtime.send(payload jsonb, event text, topic text,
+                              private boolean default true) returns void
+language plpgsql as $$
+declare
+    generated_id uuid;
+    final_payload jsonb;
+begin
+    begin
+        generated_id := gen_random_uuid();
+        if payload ? 'id' then
+            final_payload := payload;
+        else
+            final_payload := jsonb_set(payload, '{id}', to_jsonb(generated_id));
+        end if;
+        execute format('set local realtime.topic to %L', topic);
+        insert into realtime.messages (id, payload, event, topic, private, extension)
+        values (generated_id, final_payload, event, topic, private, 'broadcast');
+    exception when others then
+        raise warning 'ErrorSendingBroadcastMessage: %', sqlerrm;
+    end;
+end;
+$$;
+"""
+
+
 def setup(url: str, groups: int, members: int, events: int) -> None:
     """Users 0..events-1 are the authors (and creators) of events 0..events-1;
     group g is on event g % events, its members users events + g * members + m,
@@ -192,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=10)
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--realtime", action="store_true",
+                        help="with Supabase Realtime's realtime.send (installed after the "
+                             "first migrate, then migrate again)")
     parser.add_argument("--listeners", type=int, default=1,
                         help="LISTEN connections (one per gateway process)")
     args = parser.parse_args(argv)
@@ -201,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     load.tune_server(server_url)
     url = load.create_database(server_url, "bench_approvals")
+    if args.realtime:
+        with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+            conn.execute(REALTIME)  # type: ignore[arg-type]  # the constant above
+        print(load.migrate(url))
     total = args.groups * args.rounds
     setup(url, total, args.members, args.events)
     script = approve_script(url)
@@ -210,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         one.start()
     listener = listeners[0]
     print(f"{args.members} members, {args.clients} clients, {args.listeners} listener(s), "
-          f"{args.groups} approvals per round")
+          f"{args.groups} approvals per round{', realtime.send' if args.realtime else ''}")
     print(f"{'round':>5} {'approvals/s':>12} {'approved':>9} {'cpu us/appr':>12} "
           f"{'listen us/appr':>15} {'notifies/appr':>14} {'messages/appr':>14} "
           f"{'bytes/notify':>13}")
@@ -238,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     for one in listeners:
         one.stop.set()
         one.join()
+    if args.realtime:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("select count(*) from realtime.messages").fetchone()
+        print(f"realtime.messages: {row[0] if row else 0} rows "
+              f"({(row[0] if row else 0) / total:.2f} per approval)")
     print(f"median: {statistics.median(rates):.1f} approvals/s, "
           f"{statistics.median(cpus):.0f} us server CPU per approval, "
           f"{statistics.median(listens):.0f} us listening backends' CPU per approval, "
