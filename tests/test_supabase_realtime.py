@@ -214,3 +214,72 @@ def test_rebuilding_sql_keeps_one_policy(realtime_url: str) -> None:
             "where schemaname = 'realtime' and tablename = 'messages'").fetchall()
     assert policies == [("Subscribers can receive the broadcasts of their topics", "SELECT",
                          "{authenticated}")]
+
+
+def publish_source(conn: psycopg.Connection) -> str:
+    row = conn.execute(
+        "select prosrc from pg_proc where oid = 'private.publish(text, jsonb)'::regprocedure"
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def approved_group(conn: psycopg.Connection, url: str) -> tuple[str, str]:
+    """A group of one approved by its event's author: (group id, creator id)."""
+    author, creator = (insert_auth_user(url, f"rt-{uuid.uuid4().hex[:8]}@example.com", None)
+                       for _ in range(2))
+    event = call(conn, author, "select api.create_event(title => 'Live')")["id"]
+    group = call(conn, creator, "select api.like_event(event_id => %s)", event)["id"]
+    assert call(conn, author, "select api.approve_like_group(group_id => %s)",
+                group)["status"] == "approved"
+    return group, creator
+
+
+def test_realtime_installed_or_removed_after_migrate_is_picked_up_by_the_next(
+        database_url: str) -> None:
+    """private.publish calls realtime.send only when it existed at the rebuild (a
+    static call, no lookup per message). Realtime installed after migrate: the
+    next migrate rebuilds sql/ (the code mark records the variant), and
+    check-config says to run it until then; removed again, the same."""
+    from gateway.tools.check import schema_problems
+
+    stale = ("migrations: realtime.send was installed or removed since sql/ was rebuilt "
+             "(private.publish calls it only when it was there then): run `make migrate`")
+    name = f"joinery_rt_{uuid.uuid4().hex[:8]}"
+    url = create_supabase_database(database_url, name, "postgres")
+    try:
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert "realtime.send" not in publish_source(conn).replace(
+                "-- realtime.send did not exist when sql/ was rebuilt", "")
+            assert schema_problems(conn) == []
+            with conn.transaction():
+                conn.execute(REALTIME_SCHEMA)
+                conn.execute(PARTITION)
+            assert schema_problems(conn) == [stale]
+            # Until migrate runs again, approvals work and send nothing to Realtime.
+            approved_group(conn, url)
+            assert conn.execute("select count(*) from realtime.messages").fetchone() == (0,)
+        assert migrate(url).endswith("sql/ rebuilt")
+        assert migrate(url).endswith("sql/ unchanged")
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert "perform realtime.send(v_message, v_message ->> 'type', publish.topic, true)" \
+                in publish_source(conn)
+            assert schema_problems(conn) == []
+            group, creator = approved_group(conn, url)
+            assert sorted(conn.execute(
+                "select topic, event from realtime.messages where topic not like 'event:%' "
+                "order by topic").fetchall()) == sorted(
+                [(f"group:{group}", "group_approved"), (f"user:{creator}", "group_approved")])
+            # The policy came with that rebuild too.
+            assert conn.execute(
+                "select count(*) from pg_policies where schemaname = 'realtime'").fetchone() == (1,)
+
+            conn.execute("drop schema realtime cascade")
+            assert schema_problems(conn) == [stale]
+        assert migrate(url).endswith("sql/ rebuilt")
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert schema_problems(conn) == []
+            approved_group(conn, url)  # no realtime.send to call, and none called
+    finally:
+        drop_database(database_url, name)

@@ -2,7 +2,8 @@
 fanned out to every subscriber by topic. The same connection hears schema
 changes (channel joinery_schema) and tells the function catalogue. The database decides who may
 subscribe (api.can_subscribe) and what is published (private.publish, which
-NOTIFYs at commit); this module only carries messages."""
+NOTIFYs at commit: one message, or a transaction's messages as one JSON array);
+this module only carries messages."""
 
 from __future__ import annotations
 
@@ -118,13 +119,23 @@ class Hub:
             delay = min(delay * 2, 5.0)
 
     def _dispatch(self, payload: str) -> None:
+        """A NOTIFY's payload: one message (a JSON object), or the messages of one
+        transaction in order (a JSON array of them; private.publish_batch_end)."""
         try:
             data = orjson.loads(payload)
-            topic = data["topic"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        except orjson.JSONDecodeError:
+            return
+        for item in data if isinstance(data, list) else (data,):
+            self._dispatch_one(item)
+
+    def _dispatch_one(self, data: Any) -> None:
+        if not isinstance(data, dict):
+            return
+        topic = data.get("topic")
+        if not isinstance(topic, str):
             return
         subscribers = self.topics.get(topic)
-        if not subscribers or not isinstance(data, dict):
+        if not subscribers:
             return
         message = Message(topic, data)
         for subscription in subscribers:

@@ -5,7 +5,8 @@ find out later, without serving.
 - the database answers on GATEWAY_DATABASE_URL;
 - the gateway's role may `set role` to anon, authenticated and service_role;
 - the schema is at head: every yoyo migration in migrations/ applied, and the
-  code in sql/ the one `migrate` would install;
+  code in sql/ the one `migrate` would install (realtime.send's presence
+  included: private.publish is made with or without its call);
 - JWT_JWKS_URL, when set, gives at least one usable key.
 
 Each problem is one line; the exit status is 1 when there is any."""
@@ -18,7 +19,15 @@ from psycopg import sql
 from ..jwks import FetchError, fetch
 from ..settings import Settings
 from ..startup import start_problem
-from .migrate import MARK, MIGRATIONS_DIR, SQL_DIR, code_files, code_hash
+from .migrate import (
+    MARK,
+    MIGRATIONS_DIR,
+    REALTIME_VARIANT,
+    SQL_DIR,
+    code_files,
+    code_hash,
+    has_realtime_send,
+)
 
 API_ROLES = ("anon", "authenticated", "service_role")
 CONNECT_TIMEOUT = 5
@@ -64,6 +73,10 @@ def schema_problems(conn: psycopg.Connection) -> list[str]:
     if not installed.startswith(MARK + code_hash(code_files())):
         problems.append(f"migrations: the functions in the database are not those of "
                         f"{SQL_DIR.name}/: run `make migrate`")
+    elif (REALTIME_VARIANT in installed.split()) != has_realtime_send(conn):
+        problems.append("migrations: realtime.send was installed or removed since sql/ was "
+                        "rebuilt (private.publish calls it only when it was there then): "
+                        "run `make migrate`")
     return problems
 
 

@@ -50,6 +50,8 @@ CODE_LOCK = 7_311_402_221  # advisory lock key held while code is rebuilt
 MARK = "joinery code "
 OBJECTS_MARK = "joinery objects "  # comment of schema private: {object key: statement hash}
 YOYO_SCHEMA = "joinery_migrations"
+# Part of the code mark where realtime.send exists (has_realtime_send).
+REALTIME_VARIANT = "realtime-send"
 # yoyo runs `set search_path to <schema>` and keeps its tables in the first schema
 # of that path that exists: joinery_migrations, once made; public on a database
 # never migrated (migration 0016 then moves them).
@@ -327,12 +329,24 @@ class _Rebuild:
             sql.Literal(OBJECTS_MARK + json.dumps(self.new, sort_keys=True))))
 
 
+def has_realtime_send(conn: psycopg.Connection) -> bool:
+    """Supabase Realtime's realtime.send is there. sql/functions/45_realtime.sql
+    makes private.publish with a static call of it, or without, as it finds it;
+    the code mark records which, so that a database where it appears (Realtime
+    installed after migrate) or goes is rebuilt by the next migrate."""
+    row = conn.execute(
+        "select pg_catalog.to_regprocedure('realtime.send(jsonb, text, text, boolean)') "
+        "is not null").fetchone()
+    return bool(row and row[0])
+
+
 def _apply_once(conn: psycopg.Connection, force: bool, timeout: str) -> bool:
     from .citus import CODE_VARIANT, is_coordinator, restrict_reads
 
     files = code_files()
     citus = is_coordinator(conn)
-    wanted = MARK + code_hash(files) + (f" {CODE_VARIANT}" if citus else "")
+    wanted = MARK + code_hash(files) + (f" {CODE_VARIANT}" if citus else "") + (
+        f" {REALTIME_VARIANT}" if has_realtime_send(conn) else "")
     with conn.transaction():
         # Another migrate's rebuild is waited for, whatever it takes; every lock
         # after this one is bounded.

@@ -183,6 +183,8 @@ set search_path = ''
 as $$
 declare
     v_event app.events := private.lock_event_as_creator(add_event_author.event_id);
+    -- Every group the new author's approvals complete: one NOTIFY in all.
+    v_batch boolean := private.publish_batch_begin();
 begin
     if add_event_author.user_id is null
        or not exists (select from auth.users u where u.id = add_event_author.user_id) then
@@ -200,6 +202,7 @@ begin
     if found then
         perform private.evaluate_event_groups(v_event.id);
     end if;
+    perform private.publish_batch_end(v_batch);
     return private.event_json(v_event);
 end;
 $$;
@@ -217,6 +220,7 @@ set search_path = ''
 as $$
 declare
     v_event app.events := private.lock_event_as_creator(remove_event_author.event_id);
+    v_batch boolean := private.publish_batch_begin();
 begin
     if remove_event_author.user_id = v_event.creator_id then
         raise exception using errcode = '22023', message = 'The event''s creator is always an author.';
@@ -227,6 +231,7 @@ begin
         raise exception using errcode = 'PT404', message = 'This user is not an author of the event.';
     end if;
     perform private.evaluate_event_groups(v_event.id);
+    perform private.publish_batch_end(v_batch);
     return private.event_json(v_event);
 end;
 $$;

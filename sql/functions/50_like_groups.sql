@@ -7,30 +7,8 @@
 -- The authors' approvals and the decision are in 55_like_group_approvals.sql.
 
 /**
- * Publishes a small realtime message on `topic` (delivered at commit, if any).
- * The gateway listens on channel 'joinery_realtime' and fans out by topic. On a
- * Supabase database, where realtime.send exists (Supabase Realtime 2.33 and
- * later), the same message also goes to Supabase's Realtime server as a private
- * broadcast, in this transaction: event = the message's type, payload = the
- * message (the data SSE streams carry). Elsewhere only the NOTIFY is sent.
- */
-create function private.publish(topic text, message jsonb) returns void
-language plpgsql volatile
-set search_path = ''
-as $$
-declare
-    v_message jsonb := publish.message || pg_catalog.jsonb_build_object('topic', publish.topic);
-begin
-    perform pg_catalog.pg_notify('joinery_realtime', v_message::text);
-    if pg_catalog.to_regprocedure('realtime.send(jsonb, text, text, boolean)') is not null then
-        execute 'select realtime.send($1, $2, $3, true)'
-            using v_message, v_message ->> 'type', publish.topic;
-    end if;
-end;
-$$;
-
-/**
- * Writes a notification for a user and publishes it on their topic.
+ * Writes a notification for a user and publishes it on their topic
+ * (private.publish, 45_realtime.sql).
  */
 create function private.notify_user(user_id uuid, type text, data jsonb) returns void
 language plpgsql volatile
@@ -400,6 +378,7 @@ declare
     v_uid uuid := private.require_user();
     v_event uuid := private.like_group_event(remove_like_group_member.group_id);
     v_group app.like_groups;
+    v_batch boolean := private.publish_batch_begin();
 begin
     -- Who may remove is checked before the group is locked (its creator never
     -- changes), so nobody else can make the group wait.
@@ -424,6 +403,7 @@ begin
         raise exception using errcode = 'PT404', message = 'This user is not a member of the group.';
     end if;
     perform private.evaluate_like_group(v_group.id);
+    perform private.publish_batch_end(v_batch);
     return private.like_group_json(v_group.id, v_group.event_id);
 end;
 $$;

@@ -160,12 +160,15 @@ as $$
 declare
     v_group app.like_groups := private.lock_like_group_for_author(approve_like_group.group_id);
     v_status text;
+    -- The members', the group's and the queue's messages: one NOTIFY.
+    v_batch boolean := private.publish_batch_begin();
 begin
     insert into app.like_group_approvals (group_id, event_id, author_id, approved)
     values (v_group.id, v_group.event_id, auth.uid(), true)
     on conflict on constraint like_group_approvals_one_per_author do nothing;
     v_status := private.evaluate_like_group(v_group.id);
     perform private.publish_queue_change(v_group.event_id, v_group.id, v_status);
+    perform private.publish_batch_end(v_batch);
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', v_status,
         'chat_id', (select c.id from app.chats c
                     where c.event_id = v_group.event_id and c.like_group_id = v_group.id));
@@ -184,12 +187,14 @@ set search_path = ''
 as $$
 declare
     v_group app.like_groups := private.lock_like_group_for_author(reject_like_group.group_id);
+    v_batch boolean := private.publish_batch_begin();
 begin
     insert into app.like_group_approvals (group_id, event_id, author_id, approved)
     values (v_group.id, v_group.event_id, auth.uid(), false)
     on conflict on constraint like_group_approvals_one_per_author do update set approved = false;
     perform private.decide_like_group(v_group, 'rejected');
     perform private.publish_queue_change(v_group.event_id, v_group.id, 'rejected');
+    perform private.publish_batch_end(v_batch);
     return pg_catalog.jsonb_build_object('id', v_group.id, 'status', 'rejected');
 end;
 $$;
