@@ -6,7 +6,7 @@ coming months and drops those whose whole month is older than the retention
 age (AUDIT_RETENTION_DAYS, or --older-than-days), with the refusal counts of
 that age. Without it nothing breaks: rows of months with no partition land in
 the default partition, which the next run prunes by row. It also deletes the
-rate-limit hits that have left every window (private.rate_limit_prune), and,
+rate-limit counters whose window has closed (private.rate_limit_prune), and,
 at the same age, outbox messages sent and notifications read
 (private.retention_prune).
 """
@@ -25,11 +25,11 @@ def prune(database_url: str, older_than_days: int, months_ahead: int = 3) -> lis
                                (months_ahead,)).fetchall()
         removed = conn.execute("select private.audit_prune(make_interval(days => %s))",
                                (older_than_days,)).fetchall()
-        # Rate-limit hits of users who never came back (the limiter prunes only
-        # its caller's own hits: on a Citus cluster anyone's would be every shard).
+        # Rate-limit counters of closed windows (the limiter never deletes: it
+        # starts a new window in its caller's row; anyone's would be every shard).
         hits = conn.execute("select private.rate_limit_prune()").fetchone()
         retained = conn.execute("select private.retention_prune(make_interval(days => %s))",
                                 (older_than_days,)).fetchall()
-    pruned = [f"deleted {hits[0]} stale rate-limit hits"] if hits and hits[0] else []
+    pruned = [f"deleted {hits[0]} stale rate-limit counters"] if hits and hits[0] else []
     return ([f"created app.{name}" for (name,) in created] + [line for (line,) in removed]
             + pruned + [line for (line,) in retained])
