@@ -19,11 +19,16 @@ own (`bench_limiter`, migrated):
    does not depend on when it ran, and after a VACUUM; rows, inserts, updates,
    HOT updates, deletes and dead tuples (pg_stat_user_tables).
 3. **Two minutes later.** Every stored time is moved two minutes back (as if
-   two minutes had passed), then `private.rate_limit_prune()` runs, as the
-   operator's audit-prune does: the rows left (not the size: moving the times
-   back wrote a new version of every row).
+   two minutes had passed: the windows of 60 s have closed, the others are
+   open), then `private.rate_limit_prune()` runs, as the operator's audit-prune
+   does (the rows it deleted and the rows left), a VACUUM, and the same
+   100,000 attempts again: CPU and wall time per call, what the table holds
+   after them (the inserts, updates and deletes are theirs), and after a
+   VACUUM.
 4. **Refused.** One key at its limit (`join_code` back to 10 a minute): CPU and
-   wall time per refused call over 4 rounds of 5,000.
+   wall time per refused call over 4 rounds of 5,000; then the same through
+   `private.rate_limited`, the gate every counted call goes through, which
+   also counts the refusal in `app.audit_refusals` and builds the 429 answer.
 
 Needs DATABASE_URL, a superuser URL of a cluster it may fill:
 `scripts/devdb run .venv/bin/python -m bench.limiter`.
@@ -76,7 +81,8 @@ def stats(conn: psycopg.Connection, table: str) -> dict[str, Any]:
 
 
 def rounds(conn: psycopg.Connection, pid: int, calls: list[tuple[str, uuid.UUID]],
-           count: int) -> dict[str, Any]:
+           count: int, query: str = "select private.rate_limit(%s, %s) = 0"
+           ) -> dict[str, Any]:
     cpu: list[float] = []
     wall: list[float] = []
     allowed = 0
@@ -84,8 +90,7 @@ def rounds(conn: psycopg.Connection, pid: int, calls: list[tuple[str, uuid.UUID]
         chunk = calls[start:start + count]
         c0, t0 = cpu_seconds(pid), time.perf_counter()
         for bucket, key in chunk:
-            retry = conn.execute("select private.rate_limit(%s, %s)", (bucket, key)).fetchone()
-            allowed += retry == (0,)
+            allowed += conn.execute(query, (bucket, key)).fetchone() == (True,)
         c1, t1 = cpu_seconds(pid), time.perf_counter()
         cpu.append((c1 - c0) / len(chunk) * 1e6)
         wall.append((t1 - t0) / len(chunk) * 1e6)
@@ -133,13 +138,21 @@ def main(argv: list[str] | None = None) -> int:
         conn.execute(f"vacuum {table}")
         show_stats("after VACUUM", stats(conn, table))
 
+        # Two minutes later: every stored time moved back, the prune, a VACUUM.
         conn.execute(f"update {table} set {column} = {column} - interval '2 minutes'")
-        conn.execute(f"vacuum {table}")
         pruned = conn.execute("select private.rate_limit_prune()").fetchone()[0]  # type: ignore[index]
         conn.execute(f"vacuum {table}")
-        after = stats(conn, table)
-        print(f"  two minutes later, prune deleted {pruned}; {after['rows']} rows left",
+        base = stats(conn, table)
+        print(f"  two minutes later the prune deleted {pruned}; {base['rows']} rows left",
               flush=True)
+        again = rounds(conn, pid, calls, -(-total // 4))
+        show_calls("then the same attempts again", again, total)
+        second = stats(conn, table)
+        for k in ("inserts", "updates", "hot_updates", "deletes"):
+            second[k] -= base[k]
+        show_stats("after them (their writes)", second)
+        conn.execute(f"vacuum {table}")
+        show_stats("after VACUUM", stats(conn, table))
 
         conn.execute("update app.rate_limits set max_attempts = 10 where bucket = 'join_code'")
         hot = uuid.uuid4()
@@ -147,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute("select private.rate_limit('join_code', %s)", (hot,))
         refused = rounds(conn, pid, [("join_code", hot)] * args.refused, args.refused // 4)
         show_calls("refused, one key at its limit", refused, args.refused)
+        gated = rounds(conn, pid, [("join_code", hot)] * args.refused, args.refused // 4,
+                       "select private.rate_limited(%s, 'bench.refused', null, %s) is null")
+        show_calls("the same through rate_limited", gated, args.refused)
     return 0
 
 
