@@ -65,11 +65,23 @@ def the_table(conn: psycopg.Connection) -> tuple[str, str]:
     return "app.rate_limit_hits", "created_at"
 
 
-def stats(conn: psycopg.Connection, table: str) -> dict[str, Any]:
+def flush(conn: psycopg.Connection) -> None:
+    """This backend's pending table counts, into the shared statistics now (a
+    VACUUM sets the dead tuples it leaves; counts flushed after it would add to
+    them the dead versions it removed)."""
     conn.execute("select pg_stat_force_next_flush()")
-    time.sleep(1.2)  # the flush happens at the end of the next transaction
+    time.sleep(1.2)  # the flush happens when the backend is next idle
     conn.execute("select 1")
     conn.execute("select pg_stat_clear_snapshot()")
+
+
+def vacuum(conn: psycopg.Connection, table: str) -> None:
+    flush(conn)
+    conn.execute(f"vacuum {table}")
+
+
+def stats(conn: psycopg.Connection, table: str) -> dict[str, Any]:
+    flush(conn)
     row = conn.execute(
         "select pg_total_relation_size(%s::regclass), n_live_tup, n_tup_ins, n_tup_upd,"
         " n_tup_hot_upd, n_tup_del, n_dead_tup from pg_stat_user_tables"
@@ -135,13 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         fill = rounds(conn, pid, calls, -(-total // 4))
         show_calls(f"fill, {args.users} users x {args.attempts}", fill, total)
         show_stats("after the fill", stats(conn, table))
-        conn.execute(f"vacuum {table}")
+        vacuum(conn, table)
         show_stats("after VACUUM", stats(conn, table))
 
         # Two minutes later: every stored time moved back, the prune, a VACUUM.
         conn.execute(f"update {table} set {column} = {column} - interval '2 minutes'")
         pruned = conn.execute("select private.rate_limit_prune()").fetchone()[0]  # type: ignore[index]
-        conn.execute(f"vacuum {table}")
+        vacuum(conn, table)
         base = stats(conn, table)
         print(f"  two minutes later the prune deleted {pruned}; {base['rows']} rows left",
               flush=True)
@@ -151,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("inserts", "updates", "hot_updates", "deletes"):
             second[k] -= base[k]
         show_stats("after them (their writes)", second)
-        conn.execute(f"vacuum {table}")
-        show_stats("after VACUUM", stats(conn, table))
+        vacuum(conn, table)
+        final = stats(conn, table)
+        print(f"  {'after VACUUM':34} {final['size'] / 1024:9.0f} KiB  rows {final['rows']:7d}",
+              flush=True)
 
         conn.execute("update app.rate_limits set max_attempts = 10 where bucket = 'join_code'")
         hot = uuid.uuid4()
