@@ -17,19 +17,24 @@ import psycopg
 
 
 def prune(database_url: str, older_than_days: int, months_ahead: int = 3) -> list[str]:
-    """One transaction: partitions added, then old ones removed; one line per change."""
+    """One transaction: partitions added, then old ones removed; then the closed
+    rate-limit windows in a transaction of their own; one line per change."""
     if older_than_days < 1:
         raise ValueError("keep at least one day of audit entries")
-    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
-        created = conn.execute("select private.audit_add_partitions(%s)",
-                               (months_ahead,)).fetchall()
-        removed = conn.execute("select private.audit_prune(make_interval(days => %s))",
-                               (older_than_days,)).fetchall()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        with conn.transaction():
+            created = conn.execute("select private.audit_add_partitions(%s)",
+                                   (months_ahead,)).fetchall()
+            removed = conn.execute("select private.audit_prune(make_interval(days => %s))",
+                                   (older_than_days,)).fetchall()
+            retained = conn.execute(
+                "select private.retention_prune(make_interval(days => %s))",
+                (older_than_days,)).fetchall()
         # Rate-limit counters of closed windows (the limiter never deletes: it
         # starts a new window in its caller's row; anyone's would be every shard).
+        # On its own, so that a user coming back waits for this delete at most,
+        # not for the partitions' changes too.
         hits = conn.execute("select private.rate_limit_prune()").fetchone()
-        retained = conn.execute("select private.retention_prune(make_interval(days => %s))",
-                                (older_than_days,)).fetchall()
     pruned = [f"deleted {hits[0]} stale rate-limit counters"] if hits and hits[0] else []
     return ([f"created app.{name}" for (name,) in created] + [line for (line,) in removed]
             + pruned + [line for (line,) in retained])
