@@ -256,7 +256,7 @@ NETWORK_GRACE = 0.5
 # the whole transaction back, and the function call is the whole transaction:
 # nothing of it was kept, so it is run again from the start, on the same
 # connection, up to TRIES times in all; then 503 with Retry-After, never 500.
-# Counted attempts (rate-limit hits, audit rows) are written by the call itself,
+# Counted attempts (rate-limit counts, audit rows) are written by the call itself,
 # so the try that commits writes them once; a call that gives up after TRIES
 # leaves none (it answered 503: it was not attempted as far as the caller sees).
 # The call's deadline (db.call, the fast path's timer) bounds the tries too.

@@ -45,7 +45,7 @@ def test_tables_are_placed_as_declared(admin: psycopg.Connection) -> None:
         assert (table,) not in local, table
         assert admin.execute("select to_regclass(%s)", (table,)).fetchone() != (None,), table
     # Per-user writes of every counted call live on the user's shard.
-    for table in ("app.audit_log", "app.rate_limit_hits", "app.audit_refusals"):
+    for table in ("app.audit_log", "app.rate_limit_counters", "app.audit_refusals"):
         assert placed[table][2] == placed["app.notifications"][2], table
     partitions = admin.execute("""
         select count(*) filter (where d.logicalrelid is null), count(*)

@@ -85,7 +85,7 @@ def test_one_worker_down(admin: psycopg.Connection, client: httpx.Client,
     host = make_user()
 
     # Arranged while both workers run: for each worker, a user whose own rows
-    # (rate-limit hits, audit) live there, an event, a group and an invite code
+    # (rate-limit counters, audit) live there, an event, a group and an invite code
     # of that group whose route lives there too.
     def on(port: int, make: Callable[[], Any], where: Callable[[Any], list[tuple[str, Any, str]]]
            ) -> Any:
@@ -97,7 +97,7 @@ def test_one_worker_down(admin: psycopg.Connection, client: httpx.Client,
 
     placed: dict[int, dict[str, Any]] = {}
     for port in (up, down):
-        user = on(port, make_user, lambda u: [("app.rate_limit_hits", u.id, "uuid")])
+        user = on(port, make_user, lambda u: [("app.rate_limit_counters", u.id, "uuid")])
         event = on(port, lambda: created(post(client, "/rest/v1/rpc/create_event", host,
                                               title="Down", capacity=10)),
                    lambda e: [("app.events", e["id"], "uuid")])

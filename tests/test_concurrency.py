@@ -116,9 +116,29 @@ def test_limiter_counts_concurrent_attempts(gateway, make_user, admin) -> None:
             assert 1 <= int(response.headers["Retry-After"]) <= 60
 
     hits = admin.execute(
-        "select count(*) from app.rate_limit_hits where user_id = %s and bucket = 'join_code'",
+        "select hits from app.rate_limit_counters where user_id = %s and bucket = 'join_code'",
         (user.id,)).fetchone()
     assert hits == (10,)
+
+
+def test_a_closed_window_reopens_once_under_concurrent_attempts(gateway, make_user,
+                                                                 admin) -> None:
+    """The counter's window closed a second ago, full: 25 attempts at once open one
+    new window (the first to take the row opens it, the others count in it), so
+    exactly ten are allowed, not ten per attempt that saw the closed window."""
+    user = make_user()
+    admin.execute("insert into app.rate_limit_counters (user_id, bucket, window_start, hits) "
+                  "values (%s, 'join_code', now() - interval '61 seconds', 10)", (user.id,))
+    responses = at_once(gateway, [
+        ("/api/groups/join", {"code": str(uuid.uuid4())}, user.headers) for _ in range(25)])
+
+    assert Counter(r.status_code for r in responses) == {404: 10, 429: 15}
+    assert all(1 <= int(r.headers["Retry-After"]) <= 60
+               for r in responses if r.status_code == 429)
+    row = admin.execute(
+        "select hits, window_start > now() - interval '30 seconds' from app.rate_limit_counters "
+        "where user_id = %s and bucket = 'join_code'", (user.id,)).fetchone()
+    assert row == (10, True)
 
 
 def test_one_user_two_codes_of_one_group(gateway, client: httpx.Client, make_user, admin) -> None:

@@ -486,3 +486,40 @@ def test_a_rollback_building_concurrently_needs_its_migration_non_transactional(
             ] == ["migration_index_concurrently: 0050_x.rollback: CONCURRENTLY needs "
                   "`-- transactional: false` in the header of the migration"]
     assert migration_problems("0050_x.rollback", rollback, ONLINE_HEADER) == []
+
+
+def test_open_windows_carry_over_into_counters_and_back(scratch_url: str) -> None:
+    """0043: the hits of windows still open become one counter per user and bucket
+    (opened at the oldest of them, counting them); hits whose window has closed are
+    left behind. Its rollback makes the log again from the counters, one hit per
+    counted attempt at the window's start."""
+    apply_up_to(scratch_url, "0042_mail_lease")
+    a, b = "a0430000-0000-4000-8000-000000000001", "a0430000-0000-4000-8000-000000000002"
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        conn.execute("""
+            insert into app.rate_limit_hits (user_id, bucket, created_at)
+            select %(a)s::uuid, 'join_code', now() - interval '50 seconds'
+            from generate_series(1, 3)
+            union all select %(a)s, 'join_code', now() - interval '10 seconds'
+            union all select %(a)s, 'join_code', now() - interval '2 minutes'
+            union all select %(a)s, 'create_invite', now() - interval '30 minutes'
+            union all select %(b)s, 'join_code', now() - interval '61 seconds'""",
+                     {"a": a, "b": b})
+    apply_up_to(scratch_url, "0043_rate_limit_counters")
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        # Ages in seconds, from a now() a little later than the inserts'.
+        rows = conn.execute("""
+            select user_id::text, bucket, hits, extract(epoch from now() - window_start)::float
+            from app.rate_limit_counters order by 1, 2""").fetchall()
+        assert [r[:3] for r in rows] == [(a, "create_invite", 1), (a, "join_code", 4)]
+        assert 1800 <= rows[0][3] < 1810 and 50 <= rows[1][3] < 60, rows
+        assert conn.execute("select to_regclass('app.rate_limit_hits')").fetchone() == (None,)
+    yoyo(scratch_url, "rollback", "--revision", "0043_rate_limit_counters")
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        hits = conn.execute("""
+            select user_id::text, bucket, count(*), count(distinct created_at),
+                   min(extract(epoch from now() - created_at))::float
+            from app.rate_limit_hits group by 1, 2 order by 1, 2""").fetchall()
+        assert [h[:4] for h in hits] == [(a, "create_invite", 1, 1), (a, "join_code", 4, 1)]
+        assert 1800 <= hits[0][4] < 1810 and 50 <= hits[1][4] < 60, hits
+        assert conn.execute("select to_regclass('app.rate_limit_counters')").fetchone() == (None,)

@@ -9,6 +9,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -355,3 +356,24 @@ def test_prune_deletes_tokens_of_invites_closed_past_retention_and_old_stop_toke
                          (f"%-{tag}@example.com",)).fetchall() == [(f"c-{tag}@example.com",)]
     prune(database_url, 100)  # nothing more of these goes at the same age
     assert counts() == (4, 4, 1)
+
+
+def test_audit_prune_deletes_closed_rate_limit_windows_by_their_bucket(
+        database_url: str, admin: psycopg.Connection) -> None:
+    """`audit-prune` deletes a rate-limit counter once its own bucket's window has
+    closed: a minute for join_code, not the day of the longest bucket."""
+    from gateway.tools.audit import prune
+
+    closed, open_, hourly = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    admin.execute(
+        "insert into app.rate_limit_counters (user_id, bucket, window_start, hits) values "
+        "(%s, 'join_code', now() - interval '61 seconds', 10), "
+        "(%s, 'join_code', now() - interval '30 seconds', 10), "
+        "(%s, 'create_invite', now() - interval '10 minutes', 30)", (closed, open_, hourly))
+
+    lines = prune(database_url, 100)
+    assert any(re.fullmatch(r"deleted \d+ stale rate-limit counters", line)
+               for line in lines), lines
+    left = admin.execute("select user_id from app.rate_limit_counters where user_id = any(%s)",
+                         ([closed, open_, hourly],)).fetchall()
+    assert {u for (u,) in left} == {open_, hourly}

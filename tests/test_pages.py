@@ -62,7 +62,7 @@ def api(site: GatewayProcess) -> Iterator[httpx.Client]:
 
 def state(admin: psycopg.Connection, invite_id: str, users: list[str]) -> dict[str, Any]:
     """What a click could change: registrations of the event, the invite's status,
-    its tokens, the people's rate-limit hits and audit entries."""
+    its tokens, the people's rate-limit counts and audit entries."""
     row = admin.execute(
         "select i.status, i.event_id, "
         " (select count(*) from app.registrations r where r.event_id = i.event_id), "
@@ -70,7 +70,7 @@ def state(admin: psycopg.Connection, invite_id: str, users: list[str]) -> dict[s
         "from app.pair_invites i where i.id = %s", (invite_id,)).fetchone()
     assert row is not None
     hits = admin.execute(
-        "select bucket, count(*) from app.rate_limit_hits where user_id = any(%s::uuid[]) "
+        "select bucket, sum(hits) from app.rate_limit_counters where user_id = any(%s::uuid[]) "
         "group by bucket order by bucket", (users,)).fetchall()
     audit = admin.execute(
         "select action, outcome, status from app.audit_log "

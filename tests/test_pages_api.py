@@ -31,7 +31,7 @@ def test_concurrent_previews_are_counted_once_each(gateway: GatewayProcess, clie
         "select count(*) from app.audit_log where actor_id = %s "
         "and action = 'pair_invite.preview' and outcome = 'shown'", (viewer.id,)).fetchone()
     assert shown == (10,)
-    hits = admin.execute("select count(*) from app.rate_limit_hits where user_id = %s "
+    hits = admin.execute("select hits from app.rate_limit_counters where user_id = %s "
                          "and bucket = 'join_code'", (viewer.id,)).fetchone()
     assert hits == (10,)
     assert admin.execute("select count(*) from app.pair_invite_tokens where invite_id = %s",

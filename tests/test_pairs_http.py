@@ -486,7 +486,7 @@ def test_revoke_pair_invite(client: httpx.Client, make_user, admin) -> None:
         "where action = 'pair_invite.revoke' and actor_id = %s order by id", (other.id,)).fetchall()
     assert audited == [("not_allowed", 404, created["id"]), ("not_found", 404, None)]
     counted = admin.execute(
-        "select count(*) from app.rate_limit_hits where user_id = %s and bucket = 'revoke_invite'",
+        "select hits from app.rate_limit_counters where user_id = %s and bucket = 'revoke_invite'",
         (other.id,)).fetchone()
     assert counted == (2,)
 

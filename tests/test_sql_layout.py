@@ -129,23 +129,27 @@ SIGNATURES_CHANGED = {
 
 def test_rebuild_after_the_split_keeps_the_catalogue(
         scratch_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    """An existing database, its sql/ from before the split: the rebuild from the
-    current sql/ drops no function (but those of SIGNATURES_CHANGED) and ends at
-    the catalogue of a new database; the next run changes nothing."""
+    """An existing database, its sql/ (and migrations) from before the split: the
+    rebuild from the current sql/ (after the later migrations) drops no function
+    (but those of SIGNATURES_CHANGED) and ends at the catalogue of a new database;
+    the next run changes nothing."""
     if shutil.which("git") is None or subprocess.run(
             ["git", "-C", str(ROOT), "cat-file", "-e", BEFORE_SPLIT + "^{commit}"],
             capture_output=True).returncode != 0:
         pytest.skip("the commit before the split is not in this checkout's history")
     from gateway.tools import migrate as migrate_tool
 
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE_SPLIT, "sql"],
-                             capture_output=True, check=True).stdout
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", BEFORE_SPLIT, "sql",
+                              "migrations"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive, check=True)
-    current = migrate_tool.SQL_DIR
+    current = migrate_tool.SQL_DIR, migrate_tool.MIGRATIONS_DIR
+    # The sql/ of then needs the tables of then (0043 replaced one its policies name).
     monkeypatch.setattr(migrate_tool, "SQL_DIR", tmp_path / "sql")
+    monkeypatch.setattr(migrate_tool, "MIGRATIONS_DIR", tmp_path / "migrations")
     migrate_tool.migrate(scratch_url)
     before = function_oids(scratch_url)
-    monkeypatch.setattr(migrate_tool, "SQL_DIR", current)
+    monkeypatch.setattr(migrate_tool, "SQL_DIR", current[0])
+    monkeypatch.setattr(migrate_tool, "MIGRATIONS_DIR", current[1])
     assert migrate_tool.migrate(scratch_url).endswith("sql/ rebuilt")
     after = function_oids(scratch_url)
     kept = {name: oid for name, oid in before.items() if name not in SIGNATURES_CHANGED}

@@ -42,11 +42,12 @@ def flood(url: str, bodies: list[dict[str, str]]) -> list[httpx.Response]:
 
 @pytest.fixture
 def fresh_window(admin: psycopg.Connection) -> Iterator[None]:
-    """No earlier stop-link hits (every test of the session comes from 127.0.0.1),
-    and at least a minute left in the current refusal window (aligned to the epoch),
-    so that the refusals of the test fall in one window. The hits are cleared after
-    too, for the tests that follow."""
-    admin.execute("delete from app.rate_limit_hits where bucket = any(%s)", (list(STOP_BUCKETS),))
+    """No earlier stop-link counters (every test of the session comes from
+    127.0.0.1), and at least a minute left in the current refusal window (aligned
+    to the epoch), so that the refusals of the test fall in one window. The
+    counters are cleared after too, for the tests that follow."""
+    admin.execute("delete from app.rate_limit_counters where bucket = any(%s)",
+                  (list(STOP_BUCKETS),))
     # A refusal of an earlier test in this window (all come from 127.0.0.1) would
     # already hold the window's one audit row: the count starts from none.
     admin.execute("delete from app.audit_refusals where action = 'mail.stop'")
@@ -54,7 +55,8 @@ def fresh_window(admin: psycopg.Connection) -> Iterator[None]:
                            "where bucket = any(%s)", (list(STOP_BUCKETS),)).fetchone()[0]
     within_one_window(window, margin=60)
     yield
-    admin.execute("delete from app.rate_limit_hits where bucket = any(%s)", (list(STOP_BUCKETS),))
+    admin.execute("delete from app.rate_limit_counters where bucket = any(%s)",
+                  (list(STOP_BUCKETS),))
 
 
 def stop_token(admin: psycopg.Connection, email: str) -> str:
@@ -106,8 +108,8 @@ def test_the_script_mode_passes_the_client_address_too(database_url: str, tmp_pa
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {404: 30, 429: 20}, statuses
     hits = admin.execute(
-        "select bucket, user_id = private.client_key('127.0.0.1'), count(*) "
-        "from app.rate_limit_hits where bucket = any(%s) group by 1, 2",
+        "select bucket, user_id = private.client_key('127.0.0.1'), hits "
+        "from app.rate_limit_counters where bucket = any(%s)",
         (list(STOP_BUCKETS),)).fetchall()
     assert hits == [("stop_client", True, 30)]
 
@@ -123,7 +125,7 @@ def test_the_one_click_post_counts_against_the_client_too(gateway: GatewayProces
     refused = [r for r in answers if r.status_code == 429]
     assert all(1 <= int(r.headers["Retry-After"]) <= 600 for r in refused)
     hits = admin.execute(
-        "select bucket, user_id = private.client_key('127.0.0.1'), count(*) "
-        "from app.rate_limit_hits where bucket = any(%s) group by 1, 2",
+        "select bucket, user_id = private.client_key('127.0.0.1'), hits "
+        "from app.rate_limit_counters where bucket = any(%s)",
         (list(STOP_BUCKETS),)).fetchall()
     assert hits == [("stop_client", True, 30)]

@@ -16,10 +16,11 @@ app.audit_log is partitioned by month (UTC). This command, run by an operator
    interrupted is finished (DETACH ... FINALIZE) by the next run. The drop
    then touches only the detached table;
 3. in one transaction: older rows of the default partition and refusal counts
-   (private.audit_prune), rate-limit hits that have left every window
-   (private.rate_limit_prune), and, at the same age, outbox messages sent,
+   (private.audit_prune), and, at the same age, outbox messages sent,
    notifications read, pair-invite tokens of closed invites and stop tokens
-   (private.retention_prune).
+   (private.retention_prune);
+4. in a transaction of its own, the rate-limit counters whose window has
+   closed (private.rate_limit_prune).
 
 Without it nothing breaks at once: rows of months with no partition land in the
 default partition (the gauge joinery_audit_default_rows and its alert say so),
@@ -65,7 +66,8 @@ def _detach_and_drop(conn: psycopg.Connection, name: str, pending: bool,
 
 def prune(database_url: str, older_than_days: int, months_ahead: int = 3) -> list[str]:
     """Partitions added, old ones detached and dropped, then the rest in one
-    transaction; one line per change."""
+    transaction, then the closed rate-limit windows in a transaction of their
+    own; one line per change."""
     if older_than_days < 1:
         raise ValueError("keep at least one day of audit entries")
     age = f"{older_than_days} days"
@@ -89,11 +91,13 @@ def prune(database_url: str, older_than_days: int, months_ahead: int = 3) -> lis
         conn.execute("reset lock_timeout")
         with conn.transaction():
             removed = conn.execute("select private.audit_prune(%s::interval)", (age,)).fetchall()
-            # Rate-limit hits of users who never came back (the limiter prunes only
-            # its caller's own hits: on a Citus cluster anyone's would be every shard).
-            hits = conn.execute("select private.rate_limit_prune()").fetchone()
             retained = conn.execute("select private.retention_prune(%s::interval)",
                                     (age,)).fetchall()
-    pruned = [f"deleted {hits[0]} stale rate-limit hits"] if hits and hits[0] else []
+        # Rate-limit counters of closed windows (the limiter never deletes: it
+        # starts a new window in its caller's row; anyone's would be every shard).
+        # On its own, so that a user coming back waits for this delete at most,
+        # not for the partitions' changes too.
+        hits = conn.execute("select private.rate_limit_prune()").fetchone()
+    pruned = [f"deleted {hits[0]} stale rate-limit counters"] if hits and hits[0] else []
     return ([f"created app.{name}" for (name,) in created] + dropped
             + [line for (line,) in removed] + pruned + [line for (line,) in retained])

@@ -9,8 +9,8 @@ On a coordinator, after the migrations and sql/:
   user's shard;
 - small tables every call reads (profiles, friendships, rate limits) become
   reference tables, copied to every node;
-- the rate limiter's hits and the audit log (by month, partitions kept) live
-  on their user's shard, co-located with notifications;
+- the rate limiter's counters and the audit log (by month, partitions kept)
+  live on their user's shard, co-located with notifications;
 - the lookup tables of codes, tokens and like-group ids are distributed by
   the value looked up (migration 0040);
 - auth.users, the mail outbox, the webhook tables (migration 0031) and
@@ -52,11 +52,12 @@ DISTRIBUTED: list[tuple[str, str, str | None]] = [
     ("app.group_members", "group_id", "app.groups"),
     ("app.group_invites", "group_id", "app.groups"),
     ("app.notifications", "user_id", None),
-    # Per user, beside their notifications: every counted call writes a hit and
-    # an audit entry, on the caller's shard rather than on the coordinator. The
+    # Per user, beside their notifications: every counted call updates its
+    # counter (one row per user and bucket, its primary key (user_id, bucket))
+    # and writes an audit entry, on the caller's shard, not the coordinator. The
     # audit log keeps its monthly partitions (a distributed partitioned table;
     # a partition added later is distributed with it).
-    ("app.rate_limit_hits", "user_id", "app.notifications"),
+    ("app.rate_limit_counters", "user_id", "app.notifications"),
     ("app.audit_log", "actor_key", "app.notifications"),
     ("app.audit_refusals", "actor_id", "app.notifications"),
     # Lookup tables (migration 0040), each distributed by the value looked up,
@@ -114,7 +115,6 @@ WIDEN_KEYS = [
     ("app.group_invites", "group_invites_pkey", "primary key (group_id, id)"),
     ("app.group_invites", "group_invites_code_hash_key", "unique (code_hash, group_id)"),
     ("app.notifications", "notifications_pkey", "primary key (user_id, id)"),
-    ("app.rate_limit_hits", "rate_limit_hits_pkey", "primary key (user_id, id)"),
     ("app.audit_log", "audit_log_pkey", "primary key (actor_key, id, created_at)"),
 ]
 

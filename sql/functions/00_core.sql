@@ -223,13 +223,19 @@ end;
 $$;
 
 /**
- * Sliding-window rate limiter. Counts the caller's attempts in `bucket` over the
- * bucket's window (app.rate_limits): the signed-in caller's, or those of `key`
- * when given (a client address or a token, see private.client_key). Returns 0
- * and records the attempt when it is allowed; otherwise returns the seconds
- * until the oldest attempt leaves the window, at least 1 and at most the
- * window, and records nothing. Concurrent attempts of one key are serialised
- * by a transaction-scoped advisory lock, so the count cannot be overrun.
+ * Fixed-window rate limiter, one row per key and bucket in
+ * app.rate_limit_counters, updated in place. Counts the caller's attempts in
+ * `bucket` (the signed-in caller's, or those of `key` when given: a client
+ * address or a token, see private.client_key) in a window of the bucket's
+ * length (app.rate_limits) that opens with the first attempt counted after the
+ * previous window closed. Returns 0 and counts the attempt when it is allowed;
+ * otherwise returns the seconds until the window closes, at least 1 and at most
+ * the window, and counts nothing. One INSERT ... ON CONFLICT DO UPDATE decides:
+ * the row lock it takes (held to the end of the transaction) serialises the
+ * attempts of one key, so the count cannot be overrun. A refused attempt
+ * writes nothing (the DO UPDATE's WHERE is false, the row is locked all the
+ * same) and reads when its window opened from the row it holds. Counters of
+ * closed windows are deleted by private.rate_limit_prune, never here.
  */
 create function private.rate_limit(bucket text, key uuid default null) returns integer
 language plpgsql volatile
@@ -238,52 +244,58 @@ as $$
 declare
     v_uid uuid := coalesce(key, private.require_user());
     v_limit app.rate_limits;
-    v_since timestamptz;
-    v_count integer;
-    v_oldest timestamptz;
+    -- Values, not now(): on a Citus cluster (where counters are distributed by
+    -- user) DO UPDATE may not call a function that is not immutable.
+    v_now timestamptz := pg_catalog.now();
+    v_closed timestamptz;
+    v_start timestamptz;
 begin
     select * into v_limit from app.rate_limits l where l.bucket = rate_limit.bucket;
     if not found then
         raise exception using errcode = '22023', message = 'Unknown rate limit bucket ' || bucket;
     end if;
-    perform pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtextextended(v_uid::text || '/' || rate_limit.bucket, 0));
-    v_since := pg_catalog.now() - pg_catalog.make_interval(secs => v_limit.window_seconds);
-    delete from app.rate_limit_hits h
-    where h.user_id = v_uid and h.bucket = rate_limit.bucket and h.created_at <= v_since;
-    -- Hits of users who never come back are pruned by private.rate_limit_prune
-    -- (the operator's audit-prune), not here: on a Citus cluster a delete of
-    -- anyone's hits would reach every shard from every counted call.
-    select pg_catalog.count(*), pg_catalog.min(h.created_at) into v_count, v_oldest
-    from app.rate_limit_hits h
-    where h.user_id = v_uid and h.bucket = rate_limit.bucket;
-    if v_count >= v_limit.max_attempts then
-        -- The oldest hit may be younger than this transaction's now(): one that
-        -- started later took the lock first. Its retry is then the whole window,
-        -- never more.
-        return least(v_limit.window_seconds, greatest(1,
-            pg_catalog.ceil(extract(epoch from (v_oldest - v_since)))::integer));
+    -- A window that opened at or before this instant has closed.
+    v_closed := v_now - pg_catalog.make_interval(secs => v_limit.window_seconds);
+    insert into app.rate_limit_counters as c (user_id, bucket, window_start, hits)
+    values (v_uid, rate_limit.bucket, v_now, 1)
+    on conflict on constraint rate_limit_counters_pkey do update
+    set window_start = case when c.window_start <= v_closed then v_now else c.window_start end,
+        hits = case when c.window_start <= v_closed then 1 else c.hits + 1 end
+    where c.window_start <= v_closed or c.hits < v_limit.max_attempts
+    returning c.window_start into v_start;
+    if found then
+        return 0;
     end if;
-    insert into app.rate_limit_hits (user_id, bucket) values (v_uid, rate_limit.bucket);
-    return 0;
+    select c.window_start into v_start
+    from app.rate_limit_counters c
+    where c.user_id = v_uid and c.bucket = rate_limit.bucket;
+    -- The window may have opened after this transaction's now(): one that
+    -- started later took the row first. Its retry is then the whole window,
+    -- never more.
+    return least(v_limit.window_seconds, greatest(1,
+        pg_catalog.ceil(extract(epoch from (v_start - v_closed)))::integer));
 end;
 $$;
 
 /**
- * Deletes the rate-limit hits that have left every window (users who never
- * came back); returns how many. Run by `python -m gateway audit-prune` beside
- * the audit retention, as the owner (granted to no one).
+ * Deletes the rate-limit counters whose window has closed, each by its own
+ * bucket's window (a 60 s counter a minute after it opened, not a day later);
+ * returns how many. Run by `python -m gateway audit-prune` beside the audit
+ * retention, as the owner (granted to no one); the limiter itself never
+ * deletes (on a Citus cluster a delete of anyone's counters reads every shard).
  */
 create function private.rate_limit_prune() returns bigint
 language plpgsql volatile
 set search_path = ''
 as $$
 declare
-    v_max integer := (select pg_catalog.max(l.window_seconds) from app.rate_limits l);
+    v_now timestamptz := pg_catalog.now();
     v_count bigint;
 begin
-    delete from app.rate_limit_hits h
-    where h.created_at < pg_catalog.now() - pg_catalog.make_interval(secs => v_max);
+    delete from app.rate_limit_counters c
+    using app.rate_limits l
+    where l.bucket = c.bucket
+      and c.window_start <= v_now - pg_catalog.make_interval(secs => l.window_seconds);
     get diagnostics v_count = row_count;
     return v_count;
 end;

@@ -14,14 +14,14 @@ create policy "Users can read their own audit entries" on app.audit_log
     for select to authenticated
     using (actor_id = (select auth.uid()));
 
--- Rate limits: the numbers are public to signed-in users; hits are their own.
+-- Rate limits: the numbers are public to signed-in users; counters are their own.
 grant select on app.rate_limits to authenticated, service_role;
 create policy "Signed-in users can read the rate limits" on app.rate_limits
     for select to authenticated
     using (true);
 
-grant select on app.rate_limit_hits to authenticated, service_role;
-create policy "Users can read their own rate limit hits" on app.rate_limit_hits
+grant select on app.rate_limit_counters to authenticated, service_role;
+create policy "Users can read their own rate limit counters" on app.rate_limit_counters
     for select to authenticated
     using (user_id = (select auth.uid()));
 

@@ -89,8 +89,8 @@ select results_eq(
     $$values (null::uuid, 'stopped'::text, 200)$$,
     'one audit entry for the stop; the repeats wrote none');
 select results_eq(
-    $$select bucket, count(*)::integer from app.rate_limit_hits
-      where created_at = now() and bucket like 'stop%' group by bucket$$,
+    $$select bucket, sum(hits)::integer from app.rate_limit_counters
+      where window_start = now() and bucket like 'stop%' group by bucket$$,
     $$values ('stop_token'::text, 3)$$,
     'without a client address (a direct SQL caller) only the tokens are counted');
 

@@ -44,7 +44,7 @@ select is((select count(*)::int from app.pair_invite_tokens
            where invite_id = 'c0000000-0000-4000-8000-000000000001'), 0, 'no token was issued');
 select is((select status from app.pair_invites where short_code = 'PREV2345'), 'sent',
     'the invite is unchanged');
-select is((select count(*)::int from app.rate_limit_hits
+select is((select hits from app.rate_limit_counters
            where user_id = 'b0000000-0000-4000-8000-000000000002' and bucket = 'join_code'), 1,
     'one join_code hit');
 select results_eq(

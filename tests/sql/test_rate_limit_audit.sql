@@ -1,8 +1,8 @@
 -- Abuse limits and the audit log (contract section 3, "Abuse limits"): per
--- user sliding windows read from app.rate_limits, failed attempts counted,
+-- user fixed windows read from app.rate_limits, failed attempts counted,
 -- 429 with Retry-After over the limit, and one audit row per join attempt
 -- that never holds the code. The whole file is one transaction, so now() is
--- the same for every attempt: all hits made here share one timestamp.
+-- the same for every attempt: every window opened here opens at that instant.
 begin;
 select plan(23);
 
@@ -109,10 +109,10 @@ select results_eq(
 );
 
 select is(
-    (select count(*) from app.rate_limit_hits
+    (select hits from app.rate_limit_counters
      where user_id = '00000000-0000-4000-8000-000000000001' and bucket = 'join_code'),
-    10::bigint,
-    'refused attempts are not recorded as hits: the guesser has ten'
+    10,
+    'refused attempts are not counted: the guesser''s counter holds ten'
 );
 
 -- ---------------------------------------------------------------------------
@@ -182,18 +182,16 @@ select is(
 );
 
 -- ---------------------------------------------------------------------------
--- Returning user: only hits inside the window count
+-- Returning user: a closed window does not count
 -- ---------------------------------------------------------------------------
 
 reset role;
 
-insert into app.rate_limit_hits (user_id, bucket, created_at)
-select '00000000-0000-4000-8000-000000000004', 'join_code', now() - interval '2 minutes'
-from generate_series(1, 20);
-insert into app.rate_limit_hits (user_id, bucket, created_at) values
-    ('00000000-0000-4000-8000-000000000004', 'join_code', now() - interval '30 seconds'),
-    ('00000000-0000-4000-8000-000000000004', 'join_code', now() - interval '30 seconds'),
-    ('00000000-0000-4000-8000-000000000004', 'create_invite', now() - interval '2 minutes');
+-- Twenty attempts in a window that opened two minutes ago (closed a minute
+-- ago), and one create_invite attempt as old (its hour still open).
+insert into app.rate_limit_counters (user_id, bucket, window_start, hits) values
+    ('00000000-0000-4000-8000-000000000004', 'join_code', now() - interval '2 minutes', 20),
+    ('00000000-0000-4000-8000-000000000004', 'create_invite', now() - interval '2 minutes', 1);
 
 set local role authenticated;
 select test_support.sign_in('00000000-0000-4000-8000-000000000004');
@@ -201,34 +199,37 @@ select test_support.sign_in('00000000-0000-4000-8000-000000000004');
 select is(
     pg_temp.try_code(15) ->> 'status',
     '404',
-    'returning: twenty hits from two minutes ago do not count; with two recent ones, the third is allowed'
+    'returning: twenty attempts of a window that has closed do not count; the attempt is allowed'
 );
 
 reset role;
 
 select results_eq(
-    $$select count(*) filter (where created_at <= now() - interval '60 seconds'), count(*)
-      from app.rate_limit_hits
+    $$select window_start = now(), hits from app.rate_limit_counters
       where user_id = '00000000-0000-4000-8000-000000000004' and bucket = 'join_code'$$,
-    $$values (0::bigint, 3::bigint)$$,
-    'returning: hits older than the window were pruned; the three recent ones remain'
+    $$values (true, 1)$$,
+    'returning: the same row now counts a window that opened with this attempt, holding one'
 );
 
-select is(
-    (select count(*) from app.rate_limit_hits
-     where user_id = '00000000-0000-4000-8000-000000000004' and bucket = 'create_invite'),
-    1::bigint,
-    'returning: pruning join_code hits leaves the other buckets alone'
+select results_eq(
+    $$select window_start = now() - interval '2 minutes', hits from app.rate_limit_counters
+      where user_id = '00000000-0000-4000-8000-000000000004' and bucket = 'create_invite'$$,
+    $$values (true, 1)$$,
+    'returning: a new join_code window leaves the other buckets alone'
 );
+
+-- The window opened 30 seconds ago and holds three attempts (the limit,
+-- lowered to 3 above).
+update app.rate_limit_counters set window_start = now() - interval '30 seconds', hits = 3
+where user_id = '00000000-0000-4000-8000-000000000004' and bucket = 'join_code';
 
 set local role authenticated;
 select test_support.sign_in('00000000-0000-4000-8000-000000000004');
 
--- The oldest hit in the window is 30 seconds old: it leaves the window in 30 s.
 select is(
     pg_temp.try_code(16) - 'body',
     '{"status": "429", "headers": [{"Retry-After": "30"}]}'::jsonb,
-    'returning: the fourth attempt is answered 429 with Retry-After 30 (when the oldest hit leaves the window)'
+    'returning: the fourth attempt is answered 429 with Retry-After 30 (when the window closes)'
 );
 
 reset role;

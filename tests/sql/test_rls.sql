@@ -36,10 +36,10 @@ insert into app.audit_log (actor_id, action, outcome, status) values
     ('00000000-0000-4000-8000-000000000003', 'test.rls', 'stranger one', 404),
     ('00000000-0000-4000-8000-000000000004', 'test.rls', 'owner b one', 200);
 
-insert into app.rate_limit_hits (user_id, bucket) values
-    ('00000000-0000-4000-8000-000000000001', 'join_code'),
-    ('00000000-0000-4000-8000-000000000001', 'create_invite'),
-    ('00000000-0000-4000-8000-000000000003', 'join_code');
+insert into app.rate_limit_counters (user_id, bucket, window_start, hits) values
+    ('00000000-0000-4000-8000-000000000001', 'join_code', now(), 1),
+    ('00000000-0000-4000-8000-000000000001', 'create_invite', now(), 1),
+    ('00000000-0000-4000-8000-000000000003', 'join_code', now(), 1);
 
 select results_eq(
     $$select (select count(*) from app.groups where name in ('Group A', 'Group B')),
@@ -74,9 +74,9 @@ select results_eq(
 );
 
 select results_eq(
-    $$select user_id, bucket from app.rate_limit_hits order by id$$,
+    $$select user_id, bucket from app.rate_limit_counters order by bucket$$,
     $$values ('00000000-0000-4000-8000-000000000003'::uuid, 'join_code'::text)$$,
-    'stranger: sees only their own rate limit hits'
+    'stranger: sees only their own rate limit counters'
 );
 
 select results_eq(
@@ -120,8 +120,8 @@ select results_eq(
 select is_empty($$select id from app.audit_log$$,
     'member: sees no audit entry of other users');
 
-select is_empty($$select id from app.rate_limit_hits$$,
-    'member: sees no rate limit hit of other users');
+select is_empty($$select user_id from app.rate_limit_counters$$,
+    'member: sees no rate limit counter of other users');
 
 -- Direct writes: none, whatever the policies. The api functions do the writing.
 select throws_ok(
@@ -173,8 +173,8 @@ select throws_ok(
     $$update app.rate_limits set max_attempts = 1000000$$,
     '42501', null, 'member: cannot raise the rate limits');
 select throws_ok(
-    $$delete from app.rate_limit_hits$$,
-    '42501', null, 'member: cannot delete rate limit hits');
+    $$delete from app.rate_limit_counters$$,
+    '42501', null, 'member: cannot delete rate limit counters');
 select throws_ok(
     $$update app.profiles set display_name = 'Renamed'$$,
     '42501', null, 'member: cannot update app.profiles directly');
@@ -197,9 +197,9 @@ select results_eq(
     'owner a: sees exactly their own two audit entries');
 
 select results_eq(
-    $$select bucket from app.rate_limit_hits order by bucket$$,
+    $$select bucket from app.rate_limit_counters order by bucket$$,
     $$values ('create_invite'::text), ('join_code'::text)$$,
-    'owner a: sees exactly their own two rate limit hits');
+    'owner a: sees exactly their own two rate limit counters');
 
 -- ---------------------------------------------------------------------------
 -- Owner of group B
@@ -263,8 +263,8 @@ select throws_ok($$select count(*) from app.audit_log$$, '42501', 'permission de
     'anon: selecting app.audit_log raises 42501');
 select throws_ok($$select count(*) from app.profiles$$, '42501', 'permission denied for schema app',
     'anon: selecting app.profiles raises 42501');
-select throws_ok($$select count(*) from app.rate_limit_hits$$, '42501', 'permission denied for schema app',
-    'anon: selecting app.rate_limit_hits raises 42501');
+select throws_ok($$select count(*) from app.rate_limit_counters$$, '42501', 'permission denied for schema app',
+    'anon: selecting app.rate_limit_counters raises 42501');
 select throws_ok(
     $$insert into app.groups (name, creator_id) values ('Anon', '00000000-0000-4000-8000-000000000001')$$,
     '42501', 'permission denied for schema app',

@@ -11,7 +11,7 @@ select plan(28);
 
 select ok(
     array['audit_log', 'group_invites', 'group_members', 'groups', 'profiles',
-          'rate_limit_hits', 'rate_limits']::name[]
+          'rate_limit_counters', 'rate_limits']::name[]
         <@ array(select c.relname from pg_catalog.pg_class c
                  where c.relnamespace = 'app'::regnamespace and c.relkind in ('r', 'p')),
     'schema app holds the tables of the foundation and of groups'
