@@ -6,8 +6,13 @@
 -- neither key column, so with room left on its page it is a HOT update (no
 -- index entry, the old version pruned by the next visit to the page).
 -- The attempts counted in windows still open carry over, one window per user
--- and bucket from its oldest such attempt; then the log goes (its rollback
--- makes it again from the counters).
+-- and bucket from its oldest such attempt. The log itself stays until sql/ is
+-- rebuilt: the functions serving requests right now still write it, and the
+-- rebuild, in its one transaction, replaces them and then drops it
+-- (sql/policies/99_retired.sql), so no moment has a function naming a table
+-- that is gone. Attempts counted in the log between the two are not carried
+-- over (the seconds of a migrate). Its rollback makes the log again from the
+-- counters when the rebuild has dropped it.
 -- depends: 0042_mail_lease
 
 create table app.rate_limit_counters (
@@ -26,4 +31,3 @@ join app.rate_limits l on l.bucket = h.bucket
 where h.created_at > now() - make_interval(secs => l.window_seconds)
 group by h.user_id, h.bucket;
 
-drop table app.rate_limit_hits;

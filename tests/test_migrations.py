@@ -491,8 +491,12 @@ def test_a_rollback_building_concurrently_needs_its_migration_non_transactional(
 def test_open_windows_carry_over_into_counters_and_back(scratch_url: str) -> None:
     """0043: the hits of windows still open become one counter per user and bucket
     (opened at the oldest of them, counting them); hits whose window has closed are
-    left behind. Its rollback makes the log again from the counters, one hit per
-    counted attempt at the window's start."""
+    left behind. The log stays until the rebuild of sql/ drops it (the functions
+    serving requests until then still write it). Its rollback makes the log again
+    from the counters, one hit per counted attempt at the window's start, when the
+    rebuild had dropped it, and leaves it as it is otherwise."""
+    from gateway.tools import migrate as migrate_tool
+
     apply_up_to(scratch_url, "0042_mail_lease")
     a, b = "a0430000-0000-4000-8000-000000000001", "a0430000-0000-4000-8000-000000000002"
     with psycopg.connect(scratch_url, autocommit=True) as conn:
@@ -505,14 +509,31 @@ def test_open_windows_carry_over_into_counters_and_back(scratch_url: str) -> Non
             union all select %(a)s, 'create_invite', now() - interval '30 minutes'
             union all select %(b)s, 'join_code', now() - interval '61 seconds'""",
                      {"a": a, "b": b})
-    apply_up_to(scratch_url, "0043_rate_limit_counters")
-    with psycopg.connect(scratch_url, autocommit=True) as conn:
+
+    def counters(conn: psycopg.Connection) -> None:
         # Ages in seconds, from a now() a little later than the inserts'.
         rows = conn.execute("""
             select user_id::text, bucket, hits, extract(epoch from now() - window_start)::float
             from app.rate_limit_counters order by 1, 2""").fetchall()
         assert [r[:3] for r in rows] == [(a, "create_invite", 1), (a, "join_code", 4)]
         assert 1800 <= rows[0][3] < 1810 and 50 <= rows[1][3] < 60, rows
+
+    def log_size(conn: psycopg.Connection) -> int:
+        return conn.execute("select count(*) from app.rate_limit_hits").fetchone()[0]  # type: ignore[index]
+
+    apply_up_to(scratch_url, "0043_rate_limit_counters")
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        counters(conn)
+        assert log_size(conn) == 7  # untouched, until the rebuild
+    yoyo(scratch_url, "rollback", "--revision", "0043_rate_limit_counters")
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        assert log_size(conn) == 7  # still there: nothing added to it
+        assert conn.execute("select to_regclass('app.rate_limit_counters')").fetchone() == (None,)
+    apply_up_to(scratch_url, "0043_rate_limit_counters")
+    retired = (ROOT / "sql" / "policies" / "99_retired.sql").read_text()
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        counters(conn)
+        conn.execute(retired)  # what the rebuild does after replacing the functions
         assert conn.execute("select to_regclass('app.rate_limit_hits')").fetchone() == (None,)
     yoyo(scratch_url, "rollback", "--revision", "0043_rate_limit_counters")
     with psycopg.connect(scratch_url, autocommit=True) as conn:
@@ -523,3 +544,11 @@ def test_open_windows_carry_over_into_counters_and_back(scratch_url: str) -> Non
         assert [h[:4] for h in hits] == [(a, "create_invite", 1, 1), (a, "join_code", 4, 1)]
         assert 1800 <= hits[0][4] < 1810 and 50 <= hits[1][4] < 60, hits
         assert conn.execute("select to_regclass('app.rate_limit_counters')").fetchone() == (None,)
+    # The whole migrate: the migrations, then the rebuild, which drops the log.
+    assert migrate_tool.migrate(scratch_url).endswith("sql/ rebuilt")
+    with psycopg.connect(scratch_url, autocommit=True) as conn:
+        assert conn.execute("select to_regclass('app.rate_limit_hits')").fetchone() == (None,)
+        # The half-hour-old attempt is in an open window still (the minute-long
+        # join_code window may have closed by now).
+        assert conn.execute("select user_id::text, hits from app.rate_limit_counters "
+                            "where bucket = 'create_invite'").fetchall() == [(a, 1)]
