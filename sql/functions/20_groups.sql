@@ -226,7 +226,7 @@ create trigger joinery_on_auth_user_deleted
  * Sets app.groups.member_count to the real count of members, for one group or
  * (group_id null) for every group whose count is wrong (the ones
  * `python -m gateway verify` reports), one group at a time under its row lock.
- * Returns how many groups were corrected. For operators (service_role).
+ * Returns how many groups were corrected. For an operator's session (no API role may call it).
  */
 create function private.recount_group_members(group_id uuid default null) returns integer
 language plpgsql volatile
