@@ -88,6 +88,8 @@ LISTS_LOAD = [
                    else %(other)s::uuid end,
               false, now() - random() * interval '10 days'
        from app.like_groups g where g.event_id = %(event)s""",
+    """insert into app.like_group_routes (id, event_id)
+       select g.id, g.event_id from app.like_groups g where g.event_id = %(event)s""",
     """insert into app.pair_invites (event_id, inviter_id, short_code, status, expires_at,
                                      revoked_at, created_at)
        select %(event)s, %(user)s,
