@@ -165,7 +165,7 @@ def test_my_notifications_pages(client: httpx.Client, make_user, admin) -> None:
 
     unread = walk(client, user, "/rest/v1/rpc/my_notifications", 2, unread_only="true")
     assert [n["id"] for p in unread for n in p] == (
-        [ids[0], ids[2], ids[4], ids[6]] + sorted(tied, reverse=True))
+        [ids[0], ids[2], ids[4], ids[6], *sorted(tied, reverse=True)])
 
 
 def test_my_pair_invites_pages_each_list(client: httpx.Client, make_user, admin) -> None:

@@ -26,8 +26,8 @@ from gateway.tools.migrate import migrate
 
 NAMES = ["group_invite_use_count", "event_capacity", "event_seats_taken",
          "group_member_count", "pair_registrations", "accepted_pair_invite_registrations",
-         "like_group_approvals", "like_group_chat", "unapproved_group_chat", "pending_groups_per_user",
-         "mail_outbox_stuck", "audit_partitions", "plain_text_secrets"]
+         "like_group_approvals", "like_group_chat", "unapproved_group_chat",
+         "pending_groups_per_user", "mail_outbox_stuck", "audit_partitions", "plain_text_secrets"]
 
 
 @dataclass
