@@ -99,6 +99,7 @@ declare
     v_uid uuid := private.require_user();
     v_limit integer := private.page_size(my_groups.max_rows);
     v_after timestamptz;
+    v_items jsonb;
 begin
     if my_groups.after is not null then
         select m.created_at into v_after from app.group_members m
@@ -109,7 +110,7 @@ begin
     end if;
     -- One query, one index range (group_members_user_order_idx), and the count
     -- kept on the group's row (member_count) rather than counted per group.
-    return private.page((
+    select (
         select pg_catalog.jsonb_agg(x.item order by x.created_at desc, x.group_id desc)
         from (
             select m.created_at, m.group_id, pg_catalog.jsonb_build_object(
@@ -121,7 +122,10 @@ begin
             where m.user_id = v_uid
               and (v_after is null or (m.created_at, m.group_id) < (v_after, my_groups.after))
             order by m.created_at desc, m.group_id desc
-            limit v_limit + 1) x), v_limit);
+            limit v_limit + 1) x) into v_items;
+    -- Trimmed here, on the coordinator of a cluster, where the Link header is
+    -- set (inside the query above, a router query would run it on a shard).
+    return private.page(v_items, v_limit);
 end;
 $$;
 grant execute on function api.my_groups(integer, uuid) to authenticated, service_role;

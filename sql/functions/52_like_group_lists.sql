@@ -18,6 +18,7 @@ declare
     v_limit integer := private.page_size(my_like_groups.max_rows);
     v_after_event uuid;
     v_after timestamptz;
+    v_items jsonb;
 begin
     if my_like_groups.after is not null then
         -- The cursor's group through its route (one shard on a cluster).
@@ -33,7 +34,7 @@ begin
     -- like_group_members_user_order_idx), then each group's row, members,
     -- authors, approvals and chat, as like_group_json reads them, every read
     -- joined on the group's event (the distribution column on a cluster).
-    return private.page((
+    select (
         select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                 'id', g.id, 'event_id', g.event_id, 'creator_id', g.creator_id,
                 'status', g.status,
@@ -65,7 +66,10 @@ begin
                    or (m.created_at, m.group_id) < (v_after, my_like_groups.after))
             order by m.created_at desc, m.group_id desc
             limit v_limit + 1) p
-        join app.like_groups g on g.event_id = p.event_id and g.id = p.group_id), v_limit);
+        join app.like_groups g on g.event_id = p.event_id and g.id = p.group_id) into v_items;
+    -- Trimmed here, on the coordinator of a cluster, where the Link header is
+    -- set (inside the query above, a router query would run it on a shard).
+    return private.page(v_items, v_limit);
 end;
 $$;
 grant execute on function api.my_like_groups(integer, uuid) to authenticated, service_role;

@@ -47,6 +47,7 @@ declare
     v_uid uuid := private.require_user();
     v_limit integer := private.page_size(my_notifications.max_rows);
     v_after timestamptz;
+    v_items jsonb;
 begin
     if my_notifications.after is not null then
         select n.created_at into v_after from app.notifications n
@@ -56,7 +57,7 @@ begin
         end if;
     end if;
     -- One index range (notifications_user_order_idx, read backwards).
-    return private.page((
+    select (
         select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                 'id', n.id, 'type', n.type, 'data', n.data, 'read_at', n.read_at,
                 'created_at', n.created_at)
@@ -68,7 +69,10 @@ begin
               and (v_after is null or (n.created_at, n.id) < (v_after, my_notifications.after))
             order by n.created_at desc, n.id desc
             limit v_limit + 1
-        ) n), v_limit);
+        ) n) into v_items;
+    -- Trimmed here, on the coordinator of a cluster, where the Link header is
+    -- set (inside the query above, a router query would run it on a shard).
+    return private.page(v_items, v_limit);
 end;
 $$;
 grant execute on function api.my_notifications(boolean, integer, uuid) to authenticated, service_role;

@@ -34,18 +34,25 @@ declare
     v_sent jsonb;
     v_received jsonb;
     v_next text[] := '{}';
+    v_event uuid;
 begin
     if my_pair_invites.sent_after is not null then
+        -- Its event first, in a statement of its own (on a cluster a function
+        -- called inside the query would run on a shard).
+        v_event := private.pair_invite_event(my_pair_invites.sent_after);
         select f.created_at into v_sent_after from app.pair_invites f
-        where f.event_id = private.pair_invite_event(my_pair_invites.sent_after)
+        where f.event_id = v_event
           and f.id = my_pair_invites.sent_after and f.inviter_id = v_uid;
         if not found then
             perform private.page_cursor_unknown('sent_after');
         end if;
     end if;
     if my_pair_invites.received_after is not null then
+        -- Its event first, in a statement of its own (on a cluster a function
+        -- called inside the query would run on a shard).
+        v_event := private.pair_invite_event(my_pair_invites.received_after);
         select f.created_at into v_received_after from app.pair_invites f
-        where f.event_id = private.pair_invite_event(my_pair_invites.received_after)
+        where f.event_id = v_event
           and f.id = my_pair_invites.received_after
           and (f.invitee_id = v_uid or (v_email is not null and f.invitee_email = v_email));
         if not found then
