@@ -10,6 +10,7 @@ drop index app.pair_invites_inviter_order_idx;
 create index like_group_members_user_covering_idx
     on app.like_group_members (user_id) include (group_id, created_at);
 drop index app.like_group_members_user_order_idx;
+drop index app.group_members_group_order_idx;
 create index group_members_user_id_idx on app.group_members (user_id);
 drop index app.group_members_user_order_idx;
 alter table app.groups drop column member_count;

@@ -41,6 +41,11 @@ create index group_members_user_order_idx
     on app.group_members (user_id, created_at, group_id);
 drop index app.group_members_user_id_idx;
 
+-- group_members: a group's members, oldest first (and leave_group's hand-over
+-- to the longest-standing member).
+create index group_members_group_order_idx
+    on app.group_members (group_id, created_at, user_id);
+
 -- my_like_groups: a user's like groups, newest first (the event for the join
 -- to the group's own rows on its shard).
 create index like_group_members_user_order_idx

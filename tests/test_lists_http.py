@@ -29,7 +29,7 @@ def next_query(response: httpx.Response) -> dict[str, str] | None:
     return dict(part.split("=", 1) for part in match["query"].split("&"))
 
 
-def walk(client: httpx.Client, user: User, path: str, max_rows: int,
+def walk(client: httpx.Client, user: User, path: str, max_rows: int, key: str = "id",
          **extra: str) -> list[list[Any]]:
     """Every page of a list by GET, following the Link header; the pages' items."""
     pages: list[list[Any]] = []
@@ -41,7 +41,7 @@ def walk(client: httpx.Client, user: User, path: str, max_rows: int,
         query = next_query(response)
         if query is None:
             return pages
-        assert query == {"max_rows": str(max_rows), "after": pages[-1][-1]["id"]}
+        assert query == {"max_rows": str(max_rows), "after": pages[-1][-1][key]}
         params = {**query, **extra}
         assert len(pages) < 20
 
@@ -76,6 +76,31 @@ def test_my_groups_pages(client: httpx.Client, make_user) -> None:
                        headers=user.headers)
     assert [g["id"] for g in last.json()] == [made[0]]
     assert "link" not in last.headers
+
+
+def test_group_members_pages(client: httpx.Client, make_user) -> None:
+    owner = make_user()
+    group = create_group(client, owner, "Big")
+    invite = client.post(f"/api/groups/{group['id']}/invite", json={}, headers=owner.headers)
+    assert invite.status_code == 201, invite.text
+    joined = [owner.id]
+    for _ in range(4):
+        user = make_user()
+        response = client.post("/api/groups/join", json={"code": invite.json()["invite"]["code"]},
+                               headers=user.headers)
+        assert response.status_code == 200, response.text
+        joined.append(user.id)
+
+    pages = walk(client, owner, "/rest/v1/rpc/group_members", 2, key="user_id",
+                 group_id=group["id"])
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [m["user_id"] for p in pages for m in p] == joined  # oldest first
+    assert [m["role"] for p in pages for m in p] == ["owner"] + ["member"] * 4
+    stranger = client.post("/rest/v1/rpc/group_members",
+                           json={"group_id": group["id"], "after": make_user().id},
+                           headers=owner.headers)
+    assert stranger.status_code == 400, stranger.text
+    assert stranger.json()["message"] == "after is not the id of an item of this list."
 
 
 @pytest.mark.parametrize("max_rows", [0, -1, 201])

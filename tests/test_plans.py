@@ -76,6 +76,17 @@ LISTS_LOAD = [
            select 'Mine ' || n, %(user)s, 1 from generate_series(1, 60) n returning id)
        insert into app.group_members (group_id, user_id, role, created_at)
        select m.id, %(user)s, 'owner', now() - random() * interval '10 days' from mine m""",
+    # A group of the caller's with 59 members more (new accounts): 60 in all.
+    """with people as (
+           insert into auth.users (email)
+           select 'plans-' || n || '-' || gen_random_uuid() || '@example.com'
+           from generate_series(1, 59) n returning id),
+       theirs as (
+           select m.group_id from app.group_members m where m.user_id = %(user)s
+           order by m.group_id limit 1)
+       insert into app.group_members (group_id, user_id, role, created_at)
+       select t.group_id, p.id, 'member', now() - random() * interval '1 day'
+       from theirs t, people p""",
     """insert into app.notifications (user_id, type, created_at)
        select u, 'digest', now() - n * interval '1 second'
        from generate_series(1, 40000) n,
@@ -118,17 +129,22 @@ def test_lists_read_index_ranges_only(database_url: str,
             conn.execute(f"analyze app.{table}")  # type: ignore[arg-type]
         # The first page and the next (after the first page's last item) of each.
         queries = []
+        (group,) = conn.execute(
+            "select m.group_id::text from app.group_members m where m.user_id = %s "
+            "and m.role = 'owner' order by m.group_id limit 1", (user.id,)).fetchone() or ("",)
         for call, key in (("my_groups()", None), ("my_like_groups()", None),
-                          ("my_notifications()", None), ("my_pair_invites()", "sent")):
+                          ("my_notifications()", None), ("my_pair_invites()", "sent"),
+                          (f"group_members('{group}')", None)):
             found = plans(conn, user, f"select api.{call}")
             (answer,) = conn.execute(f"select api.{call}").fetchone() or (None,)  # type: ignore[arg-type]
             page = answer[key] if key else answer
             assert len(page) == 50, call
-            cursor = page[-1]["id"]
-            name = call.removesuffix("()")
+            cursor = page[-1].get("id") or page[-1]["user_id"]
+            name, _, first = call.partition("(")
+            first = first.removesuffix(")")
             argument = "sent_after" if key else "after"
             queries.append((call, found))
-            nxt = f"select api.{name}({argument} => '{cursor}')"
+            nxt = f"select api.{name}({first + ', ' if first else ''}{argument} => '{cursor}')"
             queries.append((nxt, plans(conn, user, nxt)))
             (rest,) = conn.execute(nxt).fetchone() or (None,)  # type: ignore[arg-type]
             assert len(rest[key] if key else rest) == 10, nxt

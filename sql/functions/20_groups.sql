@@ -132,26 +132,49 @@ grant execute on function api.my_groups(integer, uuid) to authenticated, service
 
 /**
  * Members of a group, for its members only (403 otherwise, 404 if no group):
- * [{user_id, display_name, role, joined_at}], oldest first.
+ * [{user_id, display_name, role, joined_at}], oldest first. A page of
+ * `max_rows` (1 to 200, default 50); the next page: `after` = the user_id of
+ * the last member received. A page that continues says so in its Link header
+ * (docs/http.md, "Pages").
+ * @arg max_rows minimum=1 maximum=200
  * @returns [{user_id:uuid, display_name:string?, role:owner|member, joined_at:date-time}]
  */
-create function api.group_members(group_id uuid) returns jsonb
+create function api.group_members(group_id uuid, max_rows integer default 50, after uuid default null)
+returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_limit integer := private.page_size(group_members.max_rows);
+    v_after timestamptz;
+    v_items jsonb;
 begin
     perform private.require_group_member(group_members.group_id);
-    return (
-        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+    if group_members.after is not null then
+        select m.created_at into v_after from app.group_members m
+        where m.group_id = group_members.group_id and m.user_id = group_members.after;
+        if not found then
+            perform private.page_cursor_unknown('after');
+        end if;
+    end if;
+    -- One index range (group_members_group_order_idx), oldest first.
+    v_items := (
+        select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                 'user_id', m.user_id, 'display_name', p.display_name,
                 'role', m.role, 'joined_at', m.created_at)
-            order by m.created_at, m.user_id), '[]'::jsonb)
-        from app.group_members m
-        left join app.profiles p on p.id = m.user_id
-        where m.group_id = group_members.group_id);
+            order by m.created_at, m.user_id)
+        from (
+            select m.user_id, m.role, m.created_at from app.group_members m
+            where m.group_id = group_members.group_id
+              and (v_after is null or (m.created_at, m.user_id) > (v_after, group_members.after))
+            order by m.created_at, m.user_id
+            limit v_limit + 1) m
+        left join app.profiles p on p.id = m.user_id);
+    -- Trimmed here, on the coordinator of a cluster, where the Link header is set.
+    return private.page(v_items, v_limit, 'user_id');
 end;
 $$;
-grant execute on function api.group_members(uuid) to authenticated, service_role;
+grant execute on function api.group_members(uuid, integer, uuid) to authenticated, service_role;
 
 /**
  * Leaves a group. When the owner leaves, the longest-standing member becomes
