@@ -91,16 +91,16 @@ def load_statements(s: Layout) -> list[tuple[str, str]]:
             select u.id, split_part(u.email, '@', 1) from auth.users u
             where u.email like '%@bench.test'"""),
         ("groups", f"""
-            insert into app.groups (id, name, creator_id, created_at)
+            insert into app.groups (id, name, creator_id, created_at, member_count)
             select {grp('g')}, 'Group ' || g, {uid(f'(g * 10) % {U} + 1')},
-                   now() - interval '30 days'
+                   now() - interval '30 days', 10
             from generate_series(0, {NG - 1}) g;
-            insert into app.groups (id, name, creator_id)
-            select {grp(f'{L.RACE_GROUP_BASE} + r')}, 'Race ' || r, {uid('1')}
+            insert into app.groups (id, name, creator_id, member_count)
+            select {grp(f'{L.RACE_GROUP_BASE} + r')}, 'Race ' || r, {uid('1')}, 1
             from {race_rounds} r
             union all
             select {grp(f'{L.RACE_GROUP_BASE + 100_000} + r')}, 'Baseline race ' || r,
-                   {uid('1')}
+                   {uid('1')}, 1
             from {race_rounds} r;
             insert into app.group_members (group_id, user_id, role, created_at)
             select {grp('g')}, {uid(f'(g * 10 + m) % {U} + 1')},

@@ -163,3 +163,62 @@ def test_one_user_two_codes_of_one_group(gateway, client: httpx.Client, make_use
         "select sum(use_count) from app.group_invites where id in (%s, %s)",
         (first["id"], second["id"])).fetchone()
     assert total == (1,)
+
+
+def member_counts(admin, group_id: str) -> tuple[int, int]:
+    """(member_count kept on the group, the real count of its members)."""
+    row = admin.execute(
+        "select g.member_count, (select count(*) from app.group_members m where m.group_id = g.id)"
+        " from app.groups g where g.id = %s", (group_id,)).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_member_count_under_joins_and_leaves_at_once(gateway, client: httpx.Client, make_user,
+                                                     admin) -> None:
+    """30 joins through three codes, 10 leaves and the owner's leave (a hand-over),
+    all released at once: member_count ends equal to count(*), 30."""
+    owner = make_user()
+    group_id = setup_group(client, owner)
+    codes = [new_invite(client, owner, group_id)["code"] for _ in range(3)]
+    leavers = make_users(make_user, 10)
+    for user in leavers:
+        joined = client.post("/api/groups/join", json={"code": codes[0]}, headers=user.headers)
+        assert joined.status_code == 200, joined.text
+    assert member_counts(admin, group_id) == (11, 11)
+    joiners = make_users(make_user, 30)
+
+    responses = at_once(gateway, [
+        ("/api/groups/join", {"code": codes[n % 3]}, user.headers)
+        for n, user in enumerate(joiners)
+    ] + [
+        ("/rest/v1/rpc/leave_group", {"group_id": group_id}, user.headers)
+        for user in [*leavers, owner]
+    ])
+
+    assert [r.status_code for r in responses] == [200] * 30 + [204] * 11, [
+        r.text for r in responses if r.status_code >= 300]
+    assert member_counts(admin, group_id) == (30, 30)
+    owners = admin.execute("select count(*) from app.group_members where group_id = %s "
+                           "and role = 'owner'", (group_id,)).fetchone()
+    assert owners == (1,)
+    broken = admin.execute("select broken from private.verify() "
+                           "where invariant = 'group_member_count'").fetchone()
+    assert broken == (0,)
+
+
+def test_member_count_when_joins_race_one_user_twice(gateway, client: httpx.Client, make_user,
+                                                     admin) -> None:
+    """Each of 10 users joins through two codes at once (20 requests): one membership
+    each, counted once."""
+    owner = make_user()
+    group_id = setup_group(client, owner)
+    first, second = (new_invite(client, owner, group_id)["code"] for _ in range(2))
+    users = make_users(make_user, 10)
+
+    responses = at_once(gateway, [
+        ("/api/groups/join", {"code": code}, user.headers)
+        for user in users for code in (first, second)])
+
+    assert [r.status_code for r in responses] == [200] * 20
+    assert member_counts(admin, group_id) == (11, 11)

@@ -399,3 +399,29 @@ def test_healthz(client: httpx.Client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": True}
+
+
+def test_member_count_follows_account_deletion(client: httpx.Client, make_user, admin) -> None:
+    """Deleting an account takes its memberships away and one off each group's
+    member_count (the groups it created go with it)."""
+    owner, joiner, other = make_user(), make_user(), make_user()
+    group = create_group(client, owner, "Readers")
+    theirs = create_group(client, joiner, "Theirs")
+    invite = create_invite(client, owner, group["id"])
+    assert join(client, joiner, invite["code"]).status_code == 200
+    assert join(client, other, invite["code"]).status_code == 200
+    count = "select member_count from app.groups where id = %s"
+    assert admin.execute(count, (group["id"],)).fetchone() == (3,)
+
+    admin.execute("delete from auth.users where id = %s", (joiner.id,))
+
+    assert admin.execute(count, (group["id"],)).fetchone() == (2,)
+    # The group the account created goes with it by the foreign key's cascade; on a
+    # Citus cluster, which keeps no keys to auth.users, it stays, with no members.
+    assert admin.execute(count, (theirs["id"],)).fetchone() in (None, (0,))
+    assert admin.execute("select count(*) from app.group_members where group_id = %s",
+                         (group["id"],)).fetchone() == (2,)
+    preview = client.post("/rest/v1/rpc/preview_group_invite", json={"code": invite["code"]},
+                          headers=make_user().headers)
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["group"]["member_count"] == 2

@@ -61,3 +61,95 @@ def test_my_pair_invites_reads_no_whole_table(
     assert shown, found  # auto_explain did show the function's statements
     assert not [p for p in found if "Seq Scan on pair_invites" in p], "\n\n".join(found)
     assert answer is not None
+
+
+# Each list's table loaded with 20,000 to 40,000 rows of someone else's and 60 of
+# the caller's (more than one page of 50): every read is an index range.
+LISTS_LOAD = [
+    """insert into app.groups (name, creator_id, member_count)
+       select 'Other ' || n, %(other)s, 1 from generate_series(1, 20000) n""",
+    """insert into app.group_members (group_id, user_id, role, created_at)
+       select g.id, %(other)s, 'owner', g.created_at from app.groups g
+       where g.creator_id = %(other)s""",
+    """with mine as (
+           insert into app.groups (name, creator_id, member_count)
+           select 'Mine ' || n, %(user)s, 1 from generate_series(1, 60) n returning id)
+       insert into app.group_members (group_id, user_id, role, created_at)
+       select m.id, %(user)s, 'owner', now() - random() * interval '10 days' from mine m""",
+    # A group of the caller's with 59 members more (new accounts): 60 in all.
+    """with people as (
+           insert into auth.users (email)
+           select 'plans-' || n || '-' || gen_random_uuid() || '@example.com'
+           from generate_series(1, 59) n returning id),
+       theirs as (
+           select m.group_id from app.group_members m where m.user_id = %(user)s
+           order by m.group_id limit 1)
+       insert into app.group_members (group_id, user_id, role, created_at)
+       select t.group_id, p.id, 'member', now() - random() * interval '1 day'
+       from theirs t, people p""",
+    """insert into app.notifications (user_id, type, created_at)
+       select u, 'digest', now() - n * interval '1 second'
+       from generate_series(1, 40000) n,
+            lateral (select case when n <= 60 then %(user)s::uuid else %(other)s::uuid end u) x""",
+    """insert into app.like_groups (event_id, creator_id, status, decided_at)
+       select %(event)s, %(other)s, 'rejected', now() from generate_series(1, 20060)""",
+    """insert into app.like_group_members (group_id, event_id, user_id, pending, created_at)
+       select g.id, g.event_id,
+              case when row_number() over (order by g.id) <= 60 then %(user)s::uuid
+                   else %(other)s::uuid end,
+              false, now() - random() * interval '10 days'
+       from app.like_groups g where g.event_id = %(event)s""",
+    """insert into app.like_group_routes (id, event_id)
+       select g.id, g.event_id from app.like_groups g where g.event_id = %(event)s""",
+    """insert into app.pair_invites (event_id, inviter_id, short_code, status, expires_at,
+                                     revoked_at, created_at)
+       select %(event)s, %(user)s,
+              (select string_agg(substr('23456789ABCDEFGHJKMNPQRSTUVWXYZ',
+                                        1 + floor(random() * 31)::int, 1), '')
+               from generate_series(1, 8 + 0 * n)),
+              'revoked', now() + interval '1 day', now(), now() - n * interval '1 minute'
+       from generate_series(1, 60) n""",
+]
+LIST_TABLES = ("groups", "group_members", "notifications", "like_groups",
+               "like_group_members", "pair_invites")
+
+
+def test_lists_read_index_ranges_only(database_url: str,
+                                      make_user: Callable[[], User]) -> None:
+    user, other = make_user(), make_user()
+    with psycopg.connect(database_url) as conn:  # one transaction, rolled back
+        (event,) = conn.execute(
+            "insert into app.events (title, creator_id) values ('Loaded', %s) returning id",
+            (other.id,)).fetchone() or (None,)
+        conn.execute(LOAD, {"event": event, "inviter": other.id})
+        values = {"user": user.id, "other": other.id, "event": event}
+        for statement in LISTS_LOAD:
+            conn.execute(statement, values)  # type: ignore[arg-type]  # the test's own SQL
+        for table in LIST_TABLES:
+            conn.execute(f"analyze app.{table}")  # type: ignore[arg-type]
+        # The first page and the next (after the first page's last item) of each.
+        queries = []
+        (group,) = conn.execute(
+            "select m.group_id::text from app.group_members m where m.user_id = %s "
+            "and m.role = 'owner' order by m.group_id limit 1", (user.id,)).fetchone() or ("",)
+        for call, key in (("my_groups()", None), ("my_like_groups()", None),
+                          ("my_notifications()", None), ("my_pair_invites()", "sent"),
+                          (f"group_members('{group}')", None)):
+            found = plans(conn, user, f"select api.{call}")
+            (answer,) = conn.execute(f"select api.{call}").fetchone() or (None,)  # type: ignore[arg-type]
+            page = answer[key] if key else answer
+            assert len(page) == 50, call
+            cursor = page[-1].get("id") or page[-1]["user_id"]
+            name, _, first = call.partition("(")
+            first = first.removesuffix(")")
+            argument = "sent_after" if key else "after"
+            queries.append((call, found))
+            nxt = f"select api.{name}({first + ', ' if first else ''}{argument} => '{cursor}')"
+            queries.append((nxt, plans(conn, user, nxt)))
+            (rest,) = conn.execute(nxt).fetchone() or (None,)  # type: ignore[arg-type]
+            assert len(rest[key] if key else rest) == 10, nxt
+        conn.rollback()
+    for query, found in queries:
+        assert found, query  # auto_explain did show the function's statements
+        scans = [p for p in found for t in LIST_TABLES if f"Seq Scan on {t}" in p]
+        assert not scans, (query, "\n\n".join(scans))

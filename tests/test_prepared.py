@@ -97,7 +97,7 @@ def test_statements_are_prepared_once_per_connection(database_url: str, make_use
     first = out["prepared_first"]
     assert len(first) == 4, first
     assert first[0] == setup and '"api"."me"()' in first[1]
-    assert "transaction_read_only" in first[2] and '"api"."my_groups"()' in first[3]
+    assert "transaction_read_only" in first[2] and '"api"."my_groups"(' in first[3]
     assert out["errors"] == {"22023"}
     assert out["prepared_after_errors"] == []
     assert out["read_only_error"] == "25006"  # read_only_sql_transaction

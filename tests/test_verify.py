@@ -25,9 +25,9 @@ from conftest import ROOT
 from gateway.tools.migrate import migrate
 
 NAMES = ["group_invite_use_count", "event_capacity", "event_seats_taken",
-         "pair_registrations", "accepted_pair_invite_registrations", "like_group_approvals",
-         "like_group_chat", "unapproved_group_chat", "pending_groups_per_user",
-         "mail_outbox_stuck", "audit_partitions", "plain_text_secrets"]
+         "group_member_count", "pair_registrations", "accepted_pair_invite_registrations",
+         "like_group_approvals", "like_group_chat", "unapproved_group_chat",
+         "pending_groups_per_user", "mail_outbox_stuck", "audit_partitions", "plain_text_secrets"]
 
 
 @dataclass
@@ -68,6 +68,7 @@ def build(url: str) -> Data:
         group = call(conn, u["owner"], "create_group", "Verify")
         invite = call(conn, u["owner"], "create_group_invite", group["id"])
         data.ids["invite"] = invite["id"]
+        data.ids["group"] = group["id"]
         call(conn, u["joiner"], "join_group", invite["code"])
 
         event = call(conn, u["owner"], "create_event", "Seats", None, None, 5)
@@ -155,6 +156,9 @@ CASES: dict[str, Callable[[Data], tuple[list[str], list[str]]]] = {
     "event_seats_taken": lambda d: (
         [f"update app.events set seats_taken = 2 where id = '{d.ids['event']}'"],
         [d.ids["event"]]),
+    "group_member_count": lambda d: (
+        [f"update app.groups set member_count = 1 where id = '{d.ids['group']}'"],
+        [d.ids["group"]]),
     "pair_registrations": lambda d: (
         [f"insert into app.registrations (event_id, user_id, status, pair_id) values "
          f"('{d.ids['pair_event']}', '{d.users['other']}', 'cancelled', '{d.ids['pair']}')"],
@@ -233,7 +237,7 @@ def test_command_clean_exits_0(data: Data) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[:-1] == [f"ok     {name}" for name in NAMES]
-    assert lines[-1].startswith("verify: all 12 invariants hold (")
+    assert lines[-1].startswith("verify: all 13 invariants hold (")
     done = run_verify(data.url, "--json")
     assert done.returncode == 0
     answer = json.loads(done.stdout)
@@ -256,7 +260,7 @@ def test_command_broken_exits_1_naming_it(data: Data) -> None:
     assert lines[2] == f"BROKEN event_seats_taken: 1 row(s): {event}"
     assert [line for line in lines if not line.startswith("ok ")] == [
         lines[2], lines[-1]]
-    assert lines[-1].startswith("verify: 1 of 12 invariants broken (")
+    assert lines[-1].startswith("verify: 1 of 13 invariants broken (")
     assert machine.returncode == 1
     answer = json.loads(machine.stdout)
     assert answer["ok"] is False

@@ -142,7 +142,10 @@ class Calls:
                                                     keep_blank_values=True))
         body = (parse_body(await self._body(receive, get), _text(get(b"content-type")))
                 if seed.takes_body else {})
-        return who, seed.arguments(params, body)
+        query = (dict(urllib.parse.parse_qsl(scope["query_string"].decode("latin-1"),
+                                             keep_blank_values=True))
+                 if seed.from_query and scope["query_string"] else None)
+        return who, seed.arguments(params, body, query)
 
     def _expire(self, task: asyncio.Task[Any] | None, send: Any, request_id: str | None,
                 expired: list[bool]) -> None:

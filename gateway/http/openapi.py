@@ -378,6 +378,9 @@ def seed_operation(route: SeedRoute, fn: Function,
     params = [{"name": param, "in": "path", "required": True,
                "schema": arg_schema(types[arg], notes.args.get(arg, {}), domains)}
               for arg, param in route.from_path.items()]
+    params += [{"name": param, "in": "query", "required": False,
+                "schema": arg_schema(types[arg], notes.args.get(arg, {}), domains)}
+               for arg, param in route.from_query.items()]
     slug = re.sub(r"\W+", "_", route.path).strip("_")
     limited = catalog is not None and fn.name in catalog.limited
     op: dict[str, Any] = {

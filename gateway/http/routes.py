@@ -19,6 +19,8 @@ class SeedRoute:
     from_path: Mapping[str, str] = field(default_factory=dict)
     # argument name -> body field name (a field absent from the body is passed as null)
     from_body: Mapping[str, str] = field(default_factory=dict)
+    # argument name -> query parameter name (one absent is not passed: the default)
+    from_query: Mapping[str, str] = field(default_factory=dict)
     status: int = 200
     shape: Shape = lambda value: value
 
@@ -26,9 +28,13 @@ class SeedRoute:
     def takes_body(self) -> bool:
         return bool(self.from_body)
 
-    def arguments(self, path: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
+    def arguments(self, path: Mapping[str, str], body: Mapping[str, Any],
+                  query: Mapping[str, str] | None = None) -> dict[str, Any]:
         args: dict[str, Any] = {arg: path[param] for arg, param in self.from_path.items()}
         args.update({arg: body.get(key) for arg, key in self.from_body.items()})
+        if query:
+            args.update({arg: query[key] for arg, key in self.from_query.items()
+                         if key in query})
         return args
 
 
@@ -54,6 +60,8 @@ def camel(value: Any) -> Any:
 
 
 _GROUP = {"group_id": "id"}
+# A list's page (docs/http.md, "Pages"): the same names as the function's arguments.
+_PAGE = {"max_rows": "max_rows", "after": "after"}
 
 SEED_ROUTES: list[SeedRoute] = [
     # Group invite codes (seed 000).
@@ -64,7 +72,7 @@ SEED_ROUTES: list[SeedRoute] = [
     SeedRoute("POST", "/api/groups/join", "join_group",
               from_body={"code": "code"}, shape=success()),
     # Like groups (seed 003), in camelCase.
-    SeedRoute("GET", "/groups", "my_like_groups", shape=camel),
+    SeedRoute("GET", "/groups", "my_like_groups", from_query=_PAGE, shape=camel),
     SeedRoute("GET", "/groups/{id}", "get_like_group", from_path=_GROUP, shape=camel),
     SeedRoute("POST", "/groups/{id}/members", "add_like_group_member", from_path=_GROUP,
               from_body={"user_id": "userId"}, shape=camel),

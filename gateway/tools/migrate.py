@@ -434,8 +434,13 @@ def prepare_yoyo_schema(conn: psycopg.Connection) -> None:
         conn.execute(YOYO_SCHEMA_MIGRATION.read_text())  # type: ignore[arg-type]  # repo file
 
 
-def apply_migrations(database_url: str) -> int:
-    """Applies pending yoyo migrations; returns how many were applied."""
+# The migration that adds app.groups.member_count (kept by the functions of
+# sql/, which the rebuild after it installs).
+RECOUNT_AFTER = "0045_lists"
+
+
+def apply_migrations(database_url: str) -> list[str]:
+    """Applies pending yoyo migrations; returns the ids of those applied."""
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(yoyo_url(database_url))
@@ -444,7 +449,7 @@ def apply_migrations(database_url: str) -> int:
         pending = backend.to_apply(migrations)
         # The post-apply hook (plain `yoyo apply`) is replaced here by apply_code.
         backend.apply_migrations_only(pending)
-    return len(pending)
+    return [m.id for m in pending]
 
 
 def set_authenticator_password(conn: psycopg.Connection, password: str) -> None:
@@ -506,13 +511,17 @@ def migrate(database_url: str, force_code: bool = False) -> str:
     applied = apply_migrations(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
         rebuilt = apply_code(conn, force=force_code)
+        if RECOUNT_AFTER in applied:
+            # Joins and leaves between 0045's backfill and this rebuild ran the
+            # old functions, which do not keep member_count: count once more.
+            conn.execute("select private.recount_group_members()")
         # The audit log's monthly partitions, three months ahead (prune keeps
         # them so too): entries never land in its default partition.
         conn.execute("select private.audit_add_partitions(3)")
         if password:
             set_authenticator_password(conn, password)
         distributed = distribute(conn)  # nothing off a Citus coordinator
-    report = f"{applied} migration(s) applied; sql/ {'rebuilt' if rebuilt else 'unchanged'}"
+    report = f"{len(applied)} migration(s) applied; sql/ {'rebuilt' if rebuilt else 'unchanged'}"
     if distributed:
         report += "; citus: " + "; ".join(distributed)
     return report

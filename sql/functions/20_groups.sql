@@ -65,7 +65,8 @@ declare
     v_name text := private.plain_name(create_group.name, 'name', 100);
     v_group app.groups;
 begin
-    insert into app.groups (name, creator_id) values (v_name, v_uid) returning * into v_group;
+    insert into app.groups (name, creator_id, member_count) values (v_name, v_uid, 1)
+    returning * into v_group;
     insert into app.group_members (group_id, user_id, role) values (v_group.id, v_uid, 'owner');
     return pg_catalog.jsonb_build_object(
         'id', v_group.id, 'name', v_group.name,
@@ -77,50 +78,96 @@ grant execute on function api.create_group(text) to authenticated, service_role;
 /**
  * The caller's groups, newest membership first:
  * [{id, name, creator_id, role, member_count, created_at, joined_at}].
+ * A page of `max_rows` (1 to 200, default 50); the next page: `after` = the id
+ * of the last group received. A page that continues says so in its Link header
+ * (docs/http.md, "Pages").
+ * @arg max_rows minimum=1 maximum=200
  * @returns [{id:uuid, name:string, creator_id:uuid, role:owner|member, member_count:integer, created_at:date-time, joined_at:date-time}]
  */
-create function api.my_groups() returns jsonb
+create function api.my_groups(max_rows integer default 50, after uuid default null) returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    v_limit integer := private.page_size(my_groups.max_rows);
+    v_after timestamptz;
+    v_items jsonb;
 begin
-    return (
-        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                'id', g.id, 'name', g.name, 'creator_id', g.creator_id, 'role', m.role,
-                'member_count', (select pg_catalog.count(*) from app.group_members c where c.group_id = g.id),
-                'created_at', g.created_at, 'joined_at', m.created_at)
-            order by m.created_at desc, g.id), '[]'::jsonb)
-        from app.group_members m
-        join app.groups g on g.id = m.group_id
-        where m.user_id = v_uid);
+    if my_groups.after is not null then
+        select m.created_at into v_after from app.group_members m
+        where m.group_id = my_groups.after and m.user_id = v_uid;
+        if not found then
+            perform private.page_cursor_unknown('after');
+        end if;
+    end if;
+    -- One query, one index range (group_members_user_order_idx), and the count
+    -- kept on the group's row (member_count) rather than counted per group.
+    select (
+        select pg_catalog.jsonb_agg(x.item order by x.created_at desc, x.group_id desc)
+        from (
+            select m.created_at, m.group_id, pg_catalog.jsonb_build_object(
+                    'id', g.id, 'name', g.name, 'creator_id', g.creator_id, 'role', m.role,
+                    'member_count', g.member_count,
+                    'created_at', g.created_at, 'joined_at', m.created_at) item
+            from app.group_members m
+            join app.groups g on g.id = m.group_id
+            where m.user_id = v_uid
+              and (v_after is null or (m.created_at, m.group_id) < (v_after, my_groups.after))
+            order by m.created_at desc, m.group_id desc
+            limit v_limit + 1) x) into v_items;
+    -- Trimmed here, on the coordinator of a cluster, where the Link header is
+    -- set (inside the query above, a router query would run it on a shard).
+    return private.page(v_items, v_limit);
 end;
 $$;
-grant execute on function api.my_groups() to authenticated, service_role;
+grant execute on function api.my_groups(integer, uuid) to authenticated, service_role;
 
 /**
  * Members of a group, for its members only (403 otherwise, 404 if no group):
- * [{user_id, display_name, role, joined_at}], oldest first.
+ * [{user_id, display_name, role, joined_at}], oldest first. A page of
+ * `max_rows` (1 to 200, default 50); the next page: `after` = the user_id of
+ * the last member received. A page that continues says so in its Link header
+ * (docs/http.md, "Pages").
+ * @arg max_rows minimum=1 maximum=200
  * @returns [{user_id:uuid, display_name:string?, role:owner|member, joined_at:date-time}]
  */
-create function api.group_members(group_id uuid) returns jsonb
+create function api.group_members(group_id uuid, max_rows integer default 50, after uuid default null)
+returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_limit integer := private.page_size(group_members.max_rows);
+    v_after timestamptz;
+    v_items jsonb;
 begin
     perform private.require_group_member(group_members.group_id);
-    return (
-        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+    if group_members.after is not null then
+        select m.created_at into v_after from app.group_members m
+        where m.group_id = group_members.group_id and m.user_id = group_members.after;
+        if not found then
+            perform private.page_cursor_unknown('after');
+        end if;
+    end if;
+    -- One index range (group_members_group_order_idx), oldest first.
+    v_items := (
+        select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                 'user_id', m.user_id, 'display_name', p.display_name,
                 'role', m.role, 'joined_at', m.created_at)
-            order by m.created_at, m.user_id), '[]'::jsonb)
-        from app.group_members m
-        left join app.profiles p on p.id = m.user_id
-        where m.group_id = group_members.group_id);
+            order by m.created_at, m.user_id)
+        from (
+            select m.user_id, m.role, m.created_at from app.group_members m
+            where m.group_id = group_members.group_id
+              and (v_after is null or (m.created_at, m.user_id) > (v_after, group_members.after))
+            order by m.created_at, m.user_id
+            limit v_limit + 1) m
+        left join app.profiles p on p.id = m.user_id);
+    -- Trimmed here, on the coordinator of a cluster, where the Link header is set.
+    return private.page(v_items, v_limit, 'user_id');
 end;
 $$;
-grant execute on function api.group_members(uuid) to authenticated, service_role;
+grant execute on function api.group_members(uuid, integer, uuid) to authenticated, service_role;
 
 /**
  * Leaves a group. When the owner leaves, the longest-standing member becomes
@@ -144,6 +191,10 @@ begin
     v_member := private.require_group_member(leave_group.group_id);
     delete from app.group_members m
     where m.group_id = leave_group.group_id and m.user_id = v_member.user_id;
+    -- The group's row is locked above: the count goes down with the row, in the
+    -- same transaction, on the same shard.
+    update app.groups g set member_count = g.member_count - 1
+    where g.id = leave_group.group_id;
     if v_member.role = 'owner' then
         select m.user_id into v_next from app.group_members m
         where m.group_id = leave_group.group_id
@@ -159,3 +210,65 @@ begin
 end;
 $$;
 grant execute on function api.leave_group(uuid) to authenticated, service_role;
+
+/**
+ * Trigger on auth.users, before an account is deleted: its memberships are
+ * deleted here, one group at a time (the group's row locked first, as
+ * leave_group does, in the order of the ids), each taking one off the group's
+ * member_count. The foreign key's cascade, which would skip the count, then
+ * finds nothing (and on a Citus cluster, which drops keys to auth.users, there
+ * is no cascade at all). Ownership is not handed over here.
+ */
+create function private.handle_deleted_user() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+    v_group uuid;
+begin
+    for v_group in
+        select m.group_id from app.group_members m where m.user_id = old.id order by m.group_id
+    loop
+        perform from app.groups g where g.id = v_group for no key update;
+        delete from app.group_members m where m.group_id = v_group and m.user_id = old.id;
+        if found then
+            update app.groups g set member_count = g.member_count - 1 where g.id = v_group;
+        end if;
+    end loop;
+    return old;
+end;
+$$;
+create trigger joinery_on_auth_user_deleted
+    before delete on auth.users
+    for each row execute function private.handle_deleted_user();
+
+/**
+ * Sets app.groups.member_count to the real count of members, for one group or
+ * (group_id null) for every group whose count is wrong (the ones
+ * `python -m gateway verify` reports), one group at a time under its row lock.
+ * Returns how many groups were corrected. For an operator's session (no API role may call it).
+ */
+create function private.recount_group_members(group_id uuid default null) returns integer
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_group uuid;
+    v_fixed integer := 0;
+begin
+    for v_group in
+        select g.id from app.groups g
+        where (recount_group_members.group_id is null or g.id = recount_group_members.group_id)
+          and g.member_count <> (select pg_catalog.count(*) from app.group_members m
+                                 where m.group_id = g.id)
+        order by g.id
+    loop
+        update app.groups g
+        set member_count = (select pg_catalog.count(*) from app.group_members m
+                            where m.group_id = v_group)
+        where g.id = v_group;
+        v_fixed := v_fixed + 1;
+    end loop;
+    return v_fixed;
+end;
+$$;

@@ -230,6 +230,11 @@ begin
         returning * into v_member;
         v_consumed := found;
         if v_consumed then
+            -- The count on the group's row, in this transaction: the update waits
+            -- for any other join or leave of the group (its row lock), so counts
+            -- never get lost; named by id, on the membership's shard.
+            update app.groups g set member_count = g.member_count + 1
+            where g.id = v_invite.group_id;
             -- Named by group too: on a cluster a write without the distribution
             -- column would lock every shard.
             update app.group_invites i set use_count = i.use_count + 1
@@ -295,7 +300,7 @@ begin
         select pg_catalog.jsonb_build_object(
             'group', pg_catalog.jsonb_build_object(
                 'id', g.id, 'name', g.name,
-                'member_count', (select pg_catalog.count(*) from app.group_members m where m.group_id = g.id)),
+                'member_count', g.member_count),
             'expires_at', v_invite.expires_at,
             'uses_left', v_invite.max_uses - v_invite.use_count)
         from app.groups g where g.id = v_invite.group_id);
@@ -313,20 +318,29 @@ language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
-    v_out jsonb := '[]'::jsonb;
-    v_invite app.group_invites;
+    v_now timestamptz := pg_catalog.now();
 begin
     perform private.require_group_member(list_group_invites.group_id);
-    -- Shaped here, row by row: on a Citus cluster a function taking the table's
-    -- row type cannot run inside the shard's query.
-    for v_invite in
-        select * from app.group_invites i
-        where i.group_id = list_group_invites.group_id
-        order by i.created_at desc, i.id
-    loop
-        v_out := v_out || pg_catalog.jsonb_build_array(private.group_invite_json(v_invite));
-    end loop;
-    return v_out;
+    -- One query, shaped in it (as private.group_invite_json, spelled out: on a
+    -- Citus cluster a function taking the table's row type cannot run inside
+    -- the shard's query).
+    return (
+        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                'id', i.id,
+                'group_id', i.group_id,
+                'code_hint', i.code_hint,
+                'created_by', i.created_by,
+                'created_at', i.created_at,
+                'expires_at', i.expires_at,
+                'max_uses', i.max_uses,
+                'use_count', i.use_count,
+                'revoked_at', i.revoked_at,
+                'active', i.revoked_at is null
+                    and (i.expires_at is null or i.expires_at > v_now)
+                    and (i.max_uses is null or i.use_count < i.max_uses))
+            order by i.created_at desc, i.id), '[]'::jsonb)
+        from app.group_invites i
+        where i.group_id = list_group_invites.group_id);
 end;
 $$;
 grant execute on function api.list_group_invites(uuid) to authenticated, service_role;

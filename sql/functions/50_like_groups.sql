@@ -235,30 +235,6 @@ $$;
 grant execute on function api.like_event(uuid, uuid[]) to authenticated, service_role;
 
 /**
- * Like groups the caller created or belongs to, newest first.
- */
-create function api.my_like_groups() returns jsonb
-language plpgsql stable security definer
-set search_path = ''
-as $$
-declare
-    v_uid uuid := private.require_user();
-    v_out jsonb := '[]'::jsonb;
-    r record;
-begin
-    for r in
-        select m.group_id, m.event_id from app.like_group_members m
-        where m.user_id = v_uid
-        order by m.created_at desc, m.group_id
-    loop
-        v_out := v_out || pg_catalog.jsonb_build_array(private.like_group_json(r.group_id, r.event_id));
-    end loop;
-    return v_out;
-end;
-$$;
-grant execute on function api.my_like_groups() to authenticated, service_role;
-
-/**
  * Raises 404 when the like group does not exist and 403 when the caller may
  * not see it (members, the event's creator and authors may). Returns the
  * group's event, found once for the reads that follow.

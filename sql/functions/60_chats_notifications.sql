@@ -29,32 +29,53 @@ $$;
 grant execute on function api.my_chats() to authenticated, service_role;
 
 /**
- * The caller's notifications, newest first (at most 200):
- * [{id, type, data, read_at, created_at}].
+ * The caller's notifications, newest first: [{id, type, data, read_at,
+ * created_at}] (unread_only: those not read yet). A page of `max_rows` (1 to
+ * 200, default 50); the next page: `after` = the id of the last notification
+ * received. A page that continues says so in its Link header (docs/http.md,
+ * "Pages").
+ * @arg max_rows minimum=1 maximum=200
  * @returns [{id:uuid, type:string, data, read_at:date-time?, created_at:date-time}]
  */
-create function api.my_notifications(unread_only boolean default false) returns jsonb
+create function api.my_notifications(
+    unread_only boolean default false, max_rows integer default 50, after uuid default null
+) returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
     v_uid uuid := private.require_user();
+    v_limit integer := private.page_size(my_notifications.max_rows);
+    v_after timestamptz;
+    v_items jsonb;
 begin
-    return (
-        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+    if my_notifications.after is not null then
+        select n.created_at into v_after from app.notifications n
+        where n.user_id = v_uid and n.id = my_notifications.after;
+        if not found then
+            perform private.page_cursor_unknown('after');
+        end if;
+    end if;
+    -- One index range (notifications_user_order_idx, read backwards).
+    select (
+        select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                 'id', n.id, 'type', n.type, 'data', n.data, 'read_at', n.read_at,
                 'created_at', n.created_at)
-            order by n.created_at desc, n.id), '[]'::jsonb)
+            order by n.created_at desc, n.id desc)
         from (
-            select * from app.notifications n
+            select n.id, n.type, n.data, n.read_at, n.created_at from app.notifications n
             where n.user_id = v_uid
               and (not coalesce(my_notifications.unread_only, false) or n.read_at is null)
-            order by n.created_at desc, n.id
-            limit 200
-        ) n);
+              and (v_after is null or (n.created_at, n.id) < (v_after, my_notifications.after))
+            order by n.created_at desc, n.id desc
+            limit v_limit + 1
+        ) n) into v_items;
+    -- Trimmed here, on the coordinator of a cluster, where the Link header is
+    -- set (inside the query above, a router query would run it on a shard).
+    return private.page(v_items, v_limit);
 end;
 $$;
-grant execute on function api.my_notifications(boolean) to authenticated, service_role;
+grant execute on function api.my_notifications(boolean, integer, uuid) to authenticated, service_role;
 
 /**
  * Marks the caller's notifications read: those in `ids`, or all when ids is

@@ -20,6 +20,9 @@
  *   have lost theirs), and may never be below the members still there.
  * - event_capacity / event_seats_taken: confirmed registrations at most the
  *   capacity; the seats_taken counter equal to them.
+ * - group_member_count: a group's member_count (kept by create_group,
+ *   join_group, leave_group and an account's deletion) equal to its rows in
+ *   group_members; private.recount_group_members() sets wrong ones right.
  * - pair_registrations: a pair (pair_id) is made only by accepting an invite,
  *   which registers both people at once; a cancellation keeps the row. So every
  *   pair_id has exactly two registrations, of two people, for one event (at
@@ -84,6 +87,12 @@ begin
     seats as (
         select e.id::text as id from app.events e left join confirmed c on c.event_id = e.id
         where e.seats_taken <> coalesce(c.n, 0)),
+    group_counts as (
+        select m.group_id, pg_catalog.count(*) as n
+        from app.group_members m group by m.group_id),
+    member_counts as (
+        select g.id::text as id from app.groups g left join group_counts c on c.group_id = g.id
+        where g.member_count <> coalesce(c.n, 0)),
     pairs as (
         select r.pair_id::text as id from app.registrations r
         where r.pair_id is not null
@@ -188,6 +197,7 @@ begin
         select 'group_invite_use_count', id from bad_invites
         union all select 'event_capacity', id from over_capacity
         union all select 'event_seats_taken', id from seats
+        union all select 'group_member_count', id from member_counts
         union all select 'pair_registrations', id from pairs
         union all select 'accepted_pair_invite_registrations', id from accepted
         union all select 'like_group_approvals', id from short_tally
@@ -200,7 +210,7 @@ begin
     names (invariant, ord) as (
         select n.name, n.ord from pg_catalog.unnest(array[
             'group_invite_use_count', 'event_capacity', 'event_seats_taken',
-            'pair_registrations', 'accepted_pair_invite_registrations',
+            'group_member_count', 'pair_registrations', 'accepted_pair_invite_registrations',
             'like_group_approvals', 'like_group_chat', 'unapproved_group_chat',
             'pending_groups_per_user', 'mail_outbox_stuck', 'audit_partitions',
             'plain_text_secrets']) with ordinality n(name, ord))
