@@ -185,3 +185,25 @@ def test_older_schema_came_forward(admin: psycopg.Connection) -> None:
     assert len(placed) == 1 and placed[0][0] > 0
     assert admin.execute("select title from app.events where id = %s",
                          (EVENT,)).fetchone() == ("Old",)
+
+
+def test_prune_runs_on_the_cluster(database_url: str, admin: psycopg.Connection) -> None:
+    """`prune` on a coordinator: a rate-limit counter whose bucket's window has
+    closed goes (its delete reaches every shard with a value as the cutoff), an
+    open one stays, and the audit and retention steps run too."""
+    import re
+    import uuid
+
+    from gateway.tools.audit import prune
+
+    closed, open_ = uuid.uuid4(), uuid.uuid4()
+    admin.execute(
+        "insert into app.rate_limit_counters (user_id, bucket, window_start, hits) values "
+        "(%s, 'join_code', now() - interval '61 seconds', 3), "
+        "(%s, 'join_code', now() - interval '5 seconds', 3)", (closed, open_))
+    lines = prune(database_url, 100)
+    assert any(re.fullmatch(r"deleted \d+ stale rate-limit counters", line)
+               for line in lines), lines
+    left = admin.execute("select user_id from app.rate_limit_counters where user_id = any(%s)",
+                         ([closed, open_],)).fetchall()
+    assert left == [(open_,)]

@@ -34,6 +34,9 @@ pytestmark = pytest.mark.superuser("creates Supabase's roles and a database shap
 
 SUPABASE_ROLES = ("anon", "authenticated", "service_role", "authenticator", "supabase_auth_admin")
 OUR_TRIGGER = "joinery_on_auth_user_created"
+# Before an account's deletion: its group memberships go one group at a time,
+# keeping app.groups.member_count (issue 19, item 11).
+OUR_DELETE_TRIGGER = "joinery_on_auth_user_deleted"
 
 # Each role as Supabase's image creates it; created only where missing.
 ROLE_DDL = {
@@ -358,10 +361,13 @@ def test_migrate_leaves_supabase_objects_alone(supabase_url: str) -> None:
         assert after[part] == rows, f"the migrations changed Supabase's {part}"
     triggers = auth_user_triggers(supabase_url)
     assert [(name, fn, enabled) for name, fn, enabled, _ in triggers] == [
-        (OUR_TRIGGER, "private.handle_new_user()", "O")]
-    assert triggers[0][3] == (
+        (OUR_TRIGGER, "private.handle_new_user()", "O"),
+        (OUR_DELETE_TRIGGER, "private.handle_deleted_user()", "O")]
+    assert [t[3] for t in triggers] == [
         f"CREATE TRIGGER {OUR_TRIGGER} AFTER INSERT ON auth.users "
-        "FOR EACH ROW EXECUTE FUNCTION private.handle_new_user()")
+        "FOR EACH ROW EXECUTE FUNCTION private.handle_new_user()",
+        f"CREATE TRIGGER {OUR_DELETE_TRIGGER} BEFORE DELETE ON auth.users "
+        "FOR EACH ROW EXECUTE FUNCTION private.handle_deleted_user()"]
 
     # Supabase's auth.uid() is the one our functions and policies use.
     with psycopg.connect(supabase_url) as conn:
@@ -476,7 +482,7 @@ def test_migrate_as_supabase_postgres_role(as_supabase_postgres: tuple[str, str]
     assert migrate(as_role) == f"{count} migration(s) applied; sql/ rebuilt"
 
     assert fingerprint(url) == before
-    assert [row[0] for row in auth_user_triggers(url)] == [OUR_TRIGGER]
+    assert [row[0] for row in auth_user_triggers(url)] == [OUR_TRIGGER, OUR_DELETE_TRIGGER]
     user_id = insert_auth_user(url, "linus@example.com", {"display_name": "Linus"})
     with psycopg.connect(url) as conn:
         profile = conn.execute("select display_name from app.profiles where id = %s",

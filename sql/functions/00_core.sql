@@ -280,7 +280,7 @@ $$;
 /**
  * Deletes the rate-limit counters whose window has closed, each by its own
  * bucket's window (a 60 s counter a minute after it opened, not a day later);
- * returns how many. Run by `python -m gateway audit-prune` beside the audit
+ * returns how many. Run by `python -m gateway prune` beside the audit
  * retention, as the owner (granted to no one); the limiter itself never
  * deletes (on a Citus cluster a delete of anyone's counters reads every shard).
  */
@@ -290,13 +290,18 @@ set search_path = ''
 as $$
 declare
     v_now timestamptz := pg_catalog.now();
-    v_count bigint;
+    v_bucket app.rate_limits;
+    v_deleted bigint;
+    v_count bigint := 0;
 begin
-    delete from app.rate_limit_counters c
-    using app.rate_limits l
-    where l.bucket = c.bucket
-      and c.window_start <= v_now - pg_catalog.make_interval(secs => l.window_seconds);
-    get diagnostics v_count = row_count;
+    -- A delete per bucket with a value as cutoff (Citus ships no stable function of a column).
+    for v_bucket in select * from app.rate_limits l order by l.bucket loop
+        delete from app.rate_limit_counters c
+        where c.bucket = v_bucket.bucket
+          and c.window_start <= v_now - pg_catalog.make_interval(secs => v_bucket.window_seconds);
+        get diagnostics v_deleted = row_count;
+        v_count := v_count + v_deleted;
+    end loop;
     return v_count;
 end;
 $$;
