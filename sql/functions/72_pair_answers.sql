@@ -62,6 +62,38 @@ end;
 $$;
 
 /**
+ * The opening of a counted answer by token (accept_pair_invite,
+ * decline_pair_invite): the caller (401 for anon, raised), one
+ * 'respond_invite' rate-limit hit audited as `action` (429), the token's invite
+ * locked (private.lock_invite_by_token: the lookup, then the lock naming the
+ * event), a known token (404) issued to the caller (by join_pair_invite; 403
+ * otherwise). Returns the caller, the locked invite and `refusal`: the answered
+ * error body (audited as `action`, nothing written but the hit and the entry),
+ * or null when the call may go on.
+ */
+create function private.start_pair_token_call(
+    token text, action text, out caller uuid, out invite app.pair_invites, out refusal jsonb
+)
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+    caller := private.require_user();
+    refusal := private.rate_limited('respond_invite', action);
+    if refusal is not null then
+        return;
+    end if;
+    invite := private.lock_invite_by_token(token);
+    if invite.id is null then
+        refusal := private.refuse(action, 404, 'not_found', 'No invitation for this token.');
+    elsif private.pair_token_issued_to(token) is distinct from caller then
+        refusal := private.refuse(action, 403, 'not_issued_to_caller',
+            'This token was issued to someone else.', subject_id => invite.id);
+    end if;
+end;
+$$;
+
+/**
  * The account's email address, lower case, when it is confirmed; else null
  * (no such account, or no address). On Supabase, whose auth.users has
  * email_confirmed_at, an address never confirmed is no one's: anyone may sign
@@ -226,23 +258,12 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-    v_uid uuid := private.require_user();
-    v_limited jsonb := private.rate_limited('respond_invite', 'pair_invite.accept');
-    v_invite app.pair_invites;
+    v_call record := private.start_pair_token_call(accept_pair_invite.token, 'pair_invite.accept');
 begin
-    if v_limited is not null then
-        return v_limited;
+    if v_call.refusal is not null then
+        return v_call.refusal;
     end if;
-    v_invite := private.lock_invite_by_token(accept_pair_invite.token);
-    if v_invite.id is null then
-        return private.refuse('pair_invite.accept', 404, 'not_found',
-            'No invitation for this token.');
-    end if;
-    if private.pair_token_issued_to(accept_pair_invite.token) is distinct from v_uid then
-        return private.refuse('pair_invite.accept', 403, 'not_issued_to_caller',
-            'This token was issued to someone else.', subject_id => v_invite.id);
-    end if;
-    return private.accept_locked_pair_invite(v_invite, v_uid, 'pair_invite.accept');
+    return private.accept_locked_pair_invite(v_call.invite, v_call.caller, 'pair_invite.accept');
 end;
 $$;
 grant execute on function api.accept_pair_invite(text) to authenticated, service_role;
@@ -300,23 +321,12 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-    v_uid uuid := private.require_user();
-    v_limited jsonb := private.rate_limited('respond_invite', 'pair_invite.decline');
-    v_invite app.pair_invites;
+    v_call record := private.start_pair_token_call(decline_pair_invite.token, 'pair_invite.decline');
 begin
-    if v_limited is not null then
-        return v_limited;
+    if v_call.refusal is not null then
+        return v_call.refusal;
     end if;
-    v_invite := private.lock_invite_by_token(decline_pair_invite.token);
-    if v_invite.id is null then
-        return private.refuse('pair_invite.decline', 404, 'not_found',
-            'No invitation for this token.');
-    end if;
-    if private.pair_token_issued_to(decline_pair_invite.token) is distinct from v_uid then
-        return private.refuse('pair_invite.decline', 403, 'not_issued_to_caller',
-            'This token was issued to someone else.', subject_id => v_invite.id);
-    end if;
-    return private.decline_locked_pair_invite(v_invite, v_uid, 'pair_invite.decline');
+    return private.decline_locked_pair_invite(v_call.invite, v_call.caller, 'pair_invite.decline');
 end;
 $$;
 grant execute on function api.decline_pair_invite(text) to authenticated, service_role;
