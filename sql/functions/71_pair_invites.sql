@@ -203,7 +203,10 @@ $$;
  * (private.open_pair_invite), else one generic 404 for an unknown, expired,
  * revoked or answered code. Returns the caller, the invite (not locked) and
  * `refusal`: the answered error body (audited as `action`), or null when the
- * call may go on.
+ * call may go on. It and private.start_pair_token_call are alike in shape but
+ * not one helper: the bucket, the lookup (an open invite by code, read; an
+ * invite by token, locked) and the token's own 403 differ, and one helper
+ * would take all three as options.
  */
 create function private.start_pair_code_call(
     code text, action text, out caller uuid, out invite app.pair_invites, out refusal jsonb

@@ -142,6 +142,37 @@ end;
 $$;
 
 /**
+ * The refusals every answer to a locked invite shares, answered through
+ * private.refuse as `action` (the audit entry names the invite), or null: the
+ * inviter, or anyone but the addressee of an emailed invite, 403
+ * (private.pair_invite_answer_refusal); the invite no longer open, 410 with
+ * its status as the reason (declined, revoked, expired, or accepted by someone
+ * else). Called by accept_locked_pair_invite and decline_locked_pair_invite
+ * after their own "answered again" check, before they write anything.
+ */
+create function private.refuse_pair_answer(invite app.pair_invites, caller uuid, action text)
+returns jsonb
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_refusal jsonb := private.pair_invite_answer_refusal(invite, caller);
+    v_status text;
+begin
+    if v_refusal is not null then
+        return private.refuse(action, 403, v_refusal ->> 'reason',
+            v_refusal ->> 'message', subject_id => invite.id);
+    end if;
+    v_status := private.pair_invite_status(invite);
+    if v_status <> 'sent' then
+        return private.refuse(action, 410, v_status,
+            pg_catalog.format('This invitation is %s.', v_status), subject_id => invite.id);
+    end if;
+    return null;
+end;
+$$;
+
+/**
  * {pair_id, event_id, registrations: [{user_id, status}]} of an accepted invite.
  */
 create function private.pair_result(i app.pair_invites) returns jsonb
@@ -179,7 +210,6 @@ declare
     v_uid uuid := accept_locked_pair_invite.caller;
     v_event app.events;
     v_refusal jsonb;
-    v_status text;
     v_reason text;
     v_pair uuid := pg_catalog.gen_random_uuid();
     v_reg record;
@@ -188,15 +218,9 @@ begin
         perform private.audit(action, 'already_accepted', 200, v_invite.id);
         return private.pair_result(v_invite);
     end if;
-    v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
+    v_refusal := private.refuse_pair_answer(v_invite, v_uid, action);
     if v_refusal is not null then
-        return private.refuse(action, 403, v_refusal ->> 'reason',
-            v_refusal ->> 'message', subject_id => v_invite.id);
-    end if;
-    v_status := private.pair_invite_status(v_invite);
-    if v_status <> 'sent' then
-        return private.refuse(action, 410, v_status,
-            pg_catalog.format('This invitation is %s.', v_status), subject_id => v_invite.id);
+        return v_refusal;
     end if;
 
     -- Lock order everywhere: the invite, then the event. The event's lock is the
@@ -283,21 +307,14 @@ declare
     v_invite app.pair_invites := decline_locked_pair_invite.invite;
     v_uid uuid := decline_locked_pair_invite.caller;
     v_refusal jsonb;
-    v_status text;
 begin
     if v_invite.status = 'declined' and v_invite.invitee_id = v_uid then
         perform private.audit(action, 'already_declined', 200, v_invite.id);
         return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
     end if;
-    v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
+    v_refusal := private.refuse_pair_answer(v_invite, v_uid, action);
     if v_refusal is not null then
-        return private.refuse(action, 403, v_refusal ->> 'reason',
-            v_refusal ->> 'message', subject_id => v_invite.id);
-    end if;
-    v_status := private.pair_invite_status(v_invite);
-    if v_status <> 'sent' then
-        return private.refuse(action, 410, v_status,
-            pg_catalog.format('This invitation is %s.', v_status), subject_id => v_invite.id);
+        return v_refusal;
     end if;
     update app.pair_invites i
     set status = 'declined', invitee_id = v_uid, declined_at = pg_catalog.now(),
