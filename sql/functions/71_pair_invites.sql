@@ -293,6 +293,9 @@ begin
         return v_call.refusal;
     end if;
     perform private.audit('pair_invite.preview', 'shown', 200, v_invite.id);
+    -- Alike join_pair_invite's answer in shape, kept apart: the two read
+    -- different fields (no token here; the deadline and own_invite), and one
+    -- helper would take both shapes as options.
     return (
         select pg_catalog.jsonb_build_object(
             'event', pg_catalog.jsonb_build_object(
