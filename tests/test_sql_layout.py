@@ -40,9 +40,10 @@ CHANGED_SINCE_SPLIT = {
     "api.my_like_groups()": "api.my_like_groups(integer,uuid)",
     "api.my_notifications(boolean)": "api.my_notifications(boolean,integer,uuid)",
     "api.my_pair_invites()": "api.my_pair_invites(integer,uuid,uuid)",
-    # issue 19, item 16: refuse answers `details` apart from the audited reason.
+    # issue 19, item 16: refuse answers `details` apart from the audited reason,
+    # and writes the audit entry's own details (join_group's 410).
     "private.refuse(text,integer,text,text,uuid,text)":
-        "private.refuse(text,integer,text,text,uuid,text,text)",
+        "private.refuse(text,integer,text,text,uuid,text,text,jsonb)",
 }
 
 # One line per function and per policy. Role names in grants are kept, except

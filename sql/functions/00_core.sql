@@ -68,17 +68,20 @@ $$;
  * (answered by private.fail, so the entry commits). `details`, when given,
  * answers something else than the audited reason: the argument at fault, or
  * the reason the caller may see where the audit log keeps the real one (a
- * 404 that hides a 403).
+ * 404 that hides a 403). `audit_details`, when given, is the audit entry's
+ * details (what the log keeps beside the subject, e.g. join_group's group_id);
+ * the caller never sees it.
  */
 create function private.refuse(
     action text, status integer, reason text, message text,
-    subject_id uuid default null, hint text default null, details text default null
+    subject_id uuid default null, hint text default null, details text default null,
+    audit_details jsonb default null
 ) returns jsonb
 language plpgsql volatile
 set search_path = ''
 as $$
 begin
-    perform private.audit(action, reason, status, subject_id);
+    perform private.audit(action, reason, status, subject_id, audit_details);
     return private.fail(status, message, coalesce(details, reason), hint);
 end;
 $$;

@@ -215,13 +215,12 @@ begin
     if not found then
         v_reason := private.group_invite_unusable_reason(v_invite);
         if v_reason is not null then
-            perform private.audit('group.join', v_reason, 410, v_invite.id,
-                pg_catalog.jsonb_build_object('group_id', v_invite.group_id));
-            return private.fail(410, case v_reason
+            return private.refuse('group.join', 410, v_reason, case v_reason
                     when 'revoked' then 'This invite code has been revoked.'
                     when 'expired' then 'This invite code has expired.'
                     else 'This invite code has been used up.' end,
-                v_reason);
+                subject_id => v_invite.id,
+                audit_details => pg_catalog.jsonb_build_object('group_id', v_invite.group_id));
         end if;
         -- A join through another code of the same group may have just won.
         insert into app.group_members (group_id, user_id, role, invite_id)

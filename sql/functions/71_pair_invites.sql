@@ -197,6 +197,37 @@ end;
 $$;
 
 /**
+ * The opening of a counted call with a short code (join_pair_invite,
+ * preview_pair_invite): the caller (401 for anon, raised), one 'join_code'
+ * rate-limit hit audited as `action` (429), the open invite the code names
+ * (private.open_pair_invite), else one generic 404 for an unknown, expired,
+ * revoked or answered code. Returns the caller, the invite (not locked) and
+ * `refusal`: the answered error body (audited as `action`), or null when the
+ * call may go on. It and private.start_pair_token_call are alike in shape but
+ * not one helper: the bucket, the lookup (an open invite by code, read; an
+ * invite by token, locked) and the token's own 403 differ, and one helper
+ * would take all three as options.
+ */
+create function private.start_pair_code_call(
+    code text, action text, out caller uuid, out invite app.pair_invites, out refusal jsonb
+)
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+    caller := private.require_user();
+    refusal := private.rate_limited('join_code', action);
+    if refusal is not null then
+        return;
+    end if;
+    invite := private.open_pair_invite(code);
+    if invite.id is null then
+        refusal := private.refuse(action, 404, 'not_found', 'No open invitation with this code.');
+    end if;
+end;
+$$;
+
+/**
  * Exchanges a short code for a token to accept or decline with:
  * {token, event: {id, title}, inviter: {display_name}, expires_at}. An unknown,
  * expired, revoked or already answered code gets one generic 404. Each call
@@ -211,22 +242,16 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-    v_uid uuid := private.require_user();
-    v_limited jsonb := private.rate_limited('join_code', 'pair_invite.join');
-    v_invite app.pair_invites;
+    v_call record := private.start_pair_code_call(join_pair_invite.code, 'pair_invite.join');
+    v_invite app.pair_invites := v_call.invite;
     v_token text;
 begin
-    if v_limited is not null then
-        return v_limited;
-    end if;
-    v_invite := private.open_pair_invite(join_pair_invite.code);
-    if v_invite.id is null then
-        return private.refuse('pair_invite.join', 404, 'not_found',
-            'No open invitation with this code.');
+    if v_call.refusal is not null then
+        return v_call.refusal;
     end if;
     v_token := pg_catalog.translate(pg_catalog.encode(private.random_bytes(32), 'base64'), '+/=', '-_');
     insert into app.pair_invite_tokens (token_hash, invite_id, issued_to, event_id)
-    values (private.hash_secret(v_token), v_invite.id, v_uid, v_invite.event_id);
+    values (private.hash_secret(v_token), v_invite.id, v_call.caller, v_invite.event_id);
     -- The token's route to its event, in the same transaction (see
     -- private.pair_token_event).
     insert into app.pair_token_routes (token_hash, event_id)
@@ -261,26 +286,23 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-    v_uid uuid := private.require_user();
-    v_limited jsonb := private.rate_limited('join_code', 'pair_invite.preview');
-    v_invite app.pair_invites;
+    v_call record := private.start_pair_code_call(preview_pair_invite.code, 'pair_invite.preview');
+    v_invite app.pair_invites := v_call.invite;
 begin
-    if v_limited is not null then
-        return v_limited;
-    end if;
-    v_invite := private.open_pair_invite(preview_pair_invite.code);
-    if v_invite.id is null then
-        return private.refuse('pair_invite.preview', 404, 'not_found',
-            'No open invitation with this code.');
+    if v_call.refusal is not null then
+        return v_call.refusal;
     end if;
     perform private.audit('pair_invite.preview', 'shown', 200, v_invite.id);
+    -- Alike join_pair_invite's answer in shape, kept apart: the two read
+    -- different fields (no token here; the deadline and own_invite), and one
+    -- helper would take both shapes as options.
     return (
         select pg_catalog.jsonb_build_object(
             'event', pg_catalog.jsonb_build_object(
                 'id', e.id, 'title', e.title, 'registration_deadline', e.registration_deadline),
             'inviter', pg_catalog.jsonb_build_object('display_name', p.display_name),
             'expires_at', v_invite.expires_at,
-            'own_invite', v_invite.inviter_id = v_uid)
+            'own_invite', v_invite.inviter_id = v_call.caller)
         from app.events e, app.profiles p
         where e.id = v_invite.event_id and p.id = v_invite.inviter_id);
 end;
@@ -303,19 +325,16 @@ as $$
 declare
     v_uid uuid := private.require_user();
     v_limited jsonb := private.rate_limited('revoke_invite', 'pair_invite.revoke');
-    v_event_id uuid;
     v_invite app.pair_invites;
 begin
     if v_limited is not null then
         return v_limited;
     end if;
-    -- The caller is checked before anything is locked (a stranger who knows an
-    -- id makes no row wait), on a plain read: the inviter never changes. Then
-    -- the lock, naming the event (private.lock_event_pair_invite).
-    v_event_id := private.pair_invite_event(revoke_pair_invite.invite_id);
-    select * into v_invite from app.pair_invites i
-    where i.event_id = v_event_id and i.id = revoke_pair_invite.invite_id;
-    if not found then
+    -- The caller is checked before anything is locked, on a plain read
+    -- (private.read_pair_invite). Then the lock, naming the event
+    -- (private.lock_event_pair_invite).
+    v_invite := private.read_pair_invite(revoke_pair_invite.invite_id);
+    if v_invite.id is null then
         return private.refuse('pair_invite.revoke', 404, 'not_found', 'Invitation not found.');
     end if;
     if v_invite.inviter_id <> v_uid then

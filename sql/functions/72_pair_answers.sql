@@ -62,6 +62,38 @@ end;
 $$;
 
 /**
+ * The opening of a counted answer by token (accept_pair_invite,
+ * decline_pair_invite): the caller (401 for anon, raised), one
+ * 'respond_invite' rate-limit hit audited as `action` (429), the token's invite
+ * locked (private.lock_invite_by_token: the lookup, then the lock naming the
+ * event), a known token (404) issued to the caller (by join_pair_invite; 403
+ * otherwise). Returns the caller, the locked invite and `refusal`: the answered
+ * error body (audited as `action`, nothing written but the hit and the entry),
+ * or null when the call may go on.
+ */
+create function private.start_pair_token_call(
+    token text, action text, out caller uuid, out invite app.pair_invites, out refusal jsonb
+)
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+    caller := private.require_user();
+    refusal := private.rate_limited('respond_invite', action);
+    if refusal is not null then
+        return;
+    end if;
+    invite := private.lock_invite_by_token(token);
+    if invite.id is null then
+        refusal := private.refuse(action, 404, 'not_found', 'No invitation for this token.');
+    elsif private.pair_token_issued_to(token) is distinct from caller then
+        refusal := private.refuse(action, 403, 'not_issued_to_caller',
+            'This token was issued to someone else.', subject_id => invite.id);
+    end if;
+end;
+$$;
+
+/**
  * The account's email address, lower case, when it is confirmed; else null
  * (no such account, or no address). On Supabase, whose auth.users has
  * email_confirmed_at, an address never confirmed is no one's: anyone may sign
@@ -110,6 +142,37 @@ end;
 $$;
 
 /**
+ * The refusals every answer to a locked invite shares, answered through
+ * private.refuse as `action` (the audit entry names the invite), or null: the
+ * inviter, or anyone but the addressee of an emailed invite, 403
+ * (private.pair_invite_answer_refusal); the invite no longer open, 410 with
+ * its status as the reason (declined, revoked, expired, or accepted by someone
+ * else). Called by accept_locked_pair_invite and decline_locked_pair_invite
+ * after their own "answered again" check, before they write anything.
+ */
+create function private.refuse_pair_answer(invite app.pair_invites, caller uuid, action text)
+returns jsonb
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_refusal jsonb := private.pair_invite_answer_refusal(invite, caller);
+    v_status text;
+begin
+    if v_refusal is not null then
+        return private.refuse(action, 403, v_refusal ->> 'reason',
+            v_refusal ->> 'message', subject_id => invite.id);
+    end if;
+    v_status := private.pair_invite_status(invite);
+    if v_status <> 'sent' then
+        return private.refuse(action, 410, v_status,
+            pg_catalog.format('This invitation is %s.', v_status), subject_id => invite.id);
+    end if;
+    return null;
+end;
+$$;
+
+/**
  * {pair_id, event_id, registrations: [{user_id, status}]} of an accepted invite.
  */
 create function private.pair_result(i app.pair_invites) returns jsonb
@@ -147,7 +210,6 @@ declare
     v_uid uuid := accept_locked_pair_invite.caller;
     v_event app.events;
     v_refusal jsonb;
-    v_status text;
     v_reason text;
     v_pair uuid := pg_catalog.gen_random_uuid();
     v_reg record;
@@ -156,15 +218,9 @@ begin
         perform private.audit(action, 'already_accepted', 200, v_invite.id);
         return private.pair_result(v_invite);
     end if;
-    v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
+    v_refusal := private.refuse_pair_answer(v_invite, v_uid, action);
     if v_refusal is not null then
-        return private.refuse(action, 403, v_refusal ->> 'reason',
-            v_refusal ->> 'message', subject_id => v_invite.id);
-    end if;
-    v_status := private.pair_invite_status(v_invite);
-    if v_status <> 'sent' then
-        return private.refuse(action, 410, v_status,
-            pg_catalog.format('This invitation is %s.', v_status), subject_id => v_invite.id);
+        return v_refusal;
     end if;
 
     -- Lock order everywhere: the invite, then the event. The event's lock is the
@@ -226,23 +282,12 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-    v_uid uuid := private.require_user();
-    v_limited jsonb := private.rate_limited('respond_invite', 'pair_invite.accept');
-    v_invite app.pair_invites;
+    v_call record := private.start_pair_token_call(accept_pair_invite.token, 'pair_invite.accept');
 begin
-    if v_limited is not null then
-        return v_limited;
+    if v_call.refusal is not null then
+        return v_call.refusal;
     end if;
-    v_invite := private.lock_invite_by_token(accept_pair_invite.token);
-    if v_invite.id is null then
-        return private.refuse('pair_invite.accept', 404, 'not_found',
-            'No invitation for this token.');
-    end if;
-    if private.pair_token_issued_to(accept_pair_invite.token) is distinct from v_uid then
-        return private.refuse('pair_invite.accept', 403, 'not_issued_to_caller',
-            'This token was issued to someone else.', subject_id => v_invite.id);
-    end if;
-    return private.accept_locked_pair_invite(v_invite, v_uid, 'pair_invite.accept');
+    return private.accept_locked_pair_invite(v_call.invite, v_call.caller, 'pair_invite.accept');
 end;
 $$;
 grant execute on function api.accept_pair_invite(text) to authenticated, service_role;
@@ -262,21 +307,14 @@ declare
     v_invite app.pair_invites := decline_locked_pair_invite.invite;
     v_uid uuid := decline_locked_pair_invite.caller;
     v_refusal jsonb;
-    v_status text;
 begin
     if v_invite.status = 'declined' and v_invite.invitee_id = v_uid then
         perform private.audit(action, 'already_declined', 200, v_invite.id);
         return pg_catalog.jsonb_build_object('id', v_invite.id, 'status', 'declined');
     end if;
-    v_refusal := private.pair_invite_answer_refusal(v_invite, v_uid);
+    v_refusal := private.refuse_pair_answer(v_invite, v_uid, action);
     if v_refusal is not null then
-        return private.refuse(action, 403, v_refusal ->> 'reason',
-            v_refusal ->> 'message', subject_id => v_invite.id);
-    end if;
-    v_status := private.pair_invite_status(v_invite);
-    if v_status <> 'sent' then
-        return private.refuse(action, 410, v_status,
-            pg_catalog.format('This invitation is %s.', v_status), subject_id => v_invite.id);
+        return v_refusal;
     end if;
     update app.pair_invites i
     set status = 'declined', invitee_id = v_uid, declined_at = pg_catalog.now(),
@@ -300,23 +338,12 @@ language plpgsql volatile security definer
 set search_path = ''
 as $$
 declare
-    v_uid uuid := private.require_user();
-    v_limited jsonb := private.rate_limited('respond_invite', 'pair_invite.decline');
-    v_invite app.pair_invites;
+    v_call record := private.start_pair_token_call(decline_pair_invite.token, 'pair_invite.decline');
 begin
-    if v_limited is not null then
-        return v_limited;
+    if v_call.refusal is not null then
+        return v_call.refusal;
     end if;
-    v_invite := private.lock_invite_by_token(decline_pair_invite.token);
-    if v_invite.id is null then
-        return private.refuse('pair_invite.decline', 404, 'not_found',
-            'No invitation for this token.');
-    end if;
-    if private.pair_token_issued_to(decline_pair_invite.token) is distinct from v_uid then
-        return private.refuse('pair_invite.decline', 403, 'not_issued_to_caller',
-            'This token was issued to someone else.', subject_id => v_invite.id);
-    end if;
-    return private.decline_locked_pair_invite(v_invite, v_uid, 'pair_invite.decline');
+    return private.decline_locked_pair_invite(v_call.invite, v_call.caller, 'pair_invite.decline');
 end;
 $$;
 grant execute on function api.decline_pair_invite(text) to authenticated, service_role;

@@ -135,6 +135,31 @@ end;
 $$;
 
 /**
+ * The pair invite `invite_id` names, read without a lock; null when there is
+ * none. Its event is looked up first (private.pair_invite_event, a statement
+ * of its own), and the read names it. revoke_pair_invite, resend_pair_invite
+ * and answer_pair_invite check the caller on this read (an invite's inviter
+ * and address never change) before they lock anything, so a stranger who knows
+ * an id makes no row wait; then they lock through
+ * private.lock_event_pair_invite. Each answers a caller it refuses in its own
+ * way (revoke: the 404 of an unknown id; resend: 403 not the inviter; answer:
+ * 403 not the addressee), so that check stays with them.
+ */
+create function private.read_pair_invite(invite_id uuid) returns app.pair_invites
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+    v_event_id uuid := private.pair_invite_event(read_pair_invite.invite_id);
+    v_invite app.pair_invites;
+begin
+    select * into v_invite from app.pair_invites i
+    where i.event_id = v_event_id and i.id = read_pair_invite.invite_id;
+    return v_invite;
+end;
+$$;
+
+/**
  * The inviter sends an emailed invitation again: the same code and expiry, at
  * most twice per invite (409 after that). 404 unknown, 403 not the inviter, 400
  * an invite made without an email, 410 not open (accepted, declined, revoked,
@@ -151,21 +176,17 @@ declare
     v_uid uuid := private.require_user();
     v_limited jsonb := private.rate_limited('create_invite', 'pair_invite.resend',
                                             resend_pair_invite.invite_id);
-    v_event_id uuid;
     v_invite app.pair_invites;
     v_status text;
 begin
     if v_limited is not null then
         return v_limited;
     end if;
-    -- The invite's event first (its own statement), then every read names it.
-    -- The caller first, unlocked (an invite's inviter and address never change),
-    -- so nobody else can make the invite wait; then the row lock, which
-    -- serialises resends of one invite: the count cannot be overrun.
-    v_event_id := private.pair_invite_event(resend_pair_invite.invite_id);
-    select * into v_invite from app.pair_invites i
-    where i.event_id = v_event_id and i.id = resend_pair_invite.invite_id;
-    if not found then
+    -- The caller first, unlocked (private.read_pair_invite), so nobody else can
+    -- make the invite wait; then the row lock, which serialises resends of one
+    -- invite: the count cannot be overrun.
+    v_invite := private.read_pair_invite(resend_pair_invite.invite_id);
+    if v_invite.id is null then
         return private.refuse('pair_invite.resend', 404, 'not_found', 'Invitation not found.');
     end if;
     if v_invite.inviter_id <> v_uid then
@@ -290,7 +311,6 @@ declare
     v_action text := case when answer_pair_invite.accept then 'pair_invite.accept'
                           else 'pair_invite.decline' end;
     v_limited jsonb := private.rate_limited('respond_invite', v_action, answer_pair_invite.invite_id);
-    v_event_id uuid;
     v_invite app.pair_invites;
 begin
     if v_limited is not null then
@@ -303,11 +323,8 @@ begin
     -- address never change), so nobody else can make it wait. Then the lock
     -- order of accept_pair_invite: the invite, then (in
     -- accept_locked_pair_invite) the event, FOR NO KEY UPDATE.
-    -- The invite's event first (its own statement), then every read names it.
-    v_event_id := private.pair_invite_event(answer_pair_invite.invite_id);
-    select * into v_invite from app.pair_invites i
-    where i.event_id = v_event_id and i.id = answer_pair_invite.invite_id;
-    if not found then
+    v_invite := private.read_pair_invite(answer_pair_invite.invite_id);
+    if v_invite.id is null then
         return private.refuse(v_action, 404, 'not_found', 'Invitation not found.');
     end if;
     if v_invite.inviter_id <> v_uid and (v_invite.invitee_email is null

@@ -84,6 +84,31 @@ end;
 $$;
 
 /**
+ * Deletes the rows of `tab` whose `col` is before `cutoff`, in one statement,
+ * and returns one line, 'deleted <n> <what> of <tab>', when it deleted any (no
+ * line otherwise). The one delete-and-report step of audit_prune and
+ * retention_prune. `tab` and `col` come from their text, never from a caller;
+ * the statement is built with the table's qualified name and the column
+ * quoted. Not a hot path: on a Citus cluster the delete runs on every shard,
+ * as it did when each prune wrote it out.
+ */
+create function private.prune_older_rows(tab regclass, col name, cutoff timestamptz, what text)
+returns setof text
+language plpgsql volatile
+set search_path = ''
+as $$
+declare
+    v_count bigint;
+begin
+    execute pg_catalog.format('delete from %s t where t.%I < $1', tab, col) using cutoff;
+    get diagnostics v_count = row_count;
+    if v_count > 0 then
+        return next pg_catalog.format('deleted %s %s of %s', v_count, what, tab);
+    end if;
+end;
+$$;
+
+/**
  * Drops the audit partitions whose whole range is older than `older_than`
  * (private.audit_expired_partitions; `python -m gateway prune` detaches them
  * first, outside a transaction, so none is left here), deletes older rows of
@@ -98,7 +123,6 @@ as $$
 declare
     v_cutoff timestamptz := pg_catalog.now() - older_than;
     v_part record;
-    v_count bigint;
 begin
     if older_than < interval '1 day' then
         raise exception using errcode = '22023', message = 'Keep at least one day of audit entries.';
@@ -112,19 +136,15 @@ begin
     -- (citus.propagate_set_commands = local) and set_config does not.
     -- An operator may have dropped the default partition (see prune).
     if pg_catalog.to_regclass('app.audit_log_default') is not null then
+        -- The name is resolved when this runs (not when it is planned), so
+        -- the delete is built at run time too (private.prune_older_rows).
         set local joinery.audit_prune = 'on';
-        execute 'delete from app.audit_log_default d where d.created_at < $1' using v_cutoff;
-        get diagnostics v_count = row_count;
+        return query select * from private.prune_older_rows(
+            pg_catalog.to_regclass('app.audit_log_default'), 'created_at', v_cutoff, 'rows');
         set local joinery.audit_prune = 'off';
-        if v_count > 0 then
-            return next pg_catalog.format('deleted %s rows of app.audit_log_default', v_count);
-        end if;
     end if;
-    delete from app.audit_refusals r where r.window_start < v_cutoff;
-    get diagnostics v_count = row_count;
-    if v_count > 0 then
-        return next pg_catalog.format('deleted %s rows of app.audit_refusals', v_count);
-    end if;
+    return query select * from private.prune_older_rows(
+        'app.audit_refusals', 'window_start', v_cutoff, 'rows');
 end;
 $$;
 
@@ -180,16 +200,10 @@ begin
     if older_than < interval '1 day' then
         raise exception using errcode = '22023', message = 'Keep at least one day of entries.';
     end if;
-    delete from app.mail_outbox m where m.sent_at < v_cutoff;
-    get diagnostics v_count = row_count;
-    if v_count > 0 then
-        return next pg_catalog.format('deleted %s sent messages of app.mail_outbox', v_count);
-    end if;
-    delete from app.notifications n where n.read_at < v_cutoff;
-    get diagnostics v_count = row_count;
-    if v_count > 0 then
-        return next pg_catalog.format('deleted %s read rows of app.notifications', v_count);
-    end if;
+    return query select * from private.prune_older_rows(
+        'app.mail_outbox', 'sent_at', v_cutoff, 'sent messages');
+    return query select * from private.prune_older_rows(
+        'app.notifications', 'read_at', v_cutoff, 'read rows');
     -- Tokens by their invite (a join on the event: one shard on a cluster),
     -- then their routes, which a cluster keeps by the token's hash.
     loop
@@ -212,10 +226,7 @@ begin
             'deleted %s tokens of closed invites of app.pair_invite_tokens (%s routes)',
             v_tokens, v_routes);
     end if;
-    delete from app.mail_stop_tokens t where t.created_at < v_cutoff;
-    get diagnostics v_count = row_count;
-    if v_count > 0 then
-        return next pg_catalog.format('deleted %s stop tokens of app.mail_stop_tokens', v_count);
-    end if;
+    return query select * from private.prune_older_rows(
+        'app.mail_stop_tokens', 'created_at', v_cutoff, 'stop tokens');
 end;
 $$;

@@ -5,7 +5,7 @@
 -- test_support.attempt (tests/sql/support.sql) reads both the body and
 -- response.status of one call (its headers play no part here).
 begin;
-select plan(89);
+select plan(90);
 
 -- ---------------------------------------------------------------------------
 -- Arrange (as the superuser)
@@ -502,9 +502,11 @@ set local role authenticated;
 select test_support.sign_in('00000000-0000-4000-8000-000000000005');
 
 select is(
-    pg_temp.refusal(format('api.join_group(%L)', pg_temp.code('invite_to_revoke'))),
-    '{"status": "410", "code": "PT410", "details": "revoked"}'::jsonb,
-    'latecomer: a revoked code is refused with 410 revoked'
+    (select jsonb_build_object('status', a -> 'status', 'body', a -> 'body')
+     from test_support.attempt(format('api.join_group(%L)', pg_temp.code('invite_to_revoke'))) a),
+    '{"status": "410", "body": {"code": "PT410", "message": "This invite code has been revoked.",
+                                "details": "revoked", "hint": null}}'::jsonb,
+    'latecomer: a revoked code is refused with 410 revoked (the whole body)'
 );
 
 select is(
@@ -522,6 +524,20 @@ select results_eq(
     $$values ('malformed'::text, 400), ('not_found', 404), ('expired', 410), ('used_up', 410),
              ('revoked', 410)$$,
     'every refused join of the latecomer is in the audit log with its reason and status'
+);
+
+select results_eq(
+    $$select outcome, subject_id, details from app.audit_log
+      where actor_id = '00000000-0000-4000-8000-000000000005' and action = 'group.join'
+        and status = 410
+      order by id$$,
+    $$values ('expired'::text, test_support.id('invite_expiring'),
+              jsonb_build_object('group_id', test_support.id('group'))),
+             ('used_up', test_support.id('invite_single'),
+              jsonb_build_object('group_id', test_support.id('group'))),
+             ('revoked', test_support.id('invite_to_revoke'),
+              jsonb_build_object('group_id', test_support.id('group')))$$,
+    'a refused join of an expired, used-up or revoked code audits the invite and its group'
 );
 
 -- ---------------------------------------------------------------------------
