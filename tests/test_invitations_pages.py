@@ -175,7 +175,7 @@ def test_a_long_queue_shows_the_rest_after_more(
     assert pending.count() == 50
     assert page.locator("#decided-section").is_hidden()
     shown = [pending.nth(n).get_attribute("data-group-id") for n in range(50)]
-    assert shown == [ids[0]] + ids[2:51]  # oldest first
+    assert shown == [ids[0], *ids[2:51]]  # oldest first
     more.click()
     page.locator(f"#decided li[data-group-id='{ids[1]}'][data-status=rejected]").wait_for()
     assert pending.count() == 52

@@ -1,8 +1,9 @@
 """The paginated lists over HTTP (docs/http.md, "Pages"): my_groups,
 my_like_groups (and its seed route GET /groups), my_notifications,
 my_pair_invites, an event's approval queue (event_like_groups),
-list_group_invites, my_chats and list_friends. A page of `max_rows`; the next one after `after`, the id of the
-last item received; a page that continues says so in its Link header."""
+list_group_invites, my_chats and list_friends. A page of `max_rows`; the next
+one after `after`, the id of the last item received; a page that continues says
+so in its Link header."""
 
 from __future__ import annotations
 
