@@ -139,7 +139,7 @@ class Gateway:
     async def refresh_metrics(self) -> None:
         """process_metrics, and the gauges read from the database (mail queue, failed
         mail, webhook deliveries pending and failed, rows in the audit log's default
-        partition) when they are older than
+        partition, the fraction of the NOTIFY queue in use) when they are older than
         METRICS_DB_INTERVAL and the database answers."""
         self.process_metrics()
         now = time.monotonic()
@@ -151,11 +151,13 @@ class Gateway:
                 await conn.execute("set local role service_role")
                 row = await (await conn.execute(
                     "select private.mail_queue_depth(), private.mail_failed_count(), "
-                    "private.audit_default_rows()")).fetchone()
+                    "private.audit_default_rows(), "
+                    "pg_catalog.pg_notification_queue_usage()")).fetchone()
                 if row is not None:
                     self.metrics.set("mail_queue_depth", row[0])
                     self.metrics.set("mail_failed", row[1])
                     self.metrics.set("audit_default_rows", row[2])
+                    self.metrics.set("notify_queue_usage", row[3])
                 pending, failed = await webhook_counts(conn)
                 self.metrics.set("webhook_pending", pending)
                 self.metrics.set("webhook_failed_total", failed)

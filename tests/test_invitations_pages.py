@@ -155,6 +155,43 @@ def test_two_authors_see_each_other_decide_live(
         checked(page, name, small.problems)
 
 
+def test_a_long_queue_shows_the_rest_after_more(
+        client: httpx.Client, gateway: GatewayProcess, make_user, person) -> None:
+    """53 groups, one rejected: the first page is 50 pending groups and a "More"
+    button; "More" adds the last two pending and the decided one, and a live
+    reload afterwards reads both pages again (nothing shown disappears)."""
+    author = make_user("Queue Author")
+    event_id = make_event(client, author, title="Gran torneig", capacity=200)
+    groups = [call(client, make_user(f"Liker {n:02d}"), "like_event", event_id=event_id)
+              for n in range(53)]
+    ids = [g["id"] for g in groups if isinstance(g, dict)]
+    call(client, author, "reject_like_group", group_id=ids[1])
+    visitor = person()
+    page = visitor.open(signed_in(f"{gateway.url}/events/{event_id}/groups", author))
+    page.locator("#queue[data-live=live]").wait_for(timeout=15_000)
+    more = page.get_by_role("button", name="More")
+    more.wait_for()
+    pending = page.locator("#pending li[data-group-id]")
+    assert pending.count() == 50
+    assert page.locator("#decided-section").is_hidden()
+    shown = [pending.nth(n).get_attribute("data-group-id") for n in range(50)]
+    assert shown == [ids[0], *ids[2:51]]  # oldest first
+    more.click()
+    page.locator(f"#decided li[data-group-id='{ids[1]}'][data-status=rejected]").wait_for()
+    assert pending.count() == 52
+    assert pending.nth(51).get_attribute("data-group-id") == ids[52]
+    assert more.is_hidden()
+    checked(page, "queue-more-en", visitor.problems)
+    # Another decision arrives live: the reload reads the two pages again.
+    call(client, author, "approve_like_group", group_id=ids[0])
+    page.locator(f"#decided li[data-group-id='{ids[0]}'][data-status=approved]").wait_for(
+        timeout=10_000)
+    assert pending.count() == 51
+    assert page.locator("#decided li[data-group-id]").count() == 2
+    assert more.is_hidden()
+    assert visitor.problems == []
+
+
 def test_the_queue_is_not_found_for_anyone_else(
         client: httpx.Client, gateway: GatewayProcess, make_user, person) -> None:
     author, member = make_user("Author"), make_user("Member")

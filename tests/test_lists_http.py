@@ -1,7 +1,9 @@
 """The paginated lists over HTTP (docs/http.md, "Pages"): my_groups,
-my_like_groups (and its seed route GET /groups), my_notifications and
-my_pair_invites. A page of `max_rows`; the next one after `after`, the id of the
-last item received; a page that continues says so in its Link header."""
+my_like_groups (and its seed route GET /groups), my_notifications,
+my_pair_invites, an event's approval queue (event_like_groups),
+list_group_invites, my_chats and list_friends. A page of `max_rows`; the next
+one after `after`, the id of the last item received; a page that continues says
+so in its Link header."""
 
 from __future__ import annotations
 
@@ -106,7 +108,8 @@ def test_group_members_pages(client: httpx.Client, make_user) -> None:
 @pytest.mark.parametrize("max_rows", [0, -1, 201])
 def test_max_rows_out_of_range_is_400(client: httpx.Client, make_user, max_rows: int) -> None:
     user = make_user()
-    for function in ("my_groups", "my_like_groups", "my_notifications", "my_pair_invites"):
+    for function in ("my_groups", "my_like_groups", "my_notifications", "my_pair_invites",
+                     "my_chats", "list_friends"):
         response = client.post(f"/rest/v1/rpc/{function}", json={"max_rows": max_rows},
                                headers=user.headers)
         assert response.status_code == 400, (function, response.text)
@@ -124,7 +127,9 @@ def test_unknown_cursor_is_400(client: httpx.Client, make_user) -> None:
             ("my_like_groups", "after", str(uuid.uuid4())),
             ("my_notifications", "after", str(uuid.uuid4())),
             ("my_pair_invites", "sent_after", str(uuid.uuid4())),
-            ("my_pair_invites", "received_after", str(uuid.uuid4()))):
+            ("my_pair_invites", "received_after", str(uuid.uuid4())),
+            ("my_chats", "after", str(uuid.uuid4())),
+            ("list_friends", "after", other.id)):
         response = client.post(f"/rest/v1/rpc/{function}", json={argument: cursor},
                                headers=user.headers)
         assert response.status_code == 400, (function, response.text)
@@ -243,3 +248,147 @@ def test_my_pair_invites_pages_each_list(client: httpx.Client, make_user, admin)
         rest += [i["id"] for i in page.json()["received"]]
         query = next_query(page)
     assert rest == received[1:]
+
+
+def rpc(client: httpx.Client, user: User, fn: str, **args: Any) -> Any:
+    response = client.post(f"/rest/v1/rpc/{fn}", json=args, headers=user.headers)
+    assert response.status_code == 200, (fn, response.text)
+    return response.json()
+
+
+def queue_page(client: httpx.Client, author: User, **params: Any) -> httpx.Response:
+    response = client.get("/rest/v1/rpc/event_like_groups", params=params,
+                          headers=author.headers)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_event_like_groups_pages(client: httpx.Client, make_user) -> None:
+    """Pending groups first, oldest first; then decided ones, last decided first;
+    the Link header names the event and the cursor of the list the page ended in."""
+    author = make_user("Author")
+    event = rpc(client, author, "create_event", title="Queue")["id"]
+    likers = [make_user(f"Liker {n}") for n in range(7)]
+    g = [rpc(client, liker, "like_event", event_id=event)["id"] for liker in likers]
+    rpc(client, author, "reject_like_group", group_id=g[1])
+    rpc(client, author, "approve_like_group", group_id=g[3])
+    rpc(client, author, "approve_like_group", group_id=g[5])
+
+    first = queue_page(client, author, event_id=event, max_rows=3)
+    assert first.json()["event"] == {"id": event, "title": "Queue"}
+    assert [(x["id"], x["status"]) for x in first.json()["groups"]] == [
+        (g[0], "pending"), (g[2], "pending"), (g[4], "pending")]
+    assert first.json()["groups"][0]["members"] == [{"id": likers[0].id,
+                                                     "display_name": "Liker 0"}]
+    assert next_query(first) == {"event_id": event, "max_rows": "3", "pending_after": g[4]}
+    second = queue_page(client, author, **next_query(first))  # type: ignore[arg-type]
+    assert [(x["id"], x["status"]) for x in second.json()["groups"]] == [
+        (g[6], "pending"), (g[5], "approved"), (g[3], "approved")]
+    assert next_query(second) == {"event_id": event, "max_rows": "3", "decided_after": g[3]}
+    third = queue_page(client, author, **next_query(second))  # type: ignore[arg-type]
+    assert [(x["id"], x["status"]) for x in third.json()["groups"]] == [(g[1], "rejected")]
+    assert "link" not in third.headers
+
+    # The whole queue in the default page (50): no Link header.
+    whole = client.post("/rest/v1/rpc/event_like_groups", json={"event_id": event},
+                        headers=author.headers)
+    assert "link" not in whole.headers
+    assert [x["id"] for x in whole.json()["groups"]] == [g[0], g[2], g[4], g[6], g[5], g[3], g[1]]
+
+    # Decisions between two pages: the cursor (g[4]) and a group after it (g[6])
+    # are approved; the next page goes on after the cursor's place among the
+    # pending groups (none left), then shows the decided ones, both included.
+    rpc(client, author, "approve_like_group", group_id=g[4])
+    rpc(client, author, "approve_like_group", group_id=g[6])
+    again = queue_page(client, author, **next_query(first))  # type: ignore[arg-type]
+    assert [(x["id"], x["status"]) for x in again.json()["groups"]] == [
+        (g[6], "approved"), (g[4], "approved"), (g[5], "approved")]
+    assert next_query(again) == {"event_id": event, "max_rows": "3", "decided_after": g[5]}
+    rest = queue_page(client, author, **next_query(again))  # type: ignore[arg-type]
+    assert [x["id"] for x in rest.json()["groups"]] == [g[3], g[1]]
+    assert "link" not in rest.headers
+
+    # Cursors that are no group of this queue's list: 400.
+    other_event = rpc(client, author, "create_event", title="Other")["id"]
+    elsewhere = rpc(client, make_user(), "like_event", event_id=other_event)["id"]
+    hint = "Pass the id of the last item of the previous page, or nothing for the first page."
+    for argument, cursor in (("pending_after", elsewhere), ("decided_after", elsewhere),
+                             ("pending_after", str(uuid.uuid4())),
+                             ("decided_after", g[0])):  # still pending
+        refused = client.post("/rest/v1/rpc/event_like_groups",
+                              json={"event_id": event, argument: cursor},
+                              headers=author.headers)
+        assert refused.status_code == 400, (argument, refused.text)
+        assert refused.json() == {
+            "code": "22023", "message": f"{argument} is not the id of an item of this list.",
+            "details": None, "hint": hint}
+    bad = client.post("/rest/v1/rpc/event_like_groups", json={"event_id": event, "max_rows": 0},
+                      headers=author.headers)
+    assert (bad.status_code, bad.json()["message"]) == (400, "max_rows must be 1 to 200.")
+    # Anyone but an author: the same 404 whatever the page.
+    stranger = client.post("/rest/v1/rpc/event_like_groups",
+                           json={"event_id": event, "pending_after": g[0]},
+                           headers=likers[0].headers)
+    assert stranger.status_code == 404, stranger.text
+
+
+def test_list_group_invites_pages(client: httpx.Client, make_user) -> None:
+    owner, member = make_user(), make_user()
+    group = create_group(client, owner, "Invites")
+    invites = [rpc(client, owner, "create_group_invite", group_id=group["id"])
+               for _ in range(6)]
+    rpc(client, member, "join_group", code=invites[-1]["code"])
+    made = [i["id"] for i in invites]
+    newest = made[::-1]
+
+    first = client.get("/rest/v1/rpc/list_group_invites",
+                       params={"group_id": group["id"], "max_rows": 4}, headers=member.headers)
+    assert first.status_code == 200, first.text
+    assert [i["id"] for i in first.json()] == newest[:4]
+    assert next_query(first) == {"group_id": group["id"], "max_rows": "4", "after": newest[3]}
+    second = client.get("/rest/v1/rpc/list_group_invites", params=next_query(first),
+                        headers=member.headers)
+    assert [i["id"] for i in second.json()] == newest[4:]
+    assert "link" not in second.headers
+    assert [i["use_count"] for i in first.json() + second.json()] == [1, 0, 0, 0, 0, 0]
+    # A cursor of another group's invite: 400.
+    theirs = create_group(client, member, "Theirs")
+    other = rpc(client, member, "create_group_invite", group_id=theirs["id"])["id"]
+    refused = client.post("/rest/v1/rpc/list_group_invites",
+                          json={"group_id": group["id"], "after": other}, headers=owner.headers)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["message"] == "after is not the id of an item of this list."
+
+
+def test_my_chats_pages(client: httpx.Client, make_user) -> None:
+    user, author = make_user(), make_user()
+    chats = []
+    for n in range(3):
+        event = rpc(client, author, "create_event", title=f"Chat {n}")["id"]
+        group = rpc(client, user, "like_event", event_id=event)["id"]
+        approved = rpc(client, author, "approve_like_group", group_id=group)
+        chats.append(approved["chat_id"])
+    pages = walk(client, user, "/rest/v1/rpc/my_chats", 2)
+    assert [[c["id"] for c in p] for p in pages] == [chats[:0:-1], chats[:1]]
+    # The approving author takes part in each chat too.
+    assert all(c["participant_ids"] == sorted([user.id, author.id]) for p in pages for c in p)
+    assert "link" not in client.get("/rest/v1/rpc/my_chats", headers=user.headers).headers
+
+
+def test_list_friends_pages(client: httpx.Client, make_user) -> None:
+    user = make_user("Me")
+    others = [make_user(f"Friend {n}") for n in range(5)]
+    for n, other in enumerate(others):
+        # Either side asks; three of the five are accepted.
+        asker, answerer = (user, other) if n % 2 == 0 else (other, user)
+        rpc(client, asker, "request_friend", user_id=answerer.id)
+        if n < 3:
+            rpc(client, answerer, "accept_friend", user_id=asker.id)
+    pages = walk(client, user, "/rest/v1/rpc/list_friends", 2, key="user_id")
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [f["user_id"] for p in pages for f in p] == [o.id for o in others[::-1]]
+    assert [(f["status"], f["direction"]) for p in pages for f in p] == [
+        ("pending", "outgoing"), ("pending", "incoming"),
+        ("accepted", None), ("accepted", None), ("accepted", None)]
+    assert [f["display_name"] for p in pages for f in p] == [
+        "Friend 4", "Friend 3", "Friend 2", "Friend 1", "Friend 0"]

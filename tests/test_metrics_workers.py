@@ -103,3 +103,26 @@ def test_database_gauges_read_once_per_interval(database_url: str, tmp_path: Pat
         assert fresh is not None and fresh[0] == first + 1
     finally:
         stop_gateway(gateway)
+
+
+def test_notify_queue_usage_gauge(database_url: str, tmp_path: Path,
+                                  admin: psycopg.Connection) -> None:
+    """joinery_notify_queue_usage is pg_notification_queue_usage(): held up by a
+    listener in an open transaction, 300 notifications of about 8 kB stay queued,
+    and the gauge shows the fraction PostgreSQL gives."""
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("listen joinery_metrics_test")
+        listener.execute("begin")
+        listener.execute("select 1")
+        for _ in range(300):
+            admin.execute("select pg_notify('joinery_metrics_test', repeat('x', 7900))")
+        row = admin.execute("select pg_notification_queue_usage()").fetchone()
+        assert row is not None and row[0] > 0.0002
+        gateway = start_gateway(database_url, tmp_path / "gateway.log")
+        try:
+            value = gauge(httpx.get(f"{gateway.url}/metrics", timeout=10).text,
+                          "notify_queue_usage")
+        finally:
+            stop_gateway(gateway)
+            listener.execute("commit")
+    assert value == row[0]

@@ -110,8 +110,48 @@ LISTS_LOAD = [
               'revoked', now() + interval '1 day', now(), now() - n * interval '1 minute'
        from generate_series(1, 60) n""",
 ]
+# The approval queue, a group's invites, chats and friends: the event's 20,060
+# rejected like groups above plus 60 pending ones, the caller an author; a chat
+# for each rejected group (60 with the caller in them); 20,000 invites of
+# someone else's group and 60 of the caller's; 20,000 friendships of someone
+# else's and 60 of the caller's, on either side of the pair.
+MORE_LOAD = [
+    """insert into app.event_authors (event_id, user_id) values (%(event)s, %(user)s)""",
+    """insert into app.like_groups (event_id, creator_id, created_at)
+       select %(event)s, %(other)s, now() - n * interval '1 minute'
+       from generate_series(1, 60) n""",
+    """insert into app.chats (type, like_group_id, event_id)
+       select 'approved_group', g.id, g.event_id from app.like_groups g
+       where g.event_id = %(event)s and g.status = 'rejected'""",
+    """insert into app.chat_participants (chat_id, event_id, user_id, created_at)
+       select c.id, c.event_id,
+              case when row_number() over (order by c.id) <= 60 then %(user)s::uuid
+                   else %(other)s::uuid end,
+              now() - random() * interval '10 days'
+       from app.chats c where c.event_id = %(event)s""",
+    """insert into app.group_invites (group_id, created_by, code_hash, code_hint, created_at)
+       select g.id, g.creator_id, sha256(gen_random_uuid()::text::bytea), 'abcd',
+              now() - n * interval '1 second'
+       from generate_series(1, 20060) n,
+            lateral (select x.id, x.creator_id from app.groups x
+                     where x.creator_id = case when n <= 60 then %(user)s::uuid
+                                               else %(other)s::uuid end
+                     order by x.id limit 1) g""",
+    """with people as (
+           insert into auth.users (email)
+           select 'friend-' || n || '-' || gen_random_uuid() || '@example.com'
+           from generate_series(1, 20060) n returning id),
+       numbered as (select p.id, row_number() over (order by p.id) n from people p)
+       insert into app.friendships (user_low, user_high, requester_id, status, created_at)
+       select least(x.me, y.id), greatest(x.me, y.id), y.id, 'pending',
+              now() - y.n * interval '1 second'
+       from numbered y,
+            lateral (select case when y.n <= 60 then %(user)s::uuid
+                                 else %(other)s::uuid end me) x""",
+]
 LIST_TABLES = ("groups", "group_members", "notifications", "like_groups",
-               "like_group_members", "pair_invites")
+               "like_group_members", "pair_invites", "chats", "chat_participants",
+               "group_invites", "friendships")
 
 
 def test_lists_read_index_ranges_only(database_url: str,
@@ -123,7 +163,7 @@ def test_lists_read_index_ranges_only(database_url: str,
             (other.id,)).fetchone() or (None,)
         conn.execute(LOAD, {"event": event, "inviter": other.id})
         values = {"user": user.id, "other": other.id, "event": event}
-        for statement in LISTS_LOAD:
+        for statement in LISTS_LOAD + MORE_LOAD:
             conn.execute(statement, values)  # type: ignore[arg-type]  # the test's own SQL
         for table in LIST_TABLES:
             conn.execute(f"analyze app.{table}")  # type: ignore[arg-type]
@@ -134,12 +174,13 @@ def test_lists_read_index_ranges_only(database_url: str,
             "and m.role = 'owner' order by m.group_id limit 1", (user.id,)).fetchone() or ("",)
         for call, key in (("my_groups()", None), ("my_like_groups()", None),
                           ("my_notifications()", None), ("my_pair_invites()", "sent"),
-                          (f"group_members('{group}')", None)):
+                          (f"group_members('{group}')", None), ("my_chats()", None),
+                          (f"list_group_invites('{group}')", None), ("list_friends()", None)):
             found = plans(conn, user, f"select api.{call}")
             (answer,) = conn.execute(f"select api.{call}").fetchone() or (None,)  # type: ignore[arg-type]
             page = answer[key] if key else answer
             assert len(page) == 50, call
-            cursor = page[-1].get("id") or page[-1]["user_id"]
+            cursor = page[-1]["user_id"] if "user_id" in page[-1] else page[-1]["id"]
             name, _, first = call.partition("(")
             first = first.removesuffix(")")
             argument = "sent_after" if key else "after"
@@ -148,6 +189,21 @@ def test_lists_read_index_ranges_only(database_url: str,
             queries.append((nxt, plans(conn, user, nxt)))
             (rest,) = conn.execute(nxt).fetchone() or (None,)  # type: ignore[arg-type]
             assert len(rest[key] if key else rest) == 10, nxt
+        # The approval queue: 50 of the 60 pending groups, then the 10 others
+        # and 40 decided ones, then 50 decided ones after the last decided.
+        queue = f"event_like_groups('{event}'"
+        found = plans(conn, user, f"select api.{queue})")
+        (answer,) = conn.execute(f"select api.{queue})").fetchone() or (None,)  # type: ignore[arg-type]
+        assert [g["status"] for g in answer["groups"]] == ["pending"] * 50
+        queries.append((queue, found))
+        nxt = f"select api.{queue}, pending_after => '{answer['groups'][-1]['id']}')"
+        queries.append((nxt, plans(conn, user, nxt)))
+        (rest,) = conn.execute(nxt).fetchone() or (None,)  # type: ignore[arg-type]
+        assert [g["status"] for g in rest["groups"]] == ["pending"] * 10 + ["rejected"] * 40
+        last = f"select api.{queue}, decided_after => '{rest['groups'][-1]['id']}')"
+        queries.append((last, plans(conn, user, last)))
+        (decided,) = conn.execute(last).fetchone() or (None,)  # type: ignore[arg-type]
+        assert [g["status"] for g in decided["groups"]] == ["rejected"] * 50
         conn.rollback()
     for query, found in queries:
         assert found, query  # auto_explain did show the function's statements

@@ -51,7 +51,7 @@ def test_promtool_checks_and_unit_tests_the_rules() -> None:
     check = subprocess.run([str(promtool), "check", "rules", str(RULES)],
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 9 rules found" in check.stdout
+    assert "SUCCESS: 10 rules found" in check.stdout
     test = subprocess.run([str(promtool), "test", "rules", str(RULE_TESTS)],
                           capture_output=True, text=True, timeout=60, cwd=RULE_TESTS.parent)
     assert test.returncode == 0, test.stdout + test.stderr
@@ -64,7 +64,7 @@ def test_every_alert_has_a_unit_test_that_fires_it() -> None:
         "JoineryGatewayDown", "JoineryDatabaseUnreachable", "JoineryHighErrorRatio",
         "JoineryHighLatencyP99", "JoineryMailQueueGrowing", "JoineryMailFailures",
         "JoineryPoolSaturated", "JoineryRealtimeSocketsNearCap",
-        "JoineryAuditDefaultPartitionRows"}
+        "JoineryAuditDefaultPartitionRows", "JoineryNotifyQueueFilling"}
     fired = {case["alertname"] for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
              for case in test["alert_rule_test"] if case["exp_alerts"]}
     quiet = {case["alertname"] for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
@@ -109,4 +109,5 @@ def test_every_queried_metric_is_exposed(client: httpx.Client, make_user) -> Non
         "joinery_database_unreachable", "joinery_http_requests_total",
         "joinery_http_request_duration_seconds_bucket", "joinery_mail_queue_depth",
         "joinery_mail_failed", "joinery_pool_requests_waiting", "joinery_pool_available",
-        "joinery_realtime_sockets", "joinery_realtime_max_sockets", "joinery_audit_default_rows"}
+        "joinery_realtime_sockets", "joinery_realtime_max_sockets", "joinery_audit_default_rows",
+        "joinery_notify_queue_usage"}

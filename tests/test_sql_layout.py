@@ -35,7 +35,11 @@ BEFORE_SPLIT = "01f58883a6fa45ecae9f11e86e49a0785036a13a"
 # signature): the rebuild creates the new one and drops the old (issue 19,
 # item 11: the lists' max_rows and after).
 CHANGED_SINCE_SPLIT = {
+    "api.event_like_groups(uuid)": "api.event_like_groups(uuid,integer,uuid,uuid)",
     "api.group_members(uuid)": "api.group_members(uuid,integer,uuid)",
+    "api.list_friends()": "api.list_friends(integer,uuid)",
+    "api.list_group_invites(uuid)": "api.list_group_invites(uuid,integer,uuid)",
+    "api.my_chats()": "api.my_chats(integer,uuid)",
     "api.my_groups()": "api.my_groups(integer,uuid)",
     "api.my_like_groups()": "api.my_like_groups(integer,uuid)",
     "api.my_notifications(boolean)": "api.my_notifications(boolean,integer,uuid)",

@@ -83,6 +83,7 @@ def test_empty_database(url: str) -> None:
         "webhooks:      0 pending, 0 failed",
         "audit, last hour: none",
         f"audit partitions: through {through}, 0 rows in the default partition",
+        "notify queue:  0.00% in use",
         "most refused by rate limits, last day: none",
         f"last outage:   {OUTAGE}",
     ]
@@ -148,6 +149,7 @@ def test_with_activity(url: str) -> None:
         "         3  group.join",
         "         1  pair_invite.accept",
         f"audit partitions: through {through}, 1 rows in the default partition",
+        "notify queue:  0.00% in use",
         "most refused by rate limits, last day:",
         f"         9  {b}",
         f"         7  {a}",
@@ -156,6 +158,8 @@ def test_with_activity(url: str) -> None:
     answer = json.loads(status(url, "--json").stdout)
     generated = answer.pop("generated_at")
     assert generated.endswith("+00:00")
+    # The queue is the cluster's: a few pages of other tests' notifications at most.
+    assert 0 <= answer.pop("notify_queue_usage") < 0.0001
     assert answer == {
         "migration": {"latest": LATEST, "applied": APPLIED, "applied_at": at},
         "sql_code": mark,
@@ -168,6 +172,28 @@ def test_with_activity(url: str) -> None:
         "most_refused": [{"user_id": b, "refused": 9}, {"user_id": a, "refused": 7}],
         "last_outage": None,
     }
+
+
+def test_a_listener_that_does_not_read_fills_the_notify_queue(url: str) -> None:
+    """A session that LISTENs inside an open transaction reads nothing: the 300
+    notifications of about 8 kB sent meanwhile stay queued, about 300 of the
+    queue's pages; status shows the fraction pg_notification_queue_usage() gives."""
+    with psycopg.connect(url, autocommit=True) as listener, \
+            psycopg.connect(url, autocommit=True) as sender:
+        listener.execute("listen joinery_status_test")
+        listener.execute("begin")
+        listener.execute("select 1")
+        for _ in range(300):
+            sender.execute("select pg_notify('joinery_status_test', repeat('x', 7900))")
+        row = sender.execute("select pg_notification_queue_usage()").fetchone()
+        assert row is not None
+        usage = float(row[0])
+        assert 0.0002 < usage < 0.01  # 300 pages of 8 kB in a queue of 8 GB, and any others
+        answer = json.loads(status(url, "--json").stdout)
+        screen = status(url).stdout.splitlines()
+        listener.execute("commit")
+    assert answer["notify_queue_usage"] == usage
+    assert f"notify queue:  {usage:.2%} in use" in screen
 
 
 def test_only_the_owner_and_service_role_may_call_it(url: str) -> None:

@@ -161,7 +161,8 @@ def test_shape_of_the_generated_type(generated: str) -> None:
         "chat_id: string | null }\n")
     # A function without @returns keeps the generator's Json.
     assert block(generated, "list_group_invites") == (
-        "        Args: { group_id: string }\n        Returns: Json\n")
+        "        Args: { group_id: string; max_rows?: number; after?: string }\n"
+        "        Returns: Json\n")
 
 
 def test_every_served_function_is_typed(generated: str, database_url: str) -> None:

@@ -41,6 +41,8 @@ GAUGES = {
     "webhook_failed_total": ("webhook deliveries given up on (from the database)", "mostrecent"),
     "audit_default_rows": ("rows in the audit log's default partition, which has them only "
                            "for a month without a partition (from the database)", "mostrecent"),
+    "notify_queue_usage": ("fraction of the database's NOTIFY queue in use (0 to 1,"
+                           " pg_notification_queue_usage(); from the database)", "mostrecent"),
     "jwks_fetch_failing": ("1 while the last fetch of JWT_JWKS_URL failed", "livemax"),
     "jwks_keys": ("keys held from JWT_JWKS_URL", "livemax"),
 }

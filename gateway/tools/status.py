@@ -3,7 +3,8 @@
 private.status() reads: the mail queue, failed mail, webhook deliveries pending
 and failed, the audit of the last hour
 by action, the users most refused by rate limits, how far ahead the audit log has
-monthly partitions and the rows in its default partition (which should be none).
+monthly partitions and the rows in its default partition (which should be none),
+and how full the NOTIFY queue is (pg_notification_queue_usage()).
 Outages are not recorded in the database (the gateway counts them per process:
 joinery_database_outages_total on /metrics, and logs them), so the last outage is
 reported as not recorded."""
@@ -62,6 +63,7 @@ def report(status: dict[str, Any]) -> str:
         *(f"  {a['rows']:>8}  {a['action']}" for a in status["audit_last_hour"]),
         f"audit partitions: through {parts['through'] or 'none'}, "
         f"{parts['default_rows']} rows in the default partition",
+        f"notify queue:  {status['notify_queue_usage']:.2%} in use",
         "most refused by rate limits, last day:"
         + ("" if status["most_refused"] else " none"),
         *(f"  {r['refused']:>8}  {r['user_id']}" for r in status["most_refused"]),

@@ -309,40 +309,71 @@ grant execute on function api.preview_group_invite(text) to authenticated, servi
 
 /**
  * A group's invites, for its members (403 otherwise, 404 if no group), newest
- * first: [{id, group_id, code_hint, created_by, created_at, expires_at,
- * max_uses, use_count, revoked_at, active}].
+ * first (created_at, then id, descending): [{id, group_id, code_hint,
+ * created_by, created_at, expires_at, max_uses, use_count, revoked_at,
+ * active}]. A page of `max_rows` (1 to 200, default 50); the next page:
+ * `after` = the id of the last invite received. A page that continues says so
+ * in its Link header (docs/http.md, "Pages").
+ * @arg max_rows minimum=1 maximum=200
  */
-create function api.list_group_invites(group_id uuid) returns jsonb
+create function api.list_group_invites(
+    group_id uuid, max_rows integer default 50, after uuid default null
+) returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
     v_now timestamptz := pg_catalog.now();
+    v_limit integer := private.page_size(list_group_invites.max_rows);
+    v_after timestamptz;
+    v_items jsonb;
 begin
     perform private.require_group_member(list_group_invites.group_id);
-    -- One query, shaped in it (as private.group_invite_json, spelled out: on a
-    -- Citus cluster a function taking the table's row type cannot run inside
-    -- the shard's query).
-    return (
-        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                'id', i.id,
-                'group_id', i.group_id,
-                'code_hint', i.code_hint,
-                'created_by', i.created_by,
-                'created_at', i.created_at,
-                'expires_at', i.expires_at,
-                'max_uses', i.max_uses,
-                'use_count', i.use_count,
-                'revoked_at', i.revoked_at,
-                'active', i.revoked_at is null
-                    and (i.expires_at is null or i.expires_at > v_now)
-                    and (i.max_uses is null or i.use_count < i.max_uses))
-            order by i.created_at desc, i.id), '[]'::jsonb)
-        from app.group_invites i
-        where i.group_id = list_group_invites.group_id);
+    if list_group_invites.after is not null then
+        select i.created_at into v_after from app.group_invites i
+        where i.group_id = list_group_invites.group_id and i.id = list_group_invites.after;
+        if not found then
+            perform private.page_cursor_unknown('after');
+        end if;
+    end if;
+    -- One index range (group_invites_group_order_idx, read backwards), shaped
+    -- in the query (as private.group_invite_json, spelled out: on a Citus
+    -- cluster a function taking the table's row type cannot run inside the
+    -- shard's query).
+    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+            'id', i.id,
+            'group_id', i.group_id,
+            'code_hint', i.code_hint,
+            'created_by', i.created_by,
+            'created_at', i.created_at,
+            'expires_at', i.expires_at,
+            'max_uses', i.max_uses,
+            'use_count', i.use_count,
+            'revoked_at', i.revoked_at,
+            'active', i.revoked_at is null
+                and (i.expires_at is null or i.expires_at > v_now)
+                and (i.max_uses is null or i.use_count < i.max_uses))
+        order by i.created_at desc, i.id desc)
+    into v_items
+    from (
+        select * from app.group_invites f
+        where f.group_id = list_group_invites.group_id
+          and (v_after is null or (f.created_at, f.id) < (v_after, list_group_invites.after))
+        order by f.created_at desc, f.id desc
+        limit v_limit + 1) i;
+    -- Trimmed here (on a cluster: on the coordinator, where the Link header is
+    -- set); the Link names the group too.
+    v_items := coalesce(v_items, '[]'::jsonb);
+    if pg_catalog.jsonb_array_length(v_items) > v_limit then
+        v_items := v_items - v_limit;
+        perform private.next_page(pg_catalog.format('group_id=%s&max_rows=%s&after=%s',
+            list_group_invites.group_id, v_limit, v_items -> (v_limit - 1) ->> 'id'));
+    end if;
+    return v_items;
 end;
 $$;
-grant execute on function api.list_group_invites(uuid) to authenticated, service_role;
+grant execute on function api.list_group_invites(uuid, integer, uuid)
+    to authenticated, service_role;
 
 /**
  * Revokes an invite, by its code or by its id (as listed by

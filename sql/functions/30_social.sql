@@ -117,31 +117,69 @@ $$;
 grant execute on function api.remove_friend(uuid) to authenticated, service_role;
 
 /**
- * The caller's friends and requests:
+ * The caller's friends and requests, newest first (the friendship's created_at,
+ * then the other person's id, descending):
  * [{user_id, display_name, status, direction, created_at, accepted_at}] where
- * direction is 'incoming' or 'outgoing' for pending requests and null for friends.
+ * direction is 'incoming' or 'outgoing' for pending requests and null for
+ * friends. A page of `max_rows` (1 to 200, default 50); the next page: `after`
+ * = the user_id of the last person received. A page that continues says so in
+ * its Link header (docs/http.md, "Pages").
+ * @arg max_rows minimum=1 maximum=200
  * @returns [{user_id:uuid, display_name:string?, status:pending|accepted, direction:incoming|outgoing?, created_at:date-time, accepted_at:date-time?}]
  * @link accept_friend user_id=0.user_id
  * @link remove_friend user_id=0.user_id
  * @link request_friend user_id=0.user_id
  */
-create function api.list_friends() returns jsonb
+create function api.list_friends(max_rows integer default 50, after uuid default null)
+returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+    v_uid uuid := private.require_user();
+    v_limit integer := private.page_size(list_friends.max_rows);
+    v_after timestamptz;
+    v_items jsonb;
 begin
-    return (
-        with me as (select private.require_user() as id)
-        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                'user_id', o.other, 'display_name', p.display_name, 'status', f.status,
-                'direction', case when f.status = 'accepted' then null
-                                  when f.requester_id = me.id then 'outgoing' else 'incoming' end,
-                'created_at', f.created_at, 'accepted_at', f.accepted_at)
-            order by p.display_name, o.other), '[]'::jsonb)
-        from me
-        join app.friendships f on me.id in (f.user_low, f.user_high)
-        cross join lateral (select case when f.user_low = me.id then f.user_high else f.user_low end as other) o
-        left join app.profiles p on p.id = o.other);
+    if list_friends.after is not null then
+        select f.created_at into v_after from app.friendships f
+        where f.user_low = least(v_uid, list_friends.after)
+          and f.user_high = greatest(v_uid, list_friends.after);
+        if not found then
+            perform private.page_cursor_unknown('after');
+        end if;
+    end if;
+    -- The caller is on either side of a pair: one index range per side
+    -- (friendships_low_order_idx, friendships_high_order_idx), as UNION ALL
+    -- rather than one OR, merged and cut to the page.
+    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+            'user_id', f.other, 'display_name', p.display_name, 'status', f.status,
+            'direction', case when f.status = 'accepted' then null
+                              when f.requester_id = v_uid then 'outgoing' else 'incoming' end,
+            'created_at', f.created_at, 'accepted_at', f.accepted_at)
+        order by f.created_at desc, f.other desc)
+    into v_items
+    from (
+        select u.* from (
+            (select f.user_high as other, f.status, f.requester_id, f.created_at, f.accepted_at
+             from app.friendships f
+             where f.user_low = v_uid
+               and (v_after is null
+                    or (f.created_at, f.user_high) < (v_after, list_friends.after))
+             order by f.created_at desc, f.user_high desc
+             limit v_limit + 1)
+            union all
+            (select f.user_low, f.status, f.requester_id, f.created_at, f.accepted_at
+             from app.friendships f
+             where f.user_high = v_uid
+               and (v_after is null
+                    or (f.created_at, f.user_low) < (v_after, list_friends.after))
+             order by f.created_at desc, f.user_low desc
+             limit v_limit + 1)) u
+        order by u.created_at desc, u.other desc
+        limit v_limit + 1) f
+    left join app.profiles p on p.id = f.other;
+    return private.page(v_items, v_limit, 'user_id');
 end;
 $$;
-grant execute on function api.list_friends() to authenticated, service_role;
+grant execute on function api.list_friends(integer, uuid) to authenticated, service_role;

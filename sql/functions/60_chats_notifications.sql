@@ -1,32 +1,57 @@
 -- Chats, notifications and who may subscribe to which realtime topic.
 
 /**
- * The caller's chats, newest first:
- * [{id, type, like_group_id, participant_ids, created_at}].
+ * The caller's chats, the one the caller joined last first (the participation's
+ * created_at, then the chat's id, descending):
+ * [{id, type, like_group_id, participant_ids, created_at}]. A page of
+ * `max_rows` (1 to 200, default 50); the next page: `after` = the id of the
+ * last chat received. A page that continues says so in its Link header
+ * (docs/http.md, "Pages").
+ * @arg max_rows minimum=1 maximum=200
  * @returns [{id:uuid, type:string, like_group_id:uuid?, participant_ids:[uuid]?, created_at:date-time}]
  */
-create function api.my_chats() returns jsonb
+create function api.my_chats(max_rows integer default 50, after uuid default null)
+returns jsonb
 language plpgsql stable security definer
 set search_path = ''
 as $$
 declare
     -- Read once here (on a cluster, functions inside a query run on the worker).
     v_uid uuid := private.require_user();
+    v_limit integer := private.page_size(my_chats.max_rows);
+    v_after timestamptz;
+    v_items jsonb;
 begin
-    return (
-        select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                'id', c.id, 'type', c.type, 'like_group_id', c.like_group_id,
-                'participant_ids', (select pg_catalog.jsonb_agg(o.user_id order by o.user_id)
-                                    from app.chat_participants o
-                                    where o.event_id = c.event_id and o.chat_id = c.id),
-                'created_at', c.created_at)
-            order by c.created_at desc, c.id), '[]'::jsonb)
-        from app.chat_participants p
-        join app.chats c on c.event_id = p.event_id and c.id = p.chat_id
-        where p.user_id = v_uid);
+    if my_chats.after is not null then
+        select p.created_at into v_after from app.chat_participants p
+        where p.user_id = v_uid and p.chat_id = my_chats.after;
+        if not found then
+            perform private.page_cursor_unknown('after');
+        end if;
+    end if;
+    -- One index range (chat_participants_user_order_idx, read backwards), then
+    -- each chat and its participants joined on the chat's event (the
+    -- distribution column on a cluster).
+    select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+            'id', c.id, 'type', c.type, 'like_group_id', c.like_group_id,
+            'participant_ids', (select pg_catalog.jsonb_agg(o.user_id order by o.user_id)
+                                from app.chat_participants o
+                                where o.event_id = c.event_id and o.chat_id = c.id),
+            'created_at', c.created_at)
+        order by p.created_at desc, p.chat_id desc)
+    into v_items
+    from (
+        select m.event_id, m.chat_id, m.created_at from app.chat_participants m
+        where m.user_id = v_uid
+          and (v_after is null or (m.created_at, m.chat_id) < (v_after, my_chats.after))
+        order by m.created_at desc, m.chat_id desc
+        limit v_limit + 1) p
+    join app.chats c on c.event_id = p.event_id and c.id = p.chat_id;
+    -- Trimmed here, on the coordinator of a cluster, where the Link header is set.
+    return private.page(v_items, v_limit);
 end;
 $$;
-grant execute on function api.my_chats() to authenticated, service_role;
+grant execute on function api.my_chats(integer, uuid) to authenticated, service_role;
 
 /**
  * The caller's notifications, newest first: [{id, type, data, read_at,

@@ -1,6 +1,6 @@
 -- What `python -m gateway status` shows an operator on one screen, read in one
 -- statement: queue depths, failed mail, webhook deliveries pending and failed, the audit of the last hour, the users
--- most refused by rate limits, the audit log's partitions.
+-- most refused by rate limits, the audit log's partitions, the NOTIFY queue.
 
 /**
  * {mail: {queued, failed, last_failed_at}, webhooks: {pending, failed,
@@ -14,6 +14,9 @@
  * {through: the first day after the last monthly partition (rows of later
  * months would land in the default partition), default_rows: rows in the
  * default partition (joinery_audit_default_rows; should be 0)}.
+ * notify_queue_usage: the fraction of the NOTIFY queue in use, 0 to 1
+ * (pg_notification_queue_usage(), joinery_notify_queue_usage): a listener
+ * that stops reading fills it, and at 1 every transaction that notifies fails.
  */
 create function private.status(top integer default 5) returns jsonb
 language plpgsql stable security definer
@@ -52,6 +55,7 @@ begin
                 join pg_catalog.pg_class c on c.oid = i.inhrelid
                 where i.inhparent = 'app.audit_log'::regclass),
             'default_rows', private.audit_default_rows()),
+        'notify_queue_usage', pg_catalog.pg_notification_queue_usage(),
         'most_refused', (
             select coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'user_id', x.actor_id, 'refused', x.n) order by x.n desc, x.actor_id),

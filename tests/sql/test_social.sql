@@ -50,16 +50,16 @@ select is(
 select is(
     api.list_friends(),
     jsonb_build_array(
-        jsonb_build_object('user_id', '00000000-0000-4000-8000-000000000002', 'display_name', 'bob',
+        jsonb_build_object('user_id', '00000000-0000-4000-8000-000000000004', 'display_name', 'dave',
                            'status', 'pending', 'direction', 'outgoing',
                            'created_at', now(), 'accepted_at', null),
         jsonb_build_object('user_id', '00000000-0000-4000-8000-000000000003', 'display_name', 'carol',
                            'status', 'pending', 'direction', 'outgoing',
                            'created_at', now(), 'accepted_at', null),
-        jsonb_build_object('user_id', '00000000-0000-4000-8000-000000000004', 'display_name', 'dave',
+        jsonb_build_object('user_id', '00000000-0000-4000-8000-000000000002', 'display_name', 'bob',
                            'status', 'pending', 'direction', 'outgoing',
                            'created_at', now(), 'accepted_at', null)),
-    'alice: list_friends shows three outgoing pending requests, by display name'
+    'alice: list_friends shows three outgoing pending requests, newest first (one instant here: the user id, descending)'
 );
 
 select throws_ok(
@@ -178,9 +178,9 @@ select is(
     (select jsonb_agg(jsonb_build_object('name', f ->> 'display_name', 'status', f ->> 'status',
                                          'direction', f -> 'direction'))
      from jsonb_array_elements(api.list_friends()) f),
-    '[{"name": "bob", "status": "accepted", "direction": null},
+    '[{"name": "dave", "status": "pending", "direction": "outgoing"},
       {"name": "carol", "status": "accepted", "direction": null},
-      {"name": "dave", "status": "pending", "direction": "outgoing"}]'::jsonb,
+      {"name": "bob", "status": "accepted", "direction": null}]'::jsonb,
     'alice: bob and carol are friends (both directions of acceptance), dave still outgoing'
 );
 
@@ -197,7 +197,7 @@ select lives_ok(
 
 select is(
     (select jsonb_agg(f ->> 'display_name') from jsonb_array_elements(api.list_friends()) f),
-    '["carol", "dave"]'::jsonb,
+    '["dave", "carol"]'::jsonb,
     'alice: bob is gone from her list'
 );
 

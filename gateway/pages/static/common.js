@@ -215,7 +215,7 @@ export function signInPrompt() {
 
 // ---- API -------------------------------------------------------------------
 
-/** POST /rest/v1/rpc/{fn}: {status, body, retryAfter}. */
+/** POST /rest/v1/rpc/{fn}: {status, body, retryAfter, link} (link: the Link header of a page). */
 export async function rpc(fn, args = {}) {
   const headers = { "Content-Type": "application/json", Accept: "application/json" };
   const who = session();
@@ -227,13 +227,14 @@ export async function rpc(fn, args = {}) {
       cache: "no-store", referrerPolicy: "no-referrer",
     });
   } catch {
-    return { status: 0, body: null, retryAfter: null };
+    return { status: 0, body: null, retryAfter: null, link: null };
   }
   let data = null;
   if (response.status !== 204) {
     try { data = await response.json(); } catch { data = null; }
   }
-  return { status: response.status, body: data, retryAfter: response.headers.get("Retry-After") };
+  return { status: response.status, body: data, retryAfter: response.headers.get("Retry-After"),
+    link: response.headers.get("Link") };
 }
 
 /** The message for an answer no page handles itself, or null on success. */

@@ -2,7 +2,10 @@
 // their members' names and approvals against the threshold, Approve and
 // Reject; kept current through the realtime stream (topic event:{id}, which
 // only the event's authors may join) when another author acts. Anyone else
-// sees the same "not found" as for an event that does not exist.
+// sees the same "not found" as for an event that does not exist. The queue
+// comes a page at a time (pending groups first, then the decided ones, last
+// decided first): "More" reads the next page, the one the Link header names;
+// a reload reads again as many pages as the person has asked for, no more.
 import { busy, commonError, el, formatDate, message, rpc, session, signInPrompt, start, t } from "./common.js";
 import { subscribe } from "./realtime.js";
 
@@ -13,6 +16,7 @@ const status = document.getElementById("queue-status");
 const live = document.getElementById("live");
 const pendingSection = document.getElementById("pending-section");
 const decidedSection = document.getElementById("decided-section");
+const more = document.getElementById("more");
 
 function notFound() {
   title.textContent = t("not_found_title");
@@ -22,6 +26,7 @@ function notFound() {
   status.replaceChildren(message("error", t("event_not_found")));
   pendingSection.hidden = true;
   decidedSection.hidden = true;
+  more.hidden = true;
 }
 
 async function decide(group, fn, button) {
@@ -80,6 +85,56 @@ function render(queue) {
   document.getElementById("pending").replaceChildren(...(pending.length ? pending.map(groupItem)
     : [el("li", { class: "muted" }, t("queue_none_pending"))]));
   document.getElementById("decided").replaceChildren(...decided.map(groupItem));
+  more.hidden = queue.next === null;
+}
+
+/** The arguments of the next page, from a Link header `<?query>; rel="next"`, or null. */
+function nextArgs(link) {
+  const match = /^<\?([^>]*)>; rel="next"$/.exec(link || "");
+  if (!match) return null;
+  const args = Object.fromEntries(new URLSearchParams(match[1]));
+  args.max_rows = Number(args.max_rows);
+  return args;
+}
+
+let pages = 1; // the pages the person has asked for: the first, and one per "More"
+let queue = null; // {event, groups, next}: what is shown, next = the next page's arguments
+
+/**
+ * Reads `count` pages from `args` on (fewer when the queue ends), adding their
+ * groups to `into`: a group read again (decided since an earlier page showed it
+ * pending) keeps its latest state. Answers the failed result, or null.
+ */
+async function readPages(args, count, into) {
+  let read = 0;
+  let following = args;
+  while (following && read < count) {
+    const result = await rpc("event_like_groups", following);
+    if (result.status !== 200) return result;
+    into.event = result.body.event;
+    for (const group of result.body.groups) {
+      into.groups.delete(group.id);
+      into.groups.set(group.id, group);
+    }
+    following = nextArgs(result.link);
+    read += 1;
+  }
+  into.next = following;
+  return null;
+}
+
+function failed(result) {
+  if (result.status === 404) {
+    notFound();
+  } else {
+    status.replaceChildren(message("error", commonError(result)));
+  }
+  return false;
+}
+
+function show(read) {
+  queue = { event: read.event, groups: [...read.groups.values()], next: read.next };
+  render(queue);
 }
 
 let loading = null;
@@ -94,16 +149,10 @@ async function load() {
   loading = (async () => {
     do {
       again = false;
-      const result = await rpc("event_like_groups", { event_id: eventId });
-      if (result.status === 404) {
-        notFound();
-        return false;
-      }
-      if (result.status !== 200) {
-        status.replaceChildren(message("error", commonError(result)));
-        return false;
-      }
-      render(result.body);
+      const read = { event: null, groups: new Map(), next: null };
+      const problem = await readPages({ event_id: eventId }, pages, read);
+      if (problem) return failed(problem);
+      show(read);
     } while (again);
     return true;
   })();
@@ -113,6 +162,23 @@ async function load() {
     loading = null;
   }
 }
+
+/** "More": the next page, added to what is shown. */
+async function loadMore() {
+  if (loading) await loading;
+  if (!queue || !queue.next) return;
+  const read = { event: queue.event, groups: new Map(queue.groups.map((g) => [g.id, g])),
+    next: null };
+  const problem = await readPages(queue.next, 1, read);
+  if (problem) {
+    failed(problem);
+    return;
+  }
+  pages += 1;
+  show(read);
+}
+
+more.addEventListener("click", busy([more], () => loadMore()));
 
 async function main() {
   await start();
