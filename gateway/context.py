@@ -10,6 +10,7 @@ import contextlib
 import time
 from typing import Any
 
+import psycopg
 from starlette.requests import Request
 
 from . import db
@@ -149,18 +150,28 @@ class Gateway:
         with contextlib.suppress(Exception):
             async with self.pool.connection(timeout=1) as conn, conn.transaction():
                 await conn.execute("set local role service_role")
-                row = await (await conn.execute(
-                    "select private.mail_queue_depth(), private.mail_failed_count(), "
-                    "private.audit_default_rows(), "
-                    "pg_catalog.pg_notification_queue_usage()")).fetchone()
-                if row is not None:
-                    self.metrics.set("mail_queue_depth", row[0])
-                    self.metrics.set("mail_failed", row[1])
-                    self.metrics.set("audit_default_rows", row[2])
-                    self.metrics.set("notify_queue_usage", row[3])
-                pending, failed = await webhook_counts(conn)
-                self.metrics.set("webhook_pending", pending)
-                self.metrics.set("webhook_failed_total", failed)
+                # Each read in a savepoint of its own: one that fails (a function
+                # missing mid-upgrade, say) leaves the others' gauges current.
+                for read in (self._read_queue_gauges, self._read_webhook_gauges):
+                    with contextlib.suppress(psycopg.Error):
+                        async with conn.transaction():
+                            await read(conn)
+
+    async def _read_queue_gauges(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        row = await (await conn.execute(
+            "select private.mail_queue_depth(), private.mail_failed_count(), "
+            "private.audit_default_rows(), "
+            "pg_catalog.pg_notification_queue_usage()")).fetchone()
+        if row is not None:
+            self.metrics.set("mail_queue_depth", row[0])
+            self.metrics.set("mail_failed", row[1])
+            self.metrics.set("audit_default_rows", row[2])
+            self.metrics.set("notify_queue_usage", row[3])
+
+    async def _read_webhook_gauges(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        pending, failed = await webhook_counts(conn)
+        self.metrics.set("webhook_pending", pending)
+        self.metrics.set("webhook_failed_total", failed)
 
     async def refresh_metrics_forever(self) -> None:
         """Every second: a worker that no scrape reaches keeps its values current."""

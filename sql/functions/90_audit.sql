@@ -163,8 +163,9 @@ declare
     v_rows bigint := 0;
 begin
     if pg_catalog.to_regclass('app.audit_log_default') is not null then  -- dropped: none
+        -- `select 1`: Citus cannot plan a subquery of no columns with a limit.
         execute 'select pg_catalog.count(*) from '
-                '(select from app.audit_log_default d limit 100000) x' into v_rows;
+                '(select 1 from app.audit_log_default d limit 100000) x' into v_rows;
     end if;
     return v_rows;
 end;
