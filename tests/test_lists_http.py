@@ -32,8 +32,10 @@ def next_query(response: httpx.Response) -> dict[str, str] | None:
 
 
 def walk(client: httpx.Client, user: User, path: str, max_rows: int, key: str = "id",
-         **extra: str) -> list[list[Any]]:
-    """Every page of a list by GET, following the Link header; the pages' items."""
+         named: tuple[str, ...] = (), **extra: str) -> list[list[Any]]:
+    """Every page of a list by GET, following the Link header; the pages' items.
+    The Link names the arguments of `named` (those that say which list), and the
+    next page is asked for with its query alone then."""
     pages: list[list[Any]] = []
     params: dict[str, Any] = {"max_rows": max_rows, **extra}
     while True:
@@ -43,8 +45,9 @@ def walk(client: httpx.Client, user: User, path: str, max_rows: int, key: str = 
         query = next_query(response)
         if query is None:
             return pages
-        assert query == {"max_rows": str(max_rows), "after": pages[-1][-1][key]}
-        params = {**query, **extra}
+        assert query == {**{name: str(extra[name]) for name in named},
+                         "max_rows": str(max_rows), "after": pages[-1][-1][key]}
+        params = query if named else {**query, **extra}
         assert len(pages) < 20
 
 
@@ -94,7 +97,7 @@ def test_group_members_pages(client: httpx.Client, make_user) -> None:
         joined.append(user.id)
 
     pages = walk(client, owner, "/rest/v1/rpc/group_members", 2, key="user_id",
-                 group_id=group["id"])
+                 named=("group_id",), group_id=group["id"])
     assert [len(p) for p in pages] == [2, 2, 1]
     assert [m["user_id"] for p in pages for m in p] == joined  # oldest first
     assert [m["role"] for p in pages for m in p] == ["owner"] + ["member"] * 4

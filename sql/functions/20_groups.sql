@@ -164,7 +164,8 @@ begin
             limit v_limit + 1) m
         left join app.profiles p on p.id = m.user_id);
     -- Trimmed here, on the coordinator of a cluster, where the Link header is set.
-    return private.page(v_items, v_limit, 'user_id');
+    return private.page(v_items, v_limit, 'user_id',
+                        pg_catalog.format('group_id=%s', group_members.group_id));
 end;
 $$;
 grant execute on function api.group_members(uuid, integer, uuid) to authenticated, service_role;

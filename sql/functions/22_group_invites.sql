@@ -363,13 +363,8 @@ begin
         limit v_limit + 1) i;
     -- Trimmed here (on a cluster: on the coordinator, where the Link header is
     -- set); the Link names the group too.
-    v_items := coalesce(v_items, '[]'::jsonb);
-    if pg_catalog.jsonb_array_length(v_items) > v_limit then
-        v_items := v_items - v_limit;
-        perform private.next_page(pg_catalog.format('group_id=%s&max_rows=%s&after=%s',
-            list_group_invites.group_id, v_limit, v_items -> (v_limit - 1) ->> 'id'));
-    end if;
-    return v_items;
+    return private.page(v_items, v_limit, 'id',
+                        pg_catalog.format('group_id=%s', list_group_invites.group_id));
 end;
 $$;
 grant execute on function api.list_group_invites(uuid, integer, uuid)
