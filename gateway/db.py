@@ -33,11 +33,20 @@ order by p.proname, p.pronargs
 """
 
 # What the OpenAPI document says beyond a signature: which functions count attempts
-# against a rate limit (their body calls private.rate_limited: 429), and which a
-# signed-in user may not call (service_role only).
+# against a rate limit (their body calls private.rate_limited, or a private helper
+# that does, at any depth: 429), and which a signed-in user may not call
+# (service_role only).
 TRAITS_QUERY = r"""
+with recursive limiters(name) as (
+    select 'rate_limited'::name
+    union
+    select p.proname
+    from pg_catalog.pg_proc p, limiters l
+    where p.pronamespace = 'private'::regnamespace
+      and p.prosrc ~ ('private\.' || l.name || '\(')
+)
 select p.proname,
-       p.prosrc ~ 'private\.rate_limited\(',
+       exists (select from limiters l where p.prosrc ~ ('private\.' || l.name || '\(')),
        not pg_catalog.has_function_privilege('authenticated', p.oid, 'execute')
 from pg_catalog.pg_proc p
 where p.pronamespace = 'api'::regnamespace and p.prokind = 'f'

@@ -33,7 +33,7 @@
 --    that failed leaves an invalid index, dropped first on the next run. Its
 --    rollback has one statement per statement here, in reverse (yoyo pairs them).
 -- transactional: false
--- depends: 0042_mail_lease
+-- depends: 0043_rate_limit_counters
 
 set lock_timeout = '5s';
 

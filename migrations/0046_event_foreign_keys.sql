@@ -27,7 +27,7 @@
 -- A CREATE INDEX CONCURRENTLY that fails leaves an INVALID index behind; the
 -- next run drops it first (the DO block before each build).
 -- transactional: false
--- depends: 0042_mail_lease
+-- depends: 0045_lists
 
 set lock_timeout = '5s';
 

@@ -3,6 +3,6 @@
 -- lets anon read a table (app is not even visible to it), so no policy calls a
 -- private helper as anon. Without usage, anon cannot list or call anything in
 -- private, whatever a later grant on a function says.
--- depends: 0042_mail_lease
+-- depends: 0047_lean_indexes
 
 revoke usage on schema private from anon;

@@ -134,6 +134,11 @@ def test_statuses_are_listed_and_429_only_where_limited(openapi_document: dict) 
     assert "429" not in openapi_document["paths"]["/rest/v1/rpc/create_group"]["post"][
         "responses"]
     assert "429" in openapi_document["paths"]["/api/groups/join"]["post"]["responses"]
+    # Counted through a private helper that calls private.rate_limited.
+    for name in ("accept_pair_invite", "decline_pair_invite", "join_pair_invite",
+                 "preview_pair_invite"):
+        assert "429" in openapi_document["paths"][f"/rest/v1/rpc/{name}"]["post"][
+            "responses"], name
 
 
 EXPECTED_LINKS = {
