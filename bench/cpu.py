@@ -50,27 +50,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
-def scripts(conn: psycopg.Connection) -> dict[str, tuple[str, str]]:
+def scripts(conn: psycopg.Connection) -> dict[str, tuple[str, str, bool]]:
     """name -> (the gateway's transaction script, the call alone for the prepared
-    mode)."""
+    mode, whether it takes the JSON arguments: any function with arguments, even
+    all of them defaulted, as the gateway sends it)."""
     out = {}
     for name, _vol, retset, void, names, types, _nd, _c in conn.execute(CATALOG_QUERY):
         query = _build_query(name, tuple(names), tuple(types), retset, void)
         script, _ = _scripts(query)
-        out[name] = (script, query.as_string(None))
+        out[name] = (script, query.as_string(None), bool(names))
     return out
 
 
-def values(call: Call, s: Layout, i: int, rng: random.Random) -> tuple[Any, ...]:
+def values(call: Call, s: Layout, i: int, rng: random.Random,
+           takes_args: bool) -> tuple[Any, ...]:
     user, args = call.request(s, i, rng)
     claims = {"role": "authenticated", "sub": user_id(user), "iat": 1700000000,
               "exp": 4000000000}
     out: tuple[Any, ...] = ("authenticated", orjson.dumps(claims).decode(), "POST",
                             f"/rest/v1/rpc/{call.name}", HEADERS_JSON, "127.0.0.1", "8000", "2000")
-    return (*out, orjson.dumps(args).decode()) if call.arg else out
+    return (*out, orjson.dumps(args).decode()) if takes_args else out
 
 
-def measure(url: str, call: Call, s: Layout, sent: tuple[str, str], start: int, warmup: int,
+def measure(url: str, call: Call, s: Layout, sent: tuple[str, str, bool], start: int,
+            warmup: int,
             count: int, rounds: int, mode: str = "simple") -> dict[str, Any]:
     rng = random.Random(7)
     i = start
@@ -82,12 +85,12 @@ def measure(url: str, call: Call, s: Layout, sent: tuple[str, str], start: int, 
         pid = conn.execute("select pg_backend_pid()").fetchone()[0]  # type: ignore[index]
         cursor = psycopg.ClientCursor(conn)
         setup, the_call = conn.cursor(), conn.cursor()
-        script, query = sent
+        script, query, takes_args = sent
 
         def run(n: int) -> None:
             nonlocal i
             for _ in range(n):
-                v = values(call, s, i, rng)
+                v = values(call, s, i, rng, takes_args)
                 i += 1
                 if prepared:  # as gateway.db.prepared_call sends it
                     with conn.pipeline():
