@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import httpx
 import psycopg
 
-from browser import PHONE, make_event, screenshot, serious_violations, signed_in
+from browser import DESKTOP, PHONE, make_event, screenshot, serious_violations, signed_in
 from smtp_sink import wait_until
 
 if TYPE_CHECKING:
@@ -176,6 +176,14 @@ def test_a_long_queue_shows_the_rest_after_more(
     assert page.locator("#decided-section").is_hidden()
     shown = [pending.nth(n).get_attribute("data-group-id") for n in range(50)]
     assert shown == [ids[0], *ids[2:51]]  # oldest first
+    # The end of the first page, with its button, at desktop and phone widths.
+    for name, size in (("queue-more-button-en", DESKTOP), ("queue-more-button-phone-en", PHONE)):
+        page.set_viewport_size(size)
+        more.scroll_into_view_if_needed()
+        screenshot(page, name, full_page=False)
+        box = more.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= size["width"]
+    page.set_viewport_size(DESKTOP)
     more.click()
     page.locator(f"#decided li[data-group-id='{ids[1]}'][data-status=rejected]").wait_for()
     assert pending.count() == 52
