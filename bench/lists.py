@@ -18,6 +18,7 @@ import json
 import os
 import statistics
 import sys
+from collections.abc import Callable
 
 import psycopg
 
@@ -75,11 +76,34 @@ begin
     for i in 1 .. %(n)s loop
         t0 := clock_timestamp();
         v := %(call)s;
+        -- The items of a list, or of an answer's "groups" (the approval queue).
         insert into bench_times values (extract(epoch from clock_timestamp() - t0) * 1000,
-                                        jsonb_array_length(v));
+                                        jsonb_array_length(coalesce(v -> 'groups', v)));
     end loop;
 end $$
 """
+
+
+def time_calls(conn: psycopg.Connection, caller: str, calls: list[str], warmup: int,
+               count: int, shown: Callable[[str], str] = lambda call: call) -> None:
+    """Times each call (an SQL expression answering jsonb) as `caller`, signed in
+    as authenticated: `warmup` calls, then `count` timed ones; prints one line
+    per call (its items, mean and median ms). Used by bench.queue too."""
+    conn.execute("create temp table bench_times (ms float8, items int)")
+    conn.execute("grant all on bench_times to authenticated")
+    conn.execute("select set_config('request.jwt.claims', %s, false)",
+                 (json.dumps({"sub": caller, "role": "authenticated"}),))
+    for call in calls:
+        conn.execute("set role authenticated")
+        conn.execute(TIME % {"n": warmup, "call": call})  # type: ignore[arg-type]
+        conn.execute("truncate bench_times")
+        conn.execute(TIME % {"n": count, "call": call})  # type: ignore[arg-type]
+        rows = conn.execute("select ms, items from bench_times").fetchall()
+        conn.execute("truncate bench_times")
+        conn.execute("reset role")
+        times = [r[0] for r in rows]
+        print(f"{shown(call):55} items {rows[0][1]:5}  mean {statistics.mean(times):8.3f} ms  "
+              f"p50 {statistics.median(times):8.3f} ms", flush=True)
 
 
 def main() -> int:
@@ -94,21 +118,7 @@ def main() -> int:
         paged = conn.execute("select 1 from pg_proc where proname = 'my_groups' "
                              "and pronargs = 2").fetchone() is not None
         calls = sys.argv[1:] or DEFAULT_CALLS + (PAGED_CALLS if paged else [])
-        conn.execute("create temp table bench_times (ms float8, items int)")
-        conn.execute("grant all on bench_times to authenticated")
-        conn.execute("select set_config('request.jwt.claims', %s, false)",
-                     (json.dumps({"sub": caller, "role": "authenticated"}),))
-        for call in calls:
-            conn.execute("set role authenticated")
-            conn.execute(TIME % {"n": 20, "call": call})  # type: ignore[arg-type]
-            conn.execute("truncate bench_times")
-            conn.execute(TIME % {"n": 200, "call": call})  # type: ignore[arg-type]
-            rows = conn.execute("select ms, items from bench_times").fetchall()
-            conn.execute("truncate bench_times")
-            conn.execute("reset role")
-            times = [r[0] for r in rows]
-            print(f"{call:45} items {rows[0][1]:4}  mean {statistics.mean(times):7.3f} ms  "
-                  f"p50 {statistics.median(times):7.3f} ms", flush=True)
+        time_calls(conn, caller, calls, warmup=20, count=200)
     return 0
 
 

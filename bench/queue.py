@@ -15,12 +15,12 @@ functions take them).
 
 from __future__ import annotations
 
-import json
 import os
-import statistics
 import sys
 
 import psycopg
+
+from .lists import time_calls
 
 LOAD = [
     "create schema bench_queue",
@@ -93,22 +93,6 @@ PAGED = [
     "api.list_group_invites(%(team)s, max_rows => 200)",
 ]
 
-TIME = """
-do $$
-declare
-    t0 timestamptz;
-    v jsonb;
-begin
-    for i in 1 .. %(n)s loop
-        t0 := clock_timestamp();
-        v := %(call)s;
-        insert into bench_times values (extract(epoch from clock_timestamp() - t0) * 1000,
-                                        jsonb_array_length(coalesce(v -> 'groups', v)));
-    end loop;
-end $$
-"""
-
-
 def main() -> int:
     url = os.environ["DATABASE_URL"]
     with psycopg.connect(url, autocommit=True) as conn:
@@ -123,22 +107,8 @@ def main() -> int:
                              "and pronargs = 2").fetchone() is not None
         names = {"event": f"'{event}'::uuid", "team": f"'{team}'::uuid"}
         calls = [c % names for c in sys.argv[1:] or CALLS + (PAGED if paged else [])]
-        conn.execute("create temp table bench_times (ms float8, items int)")
-        conn.execute("grant all on bench_times to authenticated")
-        conn.execute("select set_config('request.jwt.claims', %s, false)",
-                     (json.dumps({"sub": caller, "role": "authenticated"}),))
-        for call in calls:
-            conn.execute("set role authenticated")
-            conn.execute(TIME % {"n": 10, "call": call})  # type: ignore[arg-type]
-            conn.execute("truncate bench_times")
-            conn.execute(TIME % {"n": 100, "call": call})  # type: ignore[arg-type]
-            rows = conn.execute("select ms, items from bench_times").fetchall()
-            conn.execute("truncate bench_times")
-            conn.execute("reset role")
-            times = [r[0] for r in rows]
-            shown = call.replace(event, "EVENT").replace(team, "TEAM")
-            print(f"{shown:55} items {rows[0][1]:5}  mean {statistics.mean(times):8.3f} ms  "
-                  f"p50 {statistics.median(times):8.3f} ms", flush=True)
+        time_calls(conn, caller, calls, warmup=10, count=100,
+                   shown=lambda call: call.replace(event, "EVENT").replace(team, "TEAM"))
     return 0
 
 
