@@ -138,13 +138,10 @@ class Calls:
         if seed is None:
             if method == "POST":
                 return who, parse_body(await self._body(receive, get), _text(get(b"content-type")))
-            return who, dict(urllib.parse.parse_qsl(scope["query_string"].decode("latin-1"),
-                                                    keep_blank_values=True))
+            return who, _query(scope)
         body = (parse_body(await self._body(receive, get), _text(get(b"content-type")))
                 if seed.takes_body else {})
-        query = (dict(urllib.parse.parse_qsl(scope["query_string"].decode("latin-1"),
-                                             keep_blank_values=True))
-                 if seed.from_query and scope["query_string"] else None)
+        query = _query(scope) if seed.from_query and scope["query_string"] else None
         return who, seed.arguments(params, body, query)
 
     def _expire(self, task: asyncio.Task[Any] | None, send: Any, request_id: str | None,
@@ -254,3 +251,9 @@ def _complete(headers: list[tuple[bytes, bytes]], status: int, body: bytes, json
         headers.append(_JSON)
     if request_id is not None:
         headers.append((b"x-request-id", request_id.encode()))
+
+
+def _query(scope: Mapping[str, Any]) -> dict[str, str]:
+    """The query string's parameters (the last of a repeated name), blank ones kept."""
+    return dict(urllib.parse.parse_qsl(scope["query_string"].decode("latin-1"),
+                                       keep_blank_values=True))
